@@ -1,0 +1,202 @@
+// The typed boundary of the native addon (native/src/addon.cc). Everything that crosses into C++ is plain
+// data described here; JSON parsing, name mapping and validation happen in TypeScript before (shard/model/),
+// so the engine only does mmap and math.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export type DType = "F32" | "F16" | "BF16";
+
+/** One tensor inside a safetensors file, already checked against the file's size by the TS loader. */
+export interface TensorRef {
+  /** Absolute path of the .safetensors file. */
+  file: string;
+  dtype: DType;
+  shape: number[];
+  /** Byte offset of the first element from the start of the file (header included). */
+  offset: number;
+  /** Byte length; equals product(shape) * sizeof(dtype). */
+  nbytes: number;
+}
+
+export type RopeScaling =
+  | { type: "none" }
+  | { type: "linear"; factor: number }
+  | {
+      type: "llama3";
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositionEmbeddings: number;
+    };
+
+export interface ModelSpec {
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  maxPositionEmbeddings: number;
+}
+
+/** The seven projections a LoRA adapter may target, in the engine's order. */
+export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+
+export interface LayerWeights {
+  inputNorm: TensorRef;
+  postAttentionNorm: TensorRef;
+  q: TensorRef;
+  k: TensorRef;
+  v: TensorRef;
+  o: TensorRef;
+  gate: TensorRef;
+  up: TensorRef;
+  down: TensorRef;
+}
+
+export interface BaseWeights {
+  embedTokens: TensorRef;
+  /** null when the embeddings are tied: the output projection reuses embedTokens. */
+  lmHead: TensorRef | null;
+  finalNorm: TensorRef;
+  layers: LayerWeights[];
+}
+
+export interface EngineOptions {
+  device: "cpu" | "cuda";
+  /** Tensor-parallel rank of this process and the group size; the engine loads only its slice. */
+  rank: number;
+  world: number;
+  spec: ModelSpec;
+  weights: BaseWeights;
+  /** KV cache: number of blocks and tokens per block (the TS block manager hands out block ids). */
+  numKvBlocks: number;
+  blockSize: number;
+  /** Adapter slots in the engine and the largest rank a slot holds. */
+  maxLoras: number;
+  maxLoraRank: number;
+  /** CPU worker threads; 0 means the machine's core count. */
+  threads: number;
+}
+
+/** One LoRA target of one layer: y += scaling * B (A x). A is [rank, in], B is [out, rank]. */
+export interface LoraTensorPair {
+  layer: number;
+  target: LoraTarget;
+  a: TensorRef;
+  b: TensorRef;
+}
+
+export interface AdapterWeights {
+  rank: number;
+  /** lora_alpha / r, or lora_alpha / sqrt(r) for rsLoRA. */
+  scaling: number;
+  pairs: LoraTensorPair[];
+}
+
+export interface SamplingParams {
+  /** 0 means greedy (argmax); otherwise the softmax temperature. */
+  temperature: number;
+  /** 0 means no top-k cut. */
+  topK: number;
+  /** 1 means no nucleus cut. */
+  topP: number;
+  /** Seed of the counter-based generator. */
+  seed: number;
+  /** Index of the token being drawn: with the seed it fixes the random number, so no state is kept. */
+  draw: number;
+}
+
+/** What one sequence contributes to one step. */
+export interface SeqStep {
+  /** Tokens to run this step: a prompt chunk, or the single last generated token. */
+  tokens: Int32Array;
+  /** Position of tokens[0] in the sequence; KV of positions [0, startPos) is already cached. */
+  startPos: number;
+  /** KV block ids of this sequence, enough for startPos + tokens.length positions. */
+  blockTable: Int32Array;
+  /** Engine adapter slot, or -1 for the base model alone. */
+  adapterSlot: number;
+  /** Draw a next token from the logits of the last position. */
+  sample: boolean;
+  sampling: SamplingParams;
+  /** Report this many most likely alternatives with the drawn token (0: none). */
+  topN: number;
+  /** Per position i: a token id whose logprob at position i is wanted (usually tokens[i+1]), -1 for none. */
+  logprobTargets: Int32Array | null;
+  /** Diagnostics and tests: return the raw logits of every position of this step. */
+  returnLogits: boolean;
+}
+
+export interface SeqResult {
+  /** The drawn token, or -1 when sample was false. */
+  token: number;
+  /** log-softmax of the raw logits at the drawn token. */
+  logprob: number;
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
+  /** One entry per position, NaN where the target was -1; empty when logprobTargets was null. */
+  targetLogprobs: Float32Array;
+  /** [tokens.length * vocab] when returnLogits was set, else empty. */
+  logits: Float32Array;
+}
+
+export interface EngineInfo {
+  device: "cpu" | "cuda";
+  numKvBlocks: number;
+  blockSize: number;
+  maxLoras: number;
+  /** Bytes of base weights held by this rank. */
+  weightBytes: number;
+}
+
+export interface NativeEngine {
+  info(): EngineInfo;
+  /** Runs one batched forward pass off the JS thread. Sequences may use different adapters. */
+  step(seqs: SeqStep[]): Promise<SeqResult[]>;
+  /** Copies an adapter into a slot (off the JS thread); the slot must be free. */
+  loadAdapter(slot: number, adapter: AdapterWeights): Promise<void>;
+  /** Frees a slot; no running sequence may still name it. */
+  unloadAdapter(slot: number): void;
+  /** Releases weights and KV cache; the engine is unusable afterwards. */
+  close(): void;
+}
+
+interface Addon {
+  Engine: new (options: EngineOptions) => NativeEngine;
+  hasCuda(): boolean;
+}
+
+let cached: Addon | null = null;
+
+function addonPath(): string {
+  // This module runs as native/addon.ts (tests) or dist/native/addon.js (built): walk up to the project root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error("loraserve: cannot find the project root above " + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+  return join(dir, "native", "build", "Release", "loraserve_native.node");
+}
+
+export function loadAddon(): Addon {
+  if (cached) return cached;
+  const path = addonPath();
+  if (!existsSync(path)) {
+    throw new Error(`native addon not built: ${path} is missing (run \`npm run build:native\`)`);
+  }
+  cached = createRequire(import.meta.url)(path) as Addon;
+  return cached;
+}
+
+export function createEngine(options: EngineOptions): NativeEngine {
+  return new (loadAddon().Engine)(options);
+}
