@@ -6,6 +6,7 @@ import { LORA_TARGETS, type AdapterWeights, type LoraTarget, type LoraTensorPair
 import { readJsonFile } from "./config.js";
 import { LoadError } from "./load-error.js";
 import { readSafetensors } from "./safetensors.js";
+import { MODULE_GROUP, projectionShape } from "./projections.js";
 import { expectShape } from "./shape.js";
 
 export interface AdapterConfig {
@@ -25,16 +26,6 @@ export interface AdapterFiles {
 }
 
 const TENSOR_NAME = /^(?:base_model\.model\.)?model\.layers\.(\d+)\.(?:self_attn|mlp)\.([a-z_]+)\.lora_([AB])(?:\.[A-Za-z0-9_-]+)?\.weight$/;
-
-const MODULE_GROUP: Record<LoraTarget, "self_attn" | "mlp"> = {
-  q_proj: "self_attn",
-  k_proj: "self_attn",
-  v_proj: "self_attn",
-  o_proj: "self_attn",
-  gate_proj: "mlp",
-  up_proj: "mlp",
-  down_proj: "mlp",
-};
 
 function isTarget(name: string): name is LoraTarget {
   return (LORA_TARGETS as readonly string[]).includes(name);
@@ -91,20 +82,6 @@ function parseConfig(path: string, numLayers: number): AdapterConfig {
     targets: parseTargets(path, json.target_modules),
     layers,
   };
-}
-
-/** Input and output width of each projection in the base model. */
-function projectionShape(spec: ModelSpec, target: LoraTarget): { in: number; out: number } {
-  const { hiddenSize: h, intermediateSize: m, numHeads, numKvHeads, headDim } = spec;
-  switch (target) {
-    case "q_proj": return { in: h, out: numHeads * headDim };
-    case "k_proj":
-    case "v_proj": return { in: h, out: numKvHeads * headDim };
-    case "o_proj": return { in: numHeads * headDim, out: h };
-    case "gate_proj":
-    case "up_proj": return { in: h, out: m };
-    case "down_proj": return { in: m, out: h };
-  }
 }
 
 export function loadAdapterFiles(adapterDir: string, spec: ModelSpec): AdapterFiles {
