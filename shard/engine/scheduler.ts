@@ -1,0 +1,145 @@
+// Decides who runs in the next step and how many tokens each contributes. Every running sequence gets its
+// decode token; prompts (new ones, or the rest of a long one) share a per-step token budget, so a long prompt
+// is computed in chunks across steps while the others keep decoding. When the KV cache runs out, the newest
+// sequence is preempted: its blocks are freed and it is computed again from scratch later. Never touches
+// tensors: the engine loop turns the chunks into a step plan.
+import type { BlockManager } from "./block-manager.js";
+import type { FinishReason, Sequence } from "./sequence.js";
+
+/** One sequence's part of a step: tokens [startPos, startPos + numTokens) of its prompt and generated ids. */
+export interface ScheduledChunk {
+  seq: Sequence;
+  startPos: number;
+  numTokens: number;
+  /** The chunk reaches the sequence's last token, so the logits of its last position give the next token. */
+  sample: boolean;
+}
+
+export class Scheduler {
+  private readonly waiting: Sequence[] = [];
+  /** In admission order: the last one is the newest, the first to be preempted. */
+  private readonly running: Sequence[] = [];
+
+  constructor(
+    readonly blocks: BlockManager,
+    /** Most prompt tokens computed in one step (decode tokens are not counted). */
+    readonly prefillBudget: number,
+  ) {
+    if (!Number.isInteger(prefillBudget) || prefillBudget < 1) throw new Error(`prefillBudget must be a positive integer, got ${prefillBudget}`);
+  }
+
+  get numWaiting(): number {
+    return this.waiting.length;
+  }
+
+  get numRunning(): number {
+    return this.running.length;
+  }
+
+  hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  add(seq: Sequence): void {
+    // A sequence that cannot fit alone would wait forever; one that fits alone always gets to finish,
+    // because preemption only ever takes from sequences newer than the one that needs room.
+    const capacity = this.blocks.numBlocks * this.blocks.blockSize;
+    if (seq.maxTokens > capacity) {
+      throw new Error(`sequence needs up to ${seq.maxTokens} tokens of KV cache, the cache holds ${capacity}`);
+    }
+    seq.status = "waiting";
+    this.waiting.push(seq);
+  }
+
+  schedule(): ScheduledChunk[] {
+    const chunks: ScheduledChunk[] = [];
+    let budget = this.prefillBudget;
+    // Oldest first, so that preempting from the tail never takes a sequence already placed in this step.
+    for (let i = 0; i < this.running.length; i++) {
+      const seq = this.running[i] as Sequence;
+      const decoding = seq.pendingTokens === 1;
+      const wanted = decoding ? 1 : Math.min(seq.pendingTokens, budget);
+      if (wanted === 0) continue;
+      const granted = this.makeRoom(seq, wanted, decoding);
+      if (granted === 0) break; // seq preempted itself: it was the newest, nothing runs after it
+      chunks.push(this.place(seq, granted));
+      if (!decoding) budget -= granted;
+    }
+    for (let seq = this.nextToAdmit(); seq && budget > 0; seq = this.nextToAdmit()) {
+      // Admit only when the whole rest of the sequence fits in the free blocks now, so that a new prompt does
+      // not start on blocks that the next chunks would have to win back by preemption.
+      if (this.blocks.missingBlocks(seq.blockTable, seq.numTokens) > this.blocks.freeCount) break;
+      const granted = Math.min(seq.pendingTokens, budget);
+      this.waiting.splice(this.waiting.indexOf(seq), 1);
+      seq.status = "running";
+      this.running.push(seq);
+      this.blocks.grow(seq.blockTable, seq.numCachedTokens + granted);
+      chunks.push(this.place(seq, granted));
+      budget -= granted;
+    }
+    return chunks;
+  }
+
+  /** Ends a sequence (finished, or its client went away): its blocks are free for the next step. */
+  finish(seq: Sequence, reason: FinishReason): void {
+    if (seq.status === "finished") return;
+    removeFrom(seq.status === "running" ? this.running : this.waiting, seq);
+    this.blocks.release(seq.blockTable);
+    seq.status = "finished";
+    seq.finishReason = reason;
+  }
+
+  /** Records that the engine computed a chunk: its positions are now in the cache. */
+  computed(chunk: ScheduledChunk): void {
+    chunk.seq.numCachedTokens = chunk.startPos + chunk.numTokens;
+  }
+
+  /**
+   * FCFS: the head of the queue. This is the one place that picks whom to admit; fairness across adapters
+   * (one adapter's flood must not starve another's trickle) replaces it.
+   */
+  private nextToAdmit(): Sequence | undefined {
+    return this.waiting[0];
+  }
+
+  /**
+   * Finds blocks for `wanted` more tokens of `seq`: a prompt chunk shrinks to what is free, and only when
+   * nothing is free are newer sequences preempted. Returns the tokens granted, 0 when `seq` itself was
+   * preempted (it was the newest left).
+   */
+  private makeRoom(seq: Sequence, wanted: number, decoding: boolean): number {
+    let granted = wanted;
+    while (!this.blocks.canGrow(seq.blockTable, seq.numCachedTokens + granted)) {
+      const fits = this.blocks.capacityWithFree(seq.blockTable) - seq.numCachedTokens;
+      if (!decoding && fits > 0) {
+        granted = fits;
+        break;
+      }
+      const newest = this.running[this.running.length - 1] as Sequence;
+      this.preempt(newest);
+      if (newest === seq) return 0;
+    }
+    this.blocks.grow(seq.blockTable, seq.numCachedTokens + granted);
+    return granted;
+  }
+
+  private preempt(seq: Sequence): void {
+    removeFrom(this.running, seq);
+    this.blocks.release(seq.blockTable);
+    seq.numCachedTokens = 0;
+    seq.status = "waiting";
+    // Back to the front: it was admitted before everything still waiting.
+    this.waiting.unshift(seq);
+  }
+
+  private place(seq: Sequence, numTokens: number): ScheduledChunk {
+    const startPos = seq.numCachedTokens;
+    return { seq, startPos, numTokens, sample: startPos + numTokens === seq.numTokens };
+  }
+}
+
+function removeFrom(list: Sequence[], seq: Sequence): void {
+  const at = list.indexOf(seq);
+  if (at < 0) throw new Error(`sequence ${seq.id} is not ${seq.status}`);
+  list.splice(at, 1);
+}

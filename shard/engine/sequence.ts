@@ -1,0 +1,90 @@
+// One request's state inside the shard: its tokens, where its KV cache lives and how far it has been
+// computed. Plain data: the scheduler moves it between queues, the engine loop appends to it.
+import type { SamplingParams } from "../../native/addon.js";
+
+export type SequenceStatus = "waiting" | "running" | "finished";
+
+/** Why a sequence stopped: its length limit, an end-of-sequence token, or its client went away. */
+export type FinishReason = "length" | "eos_token" | "cancelled";
+
+/** A validated request in token ids, as the engine loop takes it. */
+export interface SequenceRequest {
+  promptIds: Int32Array;
+  /** Engine adapter slot, -1 for the base model alone. */
+  adapterSlot: number;
+  maxNewTokens: number;
+  /** The draw index is the sequence's own counter, so it is not part of the request. */
+  sampling: Omit<SamplingParams, "draw">;
+  /** Alternatives to report with each generated token (0: none). */
+  topN: number;
+  /** Compute the logprob of every prompt token given the ones before it. */
+  promptLogprobs: boolean;
+}
+
+export interface TopToken {
+  id: number;
+  logprob: number;
+}
+
+export interface GeneratedToken {
+  id: number;
+  logprob: number;
+  top: TopToken[];
+}
+
+let nextSequenceId = 0;
+
+export class Sequence {
+  readonly id = nextSequenceId++;
+  status: SequenceStatus = "waiting";
+  finishReason: FinishReason | null = null;
+  readonly generated: GeneratedToken[] = [];
+  /** KV block ids holding positions [0, numCachedTokens), in order. */
+  readonly blockTable: number[] = [];
+  /** Positions whose keys and values are in the cache. Reset to 0 when the sequence is preempted. */
+  numCachedTokens = 0;
+  /**
+   * Logprob of prompt token i given tokens [0, i), NaN at 0 (nothing predicts the first token); null when
+   * not asked for. Filled chunk by chunk as the prompt is computed.
+   */
+  readonly promptLogprobs: Float32Array | null;
+
+  constructor(readonly request: SequenceRequest) {
+    if (request.promptIds.length === 0) throw new Error("a sequence needs at least one prompt token");
+    this.promptLogprobs = request.promptLogprobs ? new Float32Array(request.promptIds.length).fill(Number.NaN) : null;
+  }
+
+  get promptLength(): number {
+    return this.request.promptIds.length;
+  }
+
+  /** Prompt and generated tokens so far. */
+  get numTokens(): number {
+    return this.request.promptIds.length + this.generated.length;
+  }
+
+  /** Tokens whose KV is not cached yet: the rest of the prompt, or the last generated token when decoding. */
+  get pendingTokens(): number {
+    return this.numTokens - this.numCachedTokens;
+  }
+
+  /** The most tokens this sequence can ever hold: what the scheduler must be able to fit in the cache. */
+  get maxTokens(): number {
+    return this.request.promptIds.length + this.request.maxNewTokens;
+  }
+
+  tokenAt(position: number): number {
+    const { promptIds } = this.request;
+    if (position < promptIds.length) return promptIds[position] as number;
+    const token = this.generated[position - promptIds.length];
+    if (token === undefined) throw new Error(`sequence ${this.id} has no token at position ${position}`);
+    return token.id;
+  }
+
+  /** Token ids of positions [start, start + count), prompt and generated alike (a preempted sequence recomputes both). */
+  tokens(start: number, count: number): Int32Array {
+    const out = new Int32Array(count);
+    for (let i = 0; i < count; i++) out[i] = this.tokenAt(start + i);
+    return out;
+  }
+}

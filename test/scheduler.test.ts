@@ -1,0 +1,213 @@
+// The scheduler and block manager on their own: who runs each step, how many tokens, which blocks.
+import { describe, expect, it } from "vitest";
+import { BlockManager } from "../shard/engine/block-manager.js";
+import { Scheduler, type ScheduledChunk } from "../shard/engine/scheduler.js";
+import { Sequence } from "../shard/engine/sequence.js";
+
+function sequence(promptLength: number, maxNewTokens = 8): Sequence {
+  return new Sequence({
+    promptIds: Int32Array.from({ length: promptLength }, (_, i) => i + 1),
+    adapterSlot: -1,
+    maxNewTokens,
+    sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
+    topN: 0,
+    promptLogprobs: false,
+  });
+}
+
+/** Plays the engine: the chunks' positions are now cached, and every sampling chunk draws token 7. */
+function runStep(scheduler: Scheduler): ScheduledChunk[] {
+  const chunks = scheduler.schedule();
+  for (const chunk of chunks) {
+    scheduler.computed(chunk);
+    if (chunk.sample) chunk.seq.generated.push({ id: 7, logprob: 0, top: [] });
+  }
+  return chunks;
+}
+
+/** Every chunk's positions must lie inside its block table, and no block may belong to two sequences. */
+function expectBlocksConsistent(chunks: ScheduledChunk[], blockSize: number): void {
+  const owners = new Map<number, number>();
+  for (const { seq, startPos, numTokens } of chunks) {
+    expect(seq.blockTable.length * blockSize).toBeGreaterThanOrEqual(startPos + numTokens);
+    for (const id of seq.blockTable) {
+      expect(owners.get(id) ?? seq.id).toBe(seq.id);
+      owners.set(id, seq.id);
+    }
+  }
+}
+
+describe("BlockManager", () => {
+  it("grows a table block by block and takes them back", () => {
+    const blocks = new BlockManager(4, 16);
+    const table: number[] = [];
+    blocks.grow(table, 1);
+    expect(table).toEqual([0]);
+    blocks.grow(table, 16);
+    expect(table).toEqual([0]);
+    blocks.grow(table, 17);
+    expect(table).toEqual([0, 1]);
+    expect(blocks.freeCount).toBe(2);
+    expect(blocks.canGrow(table, 64)).toBe(true);
+    expect(blocks.canGrow(table, 65)).toBe(false);
+    expect(blocks.capacityWithFree(table)).toBe(64);
+    blocks.release(table);
+    expect(table).toEqual([]);
+    expect(blocks.freeCount).toBe(4);
+  });
+
+  it("refuses to hand out more blocks than are free, and a block returned twice", () => {
+    const blocks = new BlockManager(2, 4);
+    const table: number[] = [];
+    expect(() => blocks.grow(table, 9)).toThrow(/3 blocks needed, 2 free/);
+    expect(table).toEqual([]);
+    blocks.grow(table, 4);
+    const copy = [...table];
+    blocks.release(table);
+    expect(() => blocks.release(copy)).toThrow(/released while not in use/);
+  });
+});
+
+describe("Scheduler", () => {
+  it("keeps the prompt tokens of a step within the budget, splitting the prompt that does not fit", () => {
+    const scheduler = new Scheduler(new BlockManager(64, 4), 16);
+    const [a, b, c] = [sequence(10), sequence(10), sequence(10)];
+    for (const s of [a, b, c]) scheduler.add(s);
+    const first = scheduler.schedule();
+    expect(first.map((ch) => [ch.seq, ch.startPos, ch.numTokens, ch.sample])).toEqual([
+      [a, 0, 10, true],
+      [b, 0, 6, false],
+    ]);
+    expect(scheduler.numWaiting).toBe(1);
+    expect(c.status).toBe("waiting");
+  });
+
+  it("computes a long prompt in chunks across steps, sampling only when the prompt is complete", () => {
+    const scheduler = new Scheduler(new BlockManager(64, 4), 16);
+    const seq = sequence(40);
+    scheduler.add(seq);
+    const steps = [runStep(scheduler), runStep(scheduler), runStep(scheduler), runStep(scheduler)];
+    expect(steps.map((chunks) => chunks.map((ch) => [ch.startPos, ch.numTokens, ch.sample]))).toEqual([
+      [[0, 16, false]],
+      [[16, 16, false]],
+      [[32, 8, true]],
+      [[40, 1, true]],
+    ]);
+    expect(seq.blockTable).toHaveLength(11);
+  });
+
+  it("runs every decode token whatever the budget, and mixes new prompt chunks in", () => {
+    const blockSize = 4;
+    const scheduler = new Scheduler(new BlockManager(64, blockSize), 4);
+    const decoders = [sequence(2), sequence(2), sequence(2), sequence(2), sequence(2), sequence(2)];
+    for (const s of decoders) scheduler.add(s);
+    for (let i = 0; i < 3; i++) runStep(scheduler); // 2 prompts per step under a budget of 4
+    expect(decoders.every((s) => s.generated.length > 0)).toBe(true);
+    const late = sequence(9);
+    scheduler.add(late);
+    const chunks = runStep(scheduler);
+    expectBlocksConsistent(chunks, blockSize);
+    const decodes = chunks.filter((ch) => ch.seq !== late);
+    expect(decodes).toHaveLength(6);
+    expect(decodes.every((ch) => ch.numTokens === 1 && ch.sample)).toBe(true);
+    expect(chunks.find((ch) => ch.seq === late)).toMatchObject({ startPos: 0, numTokens: 4, sample: false });
+  });
+
+  it("frees a sequence's blocks at once when it finishes or is cancelled, waiting or running", () => {
+    const blocks = new BlockManager(16, 4);
+    const scheduler = new Scheduler(blocks, 64);
+    const [done, cancelled, queued] = [sequence(9), sequence(30), sequence(40)];
+    for (const s of [done, cancelled, queued]) scheduler.add(s);
+    runStep(scheduler);
+    expect(queued.status).toBe("waiting"); // 40 more tokens do not fit the 6 blocks left
+    expect(blocks.freeCount).toBe(16 - 3 - 8);
+    scheduler.finish(done, "eos_token");
+    scheduler.finish(cancelled, "cancelled");
+    expect(blocks.freeCount).toBe(16);
+    expect([done.status, done.finishReason, cancelled.finishReason]).toEqual(["finished", "eos_token", "cancelled"]);
+    scheduler.finish(queued, "cancelled");
+    expect(scheduler.hasWork()).toBe(false);
+    expect(scheduler.schedule()).toEqual([]);
+  });
+
+  it("admits a prompt only when the free blocks hold all of it", () => {
+    const blocks = new BlockManager(4, 4);
+    const scheduler = new Scheduler(blocks, 64);
+    const [first, second] = [sequence(12, 4), sequence(8, 4)];
+    scheduler.add(first);
+    scheduler.add(second);
+    expect(runStep(scheduler).map((ch) => ch.seq)).toEqual([first]);
+    expect(second.status).toBe("waiting");
+    scheduler.finish(first, "length");
+    expect(runStep(scheduler).map((ch) => [ch.seq, ch.numTokens])).toEqual([[second, 8]]);
+  });
+
+  it("preempts the newest sequence when decoding runs out of blocks, and recomputes it from the start", () => {
+    const blockSize = 4;
+    const blocks = new BlockManager(4, blockSize);
+    const scheduler = new Scheduler(blocks, 64);
+    const [older, newer] = [sequence(4, 12), sequence(4, 12)];
+    scheduler.add(older);
+    scheduler.add(newer);
+    runStep(scheduler); // both prompts: 1 block each, first token drawn
+    runStep(scheduler); // both grow into a second block
+    for (let i = 0; i < 3; i++) runStep(scheduler);
+    // Both hold 8 tokens in 2 blocks each and the cache is full: the next decode needs a fifth block.
+    expect([older.numTokens, newer.numTokens, blocks.freeCount]).toEqual([9, 9, 0]);
+    const chunks = runStep(scheduler);
+    expect(chunks.map((ch) => ch.seq)).toEqual([older]);
+    expect(newer.status).toBe("waiting");
+    expect(newer.blockTable).toEqual([]);
+    expect(newer.numCachedTokens).toBe(0);
+    expect(older.blockTable).toHaveLength(3);
+    // When the older one ends, the preempted one comes back and computes prompt + generated tokens again.
+    scheduler.finish(older, "length");
+    const resumed = scheduler.schedule();
+    expect(resumed.map((ch) => [ch.seq, ch.startPos, ch.numTokens, ch.sample])).toEqual([[newer, 0, 9, true]]);
+    expect(Array.from(newer.tokens(0, 9))).toEqual([1, 2, 3, 4, 7, 7, 7, 7, 7]);
+  });
+
+  it("under a random load on a small cache, keeps every rule and finishes every sequence", () => {
+    const blockSize = 4;
+    const budget = 12;
+    const blocks = new BlockManager(16, blockSize);
+    const scheduler = new Scheduler(blocks, budget);
+    let state = 12345;
+    const random = (n: number): number => {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      return (state >> 16) % n;
+    };
+    const all: Sequence[] = [];
+    let preemptions = 0;
+    for (let step = 0; step < 2000 && (all.length < 40 || scheduler.hasWork()); step++) {
+      if (all.length < 40 && random(2) === 0) {
+        const seq = sequence(1 + random(24), 1 + random(32));
+        all.push(seq);
+        scheduler.add(seq);
+      }
+      const before = new Map(all.map((s) => [s, { pending: s.pendingTokens, running: s.status === "running", generated: s.generated.length }]));
+      const chunks = runStep(scheduler);
+      if (scheduler.hasWork()) expect(chunks.length).toBeGreaterThan(0);
+      expectBlocksConsistent(chunks, blockSize);
+      let promptTokens = 0;
+      for (const chunk of chunks) {
+        const was = before.get(chunk.seq)!;
+        if (!(was.running && was.pending === 1)) promptTokens += chunk.numTokens;
+        if (chunk.startPos === 0 && was.generated > 0) preemptions++;
+      }
+      expect(promptTokens).toBeLessThanOrEqual(budget);
+      for (const { seq } of chunks) {
+        if (seq.status === "running" && seq.generated.length === seq.request.maxNewTokens) scheduler.finish(seq, "length");
+      }
+    }
+    expect(all).toHaveLength(40);
+    expect(all.every((s) => s.status === "finished" && s.generated.length === s.request.maxNewTokens)).toBe(true);
+    expect(preemptions).toBeGreaterThan(0);
+    expect(blocks.freeCount).toBe(16);
+  });
+
+  it("refuses a sequence that could never fit in the cache", () => {
+    const scheduler = new Scheduler(new BlockManager(2, 4), 64);
+    expect(() => scheduler.add(sequence(6, 3))).toThrow(/up to 9 tokens of KV cache, the cache holds 8/);
+  });
+});
