@@ -1,0 +1,18 @@
+// `loraserve router`: serves the public API and forwards every request to the shard groups.
+import { parseRouterOptions } from "./options.js";
+import { startRouter } from "./server.js";
+
+export async function routerMain(args: string[]): Promise<void> {
+  const router = await startRouter(parseRouterOptions(args, process.env));
+  // One machine-readable line: the launcher (and tests) learn the port from it, whatever --port was.
+  process.stdout.write(`${JSON.stringify({ event: "ready", port: router.port })}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      void router.close().then(resolve);
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}

@@ -1,0 +1,52 @@
+// The router's command line (and environment), checked before anything starts.
+import { parseArgs } from "node:util";
+
+export interface RouterOptions {
+  port: number;
+  hostname: string;
+  shardUris: string[];
+  maxBodyBytes: number;
+}
+
+/** TGI's default payload limit. */
+const DEFAULT_MAX_BODY_BYTES = 2_000_000;
+
+export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL ...] [options]
+
+  --shard-uri URL        a shard group leader's ShardService (h2c), e.g. http://127.0.0.1:50051; repeatable
+  --port N               public port for HTTP/1.1 and HTTP/2 (env PORT, default 3000; 0 picks a free one)
+  --hostname H           address to listen on (default 0.0.0.0)
+  --max-body-bytes N     largest request body accepted (default ${DEFAULT_MAX_BODY_BYTES})`;
+
+function nonNegativeInteger(flag: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isSafeInteger(value) || value < 0) throw new Error(`${flag} must be a non-negative integer, got "${text}"`);
+  return value;
+}
+
+export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): RouterOptions {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: "string" },
+      hostname: { type: "string", default: "0.0.0.0" },
+      "shard-uri": { type: "string", multiple: true, default: [] },
+      "max-body-bytes": { type: "string" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const shardUris = values["shard-uri"];
+  if (shardUris.length === 0) throw new Error(`at least one --shard-uri is required\n\n${ROUTER_USAGE}`);
+  for (const uri of shardUris) {
+    if (!URL.canParse(uri)) throw new Error(`--shard-uri ${uri} is not a URL`);
+  }
+  const port = nonNegativeInteger("--port", values.port ?? env.PORT ?? "3000");
+  if (port > 65535) throw new Error(`--port must be at most 65535, got ${port}`);
+  return {
+    port,
+    hostname: values.hostname,
+    shardUris,
+    maxBodyBytes: values["max-body-bytes"] === undefined ? DEFAULT_MAX_BODY_BYTES : nonNegativeInteger("--max-body-bytes", values["max-body-bytes"]),
+  };
+}

@@ -1,0 +1,39 @@
+// TGI's error body and the one mapping from a shard's (or our own) ConnectError codes to HTTP statuses.
+import { Code, ConnectError } from "@connectrpc/connect";
+
+export class TgiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly errorType: string,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  body(): { error: string; error_type: string } {
+    return { error: this.message, error_type: this.errorType };
+  }
+}
+
+export function validationError(message: string): TgiError {
+  return new TgiError(422, "validation", message);
+}
+
+const STATUS_OF_CODE: Partial<Record<Code, { status: number; errorType: string }>> = {
+  // A request the shard refused as it stands: TGI answers every such refusal 422 "validation".
+  [Code.InvalidArgument]: { status: 422, errorType: "validation" },
+  [Code.NotFound]: { status: 422, errorType: "validation" },
+  [Code.OutOfRange]: { status: 422, errorType: "validation" },
+  [Code.FailedPrecondition]: { status: 422, errorType: "validation" },
+  [Code.ResourceExhausted]: { status: 429, errorType: "overloaded" },
+  [Code.Unavailable]: { status: 503, errorType: "unavailable" },
+  [Code.DeadlineExceeded]: { status: 504, errorType: "timeout" },
+};
+
+/** Any failure of a request, as TGI would report it; what the shard did not classify is a failed dependency. */
+export function tgiErrorOf(err: unknown): TgiError {
+  if (err instanceof TgiError) return err;
+  const connectError = ConnectError.from(err);
+  const mapped = STATUS_OF_CODE[connectError.code] ?? { status: 424, errorType: "generation" };
+  return new TgiError(mapped.status, mapped.errorType, connectError.rawMessage);
+}

@@ -1,0 +1,292 @@
+// The router on its own, in front of a stand-in shard whose answers the test controls: protocol handling on
+// one port, TGI's JSON shapes and status codes, and cancellation reaching the shard. The real shard and the
+// reference numbers are checked end to end in e2e-*.test.ts.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter, createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  FinishReason,
+  GenerateService,
+  GenerateStreamResponseSchema,
+  type GenerateRequest,
+  type GenerateStreamResponse,
+} from "../gen/loraserve/v1/generate_pb.js";
+import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
+import type { OnePortServer } from "../router/one-port-server.js";
+import { startRouter } from "../router/server.js";
+
+const MAX_BODY_BYTES = 4096;
+
+/** What the stand-in shard streams for an ordinary request: three tokens, then the final details. */
+function answer(request: GenerateRequest): GenerateStreamResponse[] {
+  const topN = request.parameters?.topNTokens ?? 0;
+  const tokens = [
+    { id: 5, text: "a", logprob: -0.5 },
+    { id: 6, text: "b", logprob: -1 },
+    { id: 7, text: "c", logprob: -1.5 },
+  ].map((t) => ({ ...t, special: false, topTokens: topN > 0 ? [{ id: t.id, text: t.text, logprob: t.logprob, special: false }] : [] }));
+  return tokens.map((token, i) =>
+    create(GenerateStreamResponseSchema, {
+      token,
+      text: token.text,
+      ...(i === tokens.length - 1 && {
+        generatedText: "abc",
+        details: {
+          finishReason: FinishReason.LENGTH,
+          generatedTokens: 3,
+          promptTokens: 2,
+          prefill: request.parameters?.decoderInputDetails
+            ? [
+                { id: 0, text: "<s>" },
+                { id: 9, text: "x", logprob: -2.25 },
+              ]
+            : [],
+        },
+      }),
+    }),
+  );
+}
+
+/** Promise.withResolvers, which Node 20 lacks. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+class FakeShard {
+  ready = true;
+  /** Resolve when a "hang" request arrives, and when its caller cancels it. */
+  hanging = deferred();
+  cancelled = deferred();
+  private server = http2.createServer(
+    connectNodeAdapter({ routes: (router) => router.service(ShardService, this.implementation()) }),
+  );
+  port = 0;
+
+  private implementation(): ServiceImpl<typeof ShardService> {
+    const shard = this;
+    return {
+      status: () => ({ ready: shard.ready, adapterIds: ["sql"] }),
+      async *generate(request, context) {
+        if (request.adapterId !== "" && request.adapterId !== "sql") {
+          throw new ConnectError(`adapter "${request.adapterId}" is not loaded; known adapters: sql`, Code.NotFound);
+        }
+        if (request.inputs === "") throw new ConnectError("the prompt is empty", Code.InvalidArgument);
+        if (request.inputs === "hang") {
+          shard.hanging.resolve();
+          yield answer(request)[0]!;
+          await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve()));
+          shard.cancelled.resolve();
+          return;
+        }
+        yield* answer(request);
+      },
+    };
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+const shard = new FakeShard();
+let router: OnePortServer;
+let base: string;
+
+beforeAll(async () => {
+  await shard.listen();
+  router = await startRouter({ port: 0, hostname: "127.0.0.1", shardUris: [`http://127.0.0.1:${shard.port}`], maxBodyBytes: MAX_BODY_BYTES });
+  base = `http://127.0.0.1:${router.port}`;
+});
+
+afterAll(async () => {
+  await router.close();
+  await shard.close();
+});
+
+function postGenerate(body: unknown): Promise<Response> {
+  return fetch(`${base}/generate`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+describe("TGI /generate", () => {
+  it("answers TGI's JSON with details, prefill and top tokens", async () => {
+    const res = await postGenerate({
+      inputs: "x",
+      parameters: { adapter_id: "sql", details: true, decoder_input_details: true, top_n_tokens: 1, do_sample: false },
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      generated_text: "abc",
+      details: {
+        finish_reason: "length",
+        generated_tokens: 3,
+        seed: null,
+        prefill: [
+          { id: 0, text: "<s>", logprob: null },
+          { id: 9, text: "x", logprob: -2.25 },
+        ],
+        tokens: [
+          { id: 5, text: "a", logprob: -0.5, special: false },
+          { id: 6, text: "b", logprob: -1, special: false },
+          { id: 7, text: "c", logprob: -1.5, special: false },
+        ],
+        top_tokens: [
+          [{ id: 5, text: "a", logprob: -0.5, special: false }],
+          [{ id: 6, text: "b", logprob: -1, special: false }],
+          [{ id: 7, text: "c", logprob: -1.5, special: false }],
+        ],
+      },
+    });
+  });
+
+  it("leaves details out unless asked", async () => {
+    const res = await postGenerate({ inputs: "x" });
+    expect(await res.json()).toEqual({ generated_text: "abc" });
+  });
+
+  it("passes the shard's refusals on as 422 with TGI's body", async () => {
+    const unknown = await postGenerate({ inputs: "x", parameters: { adapter_id: "nope" } });
+    expect(unknown.status).toBe(422);
+    expect(await unknown.json()).toEqual({ error: 'adapter "nope" is not loaded; known adapters: sql', error_type: "validation" });
+    const empty = await postGenerate({ inputs: "" });
+    expect(empty.status).toBe(422);
+  });
+
+  it.each([
+    ["max_new_tokens 0", { max_new_tokens: 0 }, /max_new_tokens/],
+    ["a negative top_k", { top_k: -1 }, /top_k/],
+    ["a fractional seed", { seed: 1.5 }, /seed/],
+    ["a string where a number goes", { temperature: "hot" }, /temperature/],
+    ["an unsupported parameter", { stop: ["\n"] }, /stop/],
+  ])("refuses %s with 422", async (_, parameters, message) => {
+    const res = await postGenerate({ inputs: "x", parameters });
+    expect(res.status).toBe(422);
+    const body = (await res.json()) as { error: string; error_type: string };
+    expect(body.error_type).toBe("validation");
+    expect(body.error).toMatch(message);
+  });
+
+  it("accepts parameters it does not implement when they ask for nothing", async () => {
+    const res = await postGenerate({ inputs: "x", parameters: { stop: [], watermark: false, truncate: null } });
+    expect(res.status).toBe(200);
+  });
+
+  it("answers 400 to malformed JSON and 413 to an oversize body", async () => {
+    const malformed = await postGenerate('{"inputs": "x",');
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { error_type: string }).error_type).toBe("validation");
+    const oversize = await postGenerate({ inputs: "x".repeat(MAX_BODY_BYTES) });
+    expect(oversize.status).toBe(413);
+    expect(await oversize.json()).toEqual({ error: `the request body exceeds ${MAX_BODY_BYTES} bytes`, error_type: "validation" });
+  });
+
+  it("cancels the shard's work when the HTTP client goes away", async () => {
+    shard.hanging = deferred();
+    shard.cancelled = deferred();
+    const abort = new AbortController();
+    const request = fetch(`${base}/generate`, { method: "POST", body: JSON.stringify({ inputs: "hang" }), signal: abort.signal });
+    await shard.hanging.promise;
+    abort.abort();
+    await expect(request).rejects.toThrow(/abort/);
+    await shard.cancelled.promise;
+  });
+});
+
+describe("one port, every protocol", () => {
+  const expected = { generatedText: "abc", tokens: [5, 6, 7] };
+
+  it.each([
+    ["Connect over HTTP/1.1", () => createConnectTransport({ baseUrl: base, httpVersion: "1.1" })],
+    ["Connect over HTTP/2", () => createConnectTransport({ baseUrl: base, httpVersion: "2" })],
+    ["gRPC", () => createGrpcTransport({ baseUrl: base })],
+    ["gRPC-Web over HTTP/1.1", () => createGrpcWebTransport({ baseUrl: base, httpVersion: "1.1" })],
+  ])("serves Generate and GenerateStream to %s", async (_, transport) => {
+    const client = createClient(GenerateService, transport());
+    const unary = await client.generate({ inputs: "x", parameters: { details: true } });
+    expect({ generatedText: unary.generatedText, tokens: unary.details?.tokens.map((t) => t.id) }).toEqual(expected);
+    const streamed: number[] = [];
+    for await (const message of client.generateStream({ inputs: "x" })) streamed.push(message.token!.id);
+    expect(streamed).toEqual(expected.tokens);
+  });
+
+  it("passes shard error codes through to gRPC clients", async () => {
+    const client = createClient(GenerateService, createGrpcTransport({ baseUrl: base }));
+    const failure = await client.generate({ inputs: "x", adapterId: "nope" }).catch((e: unknown) => ConnectError.from(e));
+    expect(failure).toBeInstanceOf(ConnectError);
+    expect((failure as ConnectError).code).toBe(Code.NotFound);
+    expect((failure as ConnectError).rawMessage).toMatch(/known adapters: sql/);
+  });
+
+  it("answers /health over HTTP/2 with prior knowledge", async () => {
+    const session = http2.connect(base);
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ":path": "/health" });
+        stream.once("response", (headers) => resolve(Number(headers[":status"])));
+        stream.once("error", reject);
+        stream.resume();
+      });
+      expect(status).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("stops the shard's stream when a streaming client goes away", async () => {
+    shard.cancelled = deferred();
+    const session = new Http2SessionManager(base);
+    const client = createClient(GenerateService, createGrpcTransport({ baseUrl: base, sessionManager: session }));
+    const abort = new AbortController();
+    const consume = async (): Promise<void> => {
+      for await (const message of client.generateStream({ inputs: "hang" }, { signal: abort.signal })) {
+        expect(message.token?.id).toBe(5);
+        abort.abort();
+      }
+    };
+    await expect(consume()).rejects.toThrow(/canceled/);
+    await shard.cancelled.promise;
+    session.abort();
+  });
+});
+
+describe("/health", () => {
+  it("is 503 while the shard is not ready and 200 once it is", async () => {
+    shard.ready = false;
+    const before = await fetch(`${base}/health`);
+    expect(before.status).toBe(503);
+    expect(await before.json()).toEqual({ error: "the shard is not ready", error_type: "healthcheck" });
+    shard.ready = true;
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+  });
+});
+
+describe("a shard that does not answer", () => {
+  it("makes /health 503, /generate 503 and gRPC UNAVAILABLE", async () => {
+    const unreachable = await startRouter({ port: 0, hostname: "127.0.0.1", shardUris: ["http://127.0.0.1:1"], maxBodyBytes: MAX_BODY_BYTES });
+    const url = `http://127.0.0.1:${unreachable.port}`;
+    try {
+      expect((await fetch(`${url}/health`)).status).toBe(503);
+      const res = await fetch(`${url}/generate`, { method: "POST", body: JSON.stringify({ inputs: "x" }) });
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error_type: string }).error_type).toBe("unavailable");
+      const client = createClient(GenerateService, createGrpcTransport({ baseUrl: url }));
+      const failure = await client.generate({ inputs: "x" }).catch((e: unknown) => ConnectError.from(e));
+      expect((failure as ConnectError).code).toBe(Code.Unavailable);
+    } finally {
+      await unreachable.close();
+    }
+  });
+});
