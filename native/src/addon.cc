@@ -1,0 +1,170 @@
+// The N-API binding of native/addon.ts: an Engine class whose step and loadAdapter run on libuv worker
+// threads and settle promises. Inputs are copied into C++ structs on the JS thread before the work is queued,
+// so JS may reuse its typed arrays at once. Every failure of step/loadAdapter rejects the promise.
+#include <napi.h>
+
+#include <memory>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "engine.h"
+#include "js_values.h"
+
+namespace loraserve {
+
+namespace {
+
+Napi::Promise rejected(Napi::Env env, const Napi::Error& error) {
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(error.Value());
+  return deferred.Promise();
+}
+
+// `prepare` checks and copies the inputs and returns the worker to queue; any error it throws becomes a
+// rejected promise, so callers see one failure path.
+template <typename Prepare>
+Napi::Value startWork(Napi::Env env, Prepare prepare) {
+  try {
+    auto* worker = prepare();
+    Napi::Promise promise = worker->promise();
+    worker->Queue();
+    return promise;
+  } catch (const Napi::Error& error) {
+    return rejected(env, error);
+  } catch (const std::exception& error) {
+    return rejected(env, Napi::Error::New(env, error.what()));
+  }
+}
+
+int slotAt(const Napi::Value& value) {
+  if (!value.IsNumber() || value.As<Napi::Number>().DoubleValue() != value.As<Napi::Number>().Int32Value()) {
+    throw Napi::TypeError::New(value.Env(), "slot must be an integer");
+  }
+  return value.As<Napi::Number>().Int32Value();
+}
+
+class StepWorker final : public Napi::AsyncWorker {
+ public:
+  StepWorker(Napi::Env env, std::shared_ptr<Engine> engine, std::vector<SeqStep> seqs)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), engine_(std::move(engine)),
+        seqs_(std::move(seqs)) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override { results_ = engine_->runStep(seqs_); }
+
+  void OnOK() override {
+    engine_->endStep();
+    deferred_.Resolve(seqResultsToJs(Env(), results_));
+  }
+
+  void OnError(const Napi::Error& error) override {
+    engine_->endStep();
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Engine> engine_;
+  std::vector<SeqStep> seqs_;
+  std::vector<SeqResult> results_;
+};
+
+class AdapterLoadWorker final : public Napi::AsyncWorker {
+ public:
+  AdapterLoadWorker(Napi::Env env, std::shared_ptr<Engine> engine, int slot, AdapterRefs refs)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), engine_(std::move(engine)),
+        slot_(slot), refs_(std::move(refs)) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override { engine_->loadAdapter(slot_, refs_); }
+
+  void OnOK() override {
+    engine_->endAdapterLoad(slot_, true);
+    deferred_.Resolve(Env().Undefined());
+  }
+
+  void OnError(const Napi::Error& error) override {
+    engine_->endAdapterLoad(slot_, false);
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Engine> engine_;
+  int slot_;
+  AdapterRefs refs_;
+};
+
+class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::step>("step"),
+                        InstanceMethod<&EngineWrap::loadAdapter>("loadAdapter"),
+                        InstanceMethod<&EngineWrap::unloadAdapter>("unloadAdapter"),
+                        InstanceMethod<&EngineWrap::close>("close")});
+  }
+
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    if (!info.IsConstructCall()) throw Napi::TypeError::New(info.Env(), "Engine must be called with new");
+    engine_ = std::make_shared<Engine>(engineOptionsFromJs(info[0]));
+  }
+
+ private:
+  // Workers hold their own reference, so close() during a step frees the engine when the step ends.
+  std::shared_ptr<Engine> open(Napi::Env env) const {
+    if (!engine_) throw Napi::Error::New(env, "the engine is closed");
+    return engine_;
+  }
+
+  Napi::Value info(const Napi::CallbackInfo& info) { return engineInfoToJs(info.Env(), open(info.Env())->info()); }
+
+  Napi::Value step(const Napi::CallbackInfo& info) {
+    return startWork(info.Env(), [&] {
+      std::shared_ptr<Engine> engine = open(info.Env());
+      std::vector<SeqStep> seqs = seqStepsFromJs(info[0]);
+      engine->beginStep(seqs);
+      return new StepWorker(info.Env(), std::move(engine), std::move(seqs));
+    });
+  }
+
+  Napi::Value loadAdapter(const Napi::CallbackInfo& info) {
+    return startWork(info.Env(), [&] {
+      std::shared_ptr<Engine> engine = open(info.Env());
+      const int slot = slotAt(info[0]);
+      AdapterRefs refs = adapterFromJs(info[1]);
+      engine->beginAdapterLoad(slot);
+      return new AdapterLoadWorker(info.Env(), std::move(engine), slot, std::move(refs));
+    });
+  }
+
+  void unloadAdapter(const Napi::CallbackInfo& info) { open(info.Env())->unloadAdapter(slotAt(info[0])); }
+
+  void close(const Napi::CallbackInfo&) { engine_.reset(); }
+
+  std::shared_ptr<Engine> engine_;
+};
+
+Napi::Value hasCuda(const Napi::CallbackInfo& info) {
+#ifdef LORASERVE_WITH_CUDA
+  return Napi::Boolean::New(info.Env(), true);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
+}  // namespace
+
+}  // namespace loraserve
+
+// NODE_API_MODULE pastes the function's name into an identifier, so it must be a plain global name.
+static Napi::Object initLoraserve(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", loraserve::EngineWrap::define(env));
+  exports.Set("hasCuda", Napi::Function::New(env, loraserve::hasCuda, "hasCuda"));
+  return exports;
+}
+
+NODE_API_MODULE(loraserve_native, initLoraserve)

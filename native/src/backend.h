@@ -1,0 +1,41 @@
+// The seam between the backend-independent engine (validation, adapter slots, sampling) and the code that
+// holds the weights and runs the model on one kind of hardware. The CPU backend (cpu/cpu_backend.h) is the
+// reference; a device backend implements the same interface.
+//
+// Threading contract, kept by the engine (engine.h): forward() runs on one worker thread at a time;
+// loadAdapter() may run on another worker thread during a forward, always for a slot that no running step
+// uses, and must publish the slot atomically; unloadAdapter() runs on the JS thread, only for a slot that no
+// running step uses.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "engine_options.h"
+#include "forward_batch.h"
+#include "host_adapter.h"
+
+namespace loraserve {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Bytes of base weights this rank holds.
+  virtual size_t weightBytes() const = 0;
+
+  // Installs an adapter (already validated and sliced for this rank) in a free slot.
+  virtual void loadAdapter(int slot, HostAdapter adapter) = 0;
+  virtual void unloadAdapter(int slot) = 0;
+
+  // Runs the batch through the model: writes its K/V into the paged cache at each row's position through the
+  // segment's block table, attends causally over each sequence's cached positions, and returns float32 logits
+  // of batch.logitRows, [logitRows.size(), vocab] row-major. Inputs are validated (engine.h).
+  virtual std::vector<float> forward(const ForwardBatch& batch) = 0;
+};
+
+// The backend that options.device names. Throws when that backend is not built or cannot serve the options.
+std::unique_ptr<Backend> createBackend(const EngineOptions& options);
+
+}  // namespace loraserve

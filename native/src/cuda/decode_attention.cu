@@ -1,0 +1,172 @@
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "block_reduce.cuh"
+#include "cuda_check.h"
+#include "decode_attention.cuh"
+
+namespace loraserve::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kMaxGroup = 8;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// Scores are kept in the log2 domain (scaled by log2 e) so each exponential is one exp2f.
+__device__ inline float rescale(float oldMax, float newMax) {
+  return oldMax == -INFINITY ? 0.0f : exp2f(oldMax - newMax);
+}
+
+template <int kPerLane>
+__device__ inline void loadRow(const __nv_bfloat16* src, float* dst) {
+#pragma unroll
+  for (int e = 0; e < kPerLane; ++e) dst[e] = __bfloat162float(src[e]);
+}
+
+// Each lane holds kPerLane consecutive elements of the head dimension (headDim = 32 * kPerLane).
+template <int kPerLane>
+__global__ void __launch_bounds__(kWarps * 32)
+    decodeAttentionKernel(const __nv_bfloat16* q, PagedKv kv, const DecodeItem* items, float scaleLog2,
+                          float* scratch, __nv_bfloat16* out) {
+  constexpr int kDim = 32 * kPerLane;
+  __shared__ float warpState[kWarps][kMaxGroup][kDim + 2];
+  const DecodeItem item = items[blockIdx.x];
+  const int kvHead = blockIdx.y;
+  const int split = blockIdx.z;
+  const int splits = gridDim.z;
+  const int group = kv.numHeads / kv.numKvHeads;
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+
+  float query[kMaxGroup][kPerLane];
+  float acc[kMaxGroup][kPerLane];
+  float runningMax[kMaxGroup];
+  float runningSum[kMaxGroup];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    runningMax[g] = -INFINITY;
+    runningSum[g] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) acc[g][e] = 0.0f;
+    if (g < group) {
+      loadRow<kPerLane>(q + (static_cast<int64_t>(item.row) * kv.numHeads + kvHead * group + g) * kDim + lane * kPerLane,
+                        query[g]);
+    }
+  }
+
+  const int chunk = (item.seqLen + splits - 1) / splits;
+  const int begin = split * chunk;
+  const int end = min(item.seqLen, begin + chunk);
+  for (int position = begin + warp; position < end; position += kWarps) {
+    const int64_t offset = (pagedRow(kv, item.tableOffset, position) * kv.numKvHeads + kvHead) * kDim + lane * kPerLane;
+    float key[kPerLane], value[kPerLane];
+    loadRow<kPerLane>(kv.k + offset, key);
+    loadRow<kPerLane>(kv.v + offset, value);
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= group) break;
+      float dot = 0.0f;
+#pragma unroll
+      for (int e = 0; e < kPerLane; ++e) dot += query[g][e] * key[e];
+      const float score = warpSum(dot) * scaleLog2;
+      const float newMax = fmaxf(runningMax[g], score);
+      const float correction = rescale(runningMax[g], newMax);
+      const float p = exp2f(score - newMax);
+      runningSum[g] = runningSum[g] * correction + p;
+#pragma unroll
+      for (int e = 0; e < kPerLane; ++e) acc[g][e] = acc[g][e] * correction + p * value[e];
+      runningMax[g] = newMax;
+    }
+  }
+
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= group) break;
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) warpState[warp][g][lane * kPerLane + e] = acc[g][e];
+    if (lane == 0) {
+      warpState[warp][g][kDim] = runningMax[g];
+      warpState[warp][g][kDim + 1] = runningSum[g];
+    }
+  }
+  __syncthreads();
+
+  // Merge the warps: thread t takes (head g, element d) pairs.
+  for (int idx = threadIdx.x; idx < group * kDim; idx += blockDim.x) {
+    const int g = idx / kDim;
+    const int d = idx % kDim;
+    float maxAll = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) maxAll = fmaxf(maxAll, warpState[w][g][kDim]);
+    float sum = 0.0f, value = 0.0f;
+    for (int w = 0; w < kWarps; ++w) {
+      const float weight = rescale(warpState[w][g][kDim], maxAll);
+      sum += warpState[w][g][kDim + 1] * weight;
+      value += warpState[w][g][d] * weight;
+    }
+    const int head = kvHead * group + g;
+    if (splits == 1) {
+      out[(static_cast<int64_t>(item.row) * kv.numHeads + head) * kDim + d] =
+          __float2bfloat16(sum > 0.0f ? value / sum : 0.0f);
+    } else {
+      float* partial = scratch + ((static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits + split) * (kDim + 2);
+      partial[d] = value;
+      if (d == 0) {
+        partial[kDim] = maxAll;
+        partial[kDim + 1] = sum;
+      }
+    }
+  }
+}
+
+__global__ void mergeSplitsKernel(PagedKv kv, const DecodeItem* items, int splits, const float* scratch,
+                                  __nv_bfloat16* out) {
+  const int head = blockIdx.y;
+  const int dim = kv.headDim;
+  const float* partials = scratch + (static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits * (dim + 2);
+  float maxAll = -INFINITY;
+  for (int s = 0; s < splits; ++s) maxAll = fmaxf(maxAll, partials[s * (dim + 2) + dim]);
+  for (int d = threadIdx.x; d < dim; d += blockDim.x) {
+    float sum = 0.0f, value = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float* partial = partials + s * (dim + 2);
+      const float weight = rescale(partial[dim], maxAll);
+      sum += partial[dim + 1] * weight;
+      value += partial[d] * weight;
+    }
+    out[(static_cast<int64_t>(items[blockIdx.x].row) * kv.numHeads + head) * dim + d] =
+        __float2bfloat16(sum > 0.0f ? value / sum : 0.0f);
+  }
+}
+
+}  // namespace
+
+int64_t decodeAttentionScratchFloats(int items, const PagedKv& kv, int splits) {
+  return static_cast<int64_t>(items) * kv.numHeads * splits * (kv.headDim + 2);
+}
+
+void decodeAttention(const __nv_bfloat16* q, const PagedKv& kv, const DecodeItem* items, int numItems, int splits,
+                     float* scratch, __nv_bfloat16* out, cudaStream_t stream) {
+  if (numItems == 0) return;
+  if (kv.numHeads % kv.numKvHeads != 0 || kv.numHeads / kv.numKvHeads > kMaxGroup) {
+    throw std::runtime_error("decode attention: " + std::to_string(kv.numHeads) + " q heads per " +
+                             std::to_string(kv.numKvHeads) + " kv heads is not supported (at most 8 per kv head)");
+  }
+  const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
+  const dim3 grid(numItems, kv.numKvHeads, splits);
+  switch (kv.headDim) {
+    case 32: decodeAttentionKernel<1><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    case 64: decodeAttentionKernel<2><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    case 128: decodeAttentionKernel<4><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    case 256: decodeAttentionKernel<8><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    default: throw std::runtime_error("decode attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
+  }
+  checkLaunch("decodeAttentionKernel");
+  if (splits > 1) {
+    mergeSplitsKernel<<<dim3(numItems, kv.numHeads), 128, 0, stream>>>(kv, items, splits, scratch, out);
+    checkLaunch("mergeSplitsKernel");
+  }
+}
+
+}  // namespace loraserve::cuda

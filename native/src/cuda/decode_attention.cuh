@@ -1,0 +1,30 @@
+// Attention of one new token per sequence over its cached keys (decode), for GQA and any block size.
+// Each block takes one sequence, one kv head and all the q heads that share it, and one split of the
+// positions; splits (flash-decoding) keep the GPU busy when the batch is small and the context long, and a
+// second kernel merges them.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "paged_kv.cuh"
+
+namespace loraserve::cuda {
+
+struct DecodeItem {
+  int row = 0;          // batch row of the query (its position is seqLen - 1)
+  int seqLen = 0;       // keys to attend to: positions [0, seqLen)
+  int tableOffset = 0;  // where the sequence's block table starts in PagedKv::blockTables
+};
+
+// The float scratch that `splits` > 1 needs: 2 + headDim floats per (item, head, split).
+int64_t decodeAttentionScratchFloats(int items, const PagedKv& kv, int splits);
+
+// q: [rows, numHeads, headDim] bf16; out: the same shape. scratch: decodeAttentionScratchFloats floats (may be
+// null when splits == 1). headDim: 32, 64, 128 or 256; numHeads / numKvHeads at most 8.
+void decodeAttention(const __nv_bfloat16* q, const PagedKv& kv, const DecodeItem* items, int numItems, int splits,
+                     float* scratch, __nv_bfloat16* out, cudaStream_t stream);
+
+}  // namespace loraserve::cuda

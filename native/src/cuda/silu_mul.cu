@@ -1,0 +1,32 @@
+#include "cuda_check.h"
+#include "silu_mul.cuh"
+
+namespace loraserve::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void siluAndMulKernel(const float* gateUp, __nv_bfloat16* out, int64_t total, int width) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / width;
+    const int64_t col = i % width;
+    const float gate = gateUp[row * 2 * width + col];
+    const float up = gateUp[row * 2 * width + width + col];
+    out[i] = __float2bfloat16(gate / (1.0f + expf(-gate)) * up);
+  }
+}
+
+}  // namespace
+
+void siluAndMul(const float* gateUp, __nv_bfloat16* out, int rows, int width, cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(rows) * width;
+  if (total == 0) return;
+  const int64_t blocks = (total + kThreads - 1) / kThreads;
+  siluAndMulKernel<<<static_cast<int>(blocks < 65536 ? blocks : 65536), kThreads, 0, stream>>>(gateUp, out, total,
+                                                                                                width);
+  checkLaunch("siluAndMulKernel");
+}
+
+}  // namespace loraserve::cuda

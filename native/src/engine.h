@@ -1,0 +1,66 @@
+// The backend-independent engine: checks every step and adapter against the spec, keeps the adapter slots'
+// life cycle, runs one step at a time through the backend and turns its logits into tokens and logprobs.
+//
+// Threads: methods marked "JS thread" are called from Node's main thread only, so the bookkeeping they share
+// needs no lock; runStep and loadAdapter run on worker threads between their begin and end calls.
+// One step at a time: beginStep throws while a step is running (the scheduler awaits each step; a second
+// concurrent step is a caller bug, reported rather than queued).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "adapter_refs.h"
+#include "backend.h"
+#include "engine_options.h"
+#include "step_io.h"
+#include "tensor_parallel.h"
+
+namespace loraserve {
+
+struct EngineInfo {
+  Device device;
+  int numKvBlocks;
+  int blockSize;
+  int maxLoras;
+  size_t weightBytes;
+};
+
+class Engine {
+ public:
+  explicit Engine(const EngineOptions& options);
+
+  EngineInfo info() const;
+
+  // JS thread: validates the step and marks it running. Throws on bad input or while another step runs.
+  void beginStep(const std::vector<SeqStep>& seqs);
+  // Worker thread, after beginStep.
+  std::vector<SeqResult> runStep(const std::vector<SeqStep>& seqs);
+  // JS thread, once runStep has returned or thrown.
+  void endStep();
+
+  // JS thread: reserves `slot`, which must be free.
+  void beginAdapterLoad(int slot);
+  // Worker thread: reads, checks and installs the adapter in the reserved slot.
+  void loadAdapter(int slot, const AdapterRefs& refs);
+  // JS thread: makes the slot usable by steps, or frees it again when the load failed.
+  void endAdapterLoad(int slot, bool loaded);
+  // JS thread: frees a loaded slot that the running step (if any) does not use.
+  void unloadAdapter(int slot);
+
+ private:
+  enum class SlotState { Free, Loading, Ready };
+
+  void checkSlotIndex(int slot) const;
+  SeqResult resultFor(const SeqStep& seq, const BatchSegment& segment, const float* logits) const;
+
+  EngineOptions options_;
+  ShardLayout layout_;
+  std::unique_ptr<Backend> backend_;
+  std::vector<SlotState> slots_;
+  bool stepRunning_ = false;
+  std::vector<int> slotsOfRunningStep_;
+};
+
+}  // namespace loraserve

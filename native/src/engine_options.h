@@ -1,0 +1,44 @@
+// What the engine is built from (native/addon.ts EngineOptions): the spec, the base weights as file
+// references, and the sizes of the KV cache and adapter slots.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model_spec.h"
+#include "tensor_ref.h"
+
+namespace loraserve {
+
+struct LayerWeightRefs {
+  TensorRef inputNorm;
+  TensorRef postAttentionNorm;
+  TensorRef q, k, v, o;
+  TensorRef gate, up, down;
+};
+
+struct BaseWeightRefs {
+  TensorRef embedTokens;
+  // Empty when the embeddings are tied: the output projection reuses embedTokens.
+  std::optional<TensorRef> lmHead;
+  TensorRef finalNorm;
+  std::vector<LayerWeightRefs> layers;
+};
+
+enum class Device { Cpu, Cuda };
+
+struct EngineOptions {
+  Device device = Device::Cpu;
+  int rank = 0;
+  int world = 1;
+  ModelSpec spec;
+  BaseWeightRefs weights;
+  int numKvBlocks = 0;
+  int blockSize = 0;
+  int maxLoras = 0;
+  int maxLoraRank = 0;
+  int threads = 0;
+};
+
+}  // namespace loraserve

@@ -1,0 +1,286 @@
+#include "js_values.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+namespace loraserve {
+
+namespace {
+
+[[noreturn]] void typeError(const Napi::Env& env, const std::string& path, const std::string& expected) {
+  throw Napi::TypeError::New(env, path + " must be " + expected);
+}
+
+Napi::Object objectAt(const Napi::Value& value, const std::string& path) {
+  if (!value.IsObject()) typeError(value.Env(), path, "an object");
+  return value.As<Napi::Object>();
+}
+
+Napi::Value field(const Napi::Object& object, const char* key) { return object.Get(key); }
+
+double numberAt(const Napi::Value& value, const std::string& path) {
+  if (!value.IsNumber()) typeError(value.Env(), path, "a number");
+  const double number = value.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(number)) typeError(value.Env(), path, "a finite number");
+  return number;
+}
+
+int64_t integerAt(const Napi::Value& value, const std::string& path, double min, double max) {
+  const double number = numberAt(value, path);
+  if (number != std::floor(number) || number < min || number > max) {
+    typeError(value.Env(), path, "an integer in [" + std::to_string(static_cast<int64_t>(min)) + ", " +
+                                     std::to_string(static_cast<int64_t>(max)) + "]");
+  }
+  return static_cast<int64_t>(number);
+}
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
+
+int64_t sizeAt(const Napi::Value& value, const std::string& path) { return integerAt(value, path, 0, kMaxSafeInteger); }
+
+int intAt(const Napi::Value& value, const std::string& path, int min = 0) {
+  return static_cast<int>(integerAt(value, path, min, std::numeric_limits<int32_t>::max()));
+}
+
+bool boolAt(const Napi::Value& value, const std::string& path) {
+  if (!value.IsBoolean()) typeError(value.Env(), path, "a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+std::string stringAt(const Napi::Value& value, const std::string& path) {
+  if (!value.IsString()) typeError(value.Env(), path, "a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+Napi::Array arrayAt(const Napi::Value& value, const std::string& path) {
+  if (!value.IsArray()) typeError(value.Env(), path, "an array");
+  return value.As<Napi::Array>();
+}
+
+std::vector<int32_t> int32ArrayAt(const Napi::Value& value, const std::string& path) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    typeError(value.Env(), path, "an Int32Array");
+  }
+  const Napi::Int32Array array = value.As<Napi::Int32Array>();
+  return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
+}
+
+DType dtypeAt(const Napi::Value& value, const std::string& path) {
+  const std::string name = stringAt(value, path);
+  if (name == "F32") return DType::F32;
+  if (name == "F16") return DType::F16;
+  if (name == "BF16") return DType::BF16;
+  typeError(value.Env(), path, "\"F32\", \"F16\" or \"BF16\"");
+}
+
+TensorRef tensorRefAt(const Napi::Value& value, const std::string& path) {
+  const Napi::Object object = objectAt(value, path);
+  TensorRef ref;
+  ref.file = stringAt(field(object, "file"), path + ".file");
+  ref.dtype = dtypeAt(field(object, "dtype"), path + ".dtype");
+  const Napi::Array shape = arrayAt(field(object, "shape"), path + ".shape");
+  for (uint32_t i = 0; i < shape.Length(); ++i) {
+    ref.shape.push_back(sizeAt(shape.Get(i), path + ".shape[" + std::to_string(i) + "]"));
+  }
+  ref.offset = static_cast<uint64_t>(sizeAt(field(object, "offset"), path + ".offset"));
+  ref.nbytes = static_cast<uint64_t>(sizeAt(field(object, "nbytes"), path + ".nbytes"));
+  return ref;
+}
+
+RopeScaling ropeScalingAt(const Napi::Value& value, const std::string& path) {
+  const Napi::Object object = objectAt(value, path);
+  const std::string type = stringAt(field(object, "type"), path + ".type");
+  RopeScaling scaling;
+  if (type == "none") return scaling;
+  scaling.factor = numberAt(field(object, "factor"), path + ".factor");
+  if (type == "linear") {
+    scaling.type = RopeScaling::Type::Linear;
+  } else if (type == "llama3") {
+    scaling.type = RopeScaling::Type::Llama3;
+    scaling.lowFreqFactor = numberAt(field(object, "lowFreqFactor"), path + ".lowFreqFactor");
+    scaling.highFreqFactor = numberAt(field(object, "highFreqFactor"), path + ".highFreqFactor");
+    scaling.originalMaxPositionEmbeddings =
+        numberAt(field(object, "originalMaxPositionEmbeddings"), path + ".originalMaxPositionEmbeddings");
+  } else {
+    typeError(value.Env(), path + ".type", "\"none\", \"linear\" or \"llama3\"");
+  }
+  return scaling;
+}
+
+ModelSpec specAt(const Napi::Value& value, const std::string& path) {
+  const Napi::Object object = objectAt(value, path);
+  ModelSpec spec;
+  spec.hiddenSize = sizeAt(field(object, "hiddenSize"), path + ".hiddenSize");
+  spec.intermediateSize = sizeAt(field(object, "intermediateSize"), path + ".intermediateSize");
+  spec.numLayers = intAt(field(object, "numLayers"), path + ".numLayers");
+  spec.numHeads = intAt(field(object, "numHeads"), path + ".numHeads");
+  spec.numKvHeads = intAt(field(object, "numKvHeads"), path + ".numKvHeads");
+  spec.headDim = sizeAt(field(object, "headDim"), path + ".headDim");
+  spec.vocabSize = sizeAt(field(object, "vocabSize"), path + ".vocabSize");
+  spec.rmsNormEps = numberAt(field(object, "rmsNormEps"), path + ".rmsNormEps");
+  spec.ropeTheta = numberAt(field(object, "ropeTheta"), path + ".ropeTheta");
+  spec.ropeScaling = ropeScalingAt(field(object, "ropeScaling"), path + ".ropeScaling");
+  spec.maxPositionEmbeddings = sizeAt(field(object, "maxPositionEmbeddings"), path + ".maxPositionEmbeddings");
+  return spec;
+}
+
+LayerWeightRefs layerAt(const Napi::Value& value, const std::string& path) {
+  const Napi::Object object = objectAt(value, path);
+  auto ref = [&](const char* key) { return tensorRefAt(field(object, key), path + "." + key); };
+  LayerWeightRefs layer;
+  layer.inputNorm = ref("inputNorm");
+  layer.postAttentionNorm = ref("postAttentionNorm");
+  layer.q = ref("q");
+  layer.k = ref("k");
+  layer.v = ref("v");
+  layer.o = ref("o");
+  layer.gate = ref("gate");
+  layer.up = ref("up");
+  layer.down = ref("down");
+  return layer;
+}
+
+BaseWeightRefs weightsAt(const Napi::Value& value, const std::string& path) {
+  const Napi::Object object = objectAt(value, path);
+  BaseWeightRefs weights;
+  weights.embedTokens = tensorRefAt(field(object, "embedTokens"), path + ".embedTokens");
+  const Napi::Value lmHead = field(object, "lmHead");
+  if (!lmHead.IsNull()) weights.lmHead = tensorRefAt(lmHead, path + ".lmHead");
+  weights.finalNorm = tensorRefAt(field(object, "finalNorm"), path + ".finalNorm");
+  const Napi::Array layers = arrayAt(field(object, "layers"), path + ".layers");
+  for (uint32_t i = 0; i < layers.Length(); ++i) {
+    weights.layers.push_back(layerAt(layers.Get(i), path + ".layers[" + std::to_string(i) + "]"));
+  }
+  return weights;
+}
+
+LoraTarget loraTargetAt(const Napi::Value& value, const std::string& path) {
+  const std::string name = stringAt(value, path);
+  for (int t = 0; t < kNumLoraTargets; ++t) {
+    if (name == kLoraTargetNames[t]) return static_cast<LoraTarget>(t);
+  }
+  typeError(value.Env(), path, "one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+}
+
+SeqStep seqStepAt(const Napi::Value& value, const std::string& path) {
+  const Napi::Object object = objectAt(value, path);
+  SeqStep seq;
+  seq.tokens = int32ArrayAt(field(object, "tokens"), path + ".tokens");
+  seq.startPos = sizeAt(field(object, "startPos"), path + ".startPos");
+  seq.blockTable = int32ArrayAt(field(object, "blockTable"), path + ".blockTable");
+  seq.adapterSlot = intAt(field(object, "adapterSlot"), path + ".adapterSlot", -1);
+  seq.sample = boolAt(field(object, "sample"), path + ".sample");
+  const std::string samplingPath = path + ".sampling";
+  const Napi::Object sampling = objectAt(field(object, "sampling"), samplingPath);
+  seq.sampling.temperature = numberAt(field(sampling, "temperature"), samplingPath + ".temperature");
+  seq.sampling.topK = sizeAt(field(sampling, "topK"), samplingPath + ".topK");
+  seq.sampling.topP = numberAt(field(sampling, "topP"), samplingPath + ".topP");
+  seq.sampling.seed = static_cast<uint64_t>(sizeAt(field(sampling, "seed"), samplingPath + ".seed"));
+  seq.sampling.draw = static_cast<uint64_t>(sizeAt(field(sampling, "draw"), samplingPath + ".draw"));
+  seq.topN = intAt(field(object, "topN"), path + ".topN");
+  const Napi::Value targets = field(object, "logprobTargets");
+  if (!targets.IsNull()) {
+    seq.logprobTargets = int32ArrayAt(targets, path + ".logprobTargets");
+    if (seq.logprobTargets.size() != seq.tokens.size()) {
+      typeError(targets.Env(), path + ".logprobTargets", "null or one entry per token");
+    }
+  }
+  seq.returnLogits = boolAt(field(object, "returnLogits"), path + ".returnLogits");
+  return seq;
+}
+
+Napi::Int32Array toInt32Array(Napi::Env env, const std::vector<int32_t>& values) {
+  Napi::Int32Array array = Napi::Int32Array::New(env, values.size());
+  if (!values.empty()) std::memcpy(array.Data(), values.data(), values.size() * sizeof(int32_t));
+  return array;
+}
+
+Napi::Float32Array toFloat32Array(Napi::Env env, const std::vector<float>& values) {
+  Napi::Float32Array array = Napi::Float32Array::New(env, values.size());
+  if (!values.empty()) std::memcpy(array.Data(), values.data(), values.size() * sizeof(float));
+  return array;
+}
+
+}  // namespace
+
+EngineOptions engineOptionsFromJs(const Napi::Value& value) {
+  const std::string path = "EngineOptions";
+  const Napi::Object object = objectAt(value, path);
+  EngineOptions options;
+  const std::string device = stringAt(field(object, "device"), path + ".device");
+  if (device == "cpu") {
+    options.device = Device::Cpu;
+  } else if (device == "cuda") {
+    options.device = Device::Cuda;
+  } else {
+    typeError(value.Env(), path + ".device", "\"cpu\" or \"cuda\"");
+  }
+  options.rank = intAt(field(object, "rank"), path + ".rank");
+  options.world = intAt(field(object, "world"), path + ".world", 1);
+  options.spec = specAt(field(object, "spec"), path + ".spec");
+  options.weights = weightsAt(field(object, "weights"), path + ".weights");
+  options.numKvBlocks = intAt(field(object, "numKvBlocks"), path + ".numKvBlocks", 1);
+  options.blockSize = intAt(field(object, "blockSize"), path + ".blockSize", 1);
+  options.maxLoras = intAt(field(object, "maxLoras"), path + ".maxLoras");
+  options.maxLoraRank = intAt(field(object, "maxLoraRank"), path + ".maxLoraRank");
+  options.threads = intAt(field(object, "threads"), path + ".threads");
+  return options;
+}
+
+AdapterRefs adapterFromJs(const Napi::Value& value) {
+  const std::string path = "AdapterWeights";
+  const Napi::Object object = objectAt(value, path);
+  AdapterRefs adapter;
+  adapter.rank = intAt(field(object, "rank"), path + ".rank");
+  adapter.scaling = numberAt(field(object, "scaling"), path + ".scaling");
+  const Napi::Array pairs = arrayAt(field(object, "pairs"), path + ".pairs");
+  for (uint32_t i = 0; i < pairs.Length(); ++i) {
+    const std::string pairPath = path + ".pairs[" + std::to_string(i) + "]";
+    const Napi::Object pair = objectAt(pairs.Get(i), pairPath);
+    LoraPairRef ref;
+    ref.layer = intAt(field(pair, "layer"), pairPath + ".layer");
+    ref.target = loraTargetAt(field(pair, "target"), pairPath + ".target");
+    ref.a = tensorRefAt(field(pair, "a"), pairPath + ".a");
+    ref.b = tensorRefAt(field(pair, "b"), pairPath + ".b");
+    adapter.pairs.push_back(std::move(ref));
+  }
+  return adapter;
+}
+
+std::vector<SeqStep> seqStepsFromJs(const Napi::Value& value) {
+  const Napi::Array array = arrayAt(value, "seqs");
+  std::vector<SeqStep> seqs;
+  seqs.reserve(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) seqs.push_back(seqStepAt(array.Get(i), "seqs[" + std::to_string(i) + "]"));
+  return seqs;
+}
+
+Napi::Value seqResultsToJs(Napi::Env env, const std::vector<SeqResult>& results) {
+  Napi::Array array = Napi::Array::New(env, results.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    const SeqResult& result = results[i];
+    Napi::Object object = Napi::Object::New(env);
+    object.Set("token", Napi::Number::New(env, result.token));
+    object.Set("logprob", Napi::Number::New(env, result.logprob));
+    object.Set("topIds", toInt32Array(env, result.topIds));
+    object.Set("topLogprobs", toFloat32Array(env, result.topLogprobs));
+    object.Set("targetLogprobs", toFloat32Array(env, result.targetLogprobs));
+    object.Set("logits", toFloat32Array(env, result.logits));
+    array.Set(static_cast<uint32_t>(i), object);
+  }
+  return array;
+}
+
+Napi::Value engineInfoToJs(Napi::Env env, const EngineInfo& info) {
+  Napi::Object object = Napi::Object::New(env);
+  object.Set("device", info.device == Device::Cpu ? "cpu" : "cuda");
+  object.Set("numKvBlocks", info.numKvBlocks);
+  object.Set("blockSize", info.blockSize);
+  object.Set("maxLoras", info.maxLoras);
+  object.Set("weightBytes", Napi::Number::New(env, static_cast<double>(info.weightBytes)));
+  return object;
+}
+
+}  // namespace loraserve

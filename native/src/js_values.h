@@ -1,0 +1,23 @@
+// Conversions between the plain JS objects of native/addon.ts and the engine's C++ structs. Runs on the JS
+// thread; every malformed field throws a TypeError naming its path (e.g. "seqs[2].blockTable").
+#pragma once
+
+#include <napi.h>
+
+#include <vector>
+
+#include "adapter_refs.h"
+#include "engine.h"
+#include "engine_options.h"
+#include "step_io.h"
+
+namespace loraserve {
+
+EngineOptions engineOptionsFromJs(const Napi::Value& value);
+AdapterRefs adapterFromJs(const Napi::Value& value);
+std::vector<SeqStep> seqStepsFromJs(const Napi::Value& value);
+
+Napi::Value seqResultsToJs(Napi::Env env, const std::vector<SeqResult>& results);
+Napi::Value engineInfoToJs(Napi::Env env, const EngineInfo& info);
+
+}  // namespace loraserve

@@ -1,0 +1,93 @@
+#include "sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "counter_rng.h"
+
+namespace loraserve {
+
+namespace {
+
+// Orders token ids by logit, highest first, lower id first among equals: one total order for every cut.
+struct MoreLikely {
+  const float* logits;
+  bool operator()(int32_t a, int32_t b) const {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  }
+};
+
+std::vector<int32_t> allIds(int64_t vocab) {
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  return ids;
+}
+
+}  // namespace
+
+double logSumExp(const float* logits, int64_t vocab) {
+  const float maxLogit = *std::max_element(logits, logits + vocab);
+  if (!std::isfinite(maxLogit)) return maxLogit;
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - maxLogit);
+  return maxLogit + std::log(sum);
+}
+
+int32_t greedyToken(const float* logits, int64_t vocab) {
+  // max_element returns the first of equal maxima: the lowest id.
+  return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+}
+
+int32_t sampleToken(const float* logits, int64_t vocab, const SamplingParams& params) {
+  if (params.temperature == 0.0) return greedyToken(logits, vocab);
+  std::vector<int32_t> candidates = allIds(vocab);
+  const MoreLikely moreLikely{logits};
+  if (params.topK > 0 && params.topK < vocab) {
+    std::partial_sort(candidates.begin(), candidates.begin() + params.topK, candidates.end(), moreLikely);
+    candidates.resize(static_cast<size_t>(params.topK));
+  } else if (params.topP < 1.0) {
+    std::sort(candidates.begin(), candidates.end(), moreLikely);
+  }
+  // Sorted or not, the candidates' order is fixed by the logits alone, so the draw is reproducible.
+  float maxLogit = logits[candidates[0]];
+  for (int32_t id : candidates) maxLogit = std::max(maxLogit, logits[id]);
+  std::vector<double> weights(candidates.size());
+  double total = 0.0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    weights[i] = std::exp((static_cast<double>(logits[candidates[i]]) - maxLogit) / params.temperature);
+    total += weights[i];
+  }
+  if (params.topP < 1.0) {
+    // Candidates are sorted here: keep the shortest prefix whose mass reaches topP.
+    double kept = 0.0;
+    size_t count = 0;
+    while (count < candidates.size()) {
+      kept += weights[count++];
+      if (kept >= params.topP * total) break;
+    }
+    candidates.resize(count);
+    total = kept;
+  }
+  const double target = uniformDraw(params.seed, params.draw) * total;
+  double cumulative = 0.0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    cumulative += weights[i];
+    if (target < cumulative) return candidates[i];
+  }
+  return candidates.back();
+}
+
+void topLogprobs(const float* logits, int64_t vocab, double logSumExp, int n, std::vector<int32_t>& ids,
+                 std::vector<float>& logprobs) {
+  const int64_t count = std::min<int64_t>(n, vocab);
+  std::vector<int32_t> order = allIds(vocab);
+  std::partial_sort(order.begin(), order.begin() + count, order.end(), MoreLikely{logits});
+  ids.assign(order.begin(), order.begin() + count);
+  logprobs.resize(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    logprobs[static_cast<size_t>(i)] = static_cast<float>(logits[ids[static_cast<size_t>(i)]] - logSumExp);
+  }
+}
+
+}  // namespace loraserve

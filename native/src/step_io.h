@@ -1,0 +1,38 @@
+// One step's input and output per sequence (native/addon.ts SeqStep and SeqResult).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace loraserve {
+
+struct SamplingParams {
+  double temperature = 0.0;  // 0: greedy
+  int64_t topK = 0;          // 0: no top-k cut
+  double topP = 1.0;         // 1: no nucleus cut
+  uint64_t seed = 0;
+  uint64_t draw = 0;
+};
+
+struct SeqStep {
+  std::vector<int32_t> tokens;
+  int64_t startPos = 0;
+  std::vector<int32_t> blockTable;
+  int adapterSlot = -1;
+  bool sample = false;
+  SamplingParams sampling;
+  int topN = 0;
+  std::vector<int32_t> logprobTargets;  // one per token, -1 for none; empty when none were requested
+  bool returnLogits = false;
+};
+
+struct SeqResult {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::vector<int32_t> topIds;
+  std::vector<float> topLogprobs;
+  std::vector<float> targetLogprobs;
+  std::vector<float> logits;
+};
+
+}  // namespace loraserve
