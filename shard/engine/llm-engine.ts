@@ -1,0 +1,188 @@
+// The continuous-batching loop: while any sequence has work, schedule → one engine step → append the drawn
+// tokens → emit them. Requests join and leave between steps; the engine runs one step at a time, so blocks
+// freed while a step is in flight are only handed out again once that step is over.
+import type { NativeEngine, SeqResult, SeqStep } from "../../native/addon.js";
+import { AsyncQueue } from "./async-queue.js";
+import { BlockManager } from "./block-manager.js";
+import { Scheduler, type ScheduledChunk } from "./scheduler.js";
+import { Sequence, type FinishReason, type GeneratedToken, type SequenceRequest, type TopToken } from "./sequence.js";
+
+export interface LlmEngineOptions {
+  numKvBlocks: number;
+  blockSize: number;
+  /** Most prompt tokens computed in one step; longer prompts are split across steps. */
+  maxBatchPrefillTokens: number;
+  /** Largest prompt + generated length of any sequence. */
+  maxTotalTokens: number;
+  eosTokenIds: ReadonlySet<number>;
+}
+
+/** One generated token; the last event of a sequence also says why it ended. */
+export interface TokenEvent {
+  token: GeneratedToken;
+  finish: SequenceFinish | null;
+}
+
+export interface SequenceFinish {
+  reason: Exclude<FinishReason, "cancelled">;
+  /** Logprob of each prompt token (NaN for the first), when the request asked for them. */
+  promptLogprobs: Float32Array | null;
+}
+
+export interface EngineLoad {
+  running: number;
+  waiting: number;
+  freeKvBlocks: number;
+  totalKvBlocks: number;
+}
+
+export class ShuttingDownError extends Error {
+  constructor() {
+    super("the shard is shutting down");
+    this.name = "ShuttingDownError";
+  }
+}
+
+export class LlmEngine {
+  private readonly scheduler: Scheduler;
+  private readonly outputs = new Map<Sequence, AsyncQueue<TokenEvent>>();
+  /** The running loop, null when idle. */
+  private loop: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly engine: NativeEngine,
+    private readonly options: LlmEngineOptions,
+  ) {
+    this.scheduler = new Scheduler(new BlockManager(options.numKvBlocks, options.blockSize), options.maxBatchPrefillTokens);
+  }
+
+  load(): EngineLoad {
+    const { blocks } = this.scheduler;
+    return {
+      running: this.scheduler.numRunning,
+      waiting: this.scheduler.numWaiting,
+      freeKvBlocks: blocks.freeCount,
+      totalKvBlocks: blocks.numBlocks,
+    };
+  }
+
+  /**
+   * Queues a request now and returns its tokens as they are drawn. Aborting `signal`, or leaving the
+   * iteration early, removes the sequence and frees its blocks at once.
+   */
+  submit(request: SequenceRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
+    if (this.closed) throw new ShuttingDownError();
+    if (request.promptIds.length + request.maxNewTokens > this.options.maxTotalTokens) {
+      throw new Error(`prompt (${request.promptIds.length}) + max new tokens (${request.maxNewTokens}) exceeds ${this.options.maxTotalTokens} tokens`);
+    }
+    const seq = new Sequence(request);
+    this.scheduler.add(seq);
+    const queue = new AsyncQueue<TokenEvent>();
+    this.outputs.set(seq, queue);
+    const cancel = (): void => this.end(seq, "cancelled");
+    if (signal?.aborted) cancel();
+    signal?.addEventListener("abort", cancel, { once: true });
+    this.wake();
+    return (async function* () {
+      try {
+        yield* queue;
+      } finally {
+        signal?.removeEventListener("abort", cancel);
+        cancel();
+      }
+    })();
+  }
+
+  /** Refuses new requests, ends the ones in flight with ShuttingDownError and waits for the current step. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const seq of [...this.outputs.keys()]) this.end(seq, "cancelled", new ShuttingDownError());
+    await this.loop;
+  }
+
+  private wake(): void {
+    // Started on the next microtask, so requests submitted together land in the same first step.
+    this.loop ??= Promise.resolve().then(() => this.run());
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.scheduler.hasWork()) {
+        const chunks = this.scheduler.schedule();
+        const steps = chunks.map((chunk) => this.stepFor(chunk));
+        let results: SeqResult[];
+        try {
+          results = await this.engine.step(steps);
+        } catch (error) {
+          // The step's sequences cannot go on (their cache is in an unknown state); the others can.
+          for (const { seq } of chunks) this.end(seq, "cancelled", error);
+          continue;
+        }
+        chunks.forEach((chunk, i) => this.apply(chunk, results[i] as SeqResult));
+      }
+    } catch (error) {
+      // A bug in the loop itself: fail every request rather than leave its client waiting forever.
+      for (const seq of [...this.outputs.keys()]) this.end(seq, "cancelled", error);
+    } finally {
+      this.loop = null;
+    }
+  }
+
+  private stepFor({ seq, startPos, numTokens, sample }: ScheduledChunk): SeqStep {
+    const { request } = seq;
+    return {
+      tokens: seq.tokens(startPos, numTokens),
+      startPos,
+      blockTable: Int32Array.from(seq.blockTable),
+      adapterSlot: request.adapterSlot,
+      sample,
+      sampling: { ...request.sampling, draw: seq.generated.length },
+      topN: sample ? request.topN : 0,
+      logprobTargets: this.promptTargets(seq, startPos, numTokens),
+      returnLogits: false,
+    };
+  }
+
+  /** Position i of the chunk predicts prompt token startPos + i + 1: ask for its logprob while inside the prompt. */
+  private promptTargets(seq: Sequence, startPos: number, numTokens: number): Int32Array | null {
+    if (!seq.promptLogprobs || startPos + 1 >= seq.promptLength) return null;
+    const targets = new Int32Array(numTokens).fill(-1);
+    for (let i = 0; i < numTokens && startPos + i + 1 < seq.promptLength; i++) targets[i] = seq.tokenAt(startPos + i + 1);
+    return targets;
+  }
+
+  private apply(chunk: ScheduledChunk, result: SeqResult): void {
+    const { seq } = chunk;
+    if (seq.status === "finished") return; // cancelled while the step ran
+    this.scheduler.computed(chunk);
+    if (seq.promptLogprobs && result.targetLogprobs.length > 0) {
+      // A preempted sequence computes its prompt again; the numbers are the same, so writing twice is harmless.
+      const n = Math.min(chunk.numTokens, seq.promptLength - 1 - chunk.startPos);
+      for (let i = 0; i < n; i++) seq.promptLogprobs[chunk.startPos + i + 1] = result.targetLogprobs[i] as number;
+    }
+    if (!chunk.sample) return;
+    const token: GeneratedToken = { id: result.token, logprob: result.logprob, top: topTokens(result) };
+    seq.generated.push(token);
+    const reason = this.finishReason(seq, token.id);
+    const queue = this.outputs.get(seq);
+    queue?.push({ token, finish: reason ? { reason, promptLogprobs: seq.promptLogprobs } : null });
+    if (reason) this.end(seq, reason);
+  }
+
+  private finishReason(seq: Sequence, token: number): SequenceFinish["reason"] | null {
+    if (this.options.eosTokenIds.has(token)) return "eos_token";
+    if (seq.generated.length >= seq.request.maxNewTokens || seq.numTokens >= this.options.maxTotalTokens) return "length";
+    return null;
+  }
+
+  private end(seq: Sequence, reason: FinishReason, error?: unknown): void {
+    this.scheduler.finish(seq, reason);
+    this.outputs.get(seq)?.end(error);
+    this.outputs.delete(seq);
+  }
+}
+
+function topTokens(result: SeqResult): TopToken[] {
+  return Array.from(result.topIds, (id, i) => ({ id, logprob: result.topLogprobs[i] as number }));
+}
