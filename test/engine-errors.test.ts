@@ -1,0 +1,153 @@
+// Bad input is refused with a message and never crashes the process or poisons the engine; adapter slots and
+// concurrent calls follow the contract in native/addon.ts.
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createEngine, loadAddon, type EngineOptions, type SeqStep, type TensorRef } from "../native/addon.js";
+import { loadAdapterFiles } from "../shard/model/adapter.js";
+import { loadModelFiles } from "../shard/model/model-files.js";
+import { fixtureSets } from "./helpers/fixture-sets.js";
+import { expectRowClose, openHarness, runStep, TestSequence, type Harness } from "./helpers/engine-harness.js";
+import { rowOf } from "./helpers/refs.js";
+
+const REF_TOLERANCE = 1e-4;
+
+const sets = fixtureSets();
+
+describe.skipIf(sets.length === 0)("engine errors and life cycle", () => {
+  describe.each(sets)("$name", (set) => {
+    let h: Harness;
+    const model = () => loadModelFiles(set.modelDir);
+    const adapterIds = Object.keys(set.refs.adapters);
+    const options = (overrides: Partial<EngineOptions> = {}): EngineOptions => {
+      const { spec, weights } = model();
+      return { device: "cpu", rank: 0, world: 1, spec, weights, numKvBlocks: 64, blockSize: 4, maxLoras: 2, maxLoraRank: 64, threads: 1, ...overrides };
+    };
+
+    beforeAll(async () => {
+      h = await openHarness(set);
+    });
+    afterAll(() => h.engine.close());
+
+    /** Prefill of prompt 0 with `variant` gives the reference's prompt logits: the engine still works. */
+    async function expectWorking(variant: string) {
+      const ids = set.refs.prompts[0]!.ids;
+      const seq = new TestSequence(h, h.slots.get(variant)!);
+      const [result] = await runStep(h.engine, [[seq, seq.step(ids, { returnLogits: true })]]);
+      seq.release();
+      const ref = h.ref.prompt(variant, 0);
+      const vocab = h.spec.vocabSize;
+      expectRowClose(rowOf(result!.logits, vocab, ids.length - 1), rowOf(ref.data, vocab, ids.length - 1), REF_TOLERANCE, `${variant} after errors`);
+    }
+
+    it("refuses a bad step with a message and keeps working", async () => {
+      const ids = set.refs.prompts[0]!.ids;
+      const seq = new TestSequence(h, -1);
+      const good = seq.step(ids);
+      const vocab = h.spec.vocabSize;
+      const freeSlot = adapterIds.length; // openHarness fills slots [0, adapters)
+      const bad: [Partial<SeqStep> | Record<string, unknown>, RegExp][] = [
+        [{ blockTable: good.blockTable.subarray(0, 1) }, /block table has 1 blocks/],
+        [{ blockTable: Int32Array.from(good.blockTable, () => 100000) }, /outside the cache/],
+        [{ tokens: Int32Array.from([...ids.slice(0, -1), vocab]) }, /outside the vocabulary/],
+        [{ tokens: Int32Array.from([-1]) }, /outside the vocabulary/],
+        [{ startPos: h.spec.maxPositionEmbeddings - 1 }, /max_position_embeddings/],
+        [{ adapterSlot: 99 }, /adapter slot 99 is outside/],
+        [{ tokens: new Int32Array(0) }, /no tokens/],
+        [{ logprobTargets: Int32Array.from([1]) }, /logprobTargets/],
+        [{ tokens: [1, 2, 3] }, /tokens must be an Int32Array/],
+        [{ sampling: { temperature: -1, topK: 0, topP: 1, seed: 0, draw: 0 } }, /temperature/],
+        [{ sampling: { temperature: 1, topK: 0, topP: 0, seed: 0, draw: 0 } }, /topP/],
+      ];
+      if (freeSlot < h.engine.info().maxLoras) bad.push([{ adapterSlot: freeSlot }, /holds no loaded adapter/]);
+      for (const [change, message] of bad) {
+        await expect(h.engine.step([good, { ...good, ...change } as SeqStep]), String(message)).rejects.toThrow(message);
+      }
+      await expect(h.engine.step("nope" as unknown as SeqStep[])).rejects.toThrow(/seqs must be an array/);
+      seq.release();
+      await expectWorking("base");
+    });
+
+    it("runs one step at a time and rejects a second concurrent one", async () => {
+      const a = new TestSequence(h, -1);
+      const b = new TestSequence(h, -1);
+      const first = h.engine.step([a.step(set.refs.prompts[0]!.ids)]);
+      await expect(h.engine.step([b.step(set.refs.prompts[1]!.ids)])).rejects.toThrow(/a step is already running/);
+      await expect(first).resolves.toHaveLength(1);
+      a.release();
+      b.release();
+      await expectWorking("base");
+    });
+
+    it("keeps adapter slots consistent: busy slots, unload during a step, reload", async () => {
+      const variant = adapterIds[0]!;
+      const slot = h.slots.get(variant)!;
+      const weights = loadAdapterFiles(join(set.adaptersDir, variant), h.spec).weights;
+      await expect(h.engine.loadAdapter(slot, weights)).rejects.toThrow(/is not free/);
+      await expect(h.engine.loadAdapter(h.engine.info().maxLoras, weights)).rejects.toThrow(/outside/);
+
+      const seq = new TestSequence(h, slot);
+      const running = h.engine.step([seq.step(set.refs.prompts[0]!.ids)]);
+      expect(() => h.engine.unloadAdapter(slot)).toThrow(/used by the running step/);
+      await running;
+      seq.release();
+      h.engine.unloadAdapter(slot);
+      expect(() => h.engine.unloadAdapter(slot)).toThrow(/is free/);
+      const user = new TestSequence(h, slot);
+      await expect(h.engine.step([user.step(set.refs.prompts[0]!.ids)])).rejects.toThrow(/holds no loaded adapter/);
+      user.release();
+
+      // Reload while a base step runs: the load may overlap the step; the slot is usable once it resolves.
+      const base = new TestSequence(h, -1);
+      const [, loaded] = await Promise.all([h.engine.step([base.step(set.refs.prompts[1]!.ids)]), h.engine.loadAdapter(slot, weights)]);
+      expect(loaded).toBeUndefined();
+      base.release();
+      await expectWorking(variant);
+    });
+
+    it("refuses an adapter that does not fit and frees the slot again", async () => {
+      const engine = createEngine(options({ maxLoraRank: 1 }));
+      try {
+        const weights = loadAdapterFiles(join(set.adaptersDir, adapterIds[0]!), h.spec).weights;
+        await expect(engine.loadAdapter(0, weights)).rejects.toThrow(/maxLoraRank/);
+        const first = weights.pairs[0]!;
+        const transposed = { ...weights, rank: 1, pairs: [{ ...first, a: { ...first.a, shape: [...first.a.shape].reverse() } }] };
+        await expect(engine.loadAdapter(0, transposed)).rejects.toThrow(new RegExp(`${first.a.file}.*lora_A has shape`));
+        const outOfFile = { ...weights, rank: 1, pairs: [{ ...first, a: { ...first.a, shape: [1, first.a.shape[1]!], nbytes: first.a.nbytes / weights.rank, offset: 1e12 } }] };
+        await expect(engine.loadAdapter(0, outOfFile)).rejects.toThrow(/outside the file/);
+        const badLayer = { ...weights, rank: 1, pairs: [{ ...first, layer: h.spec.numLayers }] };
+        await expect(engine.loadAdapter(0, badLayer)).rejects.toThrow(/names a layer the base .* does not have/);
+        expect(() => engine.unloadAdapter(0)).toThrow(/is free/);
+      } finally {
+        engine.close();
+      }
+    });
+
+    it("refuses bad engine options with messages naming the file", () => {
+      const { weights } = model();
+      const gate = weights.layers[0]!.gate;
+      expect(gate.shape[0], "a transposed gate_proj must differ").not.toBe(gate.shape[1]);
+      const wrongShape = { ...weights, layers: [{ ...weights.layers[0]!, gate: { ...gate, shape: [...gate.shape].reverse() } }, ...weights.layers.slice(1)] };
+      expect(() => createEngine(options({ weights: wrongShape }))).toThrow(new RegExp(`${gate.file}: layer 0 gate_proj has shape`));
+      const outOfFile = { ...weights, finalNorm: { ...weights.finalNorm, offset: 1e12 } };
+      expect(() => createEngine(options({ weights: outOfFile }))).toThrow(/norm: bytes .* lie outside the file/);
+      const missingFile = { ...weights, embedTokens: { ...weights.embedTokens, file: "/nonexistent/model.safetensors" } };
+      expect(() => createEngine(options({ weights: missingFile }))).toThrow(/\/nonexistent\/model.safetensors: cannot open/);
+      expect(() => createEngine(options({ world: 2, rank: 0 }))).toThrow(/tensor parallelism needs a collective backend; not built yet/);
+      expect(() => createEngine(options({ world: 2, rank: 2 }))).toThrow(/rank 2 is not in a group of 2/);
+      expect(() => createEngine(options({ device: "cuda" }))).toThrow(/no CUDA backend/);
+      expect(() => createEngine(options({ blockSize: 0 }))).toThrow(/blockSize/);
+      expect(loadAddon().hasCuda()).toBe(false);
+    });
+
+    it("reports what it holds and refuses calls once closed", async () => {
+      const engine = createEngine(options());
+      const { weights } = model();
+      const tensors = [weights.embedTokens, weights.finalNorm, ...(weights.lmHead ? [weights.lmHead] : []), ...weights.layers.flatMap((l): TensorRef[] => Object.values(l))];
+      const floats = tensors.reduce((sum, t) => sum + t.shape.reduce((a, d) => a * d, 1), 0);
+      expect(engine.info()).toEqual({ device: "cpu", numKvBlocks: 64, blockSize: 4, maxLoras: 2, weightBytes: 4 * floats });
+      engine.close();
+      expect(() => engine.info()).toThrow(/closed/);
+      await expect(engine.step([])).rejects.toThrow(/closed/);
+    });
+  });
+});
