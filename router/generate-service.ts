@@ -9,7 +9,7 @@ import type { ShardPool } from "./shard-pool.js";
 export function generateService(pool: ShardPool): ServiceImpl<typeof GenerateService> {
   return {
     generate(request, context) {
-      return collectGeneration(request, pool.pick(request).generate(request, { signal: context.signal }));
+      return collectGeneration(pool.pick(request).generate(request, { signal: context.signal }));
     },
     generateStream(request, context) {
       return pool.pick(request).generate(request, { signal: context.signal });

@@ -38,6 +38,7 @@ function answer(request: GenerateRequest): GenerateStreamResponse[] {
           finishReason: FinishReason.LENGTH,
           generatedTokens: 3,
           promptTokens: 2,
+          tokens: request.parameters?.details ? tokens : [],
           prefill: request.parameters?.decoderInputDetails
             ? [
                 { id: 0, text: "<s>" },

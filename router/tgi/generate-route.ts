@@ -28,7 +28,7 @@ export async function generateRoute(request: NodeRequest, response: NodeResponse
   try {
     const generateRequest = toGenerateRequest(parseJson(await readBody(request, maxBodyBytes)));
     const shardStream = pool.pick(generateRequest).generate(generateRequest, { signal: abort.signal });
-    sendJson(response, 200, toTgiResponse(generateRequest, await collectGeneration(generateRequest, shardStream)));
+    sendJson(response, 200, toTgiResponse(generateRequest, await collectGeneration(shardStream)));
   } catch (err) {
     const error = err instanceof BodyTooLargeError ? new TgiError(413, "validation", err.message) : tgiErrorOf(err);
     if (!response.headersSent) sendJson(response, error.status, error.body());

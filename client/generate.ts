@@ -1,0 +1,41 @@
+// `loraserve generate`: a GenerateStream call with the generated Connect client, printing text as it comes.
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { parseArgs } from "node:util";
+import { GenerateService } from "../gen/loraserve/v1/generate_pb.js";
+
+export const GENERATE_USAGE = `loraserve generate [--adapter ID] [--max-new-tokens N] [--url URL] [--http1] PROMPT
+
+  --adapter ID           adapter to apply (default: the base model alone)
+  --max-new-tokens N     tokens to generate (default: the server's)
+  --url URL              the router (env LORASERVE_URL, default http://127.0.0.1:3000)
+  --http1                use HTTP/1.1 instead of HTTP/2`;
+
+export async function generateMain(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      adapter: { type: "string", default: "" },
+      "max-new-tokens": { type: "string" },
+      url: { type: "string", default: process.env.LORASERVE_URL ?? "http://127.0.0.1:3000" },
+      http1: { type: "boolean", default: false },
+    },
+    allowPositionals: true,
+  });
+  if (positionals.length === 0) throw new Error(`a prompt is required\n\n${GENERATE_USAGE}`);
+  const maxNewTokens = Number(values["max-new-tokens"] ?? 0);
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new Error(`--max-new-tokens must be a non-negative integer`);
+  // An explicit session, closed at the end: an idle HTTP/2 connection would otherwise keep the process alive.
+  const session = new Http2SessionManager(values.url);
+  const transport = values.http1
+    ? createConnectTransport({ baseUrl: values.url, httpVersion: "1.1" })
+    : createConnectTransport({ baseUrl: values.url, httpVersion: "2", sessionManager: session });
+  const client = createClient(GenerateService, transport);
+  try {
+    const stream = client.generateStream({ inputs: positionals.join(" "), adapterId: values.adapter, parameters: { maxNewTokens } });
+    for await (const message of stream) process.stdout.write(message.text);
+    process.stdout.write("\n");
+  } finally {
+    session.abort();
+  }
+}

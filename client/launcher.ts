@@ -1,0 +1,92 @@
+// `loraserve serve`: starts a shard and a router as separate processes, waits until the router is healthy,
+// and stops both on SIGINT/SIGTERM (or stops the other when one dies). It holds no serving logic.
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseRouterOptions } from "../router/options.js";
+import { startServerProcess, type ServerProcess } from "./child.js";
+
+export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=DIR,...] [--port N] [options]
+
+  --model-id DIR         the base model: config.json, *.safetensors, tokenizer.json (env MODEL_ID)
+  --lora-adapters LIST   PEFT adapters as id=dir, comma-separated (env LORA_ADAPTERS)
+  --port N               public port (env PORT, default 3000; 0 picks a free one)
+  --hostname H           address to listen on (default 0.0.0.0)
+  --max-body-bytes N     largest request body the router accepts
+
+Every other option goes to the shard (\`loraserve shard --help\`), e.g. --max-total-tokens.`;
+
+/** The launcher's options that belong to the router; everything else is the shard's. */
+const ROUTER_FLAGS = new Set(["--port", "--hostname", "--max-body-bytes"]);
+const HEALTH_POLL_MS = 100;
+
+function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] } {
+  const routerArgs: string[] = [];
+  const shardArgs: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!ROUTER_FLAGS.has(arg.split("=")[0]!)) {
+      shardArgs.push(arg);
+      continue;
+    }
+    routerArgs.push(arg);
+    if (!arg.includes("=") && i + 1 < args.length) routerArgs.push(args[++i]!);
+  }
+  return { routerArgs, shardArgs };
+}
+
+/** Where this host reaches the router, whatever address it listens on. */
+function localUrl(hostname: string, port: number): string {
+  const host = hostname === "0.0.0.0" || hostname === "::" ? "127.0.0.1" : hostname.includes(":") ? `[${hostname}]` : hostname;
+  return `http://${host}:${port}`;
+}
+
+async function waitHealthy(url: string, children: ServerProcess[]): Promise<void> {
+  let died: string | undefined;
+  for (const child of children) void child.exited.then((how) => (died ??= how));
+  for (;;) {
+    if (died !== undefined) throw new Error(`${died} before the router was healthy`);
+    const status = await fetch(`${url}/health`).then((r) => r.status, () => 0);
+    if (status === 200) return;
+    await sleep(HEALTH_POLL_MS);
+  }
+}
+
+function nextSignal(): { received: Promise<string>; dispose(): void } {
+  let dispose = (): void => undefined;
+  const received = new Promise<string>((resolve) => {
+    const onSignal = (signal: string): void => resolve(signal);
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    dispose = () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    };
+  });
+  return { received, dispose };
+}
+
+export async function launcherMain(args: string[]): Promise<void> {
+  const { routerArgs, shardArgs } = splitArgs(args);
+  // Checked before the shard loads a model for nothing; the URI is a placeholder for the check.
+  const { hostname } = parseRouterOptions([...routerArgs, "--shard-uri", "http://127.0.0.1:1"], process.env);
+  const signal = nextSignal();
+  const children: ServerProcess[] = [];
+  try {
+    const serve = async (): Promise<string> => {
+      const shard = startServerProcess("shard", ["shard", "--shard-port", "0", ...shardArgs]);
+      children.push(shard);
+      const shardPort = await shard.ready;
+      const router = startServerProcess("router", ["router", "--shard-uri", `http://127.0.0.1:${shardPort}`, ...routerArgs]);
+      children.push(router);
+      const url = localUrl(hostname, await router.ready);
+      await waitHealthy(url, children);
+      const port = Number(new URL(url).port);
+      process.stdout.write(`${JSON.stringify({ event: "ready", url, port, pids: { shard: shard.pid, router: router.pid } })}\n`);
+      return Promise.race([shard.exited, router.exited]);
+    };
+    const outcome = await Promise.race([signal.received.then(() => undefined), serve()]);
+    if (outcome !== undefined) throw new Error(outcome);
+  } finally {
+    await Promise.all(children.map((child) => child.stop()));
+    signal.dispose();
+  }
+}
