@@ -1,0 +1,92 @@
+// `loraserve shard`: load the model and adapters, serve ShardService, then print one ready line for the
+// launcher. A load error is one clear line on stderr and exit code 1; SIGTERM/SIGINT shut down cleanly.
+import { createEngine, type NativeEngine } from "../native/addon.js";
+import { AdapterRegistry } from "./adapters.js";
+import { LlmEngine } from "./engine/llm-engine.js";
+import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
+import { parseShardArgs, resolveLimits, type ShardArgs, type ShardLimits } from "./options.js";
+import { startShardServer } from "./server.js";
+import { TextCodec } from "./text/tokenizer.js";
+
+/** The one stdout line the launcher waits for. */
+export interface ReadyLine {
+  event: "ready";
+  port: number;
+}
+
+export interface RunningShard {
+  port: number;
+  /** Stops accepting, ends in-flight requests, closes the server and the engine. */
+  stop(): Promise<void>;
+}
+
+/** The native engine for a model, sized by the shard's limits and adapters (not loaded into it yet). */
+export function createShardEngine(
+  model: ModelFiles,
+  limits: ShardLimits,
+  adapters: AdapterRegistry,
+  { device, threads }: Pick<ShardArgs, "device" | "threads">,
+): NativeEngine {
+  return createEngine({
+    device,
+    rank: 0,
+    world: 1,
+    spec: model.spec,
+    weights: model.weights,
+    numKvBlocks: limits.numKvBlocks,
+    blockSize: limits.blockSize,
+    maxLoras: adapters.slotCount,
+    maxLoraRank: adapters.maxRank,
+    threads,
+  });
+}
+
+/** Loads everything and starts serving; throws (naming the file) when the model or an adapter cannot be used. */
+export async function startShard(args: ShardArgs): Promise<RunningShard> {
+  const model = loadModelFiles(args.modelDir);
+  const codec = TextCodec.load(model.dir);
+  const limits = resolveLimits(args, model.spec);
+  const adapters = new AdapterRegistry(args.adapters, model.spec);
+  const engine = createShardEngine(model, limits, adapters, args);
+  try {
+    await adapters.loadInto(engine);
+    const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds });
+    const server = await startShardServer({ modelId: args.modelDir, llm, codec, adapters, limits }, args.port);
+    return {
+      port: server.port,
+      async stop() {
+        await llm.close();
+        await server.close();
+        engine.close();
+      },
+    };
+  } catch (error) {
+    engine.close();
+    throw error;
+  }
+}
+
+/** Entry point of `loraserve shard ARGS`: resolves once the shard has stopped. */
+export async function shardMain(args: string[]): Promise<void> {
+  let shard: RunningShard;
+  try {
+    shard = await startShard(parseShardArgs(args));
+  } catch (error) {
+    process.stderr.write(`loraserve shard: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const ready: ReadyLine = { event: "ready", port: shard.port };
+  process.stdout.write(JSON.stringify(ready) + "\n");
+  await new Promise<void>((resolve) => {
+    const onSignal = (): void => {
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+      resolve();
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  await shard.stop();
+  process.exitCode = 0;
+}

@@ -1,0 +1,142 @@
+// `loraserve shard` flags (with MODEL_ID / LORA_ADAPTERS from the environment) → the shard's settings.
+// Limits that depend on the model (its context length) are resolved once its config is read.
+import { parseArgs } from "node:util";
+import type { ModelSpec } from "../native/addon.js";
+import type { AdapterSource } from "./adapters.js";
+
+export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
+  --model-id DIR                 base model directory (env MODEL_ID)
+  --lora-adapters ID=DIR,...     PEFT LoRA adapters to serve (env LORA_ADAPTERS)
+  --shard-port N                 internal ShardService port; 0 picks a free one (default 0)
+  --max-input-tokens N           longest prompt (default: max total tokens - 1)
+  --max-total-tokens N           longest prompt + generated tokens (default: min(model context, 2048))
+  --max-new-tokens-limit N       most tokens one request may generate (default: max total tokens - 1)
+  --max-batch-prefill-tokens N   prompt tokens computed per step; longer prompts are chunked (default 4096)
+  --block-size N                 tokens per KV-cache block (default 16)
+  --num-kv-blocks N              KV-cache blocks (default: room for 4 full-context sequences)
+  --threads N                    CPU worker threads, 0 for every core (default 0)
+  --device cpu|cuda              engine backend (default cpu)`;
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(`${message}\n${SHARD_USAGE}`);
+    this.name = "UsageError";
+  }
+}
+
+export interface ShardArgs {
+  modelDir: string;
+  adapters: AdapterSource[];
+  port: number;
+  device: "cpu" | "cuda";
+  threads: number;
+  blockSize: number;
+  maxBatchPrefillTokens: number;
+  /** Unset means the default derived from the model (see resolveLimits). */
+  maxInputTokens: number | null;
+  maxTotalTokens: number | null;
+  maxNewTokensLimit: number | null;
+  numKvBlocks: number | null;
+}
+
+export interface ShardLimits {
+  maxInputTokens: number;
+  maxTotalTokens: number;
+  maxNewTokensLimit: number;
+  maxBatchPrefillTokens: number;
+  blockSize: number;
+  numKvBlocks: number;
+}
+
+const DEFAULT_CONTEXT_CAP = 2048;
+/** Full-context sequences the default KV cache holds at once. */
+const DEFAULT_FULL_SEQUENCES = 4;
+
+function integer(flag: string, text: string | undefined, min: number): number | null {
+  if (text === undefined) return null;
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) {
+    throw new UsageError(`--${flag} must be an integer >= ${min}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+/** `id=DIR,id=DIR` → adapter sources, in order (the order gives the engine slots). */
+export function parseAdapterList(text: string): AdapterSource[] {
+  return text
+    .split(",")
+    .map((part) => part.trim())
+    .filter((part) => part !== "")
+    .map((part) => {
+      const eq = part.indexOf("=");
+      const id = part.slice(0, eq).trim();
+      const dir = part.slice(eq + 1).trim();
+      if (eq < 0 || id === "" || dir === "") throw new UsageError(`--lora-adapters entries are ID=DIR, got ${JSON.stringify(part)}`);
+      return { id, dir };
+    });
+}
+
+export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ShardArgs {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        "model-id": { type: "string" },
+        "lora-adapters": { type: "string", multiple: true },
+        "shard-port": { type: "string" },
+        "max-input-tokens": { type: "string" },
+        "max-total-tokens": { type: "string" },
+        "max-new-tokens-limit": { type: "string" },
+        "max-batch-prefill-tokens": { type: "string" },
+        "num-kv-blocks": { type: "string" },
+        "block-size": { type: "string" },
+        threads: { type: "string" },
+        device: { type: "string" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const modelDir = values["model-id"] ?? env.MODEL_ID;
+  if (!modelDir) throw new UsageError("--model-id (or MODEL_ID) is required");
+  const device = values.device ?? "cpu";
+  if (device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(device)}`);
+  const adapterText = values["lora-adapters"]?.join(",") ?? env.LORA_ADAPTERS ?? "";
+  return {
+    modelDir,
+    adapters: parseAdapterList(adapterText),
+    port: integer("shard-port", values["shard-port"], 0) ?? 0,
+    device,
+    threads: integer("threads", values.threads, 0) ?? 0,
+    blockSize: integer("block-size", values["block-size"], 1) ?? 16,
+    maxBatchPrefillTokens: integer("max-batch-prefill-tokens", values["max-batch-prefill-tokens"], 1) ?? 4096,
+    maxInputTokens: integer("max-input-tokens", values["max-input-tokens"], 1),
+    maxTotalTokens: integer("max-total-tokens", values["max-total-tokens"], 2),
+    maxNewTokensLimit: integer("max-new-tokens-limit", values["max-new-tokens-limit"], 1),
+    numKvBlocks: integer("num-kv-blocks", values["num-kv-blocks"], 1),
+  };
+}
+
+/** Fills the model-dependent defaults and checks that the limits fit together and fit the model. */
+export function resolveLimits(args: ShardArgs, spec: ModelSpec): ShardLimits {
+  const context = spec.maxPositionEmbeddings;
+  const maxTotalTokens = args.maxTotalTokens ?? Math.min(context, DEFAULT_CONTEXT_CAP);
+  if (maxTotalTokens > context) throw new UsageError(`--max-total-tokens ${maxTotalTokens} exceeds the model's context of ${context} tokens`);
+  const maxInputTokens = args.maxInputTokens ?? maxTotalTokens - 1;
+  if (maxInputTokens >= maxTotalTokens) {
+    throw new UsageError(`--max-input-tokens ${maxInputTokens} must be below --max-total-tokens ${maxTotalTokens}`);
+  }
+  const maxNewTokensLimit = args.maxNewTokensLimit ?? maxTotalTokens - 1;
+  const { blockSize } = args;
+  const blocksPerSequence = Math.ceil(maxTotalTokens / blockSize);
+  const numKvBlocks = args.numKvBlocks ?? DEFAULT_FULL_SEQUENCES * blocksPerSequence;
+  if (numKvBlocks < blocksPerSequence) {
+    throw new UsageError(
+      `--num-kv-blocks ${numKvBlocks} of ${blockSize} tokens cannot hold one sequence of --max-total-tokens ${maxTotalTokens} (${blocksPerSequence} blocks needed)`,
+    );
+  }
+  return { maxInputTokens, maxTotalTokens, maxNewTokensLimit, maxBatchPrefillTokens: args.maxBatchPrefillTokens, blockSize, numKvBlocks };
+}

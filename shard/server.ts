@@ -1,0 +1,108 @@
+// ShardService (proto/loraserve/v1/shard.proto) over cleartext HTTP/2: Connect, gRPC and gRPC-Web on one port.
+// Turns requests into sequences of the shared engine loop and its token events into stream messages; input
+// errors become ConnectErrors with the code a client can act on.
+import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
+import type { AddressInfo } from "node:net";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
+import { UnknownAdapterError, type AdapterRegistry } from "./adapters.js";
+import { InvalidRequestError, prepareRequest, type PreparedRequest } from "./engine/generate-request.js";
+import { GenerateStream } from "./engine/generate-stream.js";
+import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
+import type { ShardLimits } from "./options.js";
+import type { TextCodec } from "./text/tokenizer.js";
+
+export interface ShardContext {
+  modelId: string;
+  llm: LlmEngine;
+  codec: TextCodec;
+  adapters: AdapterRegistry;
+  limits: ShardLimits;
+}
+
+export interface RunningShardServer {
+  port: number;
+  /** Stops accepting, drops open connections (in-flight streams end) and waits for the listener to close. */
+  close(): Promise<void>;
+}
+
+function toConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof UnknownAdapterError) return new ConnectError(error.message, Code.NotFound);
+  if (error instanceof InvalidRequestError) return new ConnectError(error.message, Code.InvalidArgument);
+  if (error instanceof ShuttingDownError) return new ConnectError(error.message, Code.Unavailable);
+  return new ConnectError(`shard error: ${(error as Error).message ?? String(error)}`, Code.Internal, undefined, undefined, error);
+}
+
+export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardService> {
+  const { llm, codec, adapters, limits } = shard;
+  return {
+    async *generate(request, context) {
+      let prepared: PreparedRequest;
+      let events: AsyncIterable<TokenEvent>;
+      try {
+        prepared = prepareRequest(request, {
+          limits,
+          vocabSize: codec.vocabSize,
+          encode: (text) => codec.encode(text),
+          slotFor: (id) => adapters.slotFor(id),
+        });
+        events = llm.submit(prepared.sequence, context.signal);
+      } catch (error) {
+        throw toConnectError(error);
+      }
+      const stream = new GenerateStream(codec, prepared);
+      try {
+        for await (const event of events) yield stream.message(event);
+      } catch (error) {
+        throw toConnectError(error);
+      }
+    },
+
+    status() {
+      const load = llm.load();
+      return create(StatusResponseSchema, {
+        ready: true,
+        modelId: shard.modelId,
+        adapterIds: adapters.ids(),
+        runningSequences: load.running,
+        waitingSequences: load.waiting,
+        freeKvBlocks: load.freeKvBlocks,
+        totalKvBlocks: load.totalKvBlocks,
+        maxTotalTokens: limits.maxTotalTokens,
+        maxNewTokensLimit: limits.maxNewTokensLimit,
+      });
+    },
+  };
+}
+
+/** Serves ShardService on `host:port` (0 picks a free port) over h2c. */
+export async function startShardServer(shard: ShardContext, port: number, host = "127.0.0.1"): Promise<RunningShardServer> {
+  const handler = connectNodeAdapter({
+    routes: (router: ConnectRouter) => router.service(ShardService, shardServiceImpl(shard)),
+  });
+  const server: Http2Server = createServer(handler);
+  // An HTTP/2 server only finishes closing when its sessions are gone; clients keep theirs open.
+  const sessions = new Set<ServerHttp2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        for (const session of sessions) session.destroy();
+      }),
+  };
+}
