@@ -4,7 +4,7 @@ import { createEngine, type NativeEngine } from "../native/addon.js";
 import { AdapterRegistry } from "./adapters.js";
 import { LlmEngine } from "./engine/llm-engine.js";
 import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
-import { parseShardArgs, resolveLimits, type ShardArgs, type ShardLimits } from "./options.js";
+import { parseShardArgs, resolveLimits, SHARD_USAGE, type ShardArgs, type ShardLimits } from "./options.js";
 import { startShardServer } from "./server.js";
 import { TextCodec } from "./text/tokenizer.js";
 
@@ -68,6 +68,10 @@ export async function startShard(args: ShardArgs): Promise<RunningShard> {
 
 /** Entry point of `loraserve shard ARGS`: resolves once the shard has stopped. */
 export async function shardMain(args: string[]): Promise<void> {
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(`${SHARD_USAGE}\n`);
+    return;
+  }
   let shard: RunningShard;
   try {
     shard = await startShard(parseShardArgs(args));

@@ -52,11 +52,12 @@ const DEFAULT_CONTEXT_CAP = 2048;
 /** Full-context sequences the default KV cache holds at once. */
 const DEFAULT_FULL_SEQUENCES = 4;
 
-function integer(flag: string, text: string | undefined, min: number): number | null {
+function integer(flag: string, text: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | null {
   if (text === undefined) return null;
   const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) {
-    throw new UsageError(`--${flag} must be an integer >= ${min}, got ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new UsageError(`--${flag} must be an integer ${range}, got ${JSON.stringify(text)}`);
   }
   return value;
 }
@@ -108,7 +109,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   return {
     modelDir,
     adapters: parseAdapterList(adapterText),
-    port: integer("shard-port", values["shard-port"], 0) ?? 0,
+    port: integer("shard-port", values["shard-port"], 0, 65535) ?? 0,
     device,
     threads: integer("threads", values.threads, 0) ?? 0,
     blockSize: integer("block-size", values["block-size"], 1) ?? 16,

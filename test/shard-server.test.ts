@@ -237,6 +237,16 @@ describe.runIf(sets.length > 0)("ShardService when a client goes away", () => {
 });
 
 describe("shardMain", () => {
+  it("prints its usage for --help without loading anything", async () => {
+    const stdout = vi.spyOn(process.stdout, "write").mockImplementation(() => true);
+    try {
+      await shardMain(["--help"]);
+      expect(String(stdout.mock.calls[0]?.[0])).toMatch(/^usage: loraserve shard --model-id DIR/);
+    } finally {
+      stdout.mockRestore();
+    }
+  });
+
   it("prints one clear line naming the missing file and exits 1 when the model cannot be loaded", async () => {
     const stderr = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
     try {

@@ -1,0 +1,82 @@
+// `loraserve shard` flags and environment → settings, and the limits derived from the model's context.
+import { describe, expect, it } from "vitest";
+import type { ModelSpec } from "../native/addon.js";
+import { parseShardArgs, resolveLimits, UsageError } from "../shard/options.js";
+
+const spec = (maxPositionEmbeddings: number): ModelSpec => ({
+  hiddenSize: 64,
+  intermediateSize: 128,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 16,
+  vocabSize: 512,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  ropeScaling: { type: "none" },
+  maxPositionEmbeddings,
+});
+
+describe("parseShardArgs", () => {
+  it("reads the flags, the adapters in slot order, and fills the defaults", () => {
+    const args = parseShardArgs(["--model-id", "/m", "--lora-adapters", "sql=/a/sql, chat=/a/chat", "--shard-port", "7001", "--block-size", "8"], {});
+    expect(args).toEqual({
+      modelDir: "/m",
+      adapters: [
+        { id: "sql", dir: "/a/sql" },
+        { id: "chat", dir: "/a/chat" },
+      ],
+      port: 7001,
+      device: "cpu",
+      threads: 0,
+      blockSize: 8,
+      maxBatchPrefillTokens: 4096,
+      maxInputTokens: null,
+      maxTotalTokens: null,
+      maxNewTokensLimit: null,
+      numKvBlocks: null,
+    });
+  });
+
+  it("takes MODEL_ID and LORA_ADAPTERS from the environment when the flags are absent", () => {
+    const args = parseShardArgs([], { MODEL_ID: "/env/model", LORA_ADAPTERS: "x=/env/x" });
+    expect([args.modelDir, args.adapters]).toEqual(["/env/model", [{ id: "x", dir: "/env/x" }]]);
+    expect(parseShardArgs(["--model-id", "/flag"], { MODEL_ID: "/env" }).modelDir).toBe("/flag");
+  });
+
+  it.each([
+    [[], /--model-id \(or MODEL_ID\) is required/],
+    [["--model-id", "/m", "--lora-adapters", "/just/a/dir"], /entries are ID=DIR, got "\/just\/a\/dir"/],
+    [["--model-id", "/m", "--lora-adapters", "=/dir"], /entries are ID=DIR/],
+    [["--model-id", "/m", "--shard-port", "70000"], /--shard-port must be an integer from 0 to 65535, got "70000"/],
+    [["--model-id", "/m", "--threads=-1"], /--threads must be an integer >= 0, got "-1"/],
+    [["--model-id", "/m", "--max-total-tokens", "12x"], /--max-total-tokens must be an integer >= 2/],
+    [["--model-id", "/m", "--device", "tpu"], /--device must be cpu or cuda/],
+    [["--model-id", "/m", "--unknown"], /Unknown option '--unknown'/],
+  ])("refuses %j with a usage message", (argv, message) => {
+    expect(() => parseShardArgs(argv, {})).toThrow(UsageError);
+    expect(() => parseShardArgs(argv, {})).toThrow(message);
+  });
+});
+
+describe("resolveLimits", () => {
+  it("defaults to the model's context capped at 2048, with room for four full sequences", () => {
+    expect(resolveLimits(parseShardArgs(["--model-id", "/m"], {}), spec(1024))).toEqual({
+      maxTotalTokens: 1024,
+      maxInputTokens: 1023,
+      maxNewTokensLimit: 1023,
+      maxBatchPrefillTokens: 4096,
+      blockSize: 16,
+      numKvBlocks: 256,
+    });
+    expect(resolveLimits(parseShardArgs(["--model-id", "/m"], {}), spec(131072)).maxTotalTokens).toBe(2048);
+  });
+
+  it.each([
+    [["--max-total-tokens", "600"], /--max-total-tokens 600 exceeds the model's context of 512 tokens/],
+    [["--max-total-tokens", "100", "--max-input-tokens", "100"], /--max-input-tokens 100 must be below --max-total-tokens 100/],
+    [["--max-total-tokens", "100", "--num-kv-blocks", "6"], /--num-kv-blocks 6 of 16 tokens cannot hold one sequence of --max-total-tokens 100 \(7 blocks needed\)/],
+  ])("refuses limits that do not fit together: %j", (argv, message) => {
+    expect(() => resolveLimits(parseShardArgs(["--model-id", "/m", ...argv], {}), spec(512))).toThrow(message);
+  });
+});
