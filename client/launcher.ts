@@ -70,22 +70,32 @@ export async function launcherMain(args: string[]): Promise<void> {
   const { hostname } = parseRouterOptions([...routerArgs, "--shard-uri", "http://127.0.0.1:1"], process.env);
   const signal = nextSignal();
   const children: ServerProcess[] = [];
+  let stopping = false;
+  const start = (name: string, args: string[]): ServerProcess => {
+    // A signal may come while a child starts: nothing new is started once stopping has begun.
+    if (stopping) throw new Error(`stopped before the ${name} started`);
+    const child = startServerProcess(name, args);
+    children.push(child);
+    return child;
+  };
+  const serve = async (): Promise<string> => {
+    const shard = start("shard", ["shard", "--shard-port", "0", ...shardArgs]);
+    const shardPort = await shard.ready;
+    const router = start("router", ["router", "--shard-uri", `http://127.0.0.1:${shardPort}`, ...routerArgs]);
+    const url = localUrl(hostname, await router.ready);
+    await waitHealthy(url, children);
+    const port = Number(new URL(url).port);
+    process.stdout.write(`${JSON.stringify({ event: "ready", url, port, pids: { shard: shard.pid, router: router.pid } })}\n`);
+    return Promise.race([shard.exited, router.exited]);
+  };
+  const serving = serve();
+  // After a signal the start-up may still fail (its children are being stopped): that is not an error.
+  serving.catch(() => undefined);
   try {
-    const serve = async (): Promise<string> => {
-      const shard = startServerProcess("shard", ["shard", "--shard-port", "0", ...shardArgs]);
-      children.push(shard);
-      const shardPort = await shard.ready;
-      const router = startServerProcess("router", ["router", "--shard-uri", `http://127.0.0.1:${shardPort}`, ...routerArgs]);
-      children.push(router);
-      const url = localUrl(hostname, await router.ready);
-      await waitHealthy(url, children);
-      const port = Number(new URL(url).port);
-      process.stdout.write(`${JSON.stringify({ event: "ready", url, port, pids: { shard: shard.pid, router: router.pid } })}\n`);
-      return Promise.race([shard.exited, router.exited]);
-    };
-    const outcome = await Promise.race([signal.received.then(() => undefined), serve()]);
+    const outcome = await Promise.race([signal.received.then(() => undefined), serving]);
     if (outcome !== undefined) throw new Error(outcome);
   } finally {
+    stopping = true;
     await Promise.all(children.map((child) => child.stop()));
     signal.dispose();
   }

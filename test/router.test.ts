@@ -291,3 +291,20 @@ describe("a shard that does not answer", () => {
     }
   });
 });
+
+describe("shutdown", () => {
+  it("ends streams in flight instead of waiting for them", async () => {
+    shard.hanging = deferred();
+    const closing = await startRouter({ port: 0, hostname: "127.0.0.1", shardUris: [`http://127.0.0.1:${shard.port}`], maxBodyBytes: MAX_BODY_BYTES });
+    const session = new Http2SessionManager(`http://127.0.0.1:${closing.port}`);
+    const client = createClient(GenerateService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${closing.port}`, sessionManager: session }));
+    const consume = async (): Promise<void> => {
+      for await (const message of client.generateStream({ inputs: "hang" })) expect(message.token?.id).toBe(5);
+    };
+    const consumed = consume();
+    await shard.hanging.promise;
+    await closing.close();
+    await expect(consumed).rejects.toThrow(ConnectError);
+    session.abort();
+  });
+});
