@@ -51,8 +51,9 @@ class DescriptorIndex {
   }
 
   private addFile(file: DescFile): void {
-    if (this.filesByPath.has(protoPath(file))) return;
-    this.filesByPath.set(protoPath(file), file);
+    // file.proto.name is the path clients ask for ("loraserve/v1/generate.proto"); file.name lacks ".proto".
+    if (this.filesByPath.has(file.proto.name)) return;
+    this.filesByPath.set(file.proto.name, file);
     for (const dependency of file.dependencies) this.addFile(dependency);
     for (const type of nestedTypes(file)) {
       this.filesBySymbol.set(type.typeName, file);
@@ -82,11 +83,6 @@ class DescriptorIndex {
       this.filesBySymbol.set(`${message.typeName}.${member.name}`, message.file);
     }
   }
-}
-
-/** DescFile.name drops the ".proto" suffix; clients name files by their full path. */
-function protoPath(file: DescFile): string {
-  return file.proto.name;
 }
 
 /** The file first, then everything it imports, each once: a client needs all of them to build the file. */
