@@ -38,8 +38,9 @@ export function prepareRequest(request: GenerateRequest, context: RequestContext
   const adapterSlot = context.slotFor(request.adapterId);
   const { limits } = context;
   const params = request.parameters;
-  const maxNewTokens = params?.maxNewTokens ?? 0;
-  if (maxNewTokens > limits.maxNewTokensLimit) {
+  const maxNewTokens = params?.maxNewTokens;
+  if (maxNewTokens === 0) throw new InvalidRequestError("max_new_tokens must be at least 1");
+  if (maxNewTokens !== undefined && maxNewTokens > limits.maxNewTokensLimit) {
     throw new InvalidRequestError(`max_new_tokens must be <= ${limits.maxNewTokensLimit}, got ${maxNewTokens}`);
   }
   const doSample = params?.doSample ?? false;
@@ -57,13 +58,13 @@ export function prepareRequest(request: GenerateRequest, context: RequestContext
     throw new InvalidRequestError(`inputs is ${promptIds.length} tokens; at most ${limits.maxInputTokens} (max_input_tokens) are accepted`);
   }
   const room = limits.maxTotalTokens - promptIds.length;
-  if (maxNewTokens > room) {
+  if (maxNewTokens !== undefined && maxNewTokens > room) {
     throw new InvalidRequestError(
       `inputs (${promptIds.length} tokens) + max_new_tokens (${maxNewTokens}) must be <= ${limits.maxTotalTokens} (max_total_tokens)`,
     );
   }
-  // 0 asks for the server's default: as much as the context leaves, within the per-request limit.
-  const newTokens = maxNewTokens === 0 ? Math.min(limits.maxNewTokensLimit, room) : maxNewTokens;
+  // Unset asks for the server's default: as much as the context leaves, within the per-request limit.
+  const newTokens = maxNewTokens ?? Math.min(limits.maxNewTokensLimit, room);
   const seed = doSample ? (params?.seed ?? BigInt(randomInt(RANDOM_SEED_LIMIT))) : undefined;
   return {
     sequence: {

@@ -1,6 +1,7 @@
 // One request's token events → GenerateStreamResponse messages with text. Each message's `text` is what its
 // token completes (never half a UTF-8 character); the last one carries the whole generated text (special
-// tokens skipped, as TGI does) and the details.
+// tokens skipped, as TGI does) and the details. The generated text continues the prompt, so its first token
+// keeps its leading space.
 import { create } from "@bufbuild/protobuf";
 import {
   FinishReason,
@@ -29,7 +30,7 @@ export class GenerateStream {
     private readonly codec: TextCodec,
     private readonly request: PreparedRequest,
   ) {
-    this.detokenizer = new IncrementalDetokenizer(codec, { skipSpecialTokens: true });
+    this.detokenizer = new IncrementalDetokenizer(codec, { skipSpecialTokens: true, continuation: true });
   }
 
   message(event: TokenEvent): GenerateStreamResponse {

@@ -26,6 +26,11 @@ export interface DetokenizerVocab {
 export interface DetokenizeOptions {
   /** Drop special tokens from the text, like HF's `skip_special_tokens=True`. Default false, as in HF. */
   skipSpecialTokens?: boolean;
+  /**
+   * The ids continue a text decoded before (generated tokens after a prompt): the first id is spelled as it is
+   * mid-text, so a Metaspace "▁" stays a space, as TGI's prefix-offset decoding gives it. Default false.
+   */
+  continuation?: boolean;
 }
 
 const validUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -52,27 +57,10 @@ function stripStart(text: string, strip: LeadingStrip | null, left: number): { t
 
 /** Decodes a whole id sequence at once (HF `decode`). */
 export function decodeTokens(vocab: DetokenizerVocab, ids: Iterable<number>, options: DetokenizeOptions = {}): string {
-  const parts: string[] = [];
-  let plain: number[] = [];
-  let run: number[] = [];
-  let first = true;
-  for (const id of ids) {
-    if (options.skipSpecialTokens && vocab.isSpecial(id)) continue;
-    const bytes = first ? vocab.openingTokenBytes(id) : vocab.tokenBytes(id);
-    first = false;
-    if (vocab.isByteFallback(id)) {
-      if (plain.length > 0) parts.push(new TextDecoder("utf-8", { ignoreBOM: true }).decode(Uint8Array.from(plain)));
-      plain = [];
-      run.push(...bytes);
-    } else {
-      if (run.length > 0) parts.push(decodeByteRun(run));
-      run = [];
-      plain.push(...bytes);
-    }
-  }
-  if (plain.length > 0) parts.push(new TextDecoder("utf-8", { ignoreBOM: true }).decode(Uint8Array.from(plain)));
-  if (run.length > 0) parts.push(decodeByteRun(run));
-  return stripStart(parts.join(""), vocab.leadingStrip, vocab.leadingStrip?.count ?? 0).text;
+  const detokenizer = new IncrementalDetokenizer(vocab, options);
+  let text = "";
+  for (const id of ids) text += detokenizer.push(id);
+  return text + detokenizer.finish();
 }
 
 /** One sequence's detokenizer: the concatenation of every `push` and `finish` equals `decodeTokens` of all ids. */
@@ -89,7 +77,8 @@ export class IncrementalDetokenizer {
     options: DetokenizeOptions = {},
   ) {
     this.skipSpecialTokens = options.skipSpecialTokens ?? false;
-    this.stripLeft = vocab.leadingStrip?.count ?? 0;
+    this.opened = options.continuation ?? false;
+    this.stripLeft = this.opened ? 0 : (vocab.leadingStrip?.count ?? 0);
   }
 
   /** Adds one token; returns the text it completes (possibly empty: a character or a byte run may be open). */
