@@ -14,8 +14,10 @@ case "$mode" in
   *) echo "usage: bash scripts/quickstart.sh serve|test [args...]" >&2; exit 2 ;;
 esac
 
-# Native build: a compiler, CMake, OpenBLAS (CPU GEMM) and Gloo (CPU collectives).
+# Native build: a compiler, CMake, OpenBLAS (CPU GEMM) and Gloo (CPU collectives). The tests also drive
+# Debian's python3-grpcio as an independent gRPC client.
 packages=(build-essential cmake libopenblas-dev libgloo-dev)
+[ "$mode" = test ] && packages+=(python3-grpcio)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
