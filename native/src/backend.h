@@ -30,9 +30,10 @@ class Backend {
   virtual void unloadAdapter(int slot) = 0;
 
   // Runs the batch through the model: writes its K/V into the paged cache at each row's position through the
-  // segment's block table, attends causally over each sequence's cached positions, and returns float32 logits
-  // of batch.logitRows, [logitRows.size(), vocab] row-major. Inputs are validated (engine.h).
-  virtual std::vector<float> forward(const ForwardBatch& batch) = 0;
+  // segment's block table, attends causally over each sequence's cached positions, and answers every
+  // batch.logitRequests entry (same order) from that row's float32 logits, as sampler.h's evaluateLogits
+  // defines. Inputs are validated (engine.h).
+  virtual std::vector<LogitResult> forward(const ForwardBatch& batch) = 0;
 };
 
 // The backend that options.device names. Throws when that backend is not built or cannot serve the options.

@@ -8,7 +8,6 @@
 
 #include "forward_batch.h"
 #include "host_adapter.h"
-#include "sampler.h"
 #include "step_validation.h"
 
 namespace loraserve {
@@ -65,12 +64,9 @@ std::vector<SeqResult> Engine::runStep(const std::vector<SeqStep>& seqs) {
   std::vector<SeqResult> results;
   if (seqs.empty()) return results;
   const ForwardBatch batch = buildForwardBatch(seqs);
-  const std::vector<float> logits = backend_->forward(batch);
+  std::vector<LogitResult> answers = backend_->forward(batch);
   results.reserve(seqs.size());
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    const BatchSegment& segment = batch.segments[i];
-    results.push_back(resultFor(seqs[i], segment, logits.data() + segment.firstLogit * options_.spec.vocabSize));
-  }
+  for (size_t i = 0; i < seqs.size(); ++i) results.push_back(resultFor(seqs[i], batch.segments[i], batch, answers));
   return results;
 }
 
@@ -79,32 +75,28 @@ void Engine::endStep() {
   slotsOfRunningStep_.clear();
 }
 
-SeqResult Engine::resultFor(const SeqStep& seq, const BatchSegment& segment, const float* logits) const {
-  const int64_t vocab = options_.spec.vocabSize;
-  const size_t count = seq.tokens.size();
-  // logits holds the segment's logit rows in position order; find each position's row.
-  std::vector<const float*> rowOf(count, nullptr);
-  for (size_t i = 0, next = 0; i < count && next < static_cast<size_t>(segment.numLogits); ++i) {
-    if (needsLogits(seq, i)) rowOf[i] = logits + static_cast<int64_t>(next++) * vocab;
-  }
-
+SeqResult Engine::resultFor(const SeqStep& seq, const BatchSegment& segment, const ForwardBatch& batch,
+                            std::vector<LogitResult>& answers) {
   SeqResult result;
   result.logprob = std::numeric_limits<float>::quiet_NaN();
-  if (seq.sample) {
-    const float* row = rowOf[count - 1];
-    const double lse = logSumExp(row, vocab);
-    result.token = sampleToken(row, vocab, seq.sampling);
-    result.logprob = static_cast<float>(row[result.token] - lse);
-    if (seq.topN > 0) topLogprobs(row, vocab, lse, seq.topN, result.topIds, result.topLogprobs);
-  }
   if (!seq.logprobTargets.empty()) {
-    result.targetLogprobs.assign(count, std::numeric_limits<float>::quiet_NaN());
-    for (size_t i = 0; i < count; ++i) {
-      const int32_t target = seq.logprobTargets[i];
-      if (target >= 0) result.targetLogprobs[i] = static_cast<float>(rowOf[i][target] - logSumExp(rowOf[i], vocab));
-    }
+    result.targetLogprobs.assign(seq.tokens.size(), std::numeric_limits<float>::quiet_NaN());
   }
-  if (seq.returnLogits) result.logits.assign(logits, logits + static_cast<int64_t>(count) * vocab);
+  for (int64_t k = segment.firstLogit; k < segment.firstLogit + segment.numLogits; ++k) {
+    const LogitRequest& request = batch.logitRequests[static_cast<size_t>(k)];
+    LogitResult& answer = answers[static_cast<size_t>(k)];
+    if (request.select) {
+      result.token = answer.token;
+      result.logprob = answer.tokenLogprob;
+      result.topIds = std::move(answer.topIds);
+      result.topLogprobs = std::move(answer.topLogprobs);
+    }
+    if (request.target >= 0) {
+      result.targetLogprobs[static_cast<size_t>(request.row - segment.firstRow)] = answer.targetLogprob;
+    }
+    // Requests are in row order and every row has one when returnLogits is set, so appending fills the rows.
+    if (request.returnLogits) result.logits.insert(result.logits.end(), answer.logits.begin(), answer.logits.end());
+  }
   return result;
 }
 

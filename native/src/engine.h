@@ -53,7 +53,8 @@ class Engine {
   enum class SlotState { Free, Loading, Ready };
 
   void checkSlotIndex(int slot) const;
-  SeqResult resultFor(const SeqStep& seq, const BatchSegment& segment, const float* logits) const;
+  static SeqResult resultFor(const SeqStep& seq, const BatchSegment& segment, const ForwardBatch& batch,
+                             std::vector<LogitResult>& answers);
 
   EngineOptions options_;
   ShardLayout layout_;

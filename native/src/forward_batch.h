@@ -1,9 +1,13 @@
-// One batched forward pass, as a backend receives it: every sequence's tokens concatenated into one list of
-// rows, so each base projection is a single matrix product over the whole batch.
+// One batched forward pass as a backend receives it, and what it hands back. Every sequence's tokens are
+// concatenated into one list of rows, so each base projection is a single matrix product over the whole
+// batch. Only the rows with a LogitRequest reach the output projection, and the backend answers each request
+// (token selection, logprobs, raw logits) itself: on the host with sampler.h, or on its device with the same
+// semantics.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "step_io.h"
@@ -14,25 +18,39 @@ namespace loraserve {
 struct BatchSegment {
   int64_t firstRow = 0;
   int64_t numRows = 0;
-  int64_t startPos = 0;  // position of the first row; KV of [0, startPos) is already cached
+  int64_t startPos = 0;                 // position of the first row; KV of [0, startPos) is already cached
   const int32_t* blockTable = nullptr;  // borrowed from the step's SeqStep
   int adapterSlot = -1;
-  // The segment's rows that need logits are logitRows[firstLogit, firstLogit + numLogits).
+  // The segment's requests are logitRequests[firstLogit, firstLogit + numLogits), in row order.
   int64_t firstLogit = 0;
   int64_t numLogits = 0;
+};
+
+// What the engine wants from one row's logits.
+struct LogitRequest {
+  int64_t row = 0;            // batch row
+  bool select = false;        // choose a token here (the last row of a sequence that samples)
+  SamplingParams sampling;    // with select
+  int topN = 0;               // with select: most likely alternatives to report
+  int32_t target = -1;        // a token whose raw logprob is wanted at this row, -1 for none
+  bool returnLogits = false;  // hand the raw row back
+};
+
+struct LogitResult {
+  int32_t token = -1;  // with select
+  float tokenLogprob = std::numeric_limits<float>::quiet_NaN();
+  float targetLogprob = std::numeric_limits<float>::quiet_NaN();
+  std::vector<int32_t> topIds;
+  std::vector<float> topLogprobs;
+  std::vector<float> logits;  // [vocab] with returnLogits
 };
 
 struct ForwardBatch {
   std::vector<int32_t> tokens;     // [rows]
   std::vector<int32_t> positions;  // [rows], absolute position of each token in its sequence
   std::vector<BatchSegment> segments;
-  // Batch rows whose logits are computed, ascending: the last row of a sampled sequence, rows with a logprob
-  // target, or every row of a sequence that asked for its logits. No other row reaches the output projection.
-  std::vector<int64_t> logitRows;
+  std::vector<LogitRequest> logitRequests;  // ascending rows
 };
-
-// Whether row i of the sequence needs logits (see ForwardBatch::logitRows).
-bool needsLogits(const SeqStep& seq, size_t i);
 
 // Borrows the block tables of `seqs`, which must outlive the batch.
 ForwardBatch buildForwardBatch(const std::vector<SeqStep>& seqs);

@@ -90,4 +90,18 @@ void topLogprobs(const float* logits, int64_t vocab, double logSumExp, int n, st
   }
 }
 
+
+LogitResult evaluateLogits(const float* logits, int64_t vocab, const LogitRequest& request) {
+  LogitResult result;
+  const double lse = logSumExp(logits, vocab);
+  if (request.select) {
+    result.token = sampleToken(logits, vocab, request.sampling);
+    result.tokenLogprob = static_cast<float>(logits[result.token] - lse);
+    if (request.topN > 0) topLogprobs(logits, vocab, lse, request.topN, result.topIds, result.topLogprobs);
+  }
+  if (request.target >= 0) result.targetLogprob = static_cast<float>(logits[request.target] - lse);
+  if (request.returnLogits) result.logits.assign(logits, logits + vocab);
+  return result;
+}
+
 }  // namespace loraserve

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "../rope_frequencies.h"
+#include "../sampler.h"
 #include "decoder_layer.h"
 #include "gemm.h"
 #include "lora.h"
@@ -55,7 +56,7 @@ void CpuBackend::unloadAdapter(int slot) {
   adapters_[static_cast<size_t>(slot)].reset();
 }
 
-std::vector<float> CpuBackend::forward(const ForwardBatch& batch) {
+std::vector<LogitResult> CpuBackend::forward(const ForwardBatch& batch) {
   const int64_t rows = static_cast<int64_t>(batch.tokens.size());
   const int64_t hidden = spec_.hiddenSize;
   std::vector<LoraGroup> lora;
@@ -77,16 +78,25 @@ std::vector<float> CpuBackend::forward(const ForwardBatch& batch) {
   }
 
   // Only the rows that need logits go through the final norm and the output projection.
-  const int64_t outputs = static_cast<int64_t>(batch.logitRows.size());
+  const std::vector<LogitRequest>& requests = batch.logitRequests;
+  const int64_t outputs = static_cast<int64_t>(requests.size());
   std::vector<float> normed(static_cast<size_t>(outputs * hidden));
   for (int64_t i = 0; i < outputs; ++i) {
-    rmsNorm(x.data() + batch.logitRows[static_cast<size_t>(i)] * hidden, 1, hidden, weights_.finalNorm.data(),
+    rmsNorm(x.data() + requests[static_cast<size_t>(i)].row * hidden, 1, hidden, weights_.finalNorm.data(),
             static_cast<float>(spec_.rmsNormEps), normed.data() + i * hidden);
   }
   const HostMatrix& head = weights_.outputProjection();
   std::vector<float> logits(static_cast<size_t>(outputs * head.rows));
   linear(normed.data(), outputs, hidden, head.data.data(), head.rows, logits.data());
-  return logits;
+
+  std::vector<LogitResult> results(static_cast<size_t>(outputs));
+  pool_.parallelFor(outputs, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      results[static_cast<size_t>(i)] =
+          evaluateLogits(logits.data() + i * head.rows, head.rows, requests[static_cast<size_t>(i)]);
+    }
+  });
+  return results;
 }
 
 }  // namespace loraserve

@@ -21,7 +21,7 @@ class CpuBackend final : public Backend {
   size_t weightBytes() const override { return weightBytes_; }
   void loadAdapter(int slot, HostAdapter adapter) override;
   void unloadAdapter(int slot) override;
-  std::vector<float> forward(const ForwardBatch& batch) override;
+  std::vector<LogitResult> forward(const ForwardBatch& batch) override;
 
  private:
   ModelSpec spec_;
