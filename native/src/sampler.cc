@@ -10,11 +10,15 @@ namespace loraserve {
 
 namespace {
 
-// Orders token ids by logit, highest first, lower id first among equals: one total order for every cut.
+// Orders token ids by logit, highest first, lower id first among equals: one total order for every cut. NaN
+// (from broken weights) ranks last, so the order stays strict and sorting stays safe.
 struct MoreLikely {
   const float* logits;
+  static float key(float logit) { return std::isnan(logit) ? -INFINITY : logit; }
   bool operator()(int32_t a, int32_t b) const {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    const float ka = key(logits[a]);
+    const float kb = key(logits[b]);
+    return ka > kb || (ka == kb && a < b);
   }
 };
 
@@ -22,6 +26,23 @@ std::vector<int32_t> allIds(int64_t vocab) {
   std::vector<int32_t> ids(static_cast<size_t>(vocab));
   std::iota(ids.begin(), ids.end(), 0);
   return ids;
+}
+
+// Sorts the shortest prefix of `ids` (in MoreLikely order) whose weight reaches `mass`, growing the sorted part
+// geometrically: a nucleus is usually a few dozen tokens of a vocabulary of 10^5. Returns its length.
+template <typename Weight>
+size_t sortNucleus(std::vector<int32_t>& ids, const MoreLikely& moreLikely, const Weight& weight, double mass) {
+  size_t sorted = std::min<size_t>(64, ids.size());
+  for (;;) {
+    std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(sorted), ids.end(), moreLikely);
+    double kept = 0.0;
+    for (size_t i = 0; i < sorted; ++i) {
+      kept += weight(ids[i]);
+      if (kept >= mass) return i + 1;
+    }
+    if (sorted == ids.size()) return sorted;
+    sorted = std::min(ids.size(), sorted * 4);
+  }
 }
 
 }  // namespace
@@ -46,34 +67,26 @@ int32_t sampleToken(const float* logits, int64_t vocab, const SamplingParams& pa
   if (params.topK > 0 && params.topK < vocab) {
     std::partial_sort(candidates.begin(), candidates.begin() + params.topK, candidates.end(), moreLikely);
     candidates.resize(static_cast<size_t>(params.topK));
-  } else if (params.topP < 1.0) {
-    std::sort(candidates.begin(), candidates.end(), moreLikely);
   }
-  // Sorted or not, the candidates' order is fixed by the logits alone, so the draw is reproducible.
-  float maxLogit = logits[candidates[0]];
-  for (int32_t id : candidates) maxLogit = std::max(maxLogit, logits[id]);
-  std::vector<double> weights(candidates.size());
+  float maxLogit = -INFINITY;
+  for (int32_t id : candidates) maxLogit = std::max(maxLogit, MoreLikely::key(logits[id]));
+  const auto weight = [&](int32_t id) {
+    return std::exp((static_cast<double>(MoreLikely::key(logits[id])) - maxLogit) / params.temperature);
+  };
   double total = 0.0;
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    weights[i] = std::exp((static_cast<double>(logits[candidates[i]]) - maxLogit) / params.temperature);
-    total += weights[i];
-  }
+  for (int32_t id : candidates) total += weight(id);
   if (params.topP < 1.0) {
-    // Candidates are sorted here: keep the shortest prefix whose mass reaches topP.
-    double kept = 0.0;
-    size_t count = 0;
-    while (count < candidates.size()) {
-      kept += weights[count++];
-      if (kept >= params.topP * total) break;
-    }
-    candidates.resize(count);
-    total = kept;
+    // Already sorted after a top-k cut; sortNucleus then only finds the length.
+    candidates.resize(sortNucleus(candidates, moreLikely, weight, params.topP * total));
+    total = 0.0;
+    for (int32_t id : candidates) total += weight(id);
   }
+  // The candidates' order is fixed by the logits alone, so the draw is reproducible.
   const double target = uniformDraw(params.seed, params.draw) * total;
   double cumulative = 0.0;
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    cumulative += weights[i];
-    if (target < cumulative) return candidates[i];
+  for (int32_t id : candidates) {
+    cumulative += weight(id);
+    if (target < cumulative) return id;
   }
   return candidates.back();
 }
