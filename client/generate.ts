@@ -23,8 +23,8 @@ export async function generateMain(args: string[]): Promise<void> {
     allowPositionals: true,
   });
   if (positionals.length === 0) throw new Error(`a prompt is required\n\n${GENERATE_USAGE}`);
-  const maxNewTokens = Number(values["max-new-tokens"] ?? 0);
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new Error(`--max-new-tokens must be a non-negative integer`);
+  const maxNewTokens = values["max-new-tokens"] === undefined ? undefined : Number(values["max-new-tokens"]);
+  if (maxNewTokens !== undefined && !(Number.isInteger(maxNewTokens) && maxNewTokens > 0)) throw new Error("--max-new-tokens must be a positive integer");
   // An explicit session, closed at the end: an idle HTTP/2 connection would otherwise keep the process alive.
   const session = new Http2SessionManager(values.url);
   const transport = values.http1

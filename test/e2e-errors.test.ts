@@ -95,8 +95,11 @@ describe.runIf(set)(`bad requests to loraserve serve on ${set?.name}`, () => {
     await expectStillServing();
   });
 
-  it("refuses max_new_tokens 0 over HTTP (in the proto, 0 asks for the server's default)", async () => {
+  it("refuses max_new_tokens 0 (HTTP 422, gRPC INVALID_ARGUMENT)", async () => {
     await expectTgiError(await postGenerate({ inputs: "hello", parameters: { max_new_tokens: 0 } }), 422, /max_new_tokens/);
+    const { code, message } = await grpcCode({ inputs: "hello", parameters: { maxNewTokens: 0 } });
+    expect(code).toBe(Code.InvalidArgument);
+    expect(message).toMatch(/max_new_tokens/);
     await expectStillServing();
   });
 

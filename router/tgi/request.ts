@@ -1,6 +1,6 @@
 // TGI's /generate body → the proto GenerateRequest. Types and ranges the proto cannot carry are checked here
-// (a negative count, a seed past 2^53); what depends on the model (prompt length, adapter ids, limits) is the
-// shard's to refuse.
+// (a negative count, a seed past 2^53); every other rule (max_new_tokens >= 1, prompt length, adapter ids,
+// limits) is the shard's to enforce, for all protocols alike.
 import { create } from "@bufbuild/protobuf";
 import { GenerateRequestSchema, type GenerateRequest } from "../../gen/loraserve/v1/generate_pb.js";
 import { validationError } from "./tgi-error.js";
@@ -77,9 +77,6 @@ export function toGenerateRequest(body: unknown): GenerateRequest {
     if (!SUPPORTED.has(name) && !asksForNothing(value)) throw validationError(`parameter \`${name}\` is not supported`);
   }
   const params = new Parameters(raw);
-  const maxNewTokens = params.integer("max_new_tokens", UINT32_MAX);
-  // In the proto 0 means "the server's default"; in TGI it is a mistake, refused as TGI refuses it.
-  if (maxNewTokens === 0) throw validationError("`max_new_tokens` must be strictly positive");
   const seed = params.integer("seed", Number.MAX_SAFE_INTEGER);
   const temperature = params.number("temperature");
   const topK = params.integer("top_k", UINT32_MAX);
@@ -90,7 +87,7 @@ export function toGenerateRequest(body: unknown): GenerateRequest {
     inputs: body.inputs,
     adapterId: params.string("adapter_id") ?? "",
     parameters: {
-      maxNewTokens: maxNewTokens ?? 0,
+      maxNewTokens: params.integer("max_new_tokens", UINT32_MAX),
       doSample: (params.boolean("do_sample") ?? false) || warps,
       temperature,
       topK,
