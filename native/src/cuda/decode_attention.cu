@@ -25,13 +25,15 @@ __device__ inline void loadRow(const __nv_bfloat16* src, float* dst) {
   for (int e = 0; e < kPerLane; ++e) dst[e] = __bfloat162float(src[e]);
 }
 
-// Each lane holds kPerLane consecutive elements of the head dimension (headDim = 32 * kPerLane).
+// Each lane holds kPerLane consecutive elements of the head dimension: headDim = 32 * kPerLane, or fewer
+// (head_dim 16) with the upper lanes idle.
 template <int kPerLane>
 __global__ void __launch_bounds__(kWarps * 32)
     decodeAttentionKernel(const __nv_bfloat16* q, PagedKv kv, const DecodeItem* items, float scaleLog2,
                           float* scratch, __nv_bfloat16* out) {
   constexpr int kDim = 32 * kPerLane;
   __shared__ float warpState[kWarps][kMaxGroup][kDim + 2];
+  const int dim = kv.headDim;
   const DecodeItem item = items[blockIdx.x];
   const int kvHead = blockIdx.y;
   const int split = blockIdx.z;
@@ -39,6 +41,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int group = kv.numHeads / kv.numKvHeads;
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
+  const bool active = lane * kPerLane < dim;
 
   float query[kMaxGroup][kPerLane];
   float acc[kMaxGroup][kPerLane];
@@ -50,8 +53,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     runningSum[g] = 0.0f;
 #pragma unroll
     for (int e = 0; e < kPerLane; ++e) acc[g][e] = 0.0f;
-    if (g < group) {
-      loadRow<kPerLane>(q + (static_cast<int64_t>(item.row) * kv.numHeads + kvHead * group + g) * kDim + lane * kPerLane,
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) query[g][e] = 0.0f;
+    if (g < group && active) {
+      loadRow<kPerLane>(q + (static_cast<int64_t>(item.row) * kv.numHeads + kvHead * group + g) * dim + lane * kPerLane,
                         query[g]);
     }
   }
@@ -60,10 +65,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int begin = split * chunk;
   const int end = min(item.seqLen, begin + chunk);
   for (int position = begin + warp; position < end; position += kWarps) {
-    const int64_t offset = (pagedRow(kv, item.tableOffset, position) * kv.numKvHeads + kvHead) * kDim + lane * kPerLane;
-    float key[kPerLane], value[kPerLane];
-    loadRow<kPerLane>(kv.k + offset, key);
-    loadRow<kPerLane>(kv.v + offset, value);
+    const int64_t offset = (pagedRow(kv, item.tableOffset, position) * kv.numKvHeads + kvHead) * dim + lane * kPerLane;
+    float key[kPerLane] = {}, value[kPerLane] = {};
+    if (active) {
+      loadRow<kPerLane>(kv.k + offset, key);
+      loadRow<kPerLane>(kv.v + offset, value);
+    }
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g >= group) break;
@@ -94,9 +101,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   __syncthreads();
 
   // Merge the warps: thread t takes (head g, element d) pairs.
-  for (int idx = threadIdx.x; idx < group * kDim; idx += blockDim.x) {
-    const int g = idx / kDim;
-    const int d = idx % kDim;
+  for (int idx = threadIdx.x; idx < group * dim; idx += blockDim.x) {
+    const int g = idx / dim;
+    const int d = idx % dim;
     float maxAll = -INFINITY;
     for (int w = 0; w < kWarps; ++w) maxAll = fmaxf(maxAll, warpState[w][g][kDim]);
     float sum = 0.0f, value = 0.0f;
@@ -107,14 +114,14 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     const int head = kvHead * group + g;
     if (splits == 1) {
-      out[(static_cast<int64_t>(item.row) * kv.numHeads + head) * kDim + d] =
+      out[(static_cast<int64_t>(item.row) * kv.numHeads + head) * dim + d] =
           __float2bfloat16(sum > 0.0f ? value / sum : 0.0f);
     } else {
-      float* partial = scratch + ((static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits + split) * (kDim + 2);
+      float* partial = scratch + ((static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits + split) * (dim + 2);
       partial[d] = value;
       if (d == 0) {
-        partial[kDim] = maxAll;
-        partial[kDim + 1] = sum;
+        partial[dim] = maxAll;
+        partial[dim + 1] = sum;
       }
     }
   }
@@ -156,6 +163,7 @@ void decodeAttention(const __nv_bfloat16* q, const PagedKv& kv, const DecodeItem
   const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
   const dim3 grid(numItems, kv.numKvHeads, splits);
   switch (kv.headDim) {
+    case 16:
     case 32: decodeAttentionKernel<1><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
     case 64: decodeAttentionKernel<2><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
     case 128: decodeAttentionKernel<4><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;

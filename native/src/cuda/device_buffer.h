@@ -1,4 +1,5 @@
-// Owning typed device allocations (plain cudaMalloc: never managed memory, which can hang a full card).
+// Owning typed allocations: device memory (plain cudaMalloc: never managed memory, which can hang a full card)
+// and pinned host memory (what asynchronous copies need to overlap with kernels).
 #pragma once
 
 #include <cstddef>
@@ -8,16 +9,16 @@
 
 namespace loraserve::cuda {
 
-template <typename T>
-class DeviceBuffer {
+template <typename T, bool kPinnedHost = false>
+class Allocation {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t count) { resize(count); }
-  ~DeviceBuffer() { release(); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& other) noexcept { *this = std::move(other); }
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+  Allocation() = default;
+  explicit Allocation(size_t count) { resize(count); }
+  ~Allocation() { release(); }
+  Allocation(const Allocation&) = delete;
+  Allocation& operator=(const Allocation&) = delete;
+  Allocation(Allocation&& other) noexcept { *this = std::move(other); }
+  Allocation& operator=(Allocation&& other) noexcept {
     if (this != &other) {
       release();
       data_ = std::exchange(other.data_, nullptr);
@@ -29,7 +30,11 @@ class DeviceBuffer {
   // Drops the old contents.
   void resize(size_t count) {
     release();
-    if (count > 0) checkCuda(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)), "cudaMalloc");
+    if (count > 0) {
+      void** target = reinterpret_cast<void**>(&data_);
+      checkCuda(kPinnedHost ? cudaMallocHost(target, count * sizeof(T)) : cudaMalloc(target, count * sizeof(T)),
+                kPinnedHost ? "cudaMallocHost" : "cudaMalloc");
+    }
     count_ = count;
   }
 
@@ -40,7 +45,7 @@ class DeviceBuffer {
 
  private:
   void release() {
-    if (data_) cudaFree(data_);
+    if (data_) kPinnedHost ? cudaFreeHost(data_) : cudaFree(data_);
     data_ = nullptr;
     count_ = 0;
   }
@@ -48,5 +53,10 @@ class DeviceBuffer {
   T* data_ = nullptr;
   size_t count_ = 0;
 };
+
+template <typename T>
+using DeviceBuffer = Allocation<T, false>;
+template <typename T>
+using PinnedBuffer = Allocation<T, true>;
 
 }  // namespace loraserve::cuda

@@ -1,0 +1,479 @@
+// Every CUDA kernel against the CPU backend's function of the same job (the spec), on fresh random inputs:
+//   native/build/Release/loraserve_kernel_checks    (built with the addon when CUDA is found)
+// Prints one line per case with ‖gpu − cpu‖ / ‖cpu‖ (or the count of differing ids) and exits 1 on a failure.
+// bf16 rounding of what feeds the next step bounds the tolerances: float32 against float32 lands far lower.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../src/cpu/kv_cache.h"
+#include "../src/cpu/lora.h"
+#include "../src/cpu/paged_attention.h"
+#include "../src/cpu/rms_norm.h"
+#include "../src/cpu/rope.h"
+#include "../src/cpu/swiglu.h"
+#include "../src/cpu/thread_pool.h"
+#include "../src/counter_rng.h"
+#include "../src/cuda/adapter_slots.h"
+#include "../src/cuda/decode_attention.cuh"
+#include "../src/cuda/device_buffer.h"
+#include "../src/cuda/lora_shrink_expand.cuh"
+#include "../src/cuda/prefill_attention.cuh"
+#include "../src/cuda/rmsnorm.cuh"
+#include "../src/cuda/rope_kv_write.cuh"
+#include "../src/cuda/silu_mul.cuh"
+#include "../src/cuda/step_plan.h"
+#include "../src/cuda/token_select.cuh"
+#include "../src/rope_frequencies.h"
+#include "../src/sampler.h"
+
+using namespace loraserve;
+using cuda::checkCuda;
+using bf16 = __nv_bfloat16;
+
+namespace {
+
+std::mt19937 rng(20261125);
+int failures = 0;
+
+void report(const std::string& what, double error, double tolerance, const char* unit = "rel err") {
+  const bool ok = std::isfinite(error) && error <= tolerance;
+  if (!ok) ++failures;
+  std::printf("%-58s %s %.3e (tolerance %.1e) %s\n", what.c_str(), unit, error, tolerance, ok ? "ok" : "FAIL");
+}
+
+std::vector<float> randomFloats(size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+// Rounds through bf16, so the CPU reference sees exactly what the GPU reads.
+std::vector<float> bf16Exact(std::vector<float> v) {
+  for (float& x : v) x = __bfloat162float(__float2bfloat16(x));
+  return v;
+}
+
+std::vector<bf16> toBf16(const std::vector<float>& v) {
+  std::vector<bf16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = __float2bfloat16(v[i]);
+  return out;
+}
+
+std::vector<float> toFloat(const std::vector<bf16>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = __bfloat162float(v[i]);
+  return out;
+}
+
+template <typename T>
+cuda::DeviceBuffer<T> toDevice(const std::vector<T>& host) {
+  cuda::DeviceBuffer<T> device(host.size());
+  checkCuda(cudaMemcpy(device.data(), host.data(), device.bytes(), cudaMemcpyHostToDevice), "upload");
+  return device;
+}
+
+// Unwritten outputs show up as NaN instead of passing by luck.
+template <typename T>
+cuda::DeviceBuffer<T> poisoned(size_t count) {
+  cuda::DeviceBuffer<T> device(count);
+  checkCuda(cudaMemset(device.data(), 0xff, device.bytes()), "poison");
+  return device;
+}
+
+template <typename T>
+std::vector<T> toHost(const cuda::DeviceBuffer<T>& device) {
+  checkCuda(cudaDeviceSynchronize(), "kernel");
+  std::vector<T> host(device.size());
+  checkCuda(cudaMemcpy(host.data(), device.data(), device.bytes(), cudaMemcpyDeviceToHost), "download");
+  return host;
+}
+
+double relativeError(const std::vector<float>& ours, const std::vector<float>& reference) {
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    if (!std::isfinite(ours[i])) return NAN;
+    diff += (ours[i] - static_cast<double>(reference[i])) * (ours[i] - static_cast<double>(reference[i]));
+    norm += static_cast<double>(reference[i]) * reference[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-30));
+}
+
+void checkRmsNorm(int rows, int dim) {
+  const std::vector<float> x = randomFloats(static_cast<size_t>(rows) * dim, 3.0f);
+  const std::vector<float> weight = bf16Exact(randomFloats(dim));
+  std::vector<float> expected(x.size());
+  rmsNorm(x.data(), rows, dim, weight.data(), 1e-5f, expected.data());
+  auto dx = toDevice(x);
+  auto dw = toDevice(toBf16(weight));
+  auto out = poisoned<bf16>(x.size());
+  cuda::rmsNorm(dx.data(), nullptr, dw.data(), out.data(), rows, dim, 1e-5f, nullptr);
+  report("rmsnorm rows " + std::to_string(rows) + " dim " + std::to_string(dim), relativeError(toFloat(toHost(out)), expected),
+         1e-2);
+  // The final norm gathers the rows that need logits.
+  const std::vector<int32_t> pick = {rows - 1, 0};
+  auto dpick = toDevice(pick);
+  auto gathered = poisoned<bf16>(2 * static_cast<size_t>(dim));
+  cuda::rmsNorm(dx.data(), dpick.data(), dw.data(), gathered.data(), 2, dim, 1e-5f, nullptr);
+  std::vector<float> expectedPick(expected.begin() + static_cast<size_t>(rows - 1) * dim, expected.begin() + static_cast<size_t>(rows) * dim);
+  expectedPick.insert(expectedPick.end(), expected.begin(), expected.begin() + dim);
+  report("rmsnorm gathered rows", relativeError(toFloat(toHost(gathered)), expectedPick), 1e-2);
+}
+
+void checkRope(const std::string& name, const ModelSpec& spec) {
+  const int rows = 9, heads = spec.numHeads, kvHeads = spec.numKvHeads, d = static_cast<int>(spec.headDim);
+  const int width = (heads + 2 * kvHeads) * d;
+  const std::vector<float> qkv = randomFloats(static_cast<size_t>(rows) * width);
+  std::vector<int32_t> positions(rows);
+  std::uniform_int_distribution<int> pos(0, 120000);
+  for (int32_t& p : positions) p = pos(rng);
+  positions[0] = 0;
+  std::vector<int32_t> slots(rows);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(slots.begin(), slots.end(), rng);
+  const std::vector<float> invFreq = ropeInverseFrequencies(spec);
+  std::vector<float> q(static_cast<size_t>(rows) * heads * d), k(static_cast<size_t>(rows) * kvHeads * d), v(k.size());
+  for (int r = 0; r < rows; ++r) {
+    const float* in = qkv.data() + static_cast<size_t>(r) * width;
+    std::copy_n(in, heads * d, q.begin() + static_cast<size_t>(r) * heads * d);
+    std::copy_n(in + heads * d, kvHeads * d, k.begin() + static_cast<size_t>(r) * kvHeads * d);
+    std::copy_n(in + (heads + kvHeads) * d, kvHeads * d, v.begin() + static_cast<size_t>(r) * kvHeads * d);
+  }
+  applyRope(q.data(), rows, heads, d, positions.data(), invFreq);
+  applyRope(k.data(), rows, kvHeads, d, positions.data(), invFreq);
+  // The cache rows in the order the kernel writes them.
+  std::vector<float> kExpected(k.size()), vExpected(v.size());
+  for (int r = 0; r < rows; ++r) {
+    std::copy_n(k.begin() + static_cast<size_t>(r) * kvHeads * d, kvHeads * d, kExpected.begin() + static_cast<size_t>(slots[r]) * kvHeads * d);
+    std::copy_n(v.begin() + static_cast<size_t>(r) * kvHeads * d, kvHeads * d, vExpected.begin() + static_cast<size_t>(slots[r]) * kvHeads * d);
+  }
+  auto dqkv = toDevice(qkv);
+  auto dpos = toDevice(positions);
+  auto dslots = toDevice(slots);
+  auto dfreq = toDevice(invFreq);
+  auto dq = poisoned<bf16>(q.size());
+  auto dk = poisoned<bf16>(k.size());
+  auto dv = poisoned<bf16>(v.size());
+  cuda::ropeAndWriteKv(dqkv.data(), dpos.data(), dslots.data(), dfreq.data(), dq.data(), dk.data(), dv.data(), rows,
+                       {heads, kvHeads, d}, nullptr);
+  report("rope " + name + ": q", relativeError(toFloat(toHost(dq)), q), 1e-2);
+  report("rope " + name + ": k in the cache", relativeError(toFloat(toHost(dk)), kExpected), 1e-2);
+  report("rope " + name + ": v in the cache", relativeError(toFloat(toHost(dv)), vExpected), 1e-2);
+}
+
+void checkSiluMul(int rows, int width) {
+  const std::vector<float> gateUp = randomFloats(static_cast<size_t>(rows) * 2 * width, 2.0f);
+  std::vector<float> gate(static_cast<size_t>(rows) * width), up(gate.size());
+  for (int r = 0; r < rows; ++r) {
+    std::copy_n(gateUp.begin() + static_cast<size_t>(r) * 2 * width, width, gate.begin() + static_cast<size_t>(r) * width);
+    std::copy_n(gateUp.begin() + static_cast<size_t>(r) * 2 * width + width, width, up.begin() + static_cast<size_t>(r) * width);
+  }
+  siluMultiply(gate.data(), up.data(), static_cast<int64_t>(gate.size()));
+  auto din = toDevice(gateUp);
+  auto out = poisoned<bf16>(gate.size());
+  cuda::siluAndMul(din.data(), out.data(), rows, width, nullptr);
+  report("silu_mul rows " + std::to_string(rows) + " width " + std::to_string(width), relativeError(toFloat(toHost(out)), gate), 1e-2);
+}
+
+// A paged cache holding random (bf16-exact) K/V for several sequences, on both sides, with scrambled block ids.
+struct CacheFixture {
+  int blockSize, numBlocks, heads, kvHeads, d;
+  std::vector<int> lengths;
+  std::vector<std::vector<int32_t>> tables;
+  std::unique_ptr<KvCache> cpu;
+  cuda::DeviceBuffer<bf16> k, v;
+
+  CacheFixture(int blockSize, int heads, int kvHeads, int d, std::vector<int> lengths)
+      : blockSize(blockSize), heads(heads), kvHeads(kvHeads), d(d), lengths(std::move(lengths)) {
+    int blocks = 0;
+    for (int len : this->lengths) blocks += (len + blockSize - 1) / blockSize;
+    numBlocks = blocks + 3;
+    std::vector<int32_t> ids(numBlocks);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    int next = 0;
+    for (int len : this->lengths) {
+      tables.emplace_back(ids.begin() + next, ids.begin() + next + (len + blockSize - 1) / blockSize);
+      next += static_cast<int>(tables.back().size());
+    }
+    cpu = std::make_unique<KvCache>(1, numBlocks, blockSize, kvHeads, d);
+    const size_t rowWidth = static_cast<size_t>(kvHeads) * d;
+    std::vector<float> kHost(static_cast<size_t>(numBlocks) * blockSize * rowWidth, 0.0f), vHost(kHost.size(), 0.0f);
+    for (size_t s = 0; s < this->lengths.size(); ++s) {
+      const int len = this->lengths[s];
+      ForwardBatch batch;
+      BatchSegment segment;
+      segment.numRows = len;
+      segment.blockTable = tables[s].data();
+      batch.segments.push_back(segment);
+      for (int p = 0; p < len; ++p) {
+        batch.tokens.push_back(0);
+        batch.positions.push_back(p);
+      }
+      const std::vector<float> keys = bf16Exact(randomFloats(static_cast<size_t>(len) * rowWidth));
+      const std::vector<float> values = bf16Exact(randomFloats(static_cast<size_t>(len) * rowWidth));
+      cpu->write(0, batch, keys.data(), values.data());
+      for (int p = 0; p < len; ++p) {
+        const size_t slot = static_cast<size_t>(cpu->slotOf(tables[s].data(), p));
+        std::copy_n(keys.begin() + p * rowWidth, rowWidth, kHost.begin() + slot * rowWidth);
+        std::copy_n(values.begin() + p * rowWidth, rowWidth, vHost.begin() + slot * rowWidth);
+      }
+    }
+    k = toDevice(toBf16(kHost));
+    v = toDevice(toBf16(vHost));
+  }
+};
+
+// Queries `rows[s]` consecutive positions of sequence s ending at its last cached position, through the
+// decode kernel (one row per sequence) or the prefill kernel.
+void checkAttention(const std::string& name, CacheFixture& cache, const std::vector<int>& rowsPerSeq, int splits) {
+  ForwardBatch batch;
+  for (size_t s = 0; s < cache.lengths.size(); ++s) {
+    BatchSegment segment;
+    segment.firstRow = static_cast<int64_t>(batch.tokens.size());
+    segment.numRows = rowsPerSeq[s];
+    segment.startPos = cache.lengths[s] - rowsPerSeq[s];
+    segment.blockTable = cache.tables[s].data();
+    batch.segments.push_back(segment);
+    for (int i = 0; i < rowsPerSeq[s]; ++i) {
+      batch.tokens.push_back(0);
+      batch.positions.push_back(static_cast<int32_t>(segment.startPos + i));
+    }
+  }
+  const int rows = static_cast<int>(batch.tokens.size());
+  const std::vector<float> q = bf16Exact(randomFloats(static_cast<size_t>(rows) * cache.heads * cache.d));
+  std::vector<float> expected(q.size());
+  ThreadPool pool(2);
+  pagedAttention(batch, 0, q.data(), *cache.cpu, {cache.heads, cache.kvHeads, cache.d}, pool, expected.data());
+
+  const cuda::StepPlan plan = cuda::planStep(batch, cache.blockSize);
+  auto tables = toDevice(plan.blockTables);
+  cuda::PagedKv kv{cache.k.data(), cache.v.data(), tables.data(), cache.blockSize, cache.heads, cache.kvHeads, cache.d};
+  auto dq = toDevice(toBf16(q));
+  auto out = poisoned<bf16>(q.size());
+  if (!plan.decodeItems.empty()) {
+    auto items = toDevice(plan.decodeItems);
+    cuda::DeviceBuffer<float> scratch(static_cast<size_t>(cuda::decodeAttentionScratchFloats(static_cast<int>(plan.decodeItems.size()), kv, splits)));
+    cuda::decodeAttention(dq.data(), kv, items.data(), static_cast<int>(plan.decodeItems.size()), splits, scratch.data(), out.data(), nullptr);
+  }
+  if (!plan.prefillTiles.empty()) {
+    auto tiles = toDevice(plan.prefillTiles);
+    cuda::prefillAttention(dq.data(), kv, tiles.data(), static_cast<int>(plan.prefillTiles.size()), out.data(), nullptr);
+  }
+  report(name, relativeError(toFloat(toHost(out)), expected), 1e-2);
+}
+
+void checkAttentionSuite() {
+  // Decode: GQA 4 and 1, block sizes 16 and 5, head dims 128 / 64 / 32 / 16, one split and several.
+  {
+    CacheFixture cache(16, 32, 8, 128, {1, 17, 300, 1000});
+    checkAttention("decode attention d128 gqa4 block16 splits1", cache, {1, 1, 1, 1}, 1);
+    checkAttention("decode attention d128 gqa4 block16 splits7", cache, {1, 1, 1, 1}, 7);
+    checkAttention("prefill attention d128 gqa4 block16 (chunked)", cache, {1, 17, 130, 64}, 1);
+  }
+  {
+    CacheFixture cache(5, 4, 4, 64, {3, 64, 200});
+    checkAttention("decode attention d64 mha block5 splits3", cache, {1, 1, 1}, 3);
+    checkAttention("prefill attention d64 mha block5 (whole prompts)", cache, {3, 64, 200}, 1);
+  }
+  {
+    CacheFixture cache(4, 4, 2, 32, {7, 40});
+    checkAttention("decode attention d32 gqa2 block4", cache, {1, 1}, 2);
+    checkAttention("prefill attention d32 gqa2 block4", cache, {7, 33}, 1);
+  }
+  {
+    CacheFixture cache(4, 4, 4, 16, {9, 21});
+    checkAttention("decode attention d16 block4", cache, {1, 1}, 1);
+    checkAttention("prefill attention d16 block4", cache, {5, 21}, 1);
+  }
+}
+
+// Mixed adapters: ranks 4/16/8, targets left out, rows without an adapter, prefill-sized and decode segments.
+void checkLora() {
+  ModelSpec spec;
+  spec.hiddenSize = 256;
+  spec.intermediateSize = 512;
+  spec.numLayers = 2;
+  spec.numHeads = 8;
+  spec.numKvHeads = 2;
+  spec.headDim = 32;
+  spec.vocabSize = 64;
+  const ShardLayout layout(spec, 0, 1);
+  const int maxRank = 16;
+  const std::vector<int> ranks = {4, 16, 8};
+  cuda::AdapterSlots slots(spec, layout, static_cast<int>(ranks.size()), maxRank);
+  std::vector<std::shared_ptr<const HostAdapter>> adapters(ranks.size());
+  for (size_t s = 0; s < ranks.size(); ++s) {
+    HostAdapter adapter;
+    adapter.rank = ranks[s];
+    adapter.scaling = 0.5f + static_cast<float>(s);
+    adapter.layers.resize(spec.numLayers);
+    for (int layer = 0; layer < spec.numLayers; ++layer) {
+      for (int t = 0; t < kNumLoraTargets; ++t) {
+        if ((t + layer + static_cast<int>(s)) % 3 == 0) continue;  // this adapter leaves the target alone
+        const TargetShape shape = layout.localShape(static_cast<LoraTarget>(t));
+        HostLoraPair pair;
+        pair.a = {adapter.rank, shape.in, bf16Exact(randomFloats(static_cast<size_t>(adapter.rank * shape.in), 0.1f))};
+        pair.b = {shape.out, adapter.rank, bf16Exact(randomFloats(static_cast<size_t>(shape.out * adapter.rank), 0.1f))};
+        adapter.layers[static_cast<size_t>(layer)][static_cast<size_t>(t)] = pair;
+      }
+    }
+    slots.load(static_cast<int>(s), adapter);
+    adapters[s] = std::make_shared<const HostAdapter>(std::move(adapter));
+  }
+  ForwardBatch batch;
+  const std::vector<std::pair<int, int>> segments = {{0, 37}, {-1, 5}, {1, 1}, {2, 20}, {-1, 1}, {1, 1}, {2, 1}};
+  for (const auto& [slot, rows] : segments) {
+    BatchSegment segment;
+    segment.firstRow = static_cast<int64_t>(batch.tokens.size());
+    segment.numRows = rows;
+    segment.adapterSlot = slot;
+    batch.segments.push_back(segment);
+    batch.tokens.resize(batch.tokens.size() + rows, 0);
+  }
+  const int rows = static_cast<int>(batch.tokens.size());
+  const std::vector<LoraGroup> groups = groupRowsByAdapter(batch, adapters);
+  // The group layout the CUDA backend uses: q/k/v, o, gate/up and down.
+  const std::vector<std::vector<LoraTarget>> fused = {
+      {LoraTarget::Q, LoraTarget::K, LoraTarget::V}, {LoraTarget::O}, {LoraTarget::Gate, LoraTarget::Up}, {LoraTarget::Down}};
+  std::vector<cuda::LoraTile> tiles;
+  for (const BatchSegment& segment : batch.segments) {
+    if (segment.adapterSlot < 0) continue;
+    for (int64_t r = 0; r < segment.numRows; r += cuda::kLoraTileRows) {
+      tiles.push_back({static_cast<int>(segment.firstRow + r), static_cast<int>(std::min<int64_t>(cuda::kLoraTileRows, segment.numRows - r)), segment.adapterSlot});
+    }
+  }
+  auto dtiles = toDevice(tiles);
+  cuda::DeviceBuffer<float> v(static_cast<size_t>(rows) * cuda::loraIntermediateStride(slots.maxRank()));
+  for (int layer = 0; layer < spec.numLayers; ++layer) {
+    for (const std::vector<LoraTarget>& targets : fused) {
+      const int in = static_cast<int>(layout.localShape(targets[0]).in);
+      int width = 0;
+      for (LoraTarget t : targets) width += static_cast<int>(layout.localShape(t).out);
+      const std::vector<float> x = bf16Exact(randomFloats(static_cast<size_t>(rows) * in));
+      const std::vector<float> y = randomFloats(static_cast<size_t>(rows) * width);
+      std::vector<float> expected(y.size());
+      int column = 0;
+      for (LoraTarget t : targets) {
+        const int out = static_cast<int>(layout.localShape(t).out);
+        std::vector<float> part(static_cast<size_t>(rows) * out);
+        for (int r = 0; r < rows; ++r) std::copy_n(y.begin() + static_cast<size_t>(r) * width + column, out, part.begin() + static_cast<size_t>(r) * out);
+        addLoraDelta(groups, layer, t, x.data(), in, part.data(), out);
+        for (int r = 0; r < rows; ++r) std::copy_n(part.begin() + static_cast<size_t>(r) * out, out, expected.begin() + static_cast<size_t>(r) * width + column);
+        column += out;
+      }
+      const cuda::LoraGroup group = slots.group(layer, targets);
+      auto dx = toDevice(toBf16(x));
+      auto dy = toDevice(y);
+      cuda::loraShrink(dx.data(), dtiles.data(), static_cast<int>(tiles.size()), slots.view(), group, v.data(), nullptr);
+      cuda::loraExpand(v.data(), dtiles.data(), static_cast<int>(tiles.size()), slots.view(), group, dy.data(), width, nullptr);
+      std::vector<float> deltaOurs = toHost(dy), deltaRef = expected;
+      for (size_t i = 0; i < y.size(); ++i) {
+        deltaOurs[i] -= y[i];
+        deltaRef[i] -= y[i];
+      }
+      std::string names;
+      for (LoraTarget t : targets) names += std::string(names.empty() ? "" : "+") + loraTargetName(t);
+      report("lora shrink/expand layer " + std::to_string(layer) + " " + names + " (delta)", relativeError(deltaOurs, deltaRef), 1e-2);
+    }
+  }
+}
+
+void checkTokenSelect(int vocab) {
+  struct Case {
+    const char* name;
+    double temperature;
+    int64_t topK;
+    double topP;
+    int topN;
+  };
+  const std::vector<Case> cases = {{"greedy", 0, 0, 1, 5},      {"temperature 0.8", 0.8, 0, 1, 0},
+                                   {"top-k 40", 1.0, 40, 1, 3}, {"top-p 0.9", 0.7, 0, 0.9, 0},
+                                   {"top-k 50 + top-p 0.8", 1.2, 50, 0.8, 2}, {"top-k 1", 1.0, 1, 1, 0}};
+  for (const Case& c : cases) {
+    const int rows = 48;
+    std::vector<float> logits = randomFloats(static_cast<size_t>(rows) * vocab, 2.0f);
+    // Equal logits in some rows test the lowest-id-first order.
+    for (int i = 0; i < 8; ++i) logits[static_cast<size_t>(vocab) + static_cast<size_t>(i) * 3] = 9.0f;
+    std::vector<cuda::TokenRequest> requests(rows);
+    std::vector<LogitRequest> cpuRequests(rows);
+    for (int r = 0; r < rows; ++r) {
+      LogitRequest& cpu = cpuRequests[static_cast<size_t>(r)];
+      cpu.row = r;
+      cpu.select = true;
+      cpu.sampling = {c.temperature, c.topK, c.topP, static_cast<uint64_t>(1000 + r), static_cast<uint64_t>(r * 7)};
+      cpu.topN = c.topN;
+      cpu.target = (r * 37) % vocab;
+      cuda::TokenRequest& gpu = requests[static_cast<size_t>(r)];
+      gpu.draw = 1;
+      gpu.temperature = c.temperature;
+      gpu.topK = c.topK;
+      gpu.topP = c.topP;
+      gpu.uniform = uniformDraw(cpu.sampling.seed, cpu.sampling.draw);
+      gpu.topN = c.topN;
+      gpu.target = cpu.target;
+    }
+    auto dlogits = toDevice(logits);
+    auto drequests = toDevice(requests);
+    auto dresults = poisoned<cuda::TokenResult>(rows);
+    cuda::selectTokens(dlogits.data(), rows, vocab, drequests.data(), dresults.data(), nullptr);
+    const std::vector<cuda::TokenResult> results = toHost(dresults);
+    int idMismatches = 0;
+    double logprobError = 0.0;
+    for (int r = 0; r < rows; ++r) {
+      const LogitResult expected = evaluateLogits(logits.data() + static_cast<size_t>(r) * vocab, vocab, cpuRequests[static_cast<size_t>(r)]);
+      const cuda::TokenResult& ours = results[static_cast<size_t>(r)];
+      if (ours.token != expected.token || ours.numTop != static_cast<int>(expected.topIds.size())) ++idMismatches;
+      logprobError = std::max(logprobError, std::abs(static_cast<double>(ours.tokenLogprob) - expected.tokenLogprob));
+      logprobError = std::max(logprobError, std::abs(static_cast<double>(ours.targetLogprob) - expected.targetLogprob));
+      for (size_t n = 0; n < expected.topIds.size() && n < static_cast<size_t>(ours.numTop); ++n) {
+        if (ours.topIds[n] != expected.topIds[n]) ++idMismatches;
+        logprobError = std::max(logprobError, std::abs(static_cast<double>(ours.topLogprobs[n]) - expected.topLogprobs[n]));
+      }
+    }
+    const std::string what = std::string("token select ") + c.name + " vocab " + std::to_string(vocab);
+    report(what + ": ids differing", idMismatches, 0, "count  ");
+    report(what + ": logprobs", logprobError, 1e-4, "abs err");
+  }
+}
+
+}  // namespace
+
+int main() {
+  try {
+    checkRmsNorm(7, 4096);
+    checkRmsNorm(3, 96);
+    ModelSpec spec;
+    spec.numHeads = 8;
+    spec.numKvHeads = 2;
+    spec.headDim = 128;
+    spec.ropeTheta = 500000.0;
+    checkRope("plain", spec);
+    spec.ropeScaling.type = RopeScaling::Type::Linear;
+    spec.ropeScaling.factor = 4.0;
+    checkRope("linear x4", spec);
+    spec.ropeScaling = {RopeScaling::Type::Llama3, 8.0, 1.0, 4.0, 8192.0};
+    checkRope("llama3", spec);
+    spec.headDim = 32;
+    checkRope("llama3 d32", spec);
+    checkSiluMul(5, 14336);
+    checkSiluMul(2, 40);
+    checkAttentionSuite();
+    checkLora();
+    checkTokenSelect(512);
+    checkTokenSelect(128256);
+  } catch (const std::exception& error) {
+    std::printf("kernel checks: %s\n", error.what());
+    return 1;
+  }
+  std::printf("%s: %d failing\n", failures ? "FAIL" : "all kernel checks passed", failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,28 @@
+# The CUDA backend's build settings and its kernel check program; CMakeLists.txt includes this file once it
+# has found the CUDA compiler, cuBLAS and NCCL.
+
+# Hopper (sm_90) unless CUDAARCHS names other targets; the kernels need sm_80 at least (bf16 mma.sync).
+if(NOT DEFINED ENV{CUDAARCHS})
+  set_target_properties(${PROJECT_NAME} PROPERTIES CUDA_ARCHITECTURES 90)
+endif()
+set_target_properties(${PROJECT_NAME} PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
+
+# native/check/kernel_checks.cu runs every kernel against the CPU backend's function for the same job, so it
+# links the kernels and the CPU reference code, not the addon.
+file(GLOB LORASERVE_CHECK_KERNELS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/*.cu
+     ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/*.cc)
+list(FILTER LORASERVE_CHECK_KERNELS EXCLUDE REGEX "/(cuda_backend|device_weights|gemm)\\.cu$")
+file(GLOB LORASERVE_CHECK_REFERENCE CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cc
+     ${CMAKE_CURRENT_SOURCE_DIR}/src/cpu/*.cc)
+list(FILTER LORASERVE_CHECK_REFERENCE EXCLUDE REGEX
+     "/(addon|js_values|engine|backend_factory|cpu_backend|decoder_layer)\\.cc$")
+find_package(Threads REQUIRED)
+add_executable(loraserve_kernel_checks ${CMAKE_CURRENT_SOURCE_DIR}/check/kernel_checks.cu ${LORASERVE_CHECK_KERNELS}
+                                       ${LORASERVE_CHECK_REFERENCE})
+set_target_properties(loraserve_kernel_checks PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
+                                                         RUNTIME_OUTPUT_DIRECTORY $<TARGET_FILE_DIR:${PROJECT_NAME}>)
+if(NOT DEFINED ENV{CUDAARCHS})
+  set_target_properties(loraserve_kernel_checks PROPERTIES CUDA_ARCHITECTURES 90)
+endif()
+target_include_directories(loraserve_kernel_checks PRIVATE ${CBLAS_INCLUDE_DIR})
+target_link_libraries(loraserve_kernel_checks PRIVATE CUDA::cudart ${OPENBLAS_LIBRARY} Threads::Threads)

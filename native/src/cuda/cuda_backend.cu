@@ -1,0 +1,375 @@
+#include "cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "../counter_rng.h"
+#include "../forward_batch.h"
+#include "../rope_frequencies.h"
+#include "cuda_check.h"
+#include "decode_attention.cuh"
+#include "embed_rows.cuh"
+#include "lora_shrink_expand.cuh"
+#include "prefill_attention.cuh"
+#include "rmsnorm.cuh"
+#include "rope_kv_write.cuh"
+#include "silu_mul.cuh"
+
+namespace loraserve {
+
+using cuda::checkCuda;
+
+namespace {
+
+// Rows of one forward pass: longer steps run as consecutive parts (chunked prefill), which bounds the
+// activation memory. 2048 rows keep every matrix product large enough to run at the GEMM rate.
+constexpr int kTokenBudget = 2048;
+// Decode steps up to this batch size are captured as CUDA graphs, one per size met.
+constexpr int kMaxGraphRows = 256;
+constexpr int kMaxDecodeSplits = 16;
+
+const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptions& options) {
+  const ModelSpec& spec = options.spec;
+  auto require = [](bool ok, const std::string& message) {
+    if (!ok) throw std::runtime_error("device \"cuda\": " + message);
+  };
+  require(layout.world() == 1, "tensor parallelism needs the collective backend; not built yet (world " +
+                                   std::to_string(layout.world()) + ")");
+  require(spec.headDim == 16 || spec.headDim == 32 || spec.headDim == 64 || spec.headDim == 128,
+          "head_dim " + std::to_string(spec.headDim) + " is not supported (16, 32, 64 or 128)");
+  require(spec.numHeads / spec.numKvHeads <= 8, "more than 8 query heads per kv head are not supported");
+  require(spec.hiddenSize % 8 == 0 && layout.localIntermediate() % 8 == 0 &&
+              (layout.localKvHeads() * spec.headDim) % 8 == 0,
+          "hidden, intermediate and kv widths must be multiples of 8 (16-byte vector loads)");
+  require(options.maxLoraRank <= 128, "maxLoraRank above 128 is not supported");
+  return layout;
+}
+
+int deviceMultiprocessors() {
+  int device = 0;
+  checkCuda(cudaGetDevice(&device), "cudaGetDevice");
+  int count = 0;
+  checkCuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  return count;
+}
+
+template <typename T>
+void growPinned(cuda::PinnedBuffer<T>& buffer, size_t count) {
+  if (buffer.size() < count) buffer.resize(count);
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(const EngineOptions& options)
+    : spec_(options.spec),
+      layout_(requireSupported(ShardLayout(options.spec, options.rank, options.world), options)),
+      blockSize_(options.blockSize),
+      numKvBlocks_(options.numKvBlocks),
+      qWidth_(static_cast<int>(layout_.localHeads() * spec_.headDim)),
+      kvWidth_(static_cast<int>(layout_.localKvHeads() * spec_.headDim)),
+      qkvWidth_(qWidth_ + 2 * kvWidth_),
+      intermediate_(static_cast<int>(layout_.localIntermediate())),
+      multiprocessors_(deviceMultiprocessors()),
+      weights_(cuda::uploadModelWeights(options, layout_)),
+      adapters_(options.spec, layout_, options.maxLoras, options.maxLoraRank) {
+  checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  gemm_ = std::make_unique<cuda::Gemm>(stream_);
+
+  const std::vector<float> invFreq = ropeInverseFrequencies(spec_);
+  ropeInvFreq_.resize(invFreq.size());
+  checkCuda(cudaMemcpy(ropeInvFreq_.data(), invFreq.data(), ropeInvFreq_.bytes(), cudaMemcpyHostToDevice),
+            "cudaMemcpy (rope frequencies)");
+  kvCache_.resize(static_cast<size_t>(spec_.numLayers) * 2 * numKvBlocks_ * blockSize_ * kvWidth_);
+
+  for (int layer = 0; layer < spec_.numLayers; ++layer) {
+    qkvGroups_.push_back(adapters_.group(layer, {LoraTarget::Q, LoraTarget::K, LoraTarget::V}));
+    oGroups_.push_back(adapters_.group(layer, {LoraTarget::O}));
+    gateUpGroups_.push_back(adapters_.group(layer, {LoraTarget::Gate, LoraTarget::Up}));
+    downGroups_.push_back(adapters_.group(layer, {LoraTarget::Down}));
+  }
+
+  const size_t rows = kTokenBudget;
+  residual_.resize(rows * spec_.hiddenSize);
+  normed_.resize(rows * spec_.hiddenSize);
+  qkv_.resize(rows * qkvWidth_);
+  q_.resize(rows * qWidth_);
+  attention_.resize(rows * qWidth_);
+  gateUp_.resize(rows * 2 * intermediate_);
+  activated_.resize(rows * intermediate_);
+  loraV_.resize(rows * cuda::loraIntermediateStride(adapters_.maxRank()));
+  int64_t scratchItems = 0;
+  for (int items = 1; items <= kTokenBudget; ++items) {
+    if (decodeSplits(items) > 1) scratchItems = std::max<int64_t>(scratchItems, int64_t{items} * decodeSplits(items));
+  }
+  splitScratch_.resize(static_cast<size_t>(scratchItems * layout_.localHeads() * (spec_.headDim + 2)));
+  checkCuda(cudaDeviceSynchronize(), "CUDA backend start-up");
+}
+
+CudaBackend::~CudaBackend() {
+  dropGraphs();
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::loadAdapter(int slot, HostAdapter adapter) { adapters_.load(slot, adapter); }
+
+void CudaBackend::unloadAdapter(int slot) { adapters_.unload(slot); }
+
+int CudaBackend::decodeSplits(int items) const {
+  // Enough blocks for two waves over the multiprocessors; long contexts then read in parallel.
+  const int blocks = items * static_cast<int>(layout_.localKvHeads());
+  return std::clamp((2 * multiprocessors_ + blocks - 1) / blocks, 1, kMaxDecodeSplits);
+}
+
+cuda::PagedKv CudaBackend::pagedKv(int layer, const int32_t* blockTables) const {
+  const size_t perCache = static_cast<size_t>(numKvBlocks_) * blockSize_ * kvWidth_;
+  cuda::PagedKv kv;
+  kv.k = kvCache_.data() + (2 * static_cast<size_t>(layer)) * perCache;
+  kv.v = kv.k + perCache;
+  kv.blockTables = blockTables;
+  kv.blockSize = blockSize_;
+  kv.numHeads = static_cast<int>(layout_.localHeads());
+  kv.numKvHeads = static_cast<int>(layout_.localKvHeads());
+  kv.headDim = static_cast<int>(spec_.headDim);
+  return kv;
+}
+
+void CudaBackend::dropGraphs() {
+  for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
+  graphs_.clear();
+}
+
+void CudaBackend::ensureLogitRows(int rows) {
+  if (rows <= logitCapacity_) return;
+  // Captured graphs hold the old addresses.
+  dropGraphs();
+  const size_t capacity = std::max<size_t>(static_cast<size_t>(rows), 2 * static_cast<size_t>(logitCapacity_));
+  logits_.resize(capacity * spec_.vocabSize);
+  logitInputs_.resize(capacity * spec_.hiddenSize);
+  requests_.resize(capacity);
+  results_.resize(capacity);
+  requestsHost_.resize(capacity);
+  resultsHost_.resize(capacity);
+  logitCapacity_ = static_cast<int>(capacity);
+}
+
+CudaBackend::DeviceStep CudaBackend::upload(const cuda::StepPlan& plan, bool padLoraTiles) {
+  std::vector<cuda::LoraTile> tiles = plan.loraTiles;
+  // A graph is captured with one tile per row; rows without an adapter are tiles of slot -1 that exit at once.
+  if (padLoraTiles && !tiles.empty()) tiles.resize(static_cast<size_t>(plan.rows), cuda::LoraTile{0, 1, -1});
+
+  // One copy for the whole step. Regions follow each other in a fixed order, so two steps with the same counts
+  // get the same addresses (what replaying a graph needs); the block tables, the only variable-length part of a
+  // decode step, come last.
+  size_t used = 0;
+  auto region = [&used](size_t bytes) {
+    const size_t at = used;
+    used += (bytes + 15) / 16 * 16;
+    return at;
+  };
+  const size_t tokensAt = region(plan.tokens.size() * sizeof(int32_t));
+  const size_t positionsAt = region(plan.positions.size() * sizeof(int32_t));
+  const size_t slotsAt = region(plan.cacheSlots.size() * sizeof(int32_t));
+  const size_t logitRowsAt = region(plan.logitRows.size() * sizeof(int32_t));
+  const size_t tilesAt = region(tiles.size() * sizeof(cuda::LoraTile));
+  const size_t decodeAt = region(plan.decodeItems.size() * sizeof(cuda::DecodeItem));
+  const size_t prefillAt = region(plan.prefillTiles.size() * sizeof(cuda::PrefillTile));
+  const size_t tablesAt = region(plan.blockTables.size() * sizeof(int32_t));
+
+  // The previous part's copy may still read the host staging area.
+  checkCuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (step staging)");
+  if (stagingDevice_.size() < used) {
+    dropGraphs();
+    stagingDevice_.resize(used * 2);
+    stagingHost_.resize(used * 2);
+  }
+  unsigned char* host = stagingHost_.data();
+  auto put = [host](size_t at, const auto& values) {
+    if (!values.empty()) std::memcpy(host + at, values.data(), values.size() * sizeof(values[0]));
+  };
+  put(tokensAt, plan.tokens);
+  put(positionsAt, plan.positions);
+  put(slotsAt, plan.cacheSlots);
+  put(logitRowsAt, plan.logitRows);
+  put(tilesAt, tiles);
+  put(decodeAt, plan.decodeItems);
+  put(prefillAt, plan.prefillTiles);
+  put(tablesAt, plan.blockTables);
+  checkCuda(cudaMemcpyAsync(stagingDevice_.data(), host, used, cudaMemcpyHostToDevice, stream_),
+            "cudaMemcpyAsync (step descriptors)");
+
+  const unsigned char* device = stagingDevice_.data();
+  DeviceStep step;
+  step.rows = plan.rows;
+  step.logitRows = static_cast<int>(plan.logitRows.size());
+  step.loraTiles = static_cast<int>(tiles.size());
+  step.lora = !tiles.empty();
+  step.decodeItems = static_cast<int>(plan.decodeItems.size());
+  step.prefillTiles = static_cast<int>(plan.prefillTiles.size());
+  step.tokens = reinterpret_cast<const int32_t*>(device + tokensAt);
+  step.positions = reinterpret_cast<const int32_t*>(device + positionsAt);
+  step.cacheSlots = reinterpret_cast<const int32_t*>(device + slotsAt);
+  step.logitRowIndex = reinterpret_cast<const int32_t*>(device + logitRowsAt);
+  step.loraTileList = reinterpret_cast<const cuda::LoraTile*>(device + tilesAt);
+  step.decodeItemList = reinterpret_cast<const cuda::DecodeItem*>(device + decodeAt);
+  step.prefillTileList = reinterpret_cast<const cuda::PrefillTile*>(device + prefillAt);
+  step.blockTables = reinterpret_cast<const int32_t*>(device + tablesAt);
+  return step;
+}
+
+void CudaBackend::enqueueForward(const DeviceStep& step, float* logits) {
+  const int hidden = static_cast<int>(spec_.hiddenSize);
+  const float eps = static_cast<float>(spec_.rmsNormEps);
+  const cuda::LoraSlots slots = adapters_.view();
+  const cuda::RopeKvShape ropeShape{static_cast<int>(layout_.localHeads()), static_cast<int>(layout_.localKvHeads()),
+                                    static_cast<int>(spec_.headDim)};
+  const int splits = decodeSplits(std::max(step.decodeItems, 1));
+  auto lora = [&](const __nv_bfloat16* x, const cuda::LoraGroup& group, float* y, int yStride) {
+    if (!step.lora) return;
+    cuda::loraShrink(x, step.loraTileList, step.loraTiles, slots, group, loraV_.data(), stream_);
+    cuda::loraExpand(loraV_.data(), step.loraTileList, step.loraTiles, slots, group, y, yStride, stream_);
+  };
+
+  cuda::embedRows(weights_.embedTokens.data(), step.tokens, step.rows, hidden, residual_.data(), stream_);
+  for (int l = 0; l < spec_.numLayers; ++l) {
+    const cuda::DeviceLayerWeights& w = weights_.layers[static_cast<size_t>(l)];
+    const cuda::PagedKv kv = pagedKv(l, step.blockTables);
+
+    cuda::rmsNorm(residual_.data(), nullptr, w.inputNorm.data(), normed_.data(), step.rows, hidden, eps, stream_);
+    gemm_->linear(normed_.data(), step.rows, hidden, w.qkv.data(), qkvWidth_, qkv_.data(), qkvWidth_, 0.0f);
+    lora(normed_.data(), qkvGroups_[static_cast<size_t>(l)], qkv_.data(), qkvWidth_);
+    cuda::ropeAndWriteKv(qkv_.data(), step.positions, step.cacheSlots, ropeInvFreq_.data(), q_.data(),
+                         const_cast<__nv_bfloat16*>(kv.k), const_cast<__nv_bfloat16*>(kv.v), step.rows, ropeShape,
+                         stream_);
+    cuda::decodeAttention(q_.data(), kv, step.decodeItemList, step.decodeItems, splits, splitScratch_.data(),
+                          attention_.data(), stream_);
+    cuda::prefillAttention(q_.data(), kv, step.prefillTileList, step.prefillTiles, attention_.data(), stream_);
+    // With tensor parallelism the all-reduce of o_proj's and down_proj's partial sums goes here.
+    gemm_->linear(attention_.data(), step.rows, qWidth_, w.o.data(), hidden, residual_.data(), hidden, 1.0f);
+    lora(attention_.data(), oGroups_[static_cast<size_t>(l)], residual_.data(), hidden);
+
+    cuda::rmsNorm(residual_.data(), nullptr, w.postAttentionNorm.data(), normed_.data(), step.rows, hidden, eps,
+                  stream_);
+    gemm_->linear(normed_.data(), step.rows, hidden, w.gateUp.data(), 2 * intermediate_, gateUp_.data(),
+                  2 * intermediate_, 0.0f);
+    lora(normed_.data(), gateUpGroups_[static_cast<size_t>(l)], gateUp_.data(), 2 * intermediate_);
+    cuda::siluAndMul(gateUp_.data(), activated_.data(), step.rows, intermediate_, stream_);
+    gemm_->linear(activated_.data(), step.rows, intermediate_, w.down.data(), hidden, residual_.data(), hidden, 1.0f);
+    lora(activated_.data(), downGroups_[static_cast<size_t>(l)], residual_.data(), hidden);
+  }
+  // Only the rows that need logits go through the final norm and the output projection.
+  cuda::rmsNorm(residual_.data(), step.logitRowIndex, weights_.finalNorm.data(), logitInputs_.data(), step.logitRows,
+                hidden, eps, stream_);
+  gemm_->linear(logitInputs_.data(), step.logitRows, hidden, weights_.outputProjection(),
+                static_cast<int>(spec_.vocabSize), logits, static_cast<int>(spec_.vocabSize), 0.0f);
+}
+
+void CudaBackend::enqueueSelect(int rows) {
+  cuda::selectTokens(logits_.data(), rows, static_cast<int>(spec_.vocabSize), requests_.data(), results_.data(),
+                     stream_);
+}
+
+void CudaBackend::runGraph(const GraphKey& key, const DeviceStep& step) {
+  auto found = graphs_.find(key);
+  if (found == graphs_.end()) {
+    cudaGraph_t graph = nullptr;
+    checkCuda(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    try {
+      enqueueForward(step, logits_.data());
+      enqueueSelect(step.logitRows);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    checkCuda(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    checkCuda(status, "cudaGraphInstantiate");
+    found = graphs_.emplace(key, exec).first;
+  }
+  checkCuda(cudaGraphLaunch(found->second, stream_), "cudaGraphLaunch");
+}
+
+void CudaBackend::run(const ForwardBatch& batch) {
+  const int64_t vocab = spec_.vocabSize;
+  const int totalLogits = static_cast<int>(batch.logitRequests.size());
+  ensureLogitRows(std::max(totalLogits, 1));
+  for (int i = 0; i < totalLogits; ++i) {
+    const LogitRequest& from = batch.logitRequests[static_cast<size_t>(i)];
+    if (from.topN > cuda::kMaxTopN) {
+      throw std::invalid_argument("topN " + std::to_string(from.topN) + " is above the CUDA backend's limit of " +
+                                  std::to_string(cuda::kMaxTopN));
+    }
+    cuda::TokenRequest& request = requestsHost_.data()[i];
+    request = cuda::TokenRequest{};
+    request.draw = from.select;
+    if (from.select) {
+      request.temperature = from.sampling.temperature;
+      request.topK = from.sampling.topK;
+      request.topP = from.sampling.topP;
+      request.uniform = uniformDraw(from.sampling.seed, from.sampling.draw);
+      request.topN = static_cast<int>(std::min<int64_t>(from.topN, vocab));
+    }
+    request.target = from.target;
+  }
+  if (totalLogits > 0) {
+    checkCuda(cudaMemcpyAsync(requests_.data(), requestsHost_.data(), totalLogits * sizeof(cuda::TokenRequest),
+                              cudaMemcpyHostToDevice, stream_),
+              "cudaMemcpyAsync (token requests)");
+  }
+  const std::vector<ForwardBatch> parts = cuda::splitByTokenBudget(batch, kTokenBudget);
+  if (parts.size() == 1) {
+    const cuda::StepPlan plan = cuda::planStep(parts[0], blockSize_);
+    if (plan.isPureDecode() && totalLogits == plan.rows && plan.rows <= kMaxGraphRows) {
+      const DeviceStep step = upload(plan, true);
+      runGraph(GraphKey{plan.rows, step.lora}, step);
+      return;
+    }
+  }
+  int logitOffset = 0;
+  for (const ForwardBatch& part : parts) {
+    const DeviceStep step = upload(cuda::planStep(part, blockSize_), false);
+    enqueueForward(step, logits_.data() + static_cast<size_t>(logitOffset) * vocab);
+    logitOffset += step.logitRows;
+  }
+  enqueueSelect(totalLogits);
+}
+
+std::vector<LogitResult> CudaBackend::forward(const ForwardBatch& batch) {
+  const int64_t vocab = spec_.vocabSize;
+  run(batch);
+  const size_t count = batch.logitRequests.size();
+  checkCuda(cudaMemcpyAsync(resultsHost_.data(), results_.data(), count * sizeof(cuda::TokenResult),
+                            cudaMemcpyDeviceToHost, stream_),
+            "cudaMemcpyAsync (token results)");
+  std::vector<LogitResult> answers(count);
+  // Raw logits cross to the host only for the rows that asked for them (tests and diagnostics).
+  for (size_t i = 0; i < count; ++i) {
+    if (!batch.logitRequests[i].returnLogits) continue;
+    answers[i].logits.resize(static_cast<size_t>(vocab));
+    checkCuda(cudaMemcpyAsync(answers[i].logits.data(), logits_.data() + i * vocab, vocab * sizeof(float),
+                              cudaMemcpyDeviceToHost, stream_),
+              "cudaMemcpyAsync (returned logits)");
+  }
+  checkCuda(cudaStreamSynchronize(stream_), "step");
+  for (size_t i = 0; i < count; ++i) {
+    const LogitRequest& request = batch.logitRequests[i];
+    const cuda::TokenResult& selected = resultsHost_.data()[i];
+    LogitResult& answer = answers[i];
+    if (request.target >= 0) answer.targetLogprob = selected.targetLogprob;
+    if (request.select) {
+      answer.token = selected.token;
+      answer.tokenLogprob = selected.tokenLogprob;
+      answer.topIds.assign(selected.topIds, selected.topIds + selected.numTop);
+      answer.topLogprobs.assign(selected.topLogprobs, selected.topLogprobs + selected.numTop);
+    }
+  }
+  return answers;
+}
+
+}  // namespace loraserve

@@ -1,0 +1,97 @@
+// The CUDA backend: bf16 weights and paged KV cache on the GPU, cuBLAS matrix products, the kernels of this
+// folder, adapters in device slots, token selection on the GPU, and decode steps replayed as CUDA graphs.
+//
+// Numerics: the residual stream stays float32 between layers; matrix products take bf16 operands and
+// accumulate and write float32; what feeds the next product (normed activations, attention output, q, K/V)
+// is rounded to bf16. That is what lands within the project's 2e-2 of the float32 reference.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "../backend.h"
+#include "../tensor_parallel.h"
+#include "adapter_slots.h"
+#include "device_buffer.h"
+#include "device_weights.h"
+#include "gemm.h"
+#include "paged_kv.cuh"
+#include "step_plan.h"
+#include "token_select.cuh"
+
+namespace loraserve {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const EngineOptions& options);
+  ~CudaBackend() override;
+
+  size_t weightBytes() const override { return weights_.bytes(); }
+  void loadAdapter(int slot, HostAdapter adapter) override;
+  void unloadAdapter(int slot) override;
+  std::vector<LogitResult> forward(const ForwardBatch& batch) override;
+
+ private:
+  // Where one part's step descriptors sit in the device copy of the staging area.
+  struct DeviceStep {
+    int rows = 0, logitRows = 0, loraTiles = 0, decodeItems = 0, prefillTiles = 0;
+    bool lora = false;
+    const int32_t* tokens = nullptr;
+    const int32_t* positions = nullptr;
+    const int32_t* cacheSlots = nullptr;
+    const int32_t* logitRowIndex = nullptr;
+    const cuda::LoraTile* loraTileList = nullptr;
+    const cuda::DecodeItem* decodeItemList = nullptr;
+    const cuda::PrefillTile* prefillTileList = nullptr;
+    const int32_t* blockTables = nullptr;
+  };
+  // A decode step's graph depends on its batch size and on whether adapters run.
+  using GraphKey = std::pair<int, bool>;
+
+  // Runs the batch; the logits of its requested rows end in logits_ in order and the answers in results_.
+  void run(const ForwardBatch& batch);
+  DeviceStep upload(const cuda::StepPlan& plan, bool padLoraTiles);
+  void enqueueForward(const DeviceStep& step, float* logits);
+  void enqueueSelect(int rows);
+  void runGraph(const GraphKey& key, const DeviceStep& step);
+  void ensureLogitRows(int rows);
+  void dropGraphs();
+  int decodeSplits(int items) const;
+  cuda::PagedKv pagedKv(int layer, const int32_t* blockTables) const;
+
+  ModelSpec spec_;
+  ShardLayout layout_;
+  int blockSize_;
+  int numKvBlocks_;
+  int qWidth_, kvWidth_, qkvWidth_, intermediate_;
+  int multiprocessors_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cuda::DeviceModelWeights weights_;
+  cuda::AdapterSlots adapters_;
+  std::unique_ptr<cuda::Gemm> gemm_;
+  cuda::DeviceBuffer<float> ropeInvFreq_;
+  cuda::DeviceBuffer<__nv_bfloat16> kvCache_;  // [layers][K, V][numKvBlocks * blockSize][kvHeads][headDim]
+  std::vector<cuda::LoraGroup> qkvGroups_, oGroups_, gateUpGroups_, downGroups_;
+
+  // Activations for up to kTokenBudget rows, reused by every layer.
+  cuda::DeviceBuffer<float> residual_, qkv_, gateUp_, loraV_, splitScratch_;
+  cuda::DeviceBuffer<__nv_bfloat16> normed_, q_, attention_, activated_, logitInputs_;
+  cuda::DeviceBuffer<float> logits_;
+  int logitCapacity_ = 0;
+
+  cuda::PinnedBuffer<unsigned char> stagingHost_;
+  cuda::DeviceBuffer<unsigned char> stagingDevice_;
+  cuda::PinnedBuffer<cuda::TokenRequest> requestsHost_;
+  cuda::DeviceBuffer<cuda::TokenRequest> requests_;
+  cuda::PinnedBuffer<cuda::TokenResult> resultsHost_;
+  cuda::DeviceBuffer<cuda::TokenResult> results_;
+
+  std::map<GraphKey, cudaGraphExec_t> graphs_;
+};
+
+}  // namespace loraserve

@@ -1,0 +1,41 @@
+#include <string>
+
+#include "cuda_check.h"
+#include "gemm.h"
+
+namespace loraserve::cuda {
+
+namespace {
+
+constexpr size_t kWorkspaceBytes = 32u << 20;  // what NVIDIA recommends for Hopper
+
+void checkCublas(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    throw std::runtime_error(std::string("cuBLAS: ") + what + ": " + cublasGetStatusString(status));
+  }
+}
+
+}  // namespace
+
+Gemm::Gemm(cudaStream_t stream) : workspace_(kWorkspaceBytes) {
+  checkCublas(cublasCreate(&handle_), "cublasCreate");
+  checkCublas(cublasSetStream(handle_, stream), "cublasSetStream");
+  checkCublas(cublasSetWorkspace(handle_, workspace_.data(), workspace_.bytes()), "cublasSetWorkspace");
+}
+
+Gemm::~Gemm() {
+  if (handle_) cublasDestroy(handle_);
+}
+
+void Gemm::linear(const __nv_bfloat16* x, int rows, int in, const __nv_bfloat16* w, int out, float* y, int ldy,
+                  float beta) const {
+  if (rows == 0) return;
+  const float alpha = 1.0f;
+  // cuBLAS is column-major: row-major y [rows, out] is its [out, rows], computed as wᵀ-read-transposed times x,
+  // where row-major w [out, in] and x [rows, in] are its [in, out] and [in, rows].
+  checkCublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, CUDA_R_16BF, in, x,
+                           CUDA_R_16BF, in, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              "cublasGemmEx");
+}
+
+}  // namespace loraserve::cuda

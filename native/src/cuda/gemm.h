@@ -1,0 +1,31 @@
+// The model's matrix products on cuBLAS: y = x · wᵀ (+ beta y), bf16 operands, float32 accumulation and output,
+// in the layout of every torch Linear weight (x [rows, in], w [out, in], y [rows, out], all row-major).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "device_buffer.h"
+
+namespace loraserve::cuda {
+
+class Gemm {
+ public:
+  explicit Gemm(cudaStream_t stream);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // y [rows, ldy] (its first `out` columns) = x · wᵀ + beta y. beta = 1 adds into y: the residual stream takes
+  // o_proj and down_proj this way, so the residual add costs no pass of its own.
+  void linear(const __nv_bfloat16* x, int rows, int in, const __nv_bfloat16* w, int out, float* y, int ldy,
+              float beta) const;
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+  // cuBLAS takes its workspace from here instead of allocating, which CUDA graph capture requires.
+  DeviceBuffer<unsigned char> workspace_;
+};
+
+}  // namespace loraserve::cuda

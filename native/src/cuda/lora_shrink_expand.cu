@@ -1,0 +1,133 @@
+#include "block_reduce.cuh"
+#include "cuda_check.h"
+#include "lora_shrink_expand.cuh"
+
+namespace loraserve::cuda {
+
+namespace {
+
+constexpr int kShrinkWarps = 8;
+constexpr int kExpandThreads = 128;
+constexpr int kNumTargets = 7;
+
+__device__ inline int targetRank(const LoraSlots& slots, int slot, int layer, int target) {
+  return slots.ranks[(static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumTargets + target];
+}
+
+__device__ inline void unpack8(const uint4& packed, float* out) {
+  const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(pairs[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+// One block per (tile, target); each warp takes rank rows of A and streams them once, 16 bytes a lane,
+// against every row of the tile.
+__global__ void __launch_bounds__(kShrinkWarps * 32)
+    loraShrinkKernel(const __nv_bfloat16* x, const LoraTile* tiles, LoraSlots slots, LoraGroup group, float* v) {
+  const LoraTile tile = tiles[blockIdx.x];
+  if (tile.slot < 0) return;
+  const int g = blockIdx.y;
+  const int rank = targetRank(slots, tile.slot, group.layer, group.target[g]);
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int in = group.inDim;
+  const __nv_bfloat16* a = slots.weights[tile.slot] + group.aOffset[g];
+  const int vStride = loraIntermediateStride(slots.maxRank);
+  // Ranks are padded to a multiple of 8 with zero rows of A, so the expand's 8-wide reads of v stay finite.
+  const int paddedRank = (rank + 7) / 8 * 8;
+  for (int r = warp; r < paddedRank; r += kShrinkWarps) {
+    float acc[kLoraTileRows];
+#pragma unroll
+    for (int i = 0; i < kLoraTileRows; ++i) acc[i] = 0.0f;
+    const __nv_bfloat16* aRow = a + static_cast<int64_t>(r) * in;
+    for (int k = lane * 8; k < in; k += 32 * 8) {
+      float weights[8];
+      unpack8(*reinterpret_cast<const uint4*>(aRow + k), weights);
+#pragma unroll
+      for (int i = 0; i < kLoraTileRows; ++i) {
+        if (i < tile.numRows) {
+          float inputs[8];
+          unpack8(*reinterpret_cast<const uint4*>(x + static_cast<int64_t>(tile.firstRow + i) * in + k), inputs);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[i] += weights[e] * inputs[e];
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kLoraTileRows; ++i) {
+      if (i < tile.numRows) {
+        const float sum = warpSum(acc[i]);
+        if (lane == 0) v[static_cast<int64_t>(tile.firstRow + i) * vStride + g * slots.maxRank + r] = sum;
+      }
+    }
+  }
+}
+
+// One block per (tile, 128 output columns of the group); each thread owns one column and reads its B row
+// (maxRank contiguous bf16) once for all rows of the tile.
+__global__ void __launch_bounds__(kExpandThreads)
+    loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots slots, LoraGroup group, float* y, int yStride) {
+  extern __shared__ float tileV[];  // [numRows][vStride]
+  const LoraTile tile = tiles[blockIdx.x];
+  if (tile.slot < 0) return;
+  const int vStride = loraIntermediateStride(slots.maxRank);
+  for (int idx = threadIdx.x; idx < tile.numRows * vStride; idx += blockDim.x) {
+    tileV[idx] = v[static_cast<int64_t>(tile.firstRow) * vStride + idx];
+  }
+  __syncthreads();
+  const int column = blockIdx.y * kExpandThreads + threadIdx.x;
+  int g = -1;
+  for (int t = 0; t < group.numTargets; ++t) {
+    if (column >= group.outOffset[t] && column < group.outOffset[t] + group.outDim[t]) g = t;
+  }
+  if (g < 0) return;
+  const int rank = targetRank(slots, tile.slot, group.layer, group.target[g]);
+  if (rank == 0) return;
+  const __nv_bfloat16* bRow =
+      slots.weights[tile.slot] + group.bOffset[g] + static_cast<int64_t>(column - group.outOffset[g]) * slots.maxRank;
+  float acc[kLoraTileRows];
+#pragma unroll
+  for (int i = 0; i < kLoraTileRows; ++i) acc[i] = 0.0f;
+  for (int r0 = 0; r0 < rank; r0 += 8) {
+    float weights[8];
+    unpack8(*reinterpret_cast<const uint4*>(bRow + r0), weights);  // zero past the rank
+#pragma unroll
+    for (int i = 0; i < kLoraTileRows; ++i) {
+      if (i < tile.numRows) {
+        const float* vRow = tileV + i * vStride + g * slots.maxRank + r0;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[i] += weights[e] * vRow[e];
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kLoraTileRows; ++i) {
+    if (i < tile.numRows) y[static_cast<int64_t>(tile.firstRow + i) * yStride + column] += acc[i];
+  }
+}
+
+}  // namespace
+
+void loraShrink(const __nv_bfloat16* x, const LoraTile* tiles, int numTiles, const LoraSlots& slots,
+                const LoraGroup& group, float* v, cudaStream_t stream) {
+  if (numTiles == 0) return;
+  loraShrinkKernel<<<dim3(numTiles, group.numTargets), kShrinkWarps * 32, 0, stream>>>(x, tiles, slots, group, v);
+  checkLaunch("loraShrinkKernel");
+}
+
+void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraSlots& slots, const LoraGroup& group,
+                float* y, int yStride, cudaStream_t stream) {
+  if (numTiles == 0) return;
+  const int last = group.numTargets - 1;
+  const int columns = group.outOffset[last] + group.outDim[last];
+  const size_t shared = sizeof(float) * kLoraTileRows * loraIntermediateStride(slots.maxRank);
+  const dim3 grid(numTiles, (columns + kExpandThreads - 1) / kExpandThreads);
+  loraExpandKernel<<<grid, kExpandThreads, shared, stream>>>(v, tiles, slots, group, y, yStride);
+  checkLaunch("loraExpandKernel");
+}
+
+}  // namespace loraserve::cuda

@@ -1,0 +1,198 @@
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_check.h"
+#include "prefill_attention.cuh"
+
+namespace loraserve::cuda {
+
+namespace {
+
+constexpr int kWarps = kPrefillTileRows / 16;  // each warp owns 16 query rows
+constexpr int kKeys = 64;                      // keys per tile
+constexpr int kPad = 8;                        // bf16 of padding per shared row: conflict-free fragment reads
+constexpr float kLog2e = 1.4426950408889634f;
+
+// D += A (16x16 bf16, row) * B (16x8 bf16, col), float32 accumulators. Fragment layout (PTX ISA, m16n8k16):
+// lane = 4 * group + quad; A regs hold rows {group, group + 8} x cols {2 quad, 2 quad + 8} (+0/+1 packed),
+// B regs hold k = {2 quad, 2 quad + 8} (+0/+1) of column group, C holds rows {group, group + 8} x cols 2 quad (+0/+1).
+__device__ inline void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ inline uint32_t packBf16(float low, float high) {
+  __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
+  return *reinterpret_cast<uint32_t*>(&pair);
+}
+
+__device__ inline uint32_t load2(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+template <int kDim>
+__global__ void __launch_bounds__(kWarps * 32)
+    prefillAttentionKernel(const __nv_bfloat16* q, PagedKv kv, const PrefillTile* tiles, float scaleLog2,
+                           __nv_bfloat16* out) {
+  __shared__ __align__(16) __nv_bfloat16 keys[kKeys][kDim + kPad];
+  __shared__ __align__(16) __nv_bfloat16 valuesT[kDim][kKeys + kPad];  // transposed: B fragments are 32-bit reads
+  const PrefillTile tile = tiles[blockIdx.x];
+  const int head = blockIdx.y;
+  const int kvHead = head / (kv.numHeads / kv.numKvHeads);
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int group = lane >> 2;
+  const int quad = lane & 3;
+  const int row0 = warp * 16 + group;  // this lane's two query rows in the tile: row0 and row0 + 8
+  const int row1 = row0 + 8;
+
+  uint32_t queryFrag[kDim / 16][4];
+  {
+    const __nv_bfloat16* q0 = q + ((static_cast<int64_t>(tile.firstRow) + row0) * kv.numHeads + head) * kDim;
+    const __nv_bfloat16* q1 = q + ((static_cast<int64_t>(tile.firstRow) + row1) * kv.numHeads + head) * kDim;
+    const bool valid0 = row0 < tile.numRows, valid1 = row1 < tile.numRows;
+#pragma unroll
+    for (int ks = 0; ks < kDim / 16; ++ks) {
+      const int col = ks * 16 + 2 * quad;
+      queryFrag[ks][0] = valid0 ? load2(q0 + col) : 0u;
+      queryFrag[ks][1] = valid1 ? load2(q1 + col) : 0u;
+      queryFrag[ks][2] = valid0 ? load2(q0 + col + 8) : 0u;
+      queryFrag[ks][3] = valid1 ? load2(q1 + col + 8) : 0u;
+    }
+  }
+
+  float acc[kDim / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < kDim / 8; ++dt) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
+  float rowMax[2] = {-INFINITY, -INFINITY};
+  float rowSum[2] = {0.0f, 0.0f};  // this lane's share; the quad's four shares are added at the end
+
+  const int lastPos = tile.firstPos + tile.numRows - 1;
+  const int warpLastPos = tile.firstPos + min(warp * 16 + 15, tile.numRows - 1);
+  const int queryPos[2] = {tile.firstPos + row0, tile.firstPos + row1};
+  constexpr int kChunks = kDim / 8;  // 16-byte pieces of one key row
+
+  for (int keyStart = 0; keyStart <= lastPos; keyStart += kKeys) {
+    __syncthreads();  // every warp is done with the previous tile
+    for (int c = threadIdx.x; c < kKeys * kChunks; c += blockDim.x) {
+      const int key = c / kChunks;
+      const int part = c % kChunks;
+      const int position = keyStart + key;
+      uint4 k = make_uint4(0, 0, 0, 0), v = make_uint4(0, 0, 0, 0);
+      if (position <= lastPos) {
+        const int64_t offset = (pagedRow(kv, tile.tableOffset, position) * kv.numKvHeads + kvHead) * kDim + part * 8;
+        k = *reinterpret_cast<const uint4*>(kv.k + offset);
+        v = *reinterpret_cast<const uint4*>(kv.v + offset);
+      }
+      *reinterpret_cast<uint4*>(&keys[key][part * 8]) = k;
+      const __nv_bfloat16* vs = reinterpret_cast<const __nv_bfloat16*>(&v);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) valuesT[part * 8 + i][key] = vs[i];
+    }
+    __syncthreads();
+    if (keyStart > warpLastPos) continue;  // causal: these keys all follow this warp's queries
+
+    float score[kKeys / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt) {
+      score[nt][0] = score[nt][1] = score[nt][2] = score[nt][3] = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < kDim / 16; ++ks) {
+        const __nv_bfloat16* k = &keys[nt * 8 + group][ks * 16 + 2 * quad];
+        mma16816(score[nt], queryFrag[ks], load2(k), load2(k + 8));
+      }
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float tileMax = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int keyPos = keyStart + nt * 8 + 2 * quad + e;
+          float& s = score[nt][2 * r + e];
+          s = keyPos <= queryPos[r] ? s * scaleLog2 : -INFINITY;
+          tileMax = fmaxf(tileMax, s);
+        }
+      }
+      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 2));
+      const float newMax = fmaxf(rowMax[r], tileMax);
+      // A row with every key masked so far keeps max -inf; subtracting 0 then gives exp2(-inf) = 0, not NaN.
+      const float base = newMax == -INFINITY ? 0.0f : newMax;
+      const float correction = exp2f(rowMax[r] - base);
+      float sum = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& s = score[nt][2 * r + e];
+          s = exp2f(s - base);
+          sum += s;
+        }
+      }
+      rowSum[r] = rowSum[r] * correction + sum;
+      rowMax[r] = newMax;
+#pragma unroll
+      for (int dt = 0; dt < kDim / 8; ++dt) {
+        acc[dt][2 * r] *= correction;
+        acc[dt][2 * r + 1] *= correction;
+      }
+    }
+
+    // The score accumulators of key tiles 2kk and 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      const uint32_t p[4] = {packBf16(score[2 * kk][0], score[2 * kk][1]), packBf16(score[2 * kk][2], score[2 * kk][3]),
+                             packBf16(score[2 * kk + 1][0], score[2 * kk + 1][1]),
+                             packBf16(score[2 * kk + 1][2], score[2 * kk + 1][3])};
+#pragma unroll
+      for (int dt = 0; dt < kDim / 8; ++dt) {
+        const __nv_bfloat16* v = &valuesT[dt * 8 + group][kk * 16 + 2 * quad];
+        mma16816(acc[dt], p, load2(v), load2(v + 8));
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 1);
+    rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 2);
+  }
+  const int rows[2] = {row0, row1};
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (rows[r] >= tile.numRows) continue;
+    const float inverse = rowSum[r] > 0.0f ? 1.0f / rowSum[r] : 0.0f;
+    __nv_bfloat16* o = out + ((static_cast<int64_t>(tile.firstRow) + rows[r]) * kv.numHeads + head) * kDim;
+#pragma unroll
+    for (int dt = 0; dt < kDim / 8; ++dt) {
+      *reinterpret_cast<__nv_bfloat162*>(o + dt * 8 + 2 * quad) =
+          __floats2bfloat162_rn(acc[dt][2 * r] * inverse, acc[dt][2 * r + 1] * inverse);
+    }
+  }
+}
+
+}  // namespace
+
+void prefillAttention(const __nv_bfloat16* q, const PagedKv& kv, const PrefillTile* tiles, int numTiles,
+                      __nv_bfloat16* out, cudaStream_t stream) {
+  if (numTiles == 0) return;
+  const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
+  const dim3 grid(numTiles, kv.numHeads);
+  constexpr int threads = kWarps * 32;
+  switch (kv.headDim) {
+    case 32: prefillAttentionKernel<32><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
+    case 64: prefillAttentionKernel<64><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
+    case 128: prefillAttentionKernel<128><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
+    default:
+      throw std::runtime_error("prefill attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
+  }
+  checkLaunch("prefillAttentionKernel");
+}
+
+}  // namespace loraserve::cuda
