@@ -29,7 +29,8 @@ function readyPort(line: string): number | undefined {
 }
 
 export function startServerProcess(name: string, args: string[]): ServerProcess {
-  const child: ChildProcess = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  // Its own process group: a terminal's Ctrl-C reaches the launcher alone, which then stops each child once.
+  const child: ChildProcess = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "inherit"], detached: true });
   const exited = new Promise<string>((resolve) =>
     child.once("exit", (code, signal) => resolve(signal ? `${name} was killed by ${signal}` : `${name} exited with code ${code}`)),
   );

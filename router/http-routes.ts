@@ -1,7 +1,8 @@
 // The plain-HTTP routes served beside Connect/gRPC on the same port: TGI's /generate and /health.
+import { sendJson } from "./json-response.js";
 import type { NodeRequest, NodeResponse } from "./node-handler.js";
 import type { ShardPool } from "./shard-pool.js";
-import { generateRoute, sendJson } from "./tgi/generate-route.js";
+import { generateRoute } from "./tgi/generate-route.js";
 
 /** How long /health waits for the shard's Status before calling it unhealthy. */
 const HEALTH_TIMEOUT_MS = 2000;

@@ -7,12 +7,14 @@ export async function routerMain(args: string[]): Promise<void> {
   // One machine-readable line: the launcher (and tests) learn the port from it, whatever --port was.
   process.stdout.write(`${JSON.stringify({ event: "ready", port: router.port })}\n`);
   await new Promise<void>((resolve) => {
+    let stopping = false;
+    // Handlers stay installed while closing, so a second signal cannot kill the process half-way.
     const stop = (): void => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
+      if (stopping) return;
+      stopping = true;
       void router.close().then(resolve);
     };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
   });
 }

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   FinishReason,
+  GenerateRequestSchema,
   GenerateService,
   GenerateStreamResponseSchema,
   type GenerateRequest,
@@ -17,6 +18,7 @@ import {
 import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import type { OnePortServer } from "../router/one-port-server.js";
 import { startRouter } from "../router/server.js";
+import { ShardPool } from "../router/shard-pool.js";
 
 const MAX_BODY_BYTES = 4096;
 
@@ -305,5 +307,16 @@ describe("shutdown", () => {
     await closing.close();
     await expect(consumed).rejects.toThrow(ConnectError);
     session.abort();
+  });
+});
+
+describe("shard pool", () => {
+  it("keeps each adapter on one group and spreads adapters over all groups", () => {
+    const pool = new ShardPool(["http://10.0.0.1:1", "http://10.0.0.2:1", "http://10.0.0.3:1"]);
+    const requestFor = (adapterId: string): GenerateRequest => create(GenerateRequestSchema, { inputs: "x", adapterId });
+    const chosen = Array.from({ length: 60 }, (_, i) => pool.pick(requestFor(`adapter-${i}`)));
+    chosen.forEach((client, i) => expect(pool.pick(requestFor(`adapter-${i}`))).toBe(client));
+    expect(new Set(chosen).size).toBe(3);
+    pool.close();
   });
 });

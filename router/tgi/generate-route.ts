@@ -1,5 +1,6 @@
 // POST /generate, TGI's non-streaming endpoint.
 import { collectGeneration } from "../collect.js";
+import { sendJson } from "../json-response.js";
 import type { NodeRequest, NodeResponse } from "../node-handler.js";
 import { BodyTooLargeError, readBody } from "../read-body.js";
 import type { ShardPool } from "../shard-pool.js";
@@ -13,12 +14,6 @@ function parseJson(text: string): unknown {
   } catch (err) {
     throw new TgiError(400, "validation", `the body is not valid JSON: ${(err as Error).message}`);
   }
-}
-
-export function sendJson(response: NodeResponse, status: number, body: unknown): void {
-  const bytes = Buffer.from(JSON.stringify(body));
-  response.writeHead(status, { "content-type": "application/json", "content-length": bytes.length });
-  response.end(bytes);
 }
 
 export async function generateRoute(request: NodeRequest, response: NodeResponse, pool: ShardPool, maxBodyBytes: number): Promise<void> {
