@@ -28,7 +28,6 @@ class ShardLayout {
   // Throws unless 0 <= rank < world and the heads, kv heads and intermediate size divide by world.
   ShardLayout(const ModelSpec& spec, int rank, int world);
 
-  int rank() const { return rank_; }
   int world() const { return world_; }
   int localHeads() const { return localHeads_; }
   int localKvHeads() const { return localKvHeads_; }
