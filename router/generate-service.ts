@@ -14,5 +14,8 @@ export function generateService(pool: ShardPool): ServiceImpl<typeof GenerateSer
     generateStream(request, context) {
       return pool.pick(request).generate(request, { signal: context.signal });
     },
+    tokenize(request, context) {
+      return pool.pick(request).tokenize(request, { signal: context.signal });
+    },
   };
 }

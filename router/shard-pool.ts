@@ -31,8 +31,8 @@ export class ShardPool {
     });
   }
 
-  /** The group that serves this request. */
-  pick(request: GenerateRequest): ShardClient {
+  /** The group that serves a request for this adapter. */
+  pick(request: Pick<GenerateRequest, "adapterId">): ShardClient {
     let best = this.groups[0]!;
     let bestScore = -1n;
     for (const group of this.groups) {

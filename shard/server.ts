@@ -6,12 +6,14 @@ import type { AddressInfo } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { TokenizeResponseSchema } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
 import { UnknownAdapterError, type AdapterRegistry } from "./adapters.js";
 import { InvalidRequestError, prepareRequest, type PreparedRequest } from "./engine/generate-request.js";
 import { GenerateStream } from "./engine/generate-stream.js";
 import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
 import type { ShardLimits } from "./options.js";
+import { tokenizeWithSpans } from "./text/tokenize.js";
 import type { TextCodec } from "./text/tokenizer.js";
 
 export interface ShardContext {
@@ -59,6 +61,11 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
       } catch (error) {
         throw toConnectError(error);
       }
+    },
+
+    tokenize(request) {
+      if (request.messages.length > 0) throw new ConnectError("tokenize: messages need the chat template support, not built yet", Code.Unimplemented);
+      return create(TokenizeResponseSchema, { tokens: tokenizeWithSpans(codec, codec.encode(request.inputs)) });
     },
 
     status() {

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loraserve/v1/generate.proto.
  */
 export const file_loraserve_v1_generate: GenFile = /*@__PURE__*/
-  fileDesc("Chtsb3Jhc2VydmUvdjEvZ2VuZXJhdGUucHJvdG8SDGxvcmFzZXJ2ZS52MSJtCg9HZW5lcmF0ZVJlcXVlc3QSDgoGaW5wdXRzGAEgASgJEhIKCmFkYXB0ZXJfaWQYAiABKAkSNgoKcGFyYW1ldGVycxgDIAEoCzIiLmxvcmFzZXJ2ZS52MS5HZW5lcmF0aW9uUGFyYW1ldGVycyKhAgoUR2VuZXJhdGlvblBhcmFtZXRlcnMSGwoObWF4X25ld190b2tlbnMYASABKA1IAIgBARIRCglkb19zYW1wbGUYAiABKAgSGAoLdGVtcGVyYXR1cmUYAyABKAJIAYgBARISCgV0b3BfaxgEIAEoDUgCiAEBEhIKBXRvcF9wGAUgASgCSAOIAQESEQoEc2VlZBgGIAEoBEgEiAEBEg8KB2RldGFpbHMYByABKAgSHQoVZGVjb2Rlcl9pbnB1dF9kZXRhaWxzGAggASgIEhQKDHRvcF9uX3Rva2VucxgJIAEoDUIRCg9fbWF4X25ld190b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3Bfa0IICgZfdG9wX3BCBwoFX3NlZWQiRgoIVG9wVG9rZW4SCgoCaWQYASABKA0SDAoEdGV4dBgCIAEoCRIPCgdsb2dwcm9iGAMgASgCEg8KB3NwZWNpYWwYBCABKAgigAEKBVRva2VuEgoKAmlkGAEgASgNEgwKBHRleHQYAiABKAkSFAoHbG9ncHJvYhgDIAEoAkgAiAEBEg8KB3NwZWNpYWwYBCABKAgSKgoKdG9wX3Rva2VucxgFIAMoCzIWLmxvcmFzZXJ2ZS52MS5Ub3BUb2tlbkIKCghfbG9ncHJvYiLcAQoPR2VuZXJhdGVEZXRhaWxzEjEKDWZpbmlzaF9yZWFzb24YASABKA4yGi5sb3Jhc2VydmUudjEuRmluaXNoUmVhc29uEhgKEGdlbmVyYXRlZF90b2tlbnMYAiABKA0SFQoNcHJvbXB0X3Rva2VucxgDIAEoDRIRCgRzZWVkGAQgASgESACIAQESJAoHcHJlZmlsbBgFIAMoCzITLmxvcmFzZXJ2ZS52MS5Ub2tlbhIjCgZ0b2tlbnMYBiADKAsyEy5sb3Jhc2VydmUudjEuVG9rZW5CBwoFX3NlZWQiWgoQR2VuZXJhdGVSZXNwb25zZRIWCg5nZW5lcmF0ZWRfdGV4dBgBIAEoCRIuCgdkZXRhaWxzGAIgASgLMh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlRGV0YWlscyKqAQoWR2VuZXJhdGVTdHJlYW1SZXNwb25zZRIiCgV0b2tlbhgBIAEoCzITLmxvcmFzZXJ2ZS52MS5Ub2tlbhIMCgR0ZXh0GAIgASgJEhsKDmdlbmVyYXRlZF90ZXh0GAMgASgJSACIAQESLgoHZGV0YWlscxgEIAEoCzIdLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZURldGFpbHNCEQoPX2dlbmVyYXRlZF90ZXh0KoUBCgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JFQVNPTl9VTlNQRUNJRklFRBAAEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAESGwoXRklOSVNIX1JFQVNPTl9FT1NfVE9LRU4QAhIfChtGSU5JU0hfUkVBU09OX1NUT1BfU0VRVUVOQ0UQAzK1AQoPR2VuZXJhdGVTZXJ2aWNlEkkKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBoeLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVJlc3BvbnNlElcKDkdlbmVyYXRlU3RyZWFtEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAFiBnByb3RvMw");
+  fileDesc("Chtsb3Jhc2VydmUvdjEvZ2VuZXJhdGUucHJvdG8SDGxvcmFzZXJ2ZS52MSKaAQoPR2VuZXJhdGVSZXF1ZXN0Eg4KBmlucHV0cxgBIAEoCRISCgphZGFwdGVyX2lkGAIgASgJEjYKCnBhcmFtZXRlcnMYAyABKAsyIi5sb3Jhc2VydmUudjEuR2VuZXJhdGlvblBhcmFtZXRlcnMSKwoIbWVzc2FnZXMYBCADKAsyGS5sb3Jhc2VydmUudjEuQ2hhdE1lc3NhZ2UiLAoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJIpEEChRHZW5lcmF0aW9uUGFyYW1ldGVycxIbCg5tYXhfbmV3X3Rva2VucxgBIAEoDUgAiAEBEhEKCWRvX3NhbXBsZRgCIAEoCBIYCgt0ZW1wZXJhdHVyZRgDIAEoAkgBiAEBEhIKBXRvcF9rGAQgASgNSAKIAQESEgoFdG9wX3AYBSABKAJIA4gBARIRCgRzZWVkGAYgASgESASIAQESDwoHZGV0YWlscxgHIAEoCBIdChVkZWNvZGVyX2lucHV0X2RldGFpbHMYCCABKAgSFAoMdG9wX25fdG9rZW5zGAkgASgNEhYKCXR5cGljYWxfcBgKIAEoAkgFiAEBEh8KEnJlcGV0aXRpb25fcGVuYWx0eRgLIAEoAkgGiAEBEh4KEWZyZXF1ZW5jeV9wZW5hbHR5GAwgASgCSAeIAQESHQoQcHJlc2VuY2VfcGVuYWx0eRgNIAEoAkgIiAEBEgwKBHN0b3AYDiADKAkSGAoQcmV0dXJuX2Z1bGxfdGV4dBgPIAEoCEIRCg9fbWF4X25ld190b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3Bfa0IICgZfdG9wX3BCBwoFX3NlZWRCDAoKX3R5cGljYWxfcEIVChNfcmVwZXRpdGlvbl9wZW5hbHR5QhQKEl9mcmVxdWVuY3lfcGVuYWx0eUITChFfcHJlc2VuY2VfcGVuYWx0eSJGCghUb3BUb2tlbhIKCgJpZBgBIAEoDRIMCgR0ZXh0GAIgASgJEg8KB2xvZ3Byb2IYAyABKAISDwoHc3BlY2lhbBgEIAEoCCKAAQoFVG9rZW4SCgoCaWQYASABKA0SDAoEdGV4dBgCIAEoCRIUCgdsb2dwcm9iGAMgASgCSACIAQESDwoHc3BlY2lhbBgEIAEoCBIqCgp0b3BfdG9rZW5zGAUgAygLMhYubG9yYXNlcnZlLnYxLlRvcFRva2VuQgoKCF9sb2dwcm9iItwBCg9HZW5lcmF0ZURldGFpbHMSMQoNZmluaXNoX3JlYXNvbhgBIAEoDjIaLmxvcmFzZXJ2ZS52MS5GaW5pc2hSZWFzb24SGAoQZ2VuZXJhdGVkX3Rva2VucxgCIAEoDRIVCg1wcm9tcHRfdG9rZW5zGAMgASgNEhEKBHNlZWQYBCABKARIAIgBARIkCgdwcmVmaWxsGAUgAygLMhMubG9yYXNlcnZlLnYxLlRva2VuEiMKBnRva2VucxgGIAMoCzITLmxvcmFzZXJ2ZS52MS5Ub2tlbkIHCgVfc2VlZCJaChBHZW5lcmF0ZVJlc3BvbnNlEhYKDmdlbmVyYXRlZF90ZXh0GAEgASgJEi4KB2RldGFpbHMYAiABKAsyHS5sb3Jhc2VydmUudjEuR2VuZXJhdGVEZXRhaWxzImIKD1Rva2VuaXplUmVxdWVzdBIOCgZpbnB1dHMYASABKAkSKwoIbWVzc2FnZXMYAiADKAsyGS5sb3Jhc2VydmUudjEuQ2hhdE1lc3NhZ2USEgoKYWRhcHRlcl9pZBgDIAEoCSJCCglUb2tlblNwYW4SCgoCaWQYASABKA0SDAoEdGV4dBgCIAEoCRINCgVzdGFydBgDIAEoDRIMCgRzdG9wGAQgASgNIjsKEFRva2VuaXplUmVzcG9uc2USJwoGdG9rZW5zGAEgAygLMhcubG9yYXNlcnZlLnYxLlRva2VuU3BhbiKqAQoWR2VuZXJhdGVTdHJlYW1SZXNwb25zZRIiCgV0b2tlbhgBIAEoCzITLmxvcmFzZXJ2ZS52MS5Ub2tlbhIMCgR0ZXh0GAIgASgJEhsKDmdlbmVyYXRlZF90ZXh0GAMgASgJSACIAQESLgoHZGV0YWlscxgEIAEoCzIdLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZURldGFpbHNCEQoPX2dlbmVyYXRlZF90ZXh0KoUBCgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JFQVNPTl9VTlNQRUNJRklFRBAAEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAESGwoXRklOSVNIX1JFQVNPTl9FT1NfVE9LRU4QAhIfChtGSU5JU0hfUkVBU09OX1NUT1BfU0VRVUVOQ0UQAzKAAgoPR2VuZXJhdGVTZXJ2aWNlEkkKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBoeLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVJlc3BvbnNlElcKDkdlbmVyYXRlU3RyZWFtEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAESSQoIVG9rZW5pemUSHS5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXF1ZXN0Gh4ubG9yYXNlcnZlLnYxLlRva2VuaXplUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message loraserve.v1.GenerateRequest
@@ -34,6 +34,14 @@ export type GenerateRequest = Message<"loraserve.v1.GenerateRequest"> & {
    * @generated from field: loraserve.v1.GenerationParameters parameters = 3;
    */
   parameters?: GenerationParameters | undefined;
+
+  /**
+   * A conversation instead of `inputs`: rendered with the chat template (the adapter's own when it ships one,
+   * else the base model's) with the generation prompt appended.
+   *
+   * @generated from field: repeated loraserve.v1.ChatMessage messages = 4;
+   */
+  messages: ChatMessage[];
 };
 
 /**
@@ -42,6 +50,28 @@ export type GenerateRequest = Message<"loraserve.v1.GenerateRequest"> & {
  */
 export const GenerateRequestSchema: GenMessage<GenerateRequest> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_generate, 0);
+
+/**
+ * @generated from message loraserve.v1.ChatMessage
+ */
+export type ChatMessage = Message<"loraserve.v1.ChatMessage"> & {
+  /**
+   * @generated from field: string role = 1;
+   */
+  role: string;
+
+  /**
+   * @generated from field: string content = 2;
+   */
+  content: string;
+};
+
+/**
+ * Describes the message loraserve.v1.ChatMessage.
+ * Use `create(ChatMessageSchema)` to create a new message.
+ */
+export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
+  messageDesc(file_loraserve_v1_generate, 1);
 
 /**
  * @generated from message loraserve.v1.GenerationParameters
@@ -109,6 +139,48 @@ export type GenerationParameters = Message<"loraserve.v1.GenerationParameters"> 
    * @generated from field: uint32 top_n_tokens = 9;
    */
   topNTokens: number;
+
+  /**
+   * Keep the smallest set of tokens whose typical-sampling mass reaches typical_p; unset means off.
+   *
+   * @generated from field: optional float typical_p = 10;
+   */
+  typicalP?: number | undefined;
+
+  /**
+   * Divides positive logits (multiplies negative ones) of every token already in the text; unset means 1.
+   *
+   * @generated from field: optional float repetition_penalty = 11;
+   */
+  repetitionPenalty?: number | undefined;
+
+  /**
+   * Subtracted from a token's logit once per time it was already generated; unset means 0.
+   *
+   * @generated from field: optional float frequency_penalty = 12;
+   */
+  frequencyPenalty?: number | undefined;
+
+  /**
+   * Subtracted from a token's logit if it was already generated at all; unset means 0.
+   *
+   * @generated from field: optional float presence_penalty = 13;
+   */
+  presencePenalty?: number | undefined;
+
+  /**
+   * Generation stops when the text ends with one of these; the stop sequence is cut from the text.
+   *
+   * @generated from field: repeated string stop = 14;
+   */
+  stop: string[];
+
+  /**
+   * Prepend the prompt to generated_text.
+   *
+   * @generated from field: bool return_full_text = 15;
+   */
+  returnFullText: boolean;
 };
 
 /**
@@ -116,7 +188,7 @@ export type GenerationParameters = Message<"loraserve.v1.GenerationParameters"> 
  * Use `create(GenerationParametersSchema)` to create a new message.
  */
 export const GenerationParametersSchema: GenMessage<GenerationParameters> = /*@__PURE__*/
-  messageDesc(file_loraserve_v1_generate, 1);
+  messageDesc(file_loraserve_v1_generate, 2);
 
 /**
  * @generated from message loraserve.v1.TopToken
@@ -148,7 +220,7 @@ export type TopToken = Message<"loraserve.v1.TopToken"> & {
  * Use `create(TopTokenSchema)` to create a new message.
  */
 export const TopTokenSchema: GenMessage<TopToken> = /*@__PURE__*/
-  messageDesc(file_loraserve_v1_generate, 2);
+  messageDesc(file_loraserve_v1_generate, 3);
 
 /**
  * @generated from message loraserve.v1.Token
@@ -189,7 +261,7 @@ export type Token = Message<"loraserve.v1.Token"> & {
  * Use `create(TokenSchema)` to create a new message.
  */
 export const TokenSchema: GenMessage<Token> = /*@__PURE__*/
-  messageDesc(file_loraserve_v1_generate, 3);
+  messageDesc(file_loraserve_v1_generate, 4);
 
 /**
  * @generated from message loraserve.v1.GenerateDetails
@@ -235,7 +307,7 @@ export type GenerateDetails = Message<"loraserve.v1.GenerateDetails"> & {
  * Use `create(GenerateDetailsSchema)` to create a new message.
  */
 export const GenerateDetailsSchema: GenMessage<GenerateDetails> = /*@__PURE__*/
-  messageDesc(file_loraserve_v1_generate, 4);
+  messageDesc(file_loraserve_v1_generate, 5);
 
 /**
  * @generated from message loraserve.v1.GenerateResponse
@@ -257,7 +329,87 @@ export type GenerateResponse = Message<"loraserve.v1.GenerateResponse"> & {
  * Use `create(GenerateResponseSchema)` to create a new message.
  */
 export const GenerateResponseSchema: GenMessage<GenerateResponse> = /*@__PURE__*/
-  messageDesc(file_loraserve_v1_generate, 5);
+  messageDesc(file_loraserve_v1_generate, 6);
+
+/**
+ * @generated from message loraserve.v1.TokenizeRequest
+ */
+export type TokenizeRequest = Message<"loraserve.v1.TokenizeRequest"> & {
+  /**
+   * @generated from field: string inputs = 1;
+   */
+  inputs: string;
+
+  /**
+   * Tokenize what the conversation renders to with the chat template, instead of `inputs`.
+   *
+   * @generated from field: repeated loraserve.v1.ChatMessage messages = 2;
+   */
+  messages: ChatMessage[];
+
+  /**
+   * @generated from field: string adapter_id = 3;
+   */
+  adapterId: string;
+};
+
+/**
+ * Describes the message loraserve.v1.TokenizeRequest.
+ * Use `create(TokenizeRequestSchema)` to create a new message.
+ */
+export const TokenizeRequestSchema: GenMessage<TokenizeRequest> = /*@__PURE__*/
+  messageDesc(file_loraserve_v1_generate, 7);
+
+/**
+ * @generated from message loraserve.v1.TokenSpan
+ */
+export type TokenSpan = Message<"loraserve.v1.TokenSpan"> & {
+  /**
+   * @generated from field: uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * Character offsets of the token in the input: [start, stop).
+   *
+   * @generated from field: uint32 start = 3;
+   */
+  start: number;
+
+  /**
+   * @generated from field: uint32 stop = 4;
+   */
+  stop: number;
+};
+
+/**
+ * Describes the message loraserve.v1.TokenSpan.
+ * Use `create(TokenSpanSchema)` to create a new message.
+ */
+export const TokenSpanSchema: GenMessage<TokenSpan> = /*@__PURE__*/
+  messageDesc(file_loraserve_v1_generate, 8);
+
+/**
+ * @generated from message loraserve.v1.TokenizeResponse
+ */
+export type TokenizeResponse = Message<"loraserve.v1.TokenizeResponse"> & {
+  /**
+   * @generated from field: repeated loraserve.v1.TokenSpan tokens = 1;
+   */
+  tokens: TokenSpan[];
+};
+
+/**
+ * Describes the message loraserve.v1.TokenizeResponse.
+ * Use `create(TokenizeResponseSchema)` to create a new message.
+ */
+export const TokenizeResponseSchema: GenMessage<TokenizeResponse> = /*@__PURE__*/
+  messageDesc(file_loraserve_v1_generate, 9);
 
 /**
  * @generated from message loraserve.v1.GenerateStreamResponse
@@ -297,7 +449,7 @@ export type GenerateStreamResponse = Message<"loraserve.v1.GenerateStreamRespons
  * Use `create(GenerateStreamResponseSchema)` to create a new message.
  */
 export const GenerateStreamResponseSchema: GenMessage<GenerateStreamResponse> = /*@__PURE__*/
-  messageDesc(file_loraserve_v1_generate, 6);
+  messageDesc(file_loraserve_v1_generate, 10);
 
 /**
  * @generated from enum loraserve.v1.FinishReason
@@ -362,6 +514,16 @@ export const GenerateService: GenService<{
     methodKind: "server_streaming";
     input: typeof GenerateRequestSchema;
     output: typeof GenerateStreamResponseSchema;
+  },
+  /**
+   * Splits text into the model's tokens, with each token's character span.
+   *
+   * @generated from rpc loraserve.v1.GenerateService.Tokenize
+   */
+  tokenize: {
+    methodKind: "unary";
+    input: typeof TokenizeRequestSchema;
+    output: typeof TokenizeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_loraserve_v1_generate, 0);

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { GenerateRequestSchema, GenerateStreamResponseSchema } from "./generate_pb.js";
+import type { GenerateRequestSchema, GenerateStreamResponseSchema, TokenizeRequestSchema, TokenizeResponseSchema } from "./generate_pb.js";
 import { file_loraserve_v1_generate } from "./generate_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loraserve/v1/shard.proto.
  */
 export const file_loraserve_v1_shard: GenFile = /*@__PURE__*/
-  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IuUBCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDTKmAQoMU2hhcmRTZXJ2aWNlElEKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAESQwoGU3RhdHVzEhsubG9yYXNlcnZlLnYxLlN0YXR1c1JlcXVlc3QaHC5sb3Jhc2VydmUudjEuU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_loraserve_v1_generate]);
+  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IuUBCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDTLxAQoMU2hhcmRTZXJ2aWNlElEKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAESQwoGU3RhdHVzEhsubG9yYXNlcnZlLnYxLlN0YXR1c1JlcXVlc3QaHC5sb3Jhc2VydmUudjEuU3RhdHVzUmVzcG9uc2USSQoIVG9rZW5pemUSHS5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXF1ZXN0Gh4ubG9yYXNlcnZlLnYxLlRva2VuaXplUmVzcG9uc2ViBnByb3RvMw", [file_loraserve_v1_generate]);
 
 /**
  * @generated from message loraserve.v1.StatusRequest
@@ -115,6 +115,14 @@ export const ShardService: GenService<{
     methodKind: "unary";
     input: typeof StatusRequestSchema;
     output: typeof StatusResponseSchema;
+  },
+  /**
+   * @generated from rpc loraserve.v1.ShardService.Tokenize
+   */
+  tokenize: {
+    methodKind: "unary";
+    input: typeof TokenizeRequestSchema;
+    output: typeof TokenizeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_loraserve_v1_shard, 0);
