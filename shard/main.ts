@@ -5,7 +5,7 @@ import { AdapterRegistry } from "./adapters.js";
 import { LlmEngine } from "./engine/llm-engine.js";
 import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
 import { parseShardArgs, resolveLimits, SHARD_USAGE, type ShardArgs, type ShardLimits } from "./options.js";
-import { startShardServer } from "./server.js";
+import { startShardServer, type ShardModelInfo } from "./server.js";
 import { TextCodec } from "./text/tokenizer.js";
 
 /** The one stdout line the launcher waits for. */
@@ -41,6 +41,13 @@ export function createShardEngine(
   });
 }
 
+const DTYPE_NAMES = { F32: "float32", F16: "float16", BF16: "bfloat16" } as const;
+
+function describeModel(model: ModelFiles, engine: NativeEngine, maxLoraRank: number): ShardModelInfo {
+  const { device, maxLoras } = engine.info();
+  return { dtype: DTYPE_NAMES[model.weights.embedTokens.dtype], device, vocabSize: model.spec.vocabSize, maxLoras, maxLoraRank };
+}
+
 /** Loads everything and starts serving; throws (naming the file) when the model or an adapter cannot be used. */
 export async function startShard(args: ShardArgs): Promise<RunningShard> {
   const model = loadModelFiles(args.modelDir);
@@ -51,7 +58,10 @@ export async function startShard(args: ShardArgs): Promise<RunningShard> {
   try {
     await adapters.loadInto(engine);
     const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds });
-    const server = await startShardServer({ modelId: args.modelDir, llm, codec, adapters, limits }, args.port);
+    const server = await startShardServer(
+      { modelId: args.modelDir, model: describeModel(model, engine, adapters.maxRank), llm, codec, adapters, limits },
+      args.port,
+    );
     return {
       port: server.port,
       async stop() {

@@ -16,8 +16,18 @@ import type { ShardLimits } from "./options.js";
 import { tokenizeWithSpans } from "./text/tokenize.js";
 import type { TextCodec } from "./text/tokenizer.js";
 
+/** What Status reports of the model and the engine beyond the limits (ModelService.Info and TGI /info show it). */
+export interface ShardModelInfo {
+  dtype: "float32" | "float16" | "bfloat16";
+  device: "cpu" | "cuda";
+  vocabSize: number;
+  maxLoras: number;
+  maxLoraRank: number;
+}
+
 export interface ShardContext {
   modelId: string;
+  model: ShardModelInfo;
   llm: LlmEngine;
   codec: TextCodec;
   adapters: AdapterRegistry;
@@ -80,6 +90,12 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
         totalKvBlocks: load.totalKvBlocks,
         maxTotalTokens: limits.maxTotalTokens,
         maxNewTokensLimit: limits.maxNewTokensLimit,
+        maxInputTokens: limits.maxInputTokens,
+        modelDtype: shard.model.dtype,
+        device: shard.model.device,
+        vocabSize: shard.model.vocabSize,
+        maxLoras: shard.model.maxLoras,
+        maxLoraRank: shard.model.maxLoraRank,
       });
     },
   };

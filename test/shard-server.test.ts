@@ -1,5 +1,6 @@
 // ShardService through a real gRPC client over h2c: streamed tokens against the reference, the error codes
 // of bad requests, and that the shard keeps serving after each of them.
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
@@ -172,6 +173,7 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
   });
 
   it("reports what it serves in Status", async () => {
+    const config = JSON.parse(readFileSync(join(set.modelDir, "config.json"), "utf8")) as { torch_dtype: string; vocab_size: number };
     const status = await client.status({});
     expect(status).toMatchObject({
       ready: true,
@@ -181,6 +183,12 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
       waitingSequences: 0,
       maxTotalTokens: MAX_TOTAL_TOKENS,
       maxNewTokensLimit: MAX_NEW_TOKENS_LIMIT,
+      maxInputTokens: MAX_INPUT_TOKENS,
+      modelDtype: config.torch_dtype,
+      device: "cpu",
+      vocabSize: config.vocab_size,
+      maxLoras: adapterIds.length,
+      maxLoraRank: Math.max(...Object.values(set.refs.adapters).map((a) => a.r)),
     });
     expect(status.totalKvBlocks).toBeGreaterThan(0);
     expect(status.freeKvBlocks).toBe(status.totalKvBlocks);
@@ -213,7 +221,17 @@ describe.runIf(sets.length > 0)("ShardService when a client goes away", () => {
       },
     });
     const llm = new LlmEngine(gated, { ...limits, eosTokenIds: new Set<number>() });
-    const server = await startShardServer({ modelId: set.modelDir, llm, codec, adapters, limits }, 0);
+    const server = await startShardServer(
+      {
+        modelId: set.modelDir,
+        model: { dtype: "float32", device: "cpu", vocabSize: model.spec.vocabSize, maxLoras: 1, maxLoraRank: 1 },
+        llm,
+        codec,
+        adapters,
+        limits,
+      },
+      0,
+    );
     const client = createClient(ShardService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.port}` }));
     try {
       const abort = new AbortController();

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loraserve/v1/shard.proto.
  */
 export const file_loraserve_v1_shard: GenFile = /*@__PURE__*/
-  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IuUBCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDTLxAQoMU2hhcmRTZXJ2aWNlElEKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAESQwoGU3RhdHVzEhsubG9yYXNlcnZlLnYxLlN0YXR1c1JlcXVlc3QaHC5sb3Jhc2VydmUudjEuU3RhdHVzUmVzcG9uc2USSQoIVG9rZW5pemUSHS5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXF1ZXN0Gh4ubG9yYXNlcnZlLnYxLlRva2VuaXplUmVzcG9uc2ViBnByb3RvMw", [file_loraserve_v1_generate]);
+  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IuICCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDRIYChBtYXhfaW5wdXRfdG9rZW5zGAogASgNEhMKC21vZGVsX2R0eXBlGAsgASgJEg4KBmRldmljZRgMIAEoCRISCgp2b2NhYl9zaXplGA0gASgNEhEKCW1heF9sb3JhcxgOIAEoDRIVCg1tYXhfbG9yYV9yYW5rGA8gASgNMvEBCgxTaGFyZFNlcnZpY2USUQoIR2VuZXJhdGUSHS5sb3Jhc2VydmUudjEuR2VuZXJhdGVSZXF1ZXN0GiQubG9yYXNlcnZlLnYxLkdlbmVyYXRlU3RyZWFtUmVzcG9uc2UwARJDCgZTdGF0dXMSGy5sb3Jhc2VydmUudjEuU3RhdHVzUmVxdWVzdBocLmxvcmFzZXJ2ZS52MS5TdGF0dXNSZXNwb25zZRJJCghUb2tlbml6ZRIdLmxvcmFzZXJ2ZS52MS5Ub2tlbml6ZVJlcXVlc3QaHi5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXNwb25zZWIGcHJvdG8z", [file_loraserve_v1_generate]);
 
 /**
  * @generated from message loraserve.v1.StatusRequest
@@ -81,6 +81,46 @@ export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
    * @generated from field: uint32 max_new_tokens_limit = 9;
    */
   maxNewTokensLimit: number;
+
+  /**
+   * Longest prompt a request may send, in tokens.
+   *
+   * @generated from field: uint32 max_input_tokens = 10;
+   */
+  maxInputTokens: number;
+
+  /**
+   * How the base weights are stored: "float32", "float16" or "bfloat16".
+   *
+   * @generated from field: string model_dtype = 11;
+   */
+  modelDtype: string;
+
+  /**
+   * The engine's backend: "cpu" or "cuda".
+   *
+   * @generated from field: string device = 12;
+   */
+  device: string;
+
+  /**
+   * Width of the model's logits (the embedding rows).
+   *
+   * @generated from field: uint32 vocab_size = 13;
+   */
+  vocabSize: number;
+
+  /**
+   * Adapters the engine holds at once, and the largest rank one may have.
+   *
+   * @generated from field: uint32 max_loras = 14;
+   */
+  maxLoras: number;
+
+  /**
+   * @generated from field: uint32 max_lora_rank = 15;
+   */
+  maxLoraRank: number;
 };
 
 /**
