@@ -1,30 +1,49 @@
-// The plain-HTTP routes served beside Connect/gRPC on the same port: TGI's /generate and /health.
+// The plain-HTTP routes served beside Connect/gRPC on the same port: TGI's and OpenAI's.
+import { serveRoute, type Route, type RouteSettings } from "./http-route.js";
 import { sendJson } from "./json-response.js";
 import type { NodeRequest, NodeResponse } from "./node-handler.js";
-import type { ShardPool } from "./shard-pool.js";
-import { generateRoute } from "./tgi/generate-route.js";
+import { chatCompletionsRoute } from "./openai/chat-route.js";
+import { completionsRoute } from "./openai/completions-route.js";
+import { modelsRoute } from "./openai/models-route.js";
+import { openAiErrorBody } from "./openai/openai-error.js";
+import { compatGenerateRoute, generateRoute, generateStreamRoute } from "./tgi/generate-route.js";
+import { healthRoute } from "./tgi/health-route.js";
+import { infoRoute } from "./tgi/info-route.js";
+import { tokenizeRoute } from "./tgi/tokenize-route.js";
 
-/** How long /health waits for the shard's Status before calling it unhealthy. */
-const HEALTH_TIMEOUT_MS = 2000;
+/** Keyed by "METHOD /path". */
+const ROUTES: Record<string, Route> = {
+  "POST /": compatGenerateRoute,
+  "POST /generate": generateRoute,
+  "POST /generate_stream": generateStreamRoute,
+  "POST /tokenize": tokenizeRoute,
+  "GET /info": infoRoute,
+  "GET /health": healthRoute,
+  "GET /v1/models": modelsRoute,
+  "POST /v1/completions": completionsRoute,
+  "POST /v1/chat/completions": chatCompletionsRoute,
+};
 
-export function httpRoutes(pool: ShardPool, maxBodyBytes: number) {
+/** A path we serve asked with another method (405), or a path we do not serve (404), in the path's API's shape. */
+function refuse(request: NodeRequest, response: NodeResponse, path: string): void {
+  const allowed = Object.keys(ROUTES)
+    .filter((key) => key.endsWith(` ${path}`))
+    .map((key) => key.split(" ")[0]!);
+  const [status, message] =
+    allowed.length > 0 ? [405, `${path} allows ${allowed.join(", ")}, not ${request.method}`] : [404, `no route for ${request.method} ${path}`];
+  if (allowed.length > 0) response.setHeader("allow", allowed.join(", "));
+  request.resume();
+  const body = path.startsWith("/v1/")
+    ? openAiErrorBody(status, message)
+    : { error: message, error_type: status === 404 ? "not_found" : "method_not_allowed" };
+  sendJson(response, status, body);
+}
+
+export function httpRoutes(settings: RouteSettings) {
   return (request: NodeRequest, response: NodeResponse): void => {
     const path = new URL(request.url ?? "/", "http://router").pathname;
-    const route = `${request.method} ${path}`;
-    if (route === "POST /generate") {
-      void generateRoute(request, response, pool, maxBodyBytes);
-    } else if (route === "GET /health") {
-      // TGI's meaning: 200 once a request could be served, 503 before.
-      void pool.ready(HEALTH_TIMEOUT_MS).then((ready) => {
-        if (ready) {
-          response.writeHead(200);
-          response.end();
-        } else {
-          sendJson(response, 503, { error: "the shard is not ready", error_type: "healthcheck" });
-        }
-      });
-    } else {
-      sendJson(response, 404, { error: `no route for ${route}`, error_type: "not_found" });
-    }
+    const route = ROUTES[`${request.method} ${path}`];
+    if (route) serveRoute(route, request, response, settings);
+    else refuse(request, response, path);
   };
 }

@@ -7,7 +7,7 @@ export class BodyTooLargeError extends Error {
   }
 }
 
-export function readBody(request: NodeRequest, limit: number): Promise<string> {
+export function readBody(request: NodeRequest, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
@@ -25,7 +25,7 @@ export function readBody(request: NodeRequest, limit: number): Promise<string> {
     };
     if (Number(request.headers["content-length"] ?? 0) > limit) return refuse();
     request.on("data", onData);
-    request.once("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    request.once("end", () => resolve(Buffer.concat(chunks)));
     request.once("error", reject);
   });
 }

@@ -1,23 +1,50 @@
-// The router assembled: Connect/gRPC/gRPC-Web services and the TGI routes behind one handler on one port.
+// The router assembled: Connect/gRPC/gRPC-Web services (with health checking and server reflection) and the
+// TGI and OpenAI routes behind one handler on one port.
+import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { GenerateService } from "../gen/loraserve/v1/generate_pb.js";
+import { ModelService } from "../gen/loraserve/v1/model_pb.js";
 import { generateService } from "./generate-service.js";
+import { registerHealth } from "./grpc-health.js";
+import { syncHealth } from "./health-sync.js";
 import { httpRoutes } from "./http-routes.js";
+import { modelService } from "./model-service.js";
 import { listenOnePort, type OnePortServer } from "./one-port-server.js";
 import type { RouterOptions } from "./options.js";
+import { registerReflection } from "./reflection.js";
 import { ShardPool } from "./shard-pool.js";
+
+/** The services that serve users, each reported by health checking under its full name. */
+function registerServices(router: ConnectRouter, pool: ShardPool): string[] {
+  router.service(GenerateService, generateService(pool)).service(ModelService, modelService(pool));
+  return [GenerateService.typeName, ModelService.typeName];
+}
 
 export async function startRouter(options: RouterOptions): Promise<OnePortServer> {
   const pool = new ShardPool(options.shardUris);
+  let stopHealth = (): void => {};
   const handler = connectNodeAdapter({
-    routes: (router) => router.service(GenerateService, generateService(pool)),
-    fallback: httpRoutes(pool, options.maxBodyBytes),
+    routes: (router) => {
+      const health = syncHealth(pool, registerServices(router, pool));
+      stopHealth = health.stop;
+      registerHealth(router, health.statuses);
+      registerReflection(router);
+    },
+    fallback: httpRoutes({ pool, maxBodyBytes: options.maxBodyBytes }),
     readMaxBytes: options.maxBodyBytes,
   });
-  const server = await listenOnePort(handler, options.port, options.hostname);
+  let server: OnePortServer;
+  try {
+    server = await listenOnePort(handler, options.port, options.hostname);
+  } catch (err) {
+    stopHealth();
+    pool.close();
+    throw err;
+  }
   return {
     port: server.port,
     close: async () => {
+      stopHealth();
       await server.close();
       pool.close();
     },

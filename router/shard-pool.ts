@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { GenerateRequest } from "../gen/loraserve/v1/generate_pb.js";
-import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
+import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 
 export type ShardClient = Client<typeof ShardService>;
 
@@ -42,12 +42,14 @@ export class ShardPool {
     return best.client;
   }
 
+  /** Every group leader's Status, in order; undefined for a leader that does not answer. */
+  statuses(options: { timeoutMs?: number; signal?: AbortSignal }): Promise<(StatusResponse | undefined)[]> {
+    return Promise.all(this.groups.map((group) => group.client.status({}, options).catch(() => undefined)));
+  }
+
   /** True when every group's leader answers Status with ready. */
   async ready(timeoutMs: number): Promise<boolean> {
-    const answers = await Promise.all(
-      this.groups.map((group) => group.client.status({}, { timeoutMs }).then((s) => s.ready, () => false)),
-    );
-    return answers.every(Boolean);
+    return (await this.statuses({ timeoutMs })).every((status) => status?.ready === true);
   }
 
   close(): void {

@@ -172,7 +172,8 @@ describe("TGI /generate", () => {
     ["a negative top_k", { top_k: -1 }, /top_k/],
     ["a fractional seed", { seed: 1.5 }, /seed/],
     ["a string where a number goes", { temperature: "hot" }, /temperature/],
-    ["an unsupported parameter", { stop: ["\n"] }, /stop/],
+    ["an unsupported parameter", { watermark: true }, /watermark/],
+    ["a stop that is not a list of strings", { stop: "\n" }, /stop/],
   ])("refuses %s with 422", async (_, parameters, message) => {
     const res = await postGenerate({ inputs: "x", parameters });
     expect(res.status).toBe(422);
@@ -199,7 +200,12 @@ describe("TGI /generate", () => {
     shard.hanging = deferred();
     shard.cancelled = deferred();
     const abort = new AbortController();
-    const request = fetch(`${base}/generate`, { method: "POST", body: JSON.stringify({ inputs: "hang" }), signal: abort.signal });
+    const request = fetch(`${base}/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ inputs: "hang" }),
+      signal: abort.signal,
+    });
     await shard.hanging.promise;
     abort.abort();
     await expect(request).rejects.toThrow(/abort/);
@@ -281,7 +287,7 @@ describe("a shard that does not answer", () => {
     const url = `http://127.0.0.1:${unreachable.port}`;
     try {
       expect((await fetch(`${url}/health`)).status).toBe(503);
-      const res = await fetch(`${url}/generate`, { method: "POST", body: JSON.stringify({ inputs: "x" }) });
+      const res = await fetch(`${url}/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: "x" }) });
       expect(res.status).toBe(503);
       expect(((await res.json()) as { error_type: string }).error_type).toBe("unavailable");
       const client = createClient(GenerateService, createGrpcTransport({ baseUrl: url }));

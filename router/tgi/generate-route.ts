@@ -1,31 +1,33 @@
-// POST /generate, TGI's non-streaming endpoint.
+// TGI's generation endpoints: POST /generate (one JSON answer), POST /generate_stream (server-sent events)
+// and POST /, which picks one of the two by the body's `stream`.
+import type { GenerateRequest } from "../../gen/loraserve/v1/generate_pb.js";
 import { collectGeneration } from "../collect.js";
+import type { Exchange } from "../http-route.js";
 import { sendJson } from "../json-response.js";
-import type { NodeRequest, NodeResponse } from "../node-handler.js";
-import { BodyTooLargeError, readBody } from "../read-body.js";
-import type { ShardPool } from "../shard-pool.js";
-import { toGenerateRequest } from "./request.js";
+import { sendEventStream } from "../sse.js";
+import { toGenerateRequest, wantsStream } from "./request.js";
 import { toTgiResponse } from "./response.js";
-import { TgiError, tgiErrorOf } from "./tgi-error.js";
+import { tgiStreamEvents } from "./stream-response.js";
+import { tgiErrorOf, tgiRoute, validationError } from "./tgi-error.js";
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new TgiError(400, "validation", `the body is not valid JSON: ${(err as Error).message}`);
-  }
+async function generate({ pool, signal, response }: Exchange, request: GenerateRequest): Promise<void> {
+  const answer = await collectGeneration(pool.pick(request).generate(request, { signal }));
+  sendJson(response, 200, toTgiResponse(request, answer));
 }
 
-export async function generateRoute(request: NodeRequest, response: NodeResponse, pool: ShardPool, maxBodyBytes: number): Promise<void> {
-  // The client going away cancels the shard's work for it.
-  const abort = new AbortController();
-  response.once("close", () => abort.abort());
-  try {
-    const generateRequest = toGenerateRequest(parseJson(await readBody(request, maxBodyBytes)));
-    const shardStream = pool.pick(generateRequest).generate(generateRequest, { signal: abort.signal });
-    sendJson(response, 200, toTgiResponse(generateRequest, await collectGeneration(shardStream)));
-  } catch (err) {
-    const error = err instanceof BodyTooLargeError ? new TgiError(413, "validation", err.message) : tgiErrorOf(err);
-    if (!response.headersSent) sendJson(response, error.status, error.body());
-  }
+async function generateStream({ pool, signal, response }: Exchange, request: GenerateRequest): Promise<void> {
+  // TGI's rule: the prompt's details only come with the whole answer.
+  if (request.parameters?.decoderInputDetails) throw validationError("`decoder_input_details` is not supported when streaming");
+  const messages = pool.pick(request).generate(request, { signal });
+  await sendEventStream(response, tgiStreamEvents(messages), { signal, errorEvent: (err) => tgiErrorOf(err).body() });
 }
+
+export const generateRoute = tgiRoute(async (exchange) => generate(exchange, toGenerateRequest(await exchange.body())));
+
+export const generateStreamRoute = tgiRoute(async (exchange) => generateStream(exchange, toGenerateRequest(await exchange.body())));
+
+export const compatGenerateRoute = tgiRoute(async (exchange) => {
+  const body = await exchange.body();
+  const request = toGenerateRequest(body);
+  return wantsStream(body) ? generateStream(exchange, request) : generate(exchange, request);
+});

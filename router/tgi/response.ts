@@ -8,7 +8,7 @@ import {
   type TopToken,
 } from "../../gen/loraserve/v1/generate_pb.js";
 
-interface TgiToken {
+export interface TgiToken {
   id: number;
   text: string;
   logprob: number | null;
@@ -17,8 +17,10 @@ interface TgiToken {
 
 type TgiPrefillToken = Omit<TgiToken, "special">;
 
+export type TgiFinishReason = "length" | "eos_token" | "stop_sequence";
+
 interface TgiDetails {
-  finish_reason: "length" | "eos_token" | "stop_sequence";
+  finish_reason: TgiFinishReason;
   generated_tokens: number;
   seed: number | null;
   prefill: TgiPrefillToken[];
@@ -31,26 +33,30 @@ export interface TgiGenerateResponse {
   details?: TgiDetails;
 }
 
-const FINISH_REASON: Record<FinishReason, TgiDetails["finish_reason"] | undefined> = {
+const FINISH_REASON: Record<FinishReason, TgiFinishReason | undefined> = {
   [FinishReason.UNSPECIFIED]: undefined,
   [FinishReason.LENGTH]: "length",
   [FinishReason.EOS_TOKEN]: "eos_token",
   [FinishReason.STOP_SEQUENCE]: "stop_sequence",
 };
 
-function tgiToken(token: Token | TopToken): TgiToken {
+export function tgiFinishReason(reason: FinishReason): TgiFinishReason {
+  const name = FINISH_REASON[reason];
+  if (!name) throw new Error("the shard's answer has no finish reason");
+  return name;
+}
+
+export function tgiToken(token: Token | TopToken): TgiToken {
   return { id: token.id, text: token.text, logprob: token.logprob ?? null, special: token.special };
 }
 
 export function toTgiResponse(request: GenerateRequest, response: GenerateResponse): TgiGenerateResponse {
   const details = response.details;
   if (!request.parameters?.details || !details) return { generated_text: response.generatedText };
-  const finishReason = FINISH_REASON[details.finishReason];
-  if (!finishReason) throw new Error("the shard's answer has no finish reason");
   return {
     generated_text: response.generatedText,
     details: {
-      finish_reason: finishReason,
+      finish_reason: tgiFinishReason(details.finishReason),
       generated_tokens: details.generatedTokens,
       seed: details.seed === undefined ? null : Number(details.seed),
       prefill: details.prefill.map(({ id, text, logprob }) => ({ id, text, logprob: logprob ?? null })),

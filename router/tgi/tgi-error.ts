@@ -1,5 +1,7 @@
-// TGI's error body and the one mapping from a shard's (or our own) ConnectError codes to HTTP statuses.
+// TGI's error body and the one mapping from a shard's (or our own) ConnectError codes to TGI's HTTP statuses.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { reportingErrors } from "../http-route.js";
+import { RequestBodyError } from "../json-body.js";
 
 export class TgiError extends Error {
   constructor(
@@ -33,7 +35,14 @@ const STATUS_OF_CODE: Partial<Record<Code, { status: number; errorType: string }
 /** Any failure of a request, as TGI would report it; what the shard did not classify is a failed dependency. */
 export function tgiErrorOf(err: unknown): TgiError {
   if (err instanceof TgiError) return err;
+  if (err instanceof RequestBodyError) return new TgiError(err.status, "validation", err.message);
   const connectError = ConnectError.from(err);
   const mapped = STATUS_OF_CODE[connectError.code] ?? { status: 424, errorType: "generation" };
   return new TgiError(mapped.status, mapped.errorType, connectError.rawMessage);
 }
+
+/** A TGI route: failures before the response began are answered with TGI's status and body. */
+export const tgiRoute = reportingErrors((err) => {
+  const error = tgiErrorOf(err);
+  return { status: error.status, body: error.body() };
+});
