@@ -1,8 +1,9 @@
-// Bad requests against a real `loraserve serve`: each is refused with TGI's status and body over HTTP and with
-// the matching code over gRPC, and the server keeps answering good requests afterwards.
+// Bad requests against a real `loraserve serve`: each is refused with TGI's status and body, OpenAI's status
+// and error body, and the matching gRPC code, and the server keeps answering good requests afterwards.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenerateService, type GenerateRequestSchema } from "../gen/loraserve/v1/generate_pb.js";
 import { fixtureSets } from "./helpers/fixture-sets.js";
@@ -10,6 +11,8 @@ import { adapterFlag, serve, type ServeReady, type Started } from "./helpers/pro
 
 /** Small enough that a long prompt is easy to write, large enough for the reference's greedy steps. */
 const MAX_TOTAL_TOKENS = 96;
+/** The router's body limit for HTTP and gRPC alike: small, so that an oversize body is cheap to send. */
+const MAX_BODY_BYTES = 16_384;
 const START_TIMEOUT_MS = 60_000;
 const set = fixtureSets()[0];
 
@@ -29,6 +32,8 @@ describe.runIf(set)(`bad requests to loraserve serve on ${set?.name}`, () => {
       ...adapterFlag(set!.adaptersDir, adapterIds),
       "--max-total-tokens",
       String(MAX_TOTAL_TOKENS),
+      "--max-body-bytes",
+      String(MAX_BODY_BYTES),
     ]);
     session = new Http2SessionManager(server.ready.url);
     grpcClient = createClient(GenerateService, createGrpcTransport({ baseUrl: server.ready.url, sessionManager: session }));
@@ -39,13 +44,17 @@ describe.runIf(set)(`bad requests to loraserve serve on ${set?.name}`, () => {
     await server?.stop();
   });
 
-  function postGenerate(body: unknown): Promise<Response> {
-    return fetch(`${server.ready.url}/generate`, {
+  function post(path: string, body: unknown, contentType = "application/json"): Promise<Response> {
+    return fetch(`${server.ready.url}${path}`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
-      body: typeof body === "string" ? body : JSON.stringify(body),
+      headers: { "content-type": contentType },
+      body: typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body),
     });
   }
+
+  const postGenerate = (body: unknown): Promise<Response> => post("/generate", body);
+  const postCompletion = (body: Record<string, unknown>): Promise<Response> =>
+    post("/v1/completions", { model: set!.modelDir, prompt: "hello", max_tokens: 4, ...body });
 
   async function grpcCode(request: MessageInitShape<typeof GenerateRequestSchema>): Promise<{ code: Code; message: string }> {
     const error = await grpcClient.generate(request).then(
@@ -74,6 +83,13 @@ describe.runIf(set)(`bad requests to loraserve serve on ${set?.name}`, () => {
     const body = (await res.json()) as { error: string; error_type: string };
     expect(body.error_type).toBe("validation");
     expect(body.error).toMatch(message);
+  }
+
+  async function expectOpenAiError(res: Response, status: number, message: RegExp, param: string | null = null, code: string | null = null): Promise<void> {
+    expect(res.status).toBe(status);
+    const { error } = (await res.json()) as { error: { message: string; type: string; param: string | null; code: string | null } };
+    expect(error.message).toMatch(message);
+    expect(error).toMatchObject({ type: "invalid_request_error", param, code });
   }
 
   it("refuses an unknown adapter_id, naming the known ones (HTTP 422, gRPC NOT_FOUND)", async () => {
@@ -120,6 +136,78 @@ describe.runIf(set)(`bad requests to loraserve serve on ${set?.name}`, () => {
 
   it("answers 400 to malformed JSON", async () => {
     await expectTgiError(await postGenerate('{"inputs": "hello", "parameters": {'), 400, /JSON/);
+    await expectStillServing();
+  });
+
+  it("refuses an unknown model over OpenAI with 404 model_not_found", async () => {
+    await expectOpenAiError(await postCompletion({ model: "no-such-adapter" }), 404, /no-such-adapter/, "model", "model_not_found");
+    await expectOpenAiError(
+      await post("/v1/chat/completions", { model: "no-such-adapter", messages: [{ role: "user", content: "hi" }] }),
+      404,
+      /no-such-adapter/,
+      "model",
+      "model_not_found",
+    );
+    await expectStillServing();
+  });
+
+  it.each([
+    ["a negative temperature", { temperature: -1 }, { temperature: -1 }, { doSample: true, temperature: -1 }, /temperature/],
+    ["top_p 0", { top_p: 0 }, { top_p: 0 }, { doSample: true, topP: 0 }, /top_p/],
+    ["top_p above 1", { top_p: 1.5 }, { top_p: 1.5 }, { doSample: true, topP: 1.5 }, /top_p/],
+  ])("refuses %s (TGI 422, OpenAI 400, gRPC INVALID_ARGUMENT)", async (_, tgi, openai, proto, message) => {
+    await expectTgiError(await postGenerate({ inputs: "hello", parameters: { max_new_tokens: 4, ...tgi } }), 422, message);
+    await expectOpenAiError(await postCompletion(openai), 400, message);
+    const { code, message: grpcMessage } = await grpcCode({ inputs: "hello", parameters: { maxNewTokens: 4, ...proto } });
+    expect(code).toBe(Code.InvalidArgument);
+    expect(grpcMessage).toMatch(message);
+    await expectStillServing();
+  });
+
+  it("refuses n > 1 over OpenAI with 400 naming `n`", async () => {
+    await expectOpenAiError(await postCompletion({ n: 2 }), 400, /n/, "n");
+    await expectStillServing();
+  });
+
+  it("answers 400 to a body that is not UTF-8 (TGI, OpenAI) and INTERNAL to such a gRPC string", async () => {
+    const notUtf8 = Buffer.concat([Buffer.from('{"inputs": "caf'), Buffer.from([0xe9]), Buffer.from('", "prompt": "x", "model": "m"}')]);
+    await expectTgiError(await post("/generate", notUtf8), 400, /UTF-8/);
+    await expectOpenAiError(await post("/v1/completions", notUtf8), 400, /UTF-8/);
+    // GenerateRequest {1: inputs} whose bytes are Latin-1, not UTF-8.
+    const request = Buffer.concat([Buffer.from([0x0a, 4]), Buffer.from("caf"), Buffer.from([0xe9])]);
+    const client = new grpc.Client(`127.0.0.1:${server.ready.port}`, grpc.credentials.createInsecure());
+    try {
+      const error = await new Promise<grpc.ServiceError | null>((resolve) =>
+        client.makeUnaryRequest(
+          "/loraserve.v1.GenerateService/Generate",
+          (bytes: Buffer) => bytes,
+          (bytes: Buffer) => bytes,
+          request,
+          (err) => resolve(err),
+        ),
+      );
+      // A request message that cannot be decoded is INTERNAL in gRPC's own servers (grpc-go: "error
+      // unmarshalling request") and in connect-node alike.
+      expect(error?.code).toBe(grpc.status.INTERNAL);
+      expect(error?.details).toMatch(/UTF-8/i);
+    } finally {
+      client.close();
+    }
+    await expectStillServing();
+  });
+
+  it("answers 413 to an oversize body (TGI, OpenAI) and RESOURCE_EXHAUSTED to an oversize gRPC message", async () => {
+    const long = "x".repeat(MAX_BODY_BYTES);
+    await expectTgiError(await postGenerate({ inputs: long }), 413, /exceeds/);
+    await expectOpenAiError(await postCompletion({ prompt: long }), 413, /exceeds/);
+    expect((await grpcCode({ inputs: long })).code).toBe(Code.ResourceExhausted);
+    await expectStillServing();
+  });
+
+  it("answers 415 to a body that is not declared as JSON", async () => {
+    const body = JSON.stringify({ inputs: "hello", model: set!.modelDir, prompt: "hello" });
+    await expectTgiError(await post("/generate", body, "text/plain"), 415, /application\/json/);
+    await expectOpenAiError(await post("/v1/completions", body, "application/x-www-form-urlencoded"), 415, /application\/json/);
     await expectStillServing();
   });
 });

@@ -15,10 +15,10 @@ import {
   type GenerateRequest,
   type GenerateStreamResponse,
 } from "../gen/loraserve/v1/generate_pb.js";
-import { logSoftmax } from "./helpers/engine-harness.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
+import { eosIds, greedyIds, logprobAt } from "./helpers/greedy-reference.js";
 import { adapterFlag, runCli, serve, type ServeReady, type Started } from "./helpers/process.js";
-import { readRefLogits, rowOf, type LogitRows, type RefLogits } from "./helpers/refs.js";
+import { readRefLogits, type RefLogits } from "./helpers/refs.js";
 
 const TOLERANCE = 1e-4;
 const START_TIMEOUT_MS = 60_000;
@@ -36,28 +36,10 @@ interface TgiResponse {
   details: { finish_reason: string; generated_tokens: number; seed: number | null; prefill: TgiToken[]; tokens: TgiToken[] };
 }
 
-/** EOS ids as the model's own files declare them (config.json and generation_config.json). */
-function eosIds(modelDir: string): Set<number> {
-  const ids = new Set<number>();
-  for (const file of ["config.json", "generation_config.json"]) {
-    try {
-      const eos = (JSON.parse(readFileSync(join(modelDir, file), "utf8")) as { eos_token_id?: number | number[] }).eos_token_id;
-      for (const id of [eos ?? []].flat()) ids.add(id);
-    } catch {
-      // generation_config.json is optional.
-    }
-  }
-  return ids;
-}
-
 /** Ids of the tokenizer's special tokens, which generated text leaves out. */
 function specialIds(modelDir: string): Set<number> {
   const tokenizer = JSON.parse(readFileSync(join(modelDir, "tokenizer.json"), "utf8")) as { added_tokens: { id: number; special: boolean }[] };
   return new Set(tokenizer.added_tokens.filter((t) => t.special).map((t) => t.id));
-}
-
-function logprobAt(logits: LogitRows, row: number, id: number): number {
-  return logSoftmax(rowOf(logits.data, logits.vocab, row))[id]!;
 }
 
 if (sets.length === 0) it.skip("e2e generate: needs a fixture set; neither fixtures/*/ nor ../shared/fixtures/tiny-llama is present", () => {});
@@ -70,12 +52,7 @@ describe.each(sets)("loraserve serve on $name", (set: FixtureSet) => {
   let server: Started<ServeReady>;
   let refs: RefLogits;
 
-  /** The reference's greedy ids, cut after the first EOS (where generation stops). */
-  function expectedIds(variant: string, prompt: number): number[] {
-    const ids = set.refs.variants[variant]!.find((v) => v.prompt === prompt)!.greedy_ids;
-    const eosAt = ids.findIndex((id) => eos.has(id));
-    return eosAt < 0 ? ids : ids.slice(0, eosAt + 1);
-  }
+  const expectedIds = (variant: string, prompt: number): number[] => greedyIds(set, variant, prompt);
 
   function request(variant: string, inputs: string): GenerateRequest {
     return create(GenerateRequestSchema, {

@@ -15,10 +15,13 @@ import {
   type GenerateRequest,
   type GenerateStreamResponse,
 } from "../gen/loraserve/v1/generate_pb.js";
+import { ModelService } from "../gen/loraserve/v1/model_pb.js";
 import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import type { OnePortServer } from "../router/one-port-server.js";
+import { VERSION } from "../router/version.js";
 import { startRouter } from "../router/server.js";
 import { ShardPool } from "../router/shard-pool.js";
+import { readEventData } from "./helpers/sse.js";
 
 const MAX_BODY_BYTES = 4096;
 
@@ -73,12 +76,28 @@ class FakeShard {
   private implementation(): ServiceImpl<typeof ShardService> {
     const shard = this;
     return {
-      status: () => ({ ready: shard.ready, adapterIds: ["sql"] }),
+      status: () => ({
+        ready: shard.ready,
+        modelId: "org/base",
+        adapterIds: ["sql"],
+        maxTotalTokens: 64,
+        maxInputTokens: 60,
+        maxNewTokensLimit: 32,
+        modelDtype: "bfloat16",
+        device: "cpu",
+        vocabSize: 512,
+        maxLoras: 4,
+        maxLoraRank: 16,
+      }),
       async *generate(request, context) {
         if (request.adapterId !== "" && request.adapterId !== "sql") {
           throw new ConnectError(`adapter "${request.adapterId}" is not loaded; known adapters: sql`, Code.NotFound);
         }
         if (request.inputs === "") throw new ConnectError("the prompt is empty", Code.InvalidArgument);
+        if (request.inputs === "fail") {
+          yield answer(request)[0]!;
+          throw new ConnectError("the engine failed", Code.Internal);
+        }
         if (request.inputs === "hang") {
           shard.hanging.resolve();
           yield answer(request)[0]!;
@@ -210,6 +229,78 @@ describe("TGI /generate", () => {
     abort.abort();
     await expect(request).rejects.toThrow(/abort/);
     await shard.cancelled.promise;
+  });
+});
+
+describe("streams that fail after their first token", () => {
+  const post = (path: string, body: unknown) =>
+    fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+  it("ends TGI's /generate_stream with TGI's error event", async () => {
+    const res = await post("/generate_stream", { inputs: "fail" });
+    expect(res.status).toBe(200);
+    const events = (await readEventData(res)).map((data) => JSON.parse(data) as unknown);
+    expect(events).toEqual([
+      { index: 1, token: { id: 5, text: "a", logprob: -0.5, special: false }, generated_text: null, details: null },
+      { error: "the engine failed", error_type: "generation" },
+    ]);
+  });
+
+  it("ends an OpenAI stream with OpenAI's error event and [DONE]", async () => {
+    const res = await post("/v1/completions", { model: "org/base", prompt: "fail", stream: true });
+    const data = await readEventData(res);
+    expect(data).toHaveLength(3);
+    expect((JSON.parse(data[0]!) as { choices: { text: string }[] }).choices[0]!.text).toBe("a");
+    expect(JSON.parse(data[1]!)).toEqual({ error: { message: "the engine failed", type: "server_error", param: null, code: null } });
+    expect(data[2]).toBe("[DONE]");
+  });
+});
+
+describe("what the router knows of the model", () => {
+  it("answers ModelService.Info and TGI's /info from the shard's Status", async () => {
+    const info = await createClient(ModelService, createGrpcTransport({ baseUrl: base })).info({});
+    expect(info).toMatchObject({
+      modelId: "org/base",
+      modelDtype: "bfloat16",
+      device: "cpu",
+      maxInputTokens: 60,
+      maxTotalTokens: 64,
+      maxNewTokensLimit: 32,
+      maxLoras: 4,
+      maxLoraRank: 16,
+      vocabSize: 512,
+      version: VERSION,
+    });
+    expect(await (await fetch(`${base}/info`)).json()).toMatchObject({
+      model_id: "org/base",
+      model_dtype: "bfloat16",
+      model_device_type: "cpu",
+      max_input_tokens: 60,
+      max_total_tokens: 64,
+      version: VERSION,
+    });
+  });
+
+  it("lists the base model and its adapters on /v1/models and maps `model` to the adapter", async () => {
+    const models = (await (await fetch(`${base}/v1/models`)).json()) as { object: string; data: { id: string; object: string }[] };
+    expect(models.object).toBe("list");
+    expect(models.data.map((m) => [m.id, m.object])).toEqual([
+      ["org/base", "model"],
+      ["sql", "model"],
+    ]);
+    const post = (model: string) =>
+      fetch(`${base}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model, prompt: "x" }) });
+    expect((await post("org/base")).status).toBe(200);
+    expect((await post("sql")).status).toBe(200);
+    expect((await post("nope")).status).toBe(404);
+  });
+
+  it("answers 405 with Allow to a route asked with the wrong method, 404 to an unknown one", async () => {
+    const wrong = await fetch(`${base}/v1/completions`);
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get("allow")).toBe("POST");
+    expect(((await wrong.json()) as { error: { type: string } }).error.type).toBe("invalid_request_error");
+    expect((await fetch(`${base}/nowhere`)).status).toBe(404);
   });
 });
 

@@ -1,0 +1,32 @@
+// The reference's greedy answer as a server returns it: the greedy ids cut after the first EOS (where
+// generation stops; the reference runs on past it), and the reference logprob of a token at a step.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { logSoftmax } from "./engine-harness.js";
+import type { FixtureSet } from "./fixture-sets.js";
+import { rowOf, type LogitRows } from "./refs.js";
+
+/** EOS ids as the model's own files declare them (config.json and generation_config.json). */
+export function eosIds(modelDir: string): Set<number> {
+  const ids = new Set<number>();
+  for (const file of ["config.json", "generation_config.json"]) {
+    try {
+      const eos = (JSON.parse(readFileSync(join(modelDir, file), "utf8")) as { eos_token_id?: number | number[] }).eos_token_id;
+      for (const id of [eos ?? []].flat()) ids.add(id);
+    } catch {
+      // generation_config.json is optional.
+    }
+  }
+  return ids;
+}
+
+export function greedyIds(set: FixtureSet, variant: string, prompt: number): number[] {
+  const eos = eosIds(set.modelDir);
+  const ids = set.refs.variants[variant]!.find((v) => v.prompt === prompt)!.greedy_ids;
+  const eosAt = ids.findIndex((id) => eos.has(id));
+  return eosAt < 0 ? ids : ids.slice(0, eosAt + 1);
+}
+
+export function logprobAt(logits: LogitRows, row: number, id: number): number {
+  return logSoftmax(rowOf(logits.data, logits.vocab, row))[id]!;
+}
