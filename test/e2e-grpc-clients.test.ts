@@ -152,9 +152,10 @@ describe.runIf(set)(`gRPC clients against loraserve serve on ${set?.name}`, () =
       modelDtype: config.torch_dtype,
       device: "cpu",
       vocabSize: config.vocab_size,
-      maxLoras: adapterIds.length,
-      maxLoraRank: Math.max(...Object.values(set!.refs.adapters).map((a) => a.r)),
     });
+    // Room for every adapter it was started with, whatever the slot and rank limits default to.
+    expect(info.maxLoras).toBeGreaterThanOrEqual(adapterIds.length);
+    expect(info.maxLoraRank).toBeGreaterThanOrEqual(Math.max(...Object.values(set!.refs.adapters).map((a) => a.r)));
     expect(info.maxInputTokens).toBeLessThan(info.maxTotalTokens);
     expect(info.version).toBe((JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version);
   });

@@ -172,6 +172,63 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
     });
   });
 
+  describe("parameters on their way to the shard", () => {
+    /** A stop sequence inside a greedy answer: three characters of whole text, found first where they stand. */
+    function stopInside(text: string): { stop: string; before: string } {
+      for (let at = 2; at + 3 <= text.length; at++) {
+        const stop = text.slice(at, at + 3);
+        if (!stop.includes("\uFFFD") && stop.trim() === stop && text.indexOf(stop) === at) return { stop, before: text.slice(0, at) };
+      }
+      throw new Error(`no usable stop sequence in ${JSON.stringify(text)}`);
+    }
+
+    it("cuts the text at `stop` given as a string or a list (OpenAI) and in TGI's parameters", async () => {
+      const prompt = prompts[0]!;
+      const request = { model: modelName("base"), prompt: prompt.text, max_tokens: steps, temperature: 0 };
+      const whole = (await openai.completions.create(request)).choices[0]!.text;
+      const { stop, before } = stopInside(whole);
+      for (const given of [stop, [stop, "\u0000never"]]) {
+        const cut = (await openai.completions.create({ ...request, stop: given })).choices[0]!;
+        expect(cut.text).toBe(before);
+        expect(cut.finish_reason).toBe("stop");
+      }
+      const tgi = (await (await post("/generate", { inputs: prompt.text, parameters: { max_new_tokens: steps, stop: [stop], details: true } })).json()) as TgiAnswer;
+      expect(tgi.generated_text).toBe(before);
+      expect(tgi.details.finish_reason).toBe("stop_sequence");
+    });
+
+    it("samples the same text for the same seed over OpenAI and TGI, and reports the seed", async () => {
+      const prompt = prompts[0]!;
+      const seed = 1234;
+      const openAiText = async () =>
+        (await openai.completions.create({ model: modelName("base"), prompt: prompt.text, max_tokens: steps, temperature: 1, seed })).choices[0]!.text;
+      const first = await openAiText();
+      expect(await openAiText()).toBe(first);
+      const tgi = (await (
+        await post("/generate", { inputs: prompt.text, parameters: { max_new_tokens: steps, do_sample: true, seed, details: true } })
+      ).json()) as TgiAnswer & { details: { seed: number } };
+      expect(tgi.generated_text).toBe(first);
+      expect(tgi.details.seed).toBe(seed);
+    });
+
+    it("prepends the prompt with return_full_text", async () => {
+      const prompt = prompts[0]!;
+      const plain = await tgiGreedy("base", prompt.text);
+      const full = (await (await post("/generate", { inputs: prompt.text, parameters: { max_new_tokens: steps, return_full_text: true } })).json()) as TgiAnswer;
+      expect(full.generated_text).toBe(prompt.text + plain.generated_text);
+    });
+
+    it("passes the penalties on: a strong frequency_penalty changes a greedy answer", async () => {
+      const prompt = prompts[0]!;
+      const request = { model: modelName("base"), prompt: prompt.text, max_tokens: steps, temperature: 0, logprobs: 0 };
+      const plain = (await openai.completions.create(request)).choices[0]!;
+      for (const penalty of [{ frequency_penalty: 2 }, { presence_penalty: 2 }]) {
+        const penalized = (await openai.completions.create({ ...request, ...penalty })).choices[0]!;
+        expect(penalized.logprobs!.tokens, JSON.stringify(penalty)).not.toEqual(plain.logprobs!.tokens);
+      }
+    });
+  });
+
   describe("event streams read with fetch", () => {
     it("/generate_stream sends TGI's events with the tokens of /generate", async () => {
       for (const variant of variants) {
