@@ -1,11 +1,14 @@
 // The router's command line (and environment), checked before anything starts.
 import { parseArgs } from "node:util";
+import { parseTelemetryOptions, TELEMETRY_FLAGS, TELEMETRY_USAGE, type TelemetryOptions } from "../telemetry/options.js";
 
-export interface RouterOptions {
+export interface RouterOptions extends Partial<TelemetryOptions> {
   port: number;
   hostname: string;
   shardUris: string[];
   maxBodyBytes: number;
+  /** Guards loading and unloading adapters; absent or null: those calls are refused. */
+  adminToken?: string | null;
 }
 
 /** TGI's default payload limit. */
@@ -16,7 +19,12 @@ export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL .
   --shard-uri URL        a shard group leader's ShardService (h2c), e.g. http://127.0.0.1:50051; repeatable
   --port N               public port for HTTP/1.1 and HTTP/2 (env PORT, default 3000; 0 picks a free one)
   --hostname H           address to listen on (default 0.0.0.0)
-  --max-body-bytes N     largest request body accepted (default ${DEFAULT_MAX_BODY_BYTES})`;
+  --max-body-bytes N     largest request body accepted (default ${DEFAULT_MAX_BODY_BYTES})
+  --admin-token TOKEN    allows loading and unloading adapters to callers that send \`authorization: Bearer TOKEN\`
+                         (env LORASERVE_ADMIN_TOKEN, which keeps it out of the process list); without it they are refused
+${TELEMETRY_USAGE}
+
+  GET /metrics on the same port serves Prometheus metrics; OTEL_* variables configure OpenTelemetry export.`;
 
 function nonNegativeInteger(flag: string, text: string): number {
   const value = Number(text);
@@ -32,6 +40,8 @@ export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): Rout
       hostname: { type: "string", default: "0.0.0.0" },
       "shard-uri": { type: "string", multiple: true, default: [] },
       "max-body-bytes": { type: "string" },
+      "admin-token": { type: "string" },
+      ...TELEMETRY_FLAGS,
     },
     strict: true,
     allowPositionals: false,
@@ -48,5 +58,7 @@ export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): Rout
     hostname: values.hostname,
     shardUris,
     maxBodyBytes: values["max-body-bytes"] === undefined ? DEFAULT_MAX_BODY_BYTES : nonNegativeInteger("--max-body-bytes", values["max-body-bytes"]),
+    adminToken: (values["admin-token"] ?? env.LORASERVE_ADMIN_TOKEN) || null,
+    ...parseTelemetryOptions(values),
   };
 }

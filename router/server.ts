@@ -13,6 +13,7 @@ import { listenOnePort, type OnePortServer } from "./one-port-server.js";
 import type { RouterOptions } from "./options.js";
 import { registerReflection } from "./reflection.js";
 import { ShardPool } from "./shard-pool.js";
+import { routerTelemetry } from "./telemetry/router-telemetry.js";
 
 /** The services that serve users, each reported by health checking under its full name. */
 function registerServices(router: ConnectRouter, pool: ShardPool): string[] {
@@ -21,7 +22,8 @@ function registerServices(router: ConnectRouter, pool: ShardPool): string[] {
 }
 
 export async function startRouter(options: RouterOptions): Promise<OnePortServer> {
-  const pool = new ShardPool(options.shardUris);
+  const telemetry = routerTelemetry(options, () => pool);
+  const pool = new ShardPool(options.shardUris, telemetry);
   let stopHealth = (): void => {};
   const handler = connectNodeAdapter({
     routes: (router) => {
@@ -35,7 +37,7 @@ export async function startRouter(options: RouterOptions): Promise<OnePortServer
   });
   let server: OnePortServer;
   try {
-    server = await listenOnePort(handler, options.port, options.hostname);
+    server = await listenOnePort(telemetry.handler(handler), options.port, options.hostname);
   } catch (err) {
     stopHealth();
     pool.close();

@@ -1,0 +1,99 @@
+// The router's metrics, served on the public port's /metrics. Per adapter (label bounded by AdapterLabels):
+// requests by outcome, input and output tokens, time to first token, time per output token, end-to-end latency
+// and queue time, all measured where the router sees each stream. Routing (which group, why, whether the
+// adapter was resident there), admission (did the shard take the request) and every group's state (read from
+// ShardService.Status when collected).
+import { AdapterLabels } from "../../telemetry/adapter-labels.js";
+import { MetricSet, type GaugeSample } from "../../telemetry/metric-set.js";
+import type { StatusResponse } from "../../gen/loraserve/v1/shard_pb.js";
+
+export interface GroupStatus {
+  uri: string;
+  /** Absent when the group did not answer in time. */
+  status: StatusResponse | undefined;
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const PER_TOKEN_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28];
+/** Group states are read at most this often, however many gauges and readers ask. */
+const STATUS_MAX_AGE_MS = 1000;
+
+export class RouterMetrics {
+  readonly set = new MetricSet("loraserve-router");
+  readonly labels: AdapterLabels;
+  readonly requests = this.set.counter("loraserve_requests_total", "Requests that reached a shard group, by adapter and outcome (ok or the error code)", ["adapter", "outcome"]);
+  readonly inputTokens = this.set.counter("loraserve_input_tokens_total", "Prompt tokens of completed requests", ["adapter"]);
+  readonly outputTokens = this.set.counter("loraserve_output_tokens_total", "Generated tokens of completed requests", ["adapter"]);
+  readonly timeToFirstToken = this.set.histogram("loraserve_time_to_first_token_seconds", "From the request reaching the router to its first token", ["adapter"], LATENCY_BUCKETS);
+  readonly timePerOutputToken = this.set.histogram(
+    "loraserve_time_per_output_token_seconds",
+    "Mean time between generated tokens after the first, per request",
+    ["adapter"],
+    PER_TOKEN_BUCKETS,
+  );
+  readonly requestDuration = this.set.histogram("loraserve_request_duration_seconds", "From the request reaching the router to its last token", ["adapter"], LATENCY_BUCKETS);
+  readonly queueTime = this.set.histogram("loraserve_queue_time_seconds", "Time a request waited in its shard before its prompt was scheduled", ["adapter"], LATENCY_BUCKETS);
+  readonly routed = this.set.counter(
+    "loraserve_router_routed_total",
+    "Requests sent to a shard group, why that group, and whether the adapter was resident there (a routing hit)",
+    ["shard_group", "reason", "adapter_resident"],
+  );
+  readonly admissions = this.set.counter(
+    "loraserve_router_admissions_total",
+    "Requests a shard group admitted (streamed a token) or rejected before any token",
+    ["shard_group", "result"],
+  );
+  private readonly inFlight = new Map<string, number>();
+  private statuses: { at: number; read: Promise<GroupStatus[]> } | null = null;
+
+  constructor(maxAdapters: number, readGroups: () => Promise<GroupStatus[]>) {
+    this.labels = new AdapterLabels(maxAdapters, (adapter) => void this.set.removeSeries("adapter", adapter));
+    this.set.observedGauge("loraserve_router_in_flight_requests", "Requests being streamed from each shard group", ["shard_group"], () =>
+      [...this.inFlight].map(([group, value]) => ({ labels: { shard_group: group }, value })),
+    );
+    const groups = (): Promise<GroupStatus[]> => {
+      const now = Date.now();
+      if (this.statuses === null || now - this.statuses.at > STATUS_MAX_AGE_MS) this.statuses = { at: now, read: readGroups() };
+      return this.statuses.read;
+    };
+    const perGroup =
+      <L extends string>(values: (uri: string, status: StatusResponse) => GaugeSample<L>[]) =>
+      async (): Promise<GaugeSample<L>[]> =>
+        (await groups()).flatMap(({ uri, status }) => (status ? values(uri, status) : []));
+    this.set.observedGauge("loraserve_shard_group_up", "1 when the group's leader answered Status ready, else 0", ["shard_group"], async () =>
+      (await groups()).map(({ uri, status }) => ({ labels: { shard_group: uri }, value: status?.ready ? 1 : 0 })),
+    );
+    this.set.observedGauge(
+      "loraserve_shard_group_sequences",
+      "Sequences in a group's batch (running) or queue (waiting)",
+      ["shard_group", "state"],
+      perGroup((uri, s) => [
+        { labels: { shard_group: uri, state: "running" }, value: s.runningSequences },
+        { labels: { shard_group: uri, state: "waiting" }, value: s.waitingSequences },
+      ]),
+    );
+    this.set.observedGauge(
+      "loraserve_shard_group_kv_blocks",
+      "A group's KV-cache blocks, used and free",
+      ["shard_group", "state"],
+      perGroup((uri, s) => [
+        { labels: { shard_group: uri, state: "used" }, value: s.totalKvBlocks - s.freeKvBlocks },
+        { labels: { shard_group: uri, state: "free" }, value: s.freeKvBlocks },
+      ]),
+    );
+    this.set.observedGauge(
+      "loraserve_shard_group_adapters",
+      "Adapters a group can serve",
+      ["shard_group"],
+      perGroup((uri, s) => [{ labels: { shard_group: uri }, value: s.adapterIds.length }]),
+    );
+  }
+
+  streamStarted(group: string): void {
+    this.inFlight.set(group, (this.inFlight.get(group) ?? 0) + 1);
+  }
+
+  streamEnded(group: string): void {
+    this.inFlight.set(group, (this.inFlight.get(group) ?? 1) - 1);
+  }
+}
