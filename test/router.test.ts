@@ -93,12 +93,12 @@ class FakeShard {
         if (request.adapterId !== "" && request.adapterId !== "sql") {
           throw new ConnectError(`adapter "${request.adapterId}" is not loaded; known adapters: sql`, Code.NotFound);
         }
-        if (request.inputs === "") throw new ConnectError("the prompt is empty", Code.InvalidArgument);
+        if (request.inputs === "" && request.messages.length === 0) throw new ConnectError("the prompt is empty", Code.InvalidArgument);
         if (request.inputs === "fail") {
           yield answer(request)[0]!;
           throw new ConnectError("the engine failed", Code.Internal);
         }
-        if (request.inputs === "hang") {
+        if (request.inputs === "hang" || request.messages[0]?.content === "x") {
           shard.hanging.resolve();
           yield answer(request)[0]!;
           await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve()));
@@ -244,6 +244,22 @@ describe("streams that fail after their first token", () => {
       { index: 1, token: { id: 5, text: "a", logprob: -0.5, special: false }, generated_text: null, details: null },
       { error: "the engine failed", error_type: "generation" },
     ]);
+  });
+
+  it("cancels the shard's work when a client leaves an event stream", async () => {
+    shard.hanging = deferred();
+    shard.cancelled = deferred();
+    const abort = new AbortController();
+    const res = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "org/base", messages: [{ role: "user", content: "x" }], stream: true }),
+      signal: abort.signal,
+    });
+    expect(res.status).toBe(200);
+    await shard.hanging.promise;
+    abort.abort();
+    await shard.cancelled.promise;
   });
 
   it("ends an OpenAI stream with OpenAI's error event and [DONE]", async () => {
