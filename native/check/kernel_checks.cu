@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../src/cpu/gemm.h"
 #include "../src/cpu/kv_cache.h"
 #include "../src/cpu/lora.h"
 #include "../src/cpu/paged_attention.h"
@@ -24,6 +25,7 @@
 #include "../src/cuda/adapter_slots.h"
 #include "../src/cuda/decode_attention.cuh"
 #include "../src/cuda/device_buffer.h"
+#include "../src/cuda/gemm.h"
 #include "../src/cuda/lora_shrink_expand.cuh"
 #include "../src/cuda/prefill_attention.cuh"
 #include "../src/cuda/rmsnorm.cuh"
@@ -105,6 +107,23 @@ double relativeError(const std::vector<float>& ours, const std::vector<float>& r
     norm += static_cast<double>(reference[i]) * reference[i];
   }
   return std::sqrt(diff / std::max(norm, 1e-30));
+}
+
+// Decode-sized row counts take the small-batch kernel, larger ones cuBLAS; beta 1 is the residual add.
+void checkLinear(cuda::Gemm& gemm, int rows, int in, int out, float beta) {
+  const std::vector<float> x = bf16Exact(randomFloats(static_cast<size_t>(rows) * in));
+  const std::vector<float> w = bf16Exact(randomFloats(static_cast<size_t>(out) * in, 0.05f));
+  const std::vector<float> y = randomFloats(static_cast<size_t>(rows) * out);
+  std::vector<float> expected = y;
+  linear(x.data(), rows, in, w.data(), out, expected.data(), 1.0f, beta);
+  auto dx = toDevice(toBf16(x));
+  auto dw = toDevice(toBf16(w));
+  auto dy = toDevice(y);
+  if (beta == 0.0f) checkCuda(cudaMemset(dy.data(), 0xff, dy.bytes()), "poison");
+  gemm.linear(dx.data(), rows, in, dw.data(), out, dy.data(), out, beta);
+  report("linear rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " + std::to_string(out) +
+             " beta " + std::to_string(static_cast<int>(beta)),
+         relativeError(toHost(dy), expected), 1e-4);
 }
 
 void checkRmsNorm(int rows, int dim) {
@@ -449,6 +468,13 @@ void checkTokenSelect(int vocab) {
 
 int main() {
   try {
+    {
+      cuda::Gemm gemm(nullptr);
+      checkLinear(gemm, 1, 4096, 6144, 0.0f);
+      checkLinear(gemm, 5, 14336, 512, 1.0f);
+      checkLinear(gemm, 8, 96, 40, 0.0f);
+      checkLinear(gemm, 33, 4096, 1000, 1.0f);
+    }
     checkRmsNorm(7, 4096);
     checkRmsNorm(3, 96);
     ModelSpec spec;

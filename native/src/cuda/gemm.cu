@@ -2,6 +2,7 @@
 
 #include "cuda_check.h"
 #include "gemm.h"
+#include "small_batch_linear.cuh"
 
 namespace loraserve::cuda {
 
@@ -17,7 +18,7 @@ void checkCublas(cublasStatus_t status, const char* what) {
 
 }  // namespace
 
-Gemm::Gemm(cudaStream_t stream) : workspace_(kWorkspaceBytes) {
+Gemm::Gemm(cudaStream_t stream) : stream_(stream), workspace_(kWorkspaceBytes) {
   checkCublas(cublasCreate(&handle_), "cublasCreate");
   checkCublas(cublasSetStream(handle_, stream), "cublasSetStream");
   checkCublas(cublasSetWorkspace(handle_, workspace_.data(), workspace_.bytes()), "cublasSetWorkspace");
@@ -30,6 +31,10 @@ Gemm::~Gemm() {
 void Gemm::linear(const __nv_bfloat16* x, int rows, int in, const __nv_bfloat16* w, int out, float* y, int ldy,
                   float beta) const {
   if (rows == 0) return;
+  if (rows <= kSmallBatchRows) {
+    smallBatchLinear(x, rows, in, w, out, y, ldy, beta, stream_);
+    return;
+  }
   const float alpha = 1.0f;
   // cuBLAS is column-major: row-major y [rows, out] is its [out, rows], computed as wᵀ-read-transposed times x,
   // where row-major w [out, in] and x [rows, in] are its [in, out] and [in, rows].

@@ -1,5 +1,6 @@
-// The model's matrix products on cuBLAS: y = x · wᵀ (+ beta y), bf16 operands, float32 accumulation and output,
-// in the layout of every torch Linear weight (x [rows, in], w [out, in], y [rows, out], all row-major).
+// The model's matrix products: y = x · wᵀ (+ beta y), bf16 operands, float32 accumulation and output, in the
+// layout of every torch Linear weight (x [rows, in], w [out, in], y [rows, out], all row-major). cuBLAS does
+// batches; decode-sized ones go to small_batch_linear.cuh, which reads the weights at the memory's rate.
 #pragma once
 
 #include <cublas_v2.h>
@@ -23,6 +24,7 @@ class Gemm {
               float beta) const;
 
  private:
+  cudaStream_t stream_;
   cublasHandle_t handle_ = nullptr;
   // cuBLAS takes its workspace from here instead of allocating, which CUDA graph capture requires.
   DeviceBuffer<unsigned char> workspace_;

@@ -24,19 +24,25 @@ __device__ inline void unpack8(const uint4& packed, float* out) {
   }
 }
 
-// One block per (tile, target); each warp takes rank rows of A and streams them once, 16 bytes a lane,
-// against every row of the tile.
-__global__ void __launch_bounds__(kShrinkWarps * 32)
+// One block per (tile, target, split of the input): each warp takes rank rows of A and streams its part of them,
+// 16 bytes a lane and several loads in flight, against every row of the tile. Splitting the input gives a
+// decode batch enough blocks to keep the memory system busy; the expand adds the splits' partial sums.
+__global__ void __launch_bounds__(kShrinkWarps * 32, 2)
     loraShrinkKernel(const __nv_bfloat16* x, const LoraTile* tiles, LoraSlots slots, LoraGroup group, float* v) {
   const LoraTile tile = tiles[blockIdx.x];
   if (tile.slot < 0) return;
   const int g = blockIdx.y;
+  const int split = blockIdx.z;
   const int rank = targetRank(slots, tile.slot, group.layer, group.target[g]);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int in = group.inDim;
+  const int chunk = (in / kLoraShrinkSplits + 7) / 8 * 8;
+  const int kBegin = split * chunk;
+  const int kEnd = min(in, kBegin + chunk);
   const __nv_bfloat16* a = slots.weights[tile.slot] + group.aOffset[g];
   const int vStride = loraIntermediateStride(slots.maxRank);
+  float* vSplit = v + split * kMaxLoraGroupTargets * slots.maxRank + g * slots.maxRank;
   // Ranks are padded to a multiple of 8 with zero rows of A, so the expand's 8-wide reads of v stay finite.
   const int paddedRank = (rank + 7) / 8 * 8;
   for (int r = warp; r < paddedRank; r += kShrinkWarps) {
@@ -44,7 +50,8 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
 #pragma unroll
     for (int i = 0; i < kLoraTileRows; ++i) acc[i] = 0.0f;
     const __nv_bfloat16* aRow = a + static_cast<int64_t>(r) * in;
-    for (int k = lane * 8; k < in; k += 32 * 8) {
+#pragma unroll 4
+    for (int k = kBegin + lane * 8; k < kEnd; k += 32 * 8) {
       float weights[8];
       unpack8(*reinterpret_cast<const uint4*>(aRow + k), weights);
 #pragma unroll
@@ -61,7 +68,7 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
     for (int i = 0; i < kLoraTileRows; ++i) {
       if (i < tile.numRows) {
         const float sum = warpSum(acc[i]);
-        if (lane == 0) v[static_cast<int64_t>(tile.firstRow + i) * vStride + g * slots.maxRank + r] = sum;
+        if (lane == 0) vSplit[static_cast<int64_t>(tile.firstRow + i) * vStride + r] = sum;
       }
     }
   }
@@ -71,12 +78,17 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
 // (maxRank contiguous bf16) once for all rows of the tile.
 __global__ void __launch_bounds__(kExpandThreads)
     loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots slots, LoraGroup group, float* y, int yStride) {
-  extern __shared__ float tileV[];  // [numRows][vStride]
+  extern __shared__ float tileV[];  // [numRows][targets * maxRank]: the shrink's splits added up
   const LoraTile tile = tiles[blockIdx.x];
   if (tile.slot < 0) return;
   const int vStride = loraIntermediateStride(slots.maxRank);
-  for (int idx = threadIdx.x; idx < tile.numRows * vStride; idx += blockDim.x) {
-    tileV[idx] = v[static_cast<int64_t>(tile.firstRow) * vStride + idx];
+  const int width = kMaxLoraGroupTargets * slots.maxRank;
+  for (int idx = threadIdx.x; idx < tile.numRows * width; idx += blockDim.x) {
+    const float* partials = v + static_cast<int64_t>(tile.firstRow + idx / width) * vStride + idx % width;
+    float sum = 0.0f;
+#pragma unroll
+    for (int split = 0; split < kLoraShrinkSplits; ++split) sum += partials[split * width];
+    tileV[idx] = sum;
   }
   __syncthreads();
   const int column = blockIdx.y * kExpandThreads + threadIdx.x;
@@ -98,7 +110,7 @@ __global__ void __launch_bounds__(kExpandThreads)
 #pragma unroll
     for (int i = 0; i < kLoraTileRows; ++i) {
       if (i < tile.numRows) {
-        const float* vRow = tileV + i * vStride + g * slots.maxRank + r0;
+        const float* vRow = tileV + i * width + g * slots.maxRank + r0;
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[i] += weights[e] * vRow[e];
       }
@@ -115,7 +127,8 @@ __global__ void __launch_bounds__(kExpandThreads)
 void loraShrink(const __nv_bfloat16* x, const LoraTile* tiles, int numTiles, const LoraSlots& slots,
                 const LoraGroup& group, float* v, cudaStream_t stream) {
   if (numTiles == 0) return;
-  loraShrinkKernel<<<dim3(numTiles, group.numTargets), kShrinkWarps * 32, 0, stream>>>(x, tiles, slots, group, v);
+  loraShrinkKernel<<<dim3(numTiles, group.numTargets, kLoraShrinkSplits), kShrinkWarps * 32, 0, stream>>>(x, tiles, slots,
+                                                                                                        group, v);
   checkLaunch("loraShrinkKernel");
 }
 
@@ -124,7 +137,7 @@ void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraS
   if (numTiles == 0) return;
   const int last = group.numTargets - 1;
   const int columns = group.outOffset[last] + group.outDim[last];
-  const size_t shared = sizeof(float) * kLoraTileRows * loraIntermediateStride(slots.maxRank);
+  const size_t shared = sizeof(float) * kLoraTileRows * kMaxLoraGroupTargets * slots.maxRank;
   const dim3 grid(numTiles, (columns + kExpandThreads - 1) / kExpandThreads);
   loraExpandKernel<<<grid, kExpandThreads, shared, stream>>>(v, tiles, slots, group, y, yStride);
   checkLaunch("loraExpandKernel");

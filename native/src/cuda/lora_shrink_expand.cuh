@@ -18,6 +18,7 @@ namespace loraserve::cuda {
 
 constexpr int kLoraTileRows = 16;
 constexpr int kMaxLoraGroupTargets = 3;
+constexpr int kLoraShrinkSplits = 4;  // parts of the input dimension the shrink reads in parallel
 
 struct LoraTile {
   int firstRow = 0;
@@ -45,15 +46,17 @@ struct LoraGroup {
   int64_t bOffset[kMaxLoraGroupTargets] = {};
 };
 
-// The float32 intermediate A x: [rows, kMaxLoraGroupTargets * maxRank].
-__host__ __device__ inline int loraIntermediateStride(int maxRank) { return kMaxLoraGroupTargets * maxRank; }
+// The float32 intermediate A x, as partial sums per split of the input: [rows, splits, targets, maxRank].
+__host__ __device__ inline int loraIntermediateStride(int maxRank) {
+  return kLoraShrinkSplits * kMaxLoraGroupTargets * maxRank;
+}
 
-// v[row, g * maxRank + r] = A_g[r, :] . x[row, :] for the tile's slot, every target g with a LoRA, r < rank.
-// x: [rows, group.inDim] bf16.
+// v[row, split, g, r] = A_g[r, part] . x[row, part] over the split's part of the input, for the tile's slot,
+// every target g with a LoRA, r < rank. x: [rows, group.inDim] bf16.
 void loraShrink(const __nv_bfloat16* x, const LoraTile* tiles, int numTiles, const LoraSlots& slots,
                 const LoraGroup& group, float* v, cudaStream_t stream);
 
-// y[row, outOffset_g + c] += sum_r B_g[c, r] v[row, g * maxRank + r]; y: [rows, yStride] float32.
+// y[row, outOffset_g + c] += sum_r B_g[c, r] sum_split v[row, split, g, r]; y: [rows, yStride] float32.
 void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraSlots& slots, const LoraGroup& group,
                 float* y, int yStride, cudaStream_t stream);
 

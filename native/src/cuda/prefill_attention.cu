@@ -33,12 +33,21 @@ __device__ inline uint32_t packBf16(float low, float high) {
 
 __device__ inline uint32_t load2(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
+// B fragments of two adjacent 8-column tiles for keys k0..k0+15 from row-major [key][dim] shared memory,
+// transposed on the way (ldmatrix .trans): lane l addresses row k0 + (l & 15), columns col + 8 (l >> 4).
+__device__ inline void loadValueFragments(const __nv_bfloat16* rowStart, uint32_t* b) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(rowStart));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(address));
+}
+
 template <int kDim>
 __global__ void __launch_bounds__(kWarps * 32)
     prefillAttentionKernel(const __nv_bfloat16* q, PagedKv kv, const PrefillTile* tiles, float scaleLog2,
                            __nv_bfloat16* out) {
   __shared__ __align__(16) __nv_bfloat16 keys[kKeys][kDim + kPad];
-  __shared__ __align__(16) __nv_bfloat16 valuesT[kDim][kKeys + kPad];  // transposed: B fragments are 32-bit reads
+  __shared__ __align__(16) __nv_bfloat16 values[kKeys][kDim + kPad];
   const PrefillTile tile = tiles[blockIdx.x];
   const int head = blockIdx.y;
   const int kvHead = head / (kv.numHeads / kv.numKvHeads);
@@ -88,9 +97,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         v = *reinterpret_cast<const uint4*>(kv.v + offset);
       }
       *reinterpret_cast<uint4*>(&keys[key][part * 8]) = k;
-      const __nv_bfloat16* vs = reinterpret_cast<const __nv_bfloat16*>(&v);
-#pragma unroll
-      for (int i = 0; i < 8; ++i) valuesT[part * 8 + i][key] = vs[i];
+      *reinterpret_cast<uint4*>(&values[key][part * 8]) = v;
     }
     __syncthreads();
     if (keyStart > warpLastPos) continue;  // causal: these keys all follow this warp's queries
@@ -151,9 +158,11 @@ __global__ void __launch_bounds__(kWarps * 32)
                              packBf16(score[2 * kk + 1][0], score[2 * kk + 1][1]),
                              packBf16(score[2 * kk + 1][2], score[2 * kk + 1][3])};
 #pragma unroll
-      for (int dt = 0; dt < kDim / 8; ++dt) {
-        const __nv_bfloat16* v = &valuesT[dt * 8 + group][kk * 16 + 2 * quad];
-        mma16816(acc[dt], p, load2(v), load2(v + 8));
+      for (int dt = 0; dt < kDim / 8; dt += 2) {
+        uint32_t b[4];
+        loadValueFragments(&values[kk * 16 + (lane & 15)][dt * 8 + (lane >> 4) * 8], b);
+        mma16816(acc[dt], p, b[0], b[1]);
+        mma16816(acc[dt + 1], p, b[2], b[3]);
       }
     }
   }
@@ -186,6 +195,7 @@ void prefillAttention(const __nv_bfloat16* q, const PagedKv& kv, const PrefillTi
   const dim3 grid(numTiles, kv.numHeads);
   constexpr int threads = kWarps * 32;
   switch (kv.headDim) {
+    case 16: prefillAttentionKernel<16><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
     case 32: prefillAttentionKernel<32><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
     case 64: prefillAttentionKernel<64><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
     case 128: prefillAttentionKernel<128><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;

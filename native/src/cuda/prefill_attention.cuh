@@ -20,7 +20,7 @@ struct PrefillTile {
   int tableOffset = 0;  // where the sequence's block table starts in PagedKv::blockTables
 };
 
-// q: [rows, numHeads, headDim] bf16; out: the same shape. headDim: 32, 64 or 128.
+// q: [rows, numHeads, headDim] bf16; out: the same shape. headDim: 16, 32, 64 or 128.
 void prefillAttention(const __nv_bfloat16* q, const PagedKv& kv, const PrefillTile* tiles, int numTiles,
                       __nv_bfloat16* out, cudaStream_t stream);
 

@@ -1,0 +1,240 @@
+// `npm run bench -- --device cuda` (on the GPU machine): the CUDA engine on a Llama-3-8B-shaped model of random
+// bf16 weights, next to the GPU's measured limits and, with --baseline, transformers + PEFT on the same GPU.
+//   limits      device-to-device copy bandwidth and bf16 GEMM rate (native/check/device_limits.cu)
+//   decode      step time at batch 1, 8, 32, 64; batch 1 against the bound weight bytes / bandwidth
+//   multi-LoRA  batch 32 with 32 distinct rank-16 all-target adapters against the same batch without
+//   prefill     2048 tokens in one step: achieved TFLOP/s over the GEMM rate
+//   adapter load  one rank-16 all-target adapter loaded into a slot while a batch decodes
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { createEngine, LORA_TARGETS, type NativeEngine, type SeqStep } from "../native/addon.js";
+import { loadAdapterFiles } from "../shard/model/adapter.js";
+import { loadModelFiles } from "../shard/model/model-files.js";
+import { projectionShape } from "../shard/model/projections.js";
+import { adapterPool, writeRandomAdapter, writeRandomModel } from "./random-checkpoint.js";
+import type { SyntheticModelShape } from "./synthetic-model.js";
+
+const SHAPE: SyntheticModelShape = {
+  hiddenSize: 4096,
+  intermediateSize: 14336,
+  numLayers: 32,
+  numHeads: 32,
+  numKvHeads: 8,
+  headDim: 128,
+  vocabSize: 128256,
+  maxPositionEmbeddings: 8192,
+};
+const BLOCK_SIZE = 16;
+const NUM_KV_BLOCKS = 4096;
+const PROMPT = 512;
+const WARMUP_STEPS = 4;
+const TIMED_STEPS = 32;
+const ADAPTERS = 32;
+const RANK = 16;
+const PREFILL = 2048;
+
+interface Limits {
+  copyBytesPerSecond: number;
+  gemmFlopsPerSecond: number;
+}
+
+function measureLimits(): Limits {
+  const program = join("native", "build", "Release", "loraserve_device_limits");
+  return JSON.parse(execFileSync(program, { encoding: "utf8" })) as Limits;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+/** Hands out KV blocks; sequences give theirs back when a measurement ends. */
+class Blocks {
+  private free = Array.from({ length: NUM_KV_BLOCKS }, (_, i) => i);
+  take(n: number): Int32Array {
+    if (n > this.free.length) throw new Error(`bench: out of KV blocks (${n} wanted)`);
+    return Int32Array.from(this.free.splice(0, n));
+  }
+  give(table: Int32Array): void {
+    this.free.push(...table);
+  }
+}
+
+interface Seq {
+  slot: number;
+  table: Int32Array;
+  position: number;
+  last: number;
+}
+
+function stepOf(seq: Seq, tokens: Int32Array): SeqStep {
+  return {
+    tokens,
+    startPos: seq.position,
+    blockTable: seq.table,
+    adapterSlot: seq.slot,
+    sample: true,
+    sampling: { temperature: 0, topK: 0, topP: 1, seed: 0, draw: seq.position },
+    topN: 0,
+    logprobTargets: null,
+    returnLogits: false,
+  };
+}
+
+async function runStep(engine: NativeEngine, seqs: Seq[], tokens: (s: Seq) => Int32Array): Promise<number> {
+  const t0 = performance.now();
+  const plan = seqs.map((s) => stepOf(s, tokens(s)));
+  const results = await engine.step(plan);
+  results.forEach((r, i) => {
+    seqs[i]!.position += plan[i]!.tokens.length;
+    seqs[i]!.last = r.token;
+  });
+  return performance.now() - t0;
+}
+
+/** Prefills one PROMPT-token sequence per slot, then decodes; returns each timed step's milliseconds. */
+async function decode(engine: NativeEngine, blocks: Blocks, slots: number[], steps = TIMED_STEPS, during?: () => void): Promise<number[]> {
+  const seqs: Seq[] = slots.map((slot, i) => ({
+    slot,
+    table: blocks.take(Math.ceil((PROMPT + WARMUP_STEPS + steps + 1) / BLOCK_SIZE)),
+    position: 0,
+    last: 0,
+  }));
+  try {
+    await runStep(engine, seqs, (s) => Int32Array.from({ length: PROMPT }, (_, k) => (seqs.indexOf(s) * 7919 + k * 31) % SHAPE.vocabSize));
+    for (let i = 0; i < WARMUP_STEPS; i++) await runStep(engine, seqs, (s) => Int32Array.of(s.last));
+    during?.();
+    const times: number[] = [];
+    for (let i = 0; i < steps; i++) times.push(await runStep(engine, seqs, (s) => Int32Array.of(s.last)));
+    return times;
+  } finally {
+    for (const s of seqs) blocks.give(s.table);
+  }
+}
+
+/** Milliseconds of one PREFILL-token prompt in one step (median of 3, after one warm-up). */
+async function prefill(engine: NativeEngine, blocks: Blocks): Promise<number> {
+  const times: number[] = [];
+  for (let run = 0; run < 4; run++) {
+    const seq: Seq = { slot: -1, table: blocks.take(PREFILL / BLOCK_SIZE + 1), position: 0, last: 0 };
+    const ms = await runStep(engine, [seq], () => Int32Array.from({ length: PREFILL }, (_, k) => (k * 131 + run) % SHAPE.vocabSize));
+    blocks.give(seq.table);
+    if (run > 0) times.push(ms);
+  }
+  return median(times);
+}
+
+/** FLOPs of a PREFILL-token prompt: every projection per token, causal attention, the output row. */
+function prefillFlops(): number {
+  const { hiddenSize: h, intermediateSize: m, numLayers, numHeads, numKvHeads, headDim: d, vocabSize: v } = SHAPE;
+  const perLayer = h * (numHeads * d + 2 * numKvHeads * d) + numHeads * d * h + 3 * h * m;
+  const linear = 2 * PREFILL * perLayer * numLayers + 2 * h * v;
+  const attention = numLayers * 2 * 2 * numHeads * d * ((PREFILL * (PREFILL + 1)) / 2);
+  return linear + attention;
+}
+
+async function main(): Promise<void> {
+  const withBaseline = process.argv.includes("--baseline");
+  const dir = mkdtempSync(join(tmpdir(), "loraserve-cuda-bench-"));
+  const rows: [string, string][] = [];
+  const report = (name: string, value: string) => {
+    rows.push([name, value]);
+    console.log(`${name}: ${value}`);
+  };
+  try {
+    const limits = measureLimits();
+    report("measured copy bandwidth (read + write)", `${(limits.copyBytesPerSecond / 1e12).toFixed(2)} TB/s`);
+    report("measured bf16 GEMM rate (8192^3, cuBLAS)", `${(limits.gemmFlopsPerSecond / 1e12).toFixed(0)} TFLOP/s`);
+
+    let t0 = performance.now();
+    writeRandomModel(join(dir, "model"), SHAPE);
+    const pool = adapterPool();
+    for (let a = 0; a < ADAPTERS; a++) writeRandomAdapter(join(dir, `adapter-${a}`), SHAPE, RANK, 11 + a, pool);
+    console.log(`wrote the random checkpoint and ${ADAPTERS} adapters in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+    const model = loadModelFiles(join(dir, "model"));
+    t0 = performance.now();
+    const engine = createEngine({
+      device: "cuda",
+      rank: 0,
+      world: 1,
+      spec: model.spec,
+      weights: model.weights,
+      numKvBlocks: NUM_KV_BLOCKS,
+      blockSize: BLOCK_SIZE,
+      maxLoras: ADAPTERS,
+      maxLoraRank: RANK,
+      threads: 0,
+    });
+    report("engine start (weights file -> GPU)", `${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const adapters = Array.from({ length: ADAPTERS }, (_, a) => loadAdapterFiles(join(dir, `adapter-${a}`), model.spec).weights);
+    for (let a = 0; a < ADAPTERS; a++) await engine.loadAdapter(a, adapters[a]!);
+    const blocks = new Blocks();
+
+    // A decode step reads every weight once except the embedding table (one row per token).
+    const stepBytes = engine.info().weightBytes - SHAPE.vocabSize * SHAPE.hiddenSize * 2;
+    const boundMs = (stepBytes / limits.copyBytesPerSecond) * 1000;
+    report("weights read per decode step", `${(stepBytes / 1e9).toFixed(2)} GB -> bound ${boundMs.toFixed(2)} ms/step`);
+    const stepMs = new Map<number, number>();
+    for (const batch of [1, 8, 32, 64]) {
+      const ms = median(await decode(engine, blocks, Array.from({ length: batch }, () => -1)));
+      stepMs.set(batch, ms);
+      report(`decode batch ${batch}`, `${ms.toFixed(2)} ms/step, ${((batch * 1000) / ms).toFixed(0)} tokens/s`);
+    }
+    report("batch 1: bound / measured (goal >= 0.90)", (boundMs / stepMs.get(1)!).toFixed(3));
+
+    const plain = median(await decode(engine, blocks, Array.from({ length: 32 }, () => -1)));
+    const mixed = median(await decode(engine, blocks, Array.from({ length: 32 }, (_, i) => i)));
+    // Each distinct adapter's A and B (bf16) are read once per step, on top of the base weights.
+    const adapterBytes = ADAPTERS * SHAPE.numLayers * LORA_TARGETS.reduce((sum, t) => {
+      const dims = projectionShape(SHAPE, t);
+      return sum + 2 * RANK * (dims.in + dims.out);
+    }, 0);
+    report("batch 32, 32 distinct rank-16 adapters", `${mixed.toFixed(2)} ms/step vs ${plain.toFixed(2)} without`);
+    report("throughput with / without adapters (goal >= 0.97)", `${(plain / mixed).toFixed(3)} (bytes bound: ${(stepBytes / (stepBytes + adapterBytes)).toFixed(3)})`);
+
+    const prefillMs = await prefill(engine, blocks);
+    const tflops = prefillFlops() / (prefillMs / 1000) / 1e12;
+    report(`prefill ${PREFILL} tokens`, `${prefillMs.toFixed(1)} ms, ${tflops.toFixed(0)} TFLOP/s`);
+    report("prefill TFLOP/s / GEMM rate (goal >= 0.60)", (tflops / (limits.gemmFlopsPerSecond / 1e12)).toFixed(3));
+
+    // Reload one slot while 31 adapters decode; the load runs on its own stream and worker thread.
+    engine.unloadAdapter(ADAPTERS - 1);
+    let loadMs = 0;
+    let loading: Promise<void> = Promise.resolve();
+    const during = await decode(engine, blocks, Array.from({ length: 32 }, (_, i) => i % (ADAPTERS - 1)), 48, () => {
+      const start = performance.now();
+      loading = engine.loadAdapter(ADAPTERS - 1, adapters[ADAPTERS - 1]!).then(() => {
+        loadMs = performance.now() - start;
+      });
+    });
+    await loading;
+    report("adapter load into a slot during decode (file -> host -> GPU)", `${loadMs.toFixed(1)} ms`);
+    report("decode steps meanwhile: median / max", `${median(during).toFixed(2)} / ${Math.max(...during).toFixed(2)} ms`);
+    engine.close();
+
+    if (withBaseline) {
+      // After engine.close(), so the GPU's memory is free for the second model.
+      const out = execFileSync("python3", ["bench/transformers_baseline.py"], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "inherit"],
+        env: { ...process.env, PYTHONUNBUFFERED: "1" },
+        timeout: 480_000,
+      });
+      const baseline = JSON.parse(out.trim().split("\n").pop()!) as Record<string, number | null>;
+      const ratio = (ours: number, name: string) => {
+        const theirs = baseline[name];
+        return theirs ? `${(ours / theirs).toFixed(2)}x` : "n/a (baseline failed)";
+      };
+      for (const [name, value] of Object.entries(baseline)) report(`transformers+PEFT: ${name}`, value === null ? "failed" : value.toFixed(1));
+      report("loraserve / transformers static+compile, batch 1 tokens/s", ratio(1000 / stepMs.get(1)!, "static+compile batch 1 tokens/s"));
+      report("loraserve / PEFT, batch 32 mixed adapters tokens/s", ratio((32 * 1000) / mixed, "PEFT batch 32 mixed adapters tokens/s"));
+    }
+    console.log("\n| measurement | value |\n| --- | --- |");
+    for (const [k, v] of rows) console.log(`| ${k} | ${v} |`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

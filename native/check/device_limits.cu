@@ -1,0 +1,79 @@
+// The two ceilings of the GPU it runs on, measured rather than taken from a datasheet (the bench divides by them):
+//   device-to-device copy bandwidth (bytes read + bytes written per second) of a 2 GiB copy, and
+//   the bf16 matrix product rate of cuBLAS in the engine's configuration (bf16 operands, float32 accumulation
+//   and output) at 8192 x 8192 x 8192, on random data (zeros run faster than real data).
+// Prints one JSON object: {"copyBytesPerSecond": ..., "gemmFlopsPerSecond": ...}; medians of 10 timed runs.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "../src/cuda/cuda_check.h"
+#include "../src/cuda/device_buffer.h"
+#include "../src/cuda/gemm.h"
+
+using namespace loraserve::cuda;
+
+namespace {
+
+__global__ void fillRandom(__nv_bfloat16* out, size_t count, unsigned seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    unsigned x = static_cast<unsigned>(i) * 2654435761u ^ seed;
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    out[i] = __float2bfloat16((static_cast<float>(x & 0xffff) / 65536.0f - 0.5f) * 0.1f);
+  }
+}
+
+template <typename Work>
+double medianSeconds(cudaStream_t stream, Work work) {
+  cudaEvent_t start, stop;
+  checkCuda(cudaEventCreate(&start), "cudaEventCreate");
+  checkCuda(cudaEventCreate(&stop), "cudaEventCreate");
+  for (int i = 0; i < 3; ++i) work();  // warm-up: handles, kernel selection, clocks
+  std::vector<double> times;
+  for (int i = 0; i < 10; ++i) {
+    checkCuda(cudaEventRecord(start, stream), "cudaEventRecord");
+    work();
+    checkCuda(cudaEventRecord(stop, stream), "cudaEventRecord");
+    checkCuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    checkCuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    times.push_back(ms / 1e3);
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main() {
+  try {
+    cudaStream_t stream;
+    checkCuda(cudaStreamCreate(&stream), "cudaStreamCreate");
+    const size_t copyBytes = size_t{2} << 30;
+    DeviceBuffer<unsigned char> src(copyBytes), dst(copyBytes);
+    fillRandom<<<4096, 256, 0, stream>>>(reinterpret_cast<__nv_bfloat16*>(src.data()), copyBytes / 2, 1u);
+    checkLaunch("fillRandom");
+    const double copySeconds = medianSeconds(stream, [&] {
+      checkCuda(cudaMemcpyAsync(dst.data(), src.data(), copyBytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
+    });
+
+    const int n = 8192;
+    DeviceBuffer<__nv_bfloat16> a(size_t{1} * n * n), b(size_t{1} * n * n);
+    DeviceBuffer<float> c(size_t{1} * n * n);
+    fillRandom<<<4096, 256, 0, stream>>>(a.data(), a.size(), 2u);
+    fillRandom<<<4096, 256, 0, stream>>>(b.data(), b.size(), 3u);
+    checkLaunch("fillRandom");
+    Gemm gemm(stream);
+    const double gemmSeconds = medianSeconds(stream, [&] { gemm.linear(a.data(), n, n, b.data(), n, c.data(), n, 0.0f); });
+    std::printf("{\"copyBytesPerSecond\": %.6e, \"gemmFlopsPerSecond\": %.6e}\n", 2.0 * copyBytes / copySeconds,
+                2.0 * n * n * static_cast<double>(n) / gemmSeconds);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "device limits: %s\n", error.what());
+    return 1;
+  }
+  return 0;
+}
