@@ -4,7 +4,7 @@ import { sendJson } from "./json-response.js";
 import type { NodeRequest, NodeResponse } from "./node-handler.js";
 import { chatCompletionsRoute } from "./openai/chat-route.js";
 import { completionsRoute } from "./openai/completions-route.js";
-import { modelsRoute } from "./openai/models-route.js";
+import { MODEL_PATH_PREFIX, modelRoute, modelsRoute } from "./openai/models-route.js";
 import { openAiErrorBody } from "./openai/openai-error.js";
 import { compatGenerateRoute, generateRoute, generateStreamRoute } from "./tgi/generate-route.js";
 import { healthRoute } from "./tgi/health-route.js";
@@ -42,7 +42,7 @@ function refuse(request: NodeRequest, response: NodeResponse, path: string): voi
 export function httpRoutes(settings: RouteSettings) {
   return (request: NodeRequest, response: NodeResponse): void => {
     const path = new URL(request.url ?? "/", "http://router").pathname;
-    const route = ROUTES[`${request.method} ${path}`];
+    const route = ROUTES[`${request.method} ${path}`] ?? (request.method === "GET" && path.startsWith(MODEL_PATH_PREFIX) ? modelRoute : undefined);
     if (route) serveRoute(route, request, response, settings);
     else refuse(request, response, path);
   };

@@ -81,6 +81,7 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
       for await (const model of openai.models.list()) models.push(model);
       expect(models.map((m) => m.id).sort()).toEqual([set!.modelDir, ...adapterIds].sort());
       for (const model of models) expect(model.object).toBe("model");
+      expect((await openai.models.retrieve(adapterIds[0]!)).id).toBe(adapterIds[0]);
     });
 
     it.each(variants)("answers greedy completions with the reference's tokens and logprobs for %s", async (variant) => {

@@ -309,6 +309,10 @@ describe("what the router knows of the model", () => {
     expect((await post("org/base")).status).toBe(200);
     expect((await post("sql")).status).toBe(200);
     expect((await post("nope")).status).toBe(404);
+    expect(await (await fetch(`${base}/v1/models/org/base`)).json()).toMatchObject({ id: "org/base", object: "model" });
+    const missing = await fetch(`${base}/v1/models/nope`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe("model_not_found");
   });
 
   it("answers 405 with Allow to a route asked with the wrong method, 404 to an unknown one", async () => {
