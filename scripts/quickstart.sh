@@ -15,9 +15,9 @@ case "$mode" in
 esac
 
 # Native build: a compiler, CMake, OpenBLAS (CPU GEMM) and Gloo (CPU collectives). The tests also drive
-# Debian's python3-grpcio as an independent gRPC client.
+# Debian's python3-grpcio as an independent gRPC client and Debian's prometheus as a real scraper.
 packages=(build-essential cmake libopenblas-dev libgloo-dev)
-[ "$mode" = test ] && packages+=(python3-grpcio)
+[ "$mode" = test ] && packages+=(python3-grpcio prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -88,6 +88,8 @@ export interface ServeReady {
   event: "ready";
   url: string;
   port: number;
+  /** The shard's Prometheus metrics port. */
+  shardMetricsPort: number;
   pids: { shard: number; router: number };
 }
 
