@@ -112,6 +112,21 @@ export interface SamplingParams {
   seed: number;
   /** Index of the token being drawn: with the seed it fixes the random number, so no state is kept. */
   draw: number;
+  /**
+   * Typical sampling (transformers' TypicalLogitsWarper), after top-k and top-p: keep the tokens whose surprise is
+   * closest to the entropy until their probability reaches typicalP. Absent or 1: no cut.
+   */
+  typicalP?: number;
+  /**
+   * The penalties look at SeqStep.penaltyTokens and apply before everything above, greedy included, in this
+   * order. Repetition (transformers' definition): every token of the prompt and the generated text has a positive
+   * logit divided by it, a negative one multiplied. Absent or 1: none.
+   */
+  repetitionPenalty?: number;
+  /** OpenAI's definition, over the generated tokens only: logit -= frequencyPenalty * count. Absent: 0. */
+  frequencyPenalty?: number;
+  /** OpenAI's definition, over the generated tokens only: logit -= presencePenalty if count > 0. Absent: 0. */
+  presencePenalty?: number;
 }
 
 /** What one sequence contributes to one step. */
@@ -127,6 +142,13 @@ export interface SeqStep {
   /** Draw a next token from the logits of the last position. */
   sample: boolean;
   sampling: SamplingParams;
+  /**
+   * With sample and a penalty: the sequence's ids so far, the prompt then the generated ones. Absent or null: no
+   * token is penalised. The engine does the counting; only ids cross.
+   */
+  penaltyTokens?: Int32Array | null;
+  /** With penaltyTokens: how many of them, from the start, are the prompt (frequency and presence skip those). */
+  penaltyPromptLength?: number;
   /** Report this many most likely alternatives with the drawn token (0: none). */
   topN: number;
   /** Per position i: a token id whose logprob at position i is wanted (usually tokens[i+1]), -1 for none. */
@@ -138,7 +160,7 @@ export interface SeqStep {
 export interface SeqResult {
   /** The drawn token, or -1 when sample was false. */
   token: number;
-  /** log-softmax of the raw logits at the drawn token. */
+  /** log-softmax of the RAW logits at the drawn token: no penalty, temperature or cut changes it (as topLogprobs). */
   logprob: number;
   topIds: Int32Array;
   topLogprobs: Float32Array;

@@ -70,6 +70,13 @@ export class AdapterRegistry {
     }
   }
 
+  /** The directory a served adapter was read from (its own chat template may be there). */
+  dirOf(adapterId: string): string {
+    const adapter = this.byId.get(adapterId);
+    if (!adapter) throw new UnknownAdapterError(adapterId, this.ids());
+    return adapter.dir;
+  }
+
   /** The engine slot for a request's adapter id; the empty id is the base model alone (-1). */
   slotFor(adapterId: string): number {
     if (adapterId === "") return -1;

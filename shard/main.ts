@@ -6,6 +6,7 @@ import { LlmEngine } from "./engine/llm-engine.js";
 import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
 import { parseShardArgs, resolveLimits, SHARD_USAGE, type ShardArgs, type ShardLimits } from "./options.js";
 import { startShardServer, type ShardModelInfo } from "./server.js";
+import { ChatTemplates } from "./text/chat-template.js";
 import { TextCodec } from "./text/tokenizer.js";
 
 /** The one stdout line the launcher waits for. */
@@ -52,6 +53,7 @@ function describeModel(model: ModelFiles, engine: NativeEngine, maxLoraRank: num
 export async function startShard(args: ShardArgs): Promise<RunningShard> {
   const model = loadModelFiles(args.modelDir);
   const codec = TextCodec.load(model.dir);
+  const chatTemplates = new ChatTemplates(model.dir);
   const limits = resolveLimits(args, model.spec);
   const adapters = new AdapterRegistry(args.adapters, model.spec);
   const engine = createShardEngine(model, limits, adapters, args);
@@ -59,7 +61,7 @@ export async function startShard(args: ShardArgs): Promise<RunningShard> {
     await adapters.loadInto(engine);
     const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds });
     const server = await startShardServer(
-      { modelId: args.modelDir, model: describeModel(model, engine, adapters.maxRank), llm, codec, adapters, limits },
+      { modelId: args.modelDir, model: describeModel(model, engine, adapters.maxRank), llm, codec, chatTemplates, adapters, limits },
       args.port,
     );
     return {

@@ -9,10 +9,11 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { TokenizeResponseSchema } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
 import { UnknownAdapterError, type AdapterRegistry } from "./adapters.js";
-import { InvalidRequestError, prepareRequest, type PreparedRequest } from "./engine/generate-request.js";
+import { encodePrompt, InvalidRequestError, prepareRequest, type PromptContext } from "./engine/generate-request.js";
 import { GenerateStream } from "./engine/generate-stream.js";
 import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
 import type { ShardLimits } from "./options.js";
+import type { ChatTemplates } from "./text/chat-template.js";
 import { tokenizeWithSpans } from "./text/tokenize.js";
 import type { TextCodec } from "./text/tokenizer.js";
 
@@ -30,6 +31,7 @@ export interface ShardContext {
   model: ShardModelInfo;
   llm: LlmEngine;
   codec: TextCodec;
+  chatTemplates: ChatTemplates;
   adapters: AdapterRegistry;
   limits: ShardLimits;
 }
@@ -50,22 +52,21 @@ function toConnectError(error: unknown): ConnectError {
 
 export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardService> {
   const { llm, codec, adapters, limits } = shard;
+  const prompts: PromptContext = {
+    encode: (text, options) => codec.encode(text, options),
+    chatTemplate: (id) => shard.chatTemplates.forAdapter(id === "" ? null : adapters.dirOf(id)),
+  };
   return {
     async *generate(request, context) {
-      let prepared: PreparedRequest;
+      let stream: GenerateStream;
       let events: AsyncIterable<TokenEvent>;
       try {
-        prepared = prepareRequest(request, {
-          limits,
-          vocabSize: codec.vocabSize,
-          encode: (text) => codec.encode(text),
-          slotFor: (id) => adapters.slotFor(id),
-        });
-        events = llm.submit(prepared.sequence, context.signal);
+        const prepared = prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize, slotFor: (id) => adapters.slotFor(id) });
+        stream = new GenerateStream(codec, prepared);
+        events = llm.submit({ ...prepared.sequence, stopCheck: stream }, context.signal);
       } catch (error) {
         throw toConnectError(error);
       }
-      const stream = new GenerateStream(codec, prepared);
       try {
         for await (const event of events) yield stream.message(event);
       } catch (error) {
@@ -74,8 +75,11 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
     },
 
     tokenize(request) {
-      if (request.messages.length > 0) throw new ConnectError("tokenize: messages need the chat template support, not built yet", Code.Unimplemented);
-      return create(TokenizeResponseSchema, { tokens: tokenizeWithSpans(codec, codec.encode(request.inputs)) });
+      try {
+        return create(TokenizeResponseSchema, { tokens: tokenizeWithSpans(codec, encodePrompt(request, prompts).ids) });
+      } catch (error) {
+        throw toConnectError(error);
+      }
     },
 
     status() {

@@ -15,6 +15,7 @@ import { createShardEngine, shardMain, startShard, type RunningShard } from "../
 import { loadModelFiles } from "../shard/model/model-files.js";
 import { parseShardArgs, resolveLimits } from "../shard/options.js";
 import { startShardServer } from "../shard/server.js";
+import { ChatTemplates } from "../shard/text/chat-template.js";
 import { decodeTokens } from "../shard/text/detokenizer.js";
 import { TextCodec } from "../shard/text/tokenizer.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
@@ -157,7 +158,7 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
     ["max_new_tokens over the limit", { parameters: { maxNewTokens: MAX_NEW_TOKENS_LIMIT + 1 } }, /max_new_tokens must be <= 90, got 91/],
     ["a prompt over max_input_tokens", { inputs: "word ".repeat(4 * MAX_INPUT_TOKENS) }, /at most 64 \(max_input_tokens\)/],
     ["prompt + max_new_tokens over max_total_tokens", { parameters: { maxNewTokens: MAX_NEW_TOKENS_LIMIT } }, /must be <= 96 \(max_total_tokens\)/],
-    ["a temperature of 0", { parameters: { doSample: true, temperature: 0 } }, /temperature must be > 0/],
+    ["a negative temperature", { parameters: { doSample: true, temperature: -0.5 } }, /temperature must be >= 0 \(0 is greedy\), got -0.5/],
     ["top_p above 1", { parameters: { doSample: true, topP: 1.5 } }, /top_p must be in \(0, 1\]/],
   ] as const)("answers INVALID_ARGUMENT for %s, and keeps serving", async (_, fields, message) => {
     const req = request({ inputs: prompt.text!, ...fields });
@@ -227,6 +228,7 @@ describe.runIf(sets.length > 0)("ShardService when a client goes away", () => {
         model: { dtype: "float32", device: "cpu", vocabSize: model.spec.vocabSize, maxLoras: 1, maxLoraRank: 1 },
         llm,
         codec,
+        chatTemplates: new ChatTemplates(set.modelDir),
         adapters,
         limits,
       },

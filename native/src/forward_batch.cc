@@ -25,6 +25,8 @@ ForwardBatch buildForwardBatch(const std::vector<SeqStep>& seqs) {
       request.select = seq.sample && i + 1 == seq.tokens.size();
       if (request.select) {
         request.sampling = seq.sampling;
+        request.history = {seq.penaltyTokens.data(), seq.penaltyTokens.size(),
+                           static_cast<size_t>(seq.penaltyPromptLength)};
         request.topN = seq.topN;
       }
       request.target = seq.logprobTargets.empty() ? -1 : seq.logprobTargets[i];

@@ -26,11 +26,19 @@ struct BatchSegment {
   int64_t numLogits = 0;
 };
 
+// The ids a row's penalties look at, borrowed from the step's SeqStep: the prompt, then the generated tokens.
+struct TokenHistory {
+  const int32_t* ids = nullptr;
+  size_t size = 0;
+  size_t promptLength = 0;  // ids[0, promptLength) are the prompt
+};
+
 // What the engine wants from one row's logits.
 struct LogitRequest {
   int64_t row = 0;            // batch row
   bool select = false;        // choose a token here (the last row of a sequence that samples)
   SamplingParams sampling;    // with select
+  TokenHistory history;       // with select
   int topN = 0;               // with select: most likely alternatives to report
   int32_t target = -1;        // a token whose raw logprob is wanted at this row, -1 for none
   bool returnLogits = false;  // hand the raw row back
@@ -52,7 +60,7 @@ struct ForwardBatch {
   std::vector<LogitRequest> logitRequests;  // ascending rows
 };
 
-// Borrows the block tables of `seqs`, which must outlive the batch.
+// Borrows the block tables and penalty tokens of `seqs`, which must outlive the batch.
 ForwardBatch buildForwardBatch(const std::vector<SeqStep>& seqs);
 
 }  // namespace loraserve

@@ -54,6 +54,11 @@ std::string stringAt(const Napi::Value& value, const std::string& path) {
   return value.As<Napi::String>().Utf8Value();
 }
 
+// An optional number of the contract: absent (undefined) means `fallback`.
+double optionalNumberAt(const Napi::Value& value, const std::string& path, double fallback) {
+  return value.IsUndefined() ? fallback : numberAt(value, path);
+}
+
 Napi::Array arrayAt(const Napi::Value& value, const std::string& path) {
   if (!value.IsArray()) typeError(value.Env(), path, "an array");
   return value.As<Napi::Array>();
@@ -179,6 +184,18 @@ SeqStep seqStepAt(const Napi::Value& value, const std::string& path) {
   seq.sampling.topP = numberAt(field(sampling, "topP"), samplingPath + ".topP");
   seq.sampling.seed = static_cast<uint64_t>(sizeAt(field(sampling, "seed"), samplingPath + ".seed"));
   seq.sampling.draw = static_cast<uint64_t>(sizeAt(field(sampling, "draw"), samplingPath + ".draw"));
+  seq.sampling.typicalP = optionalNumberAt(field(sampling, "typicalP"), samplingPath + ".typicalP", 1.0);
+  seq.sampling.repetitionPenalty =
+      optionalNumberAt(field(sampling, "repetitionPenalty"), samplingPath + ".repetitionPenalty", 1.0);
+  seq.sampling.frequencyPenalty =
+      optionalNumberAt(field(sampling, "frequencyPenalty"), samplingPath + ".frequencyPenalty", 0.0);
+  seq.sampling.presencePenalty =
+      optionalNumberAt(field(sampling, "presencePenalty"), samplingPath + ".presencePenalty", 0.0);
+  const Napi::Value penaltyTokens = field(object, "penaltyTokens");
+  if (!penaltyTokens.IsUndefined() && !penaltyTokens.IsNull()) {
+    seq.penaltyTokens = int32ArrayAt(penaltyTokens, path + ".penaltyTokens");
+    seq.penaltyPromptLength = sizeAt(field(object, "penaltyPromptLength"), path + ".penaltyPromptLength");
+  }
   seq.topN = intAt(field(object, "topN"), path + ".topN");
   const Napi::Value targets = field(object, "logprobTargets");
   if (!targets.IsNull()) {

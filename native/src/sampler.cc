@@ -45,6 +45,43 @@ size_t sortNucleus(std::vector<int32_t>& ids, const MoreLikely& moreLikely, cons
   }
 }
 
+// transformers' TypicalLogitsWarper on the candidates, whose temperature-scaled logits `scaled` gives: keeps
+// those whose surprise (-log p) is closest to the entropy, closest first, until their probability reaches
+// `mass`, and every candidate as close as the last one kept. Removes the others, keeping the order.
+template <typename Scaled>
+void keepTypical(std::vector<int32_t>& candidates, const Scaled& scaled, double total, double mass,
+                 const MoreLikely& moreLikely) {
+  const double logTotal = std::log(total);
+  double entropy = 0.0;
+  std::vector<double> logProb(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    logProb[i] = scaled(candidates[i]) - logTotal;
+    // A token of probability 0 adds nothing (torch's nansum skips its 0 * -inf).
+    if (std::isfinite(logProb[i])) entropy -= std::exp(logProb[i]) * logProb[i];
+  }
+  std::vector<double> distance(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) distance[i] = std::abs(-logProb[i] - entropy);
+  std::vector<size_t> order(candidates.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return distance[a] < distance[b] || (distance[a] == distance[b] && moreLikely(candidates[a], candidates[b]));
+  });
+  // The first position where the running probability reaches the mass (the last one when rounding keeps it
+  // below), as transformers' count of cumulative < mass clamped to the last index.
+  size_t last = 0;
+  double cumulative = 0.0;
+  for (; last + 1 < order.size(); ++last) {
+    cumulative += std::exp(logProb[order[last]]);
+    if (cumulative >= mass) break;
+  }
+  const double threshold = distance[order[last]];
+  size_t kept = 0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (distance[i] <= threshold) candidates[kept++] = candidates[i];
+  }
+  candidates.resize(kept);
+}
+
 }  // namespace
 
 double logSumExp(const float* logits, int64_t vocab) {
@@ -60,6 +97,31 @@ int32_t greedyToken(const float* logits, int64_t vocab) {
   return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
 }
 
+bool hasPenalties(const SamplingParams& params) {
+  return params.repetitionPenalty != 1.0 || params.frequencyPenalty != 0.0 || params.presencePenalty != 0.0;
+}
+
+void applyPenalties(float* logits, const SamplingParams& params, const TokenHistory& history) {
+  std::vector<int32_t> ids(history.ids, history.ids + history.size);
+  // The generated part sorted, so that equal ids form runs: a run's length is the token's count.
+  std::sort(ids.begin() + static_cast<std::ptrdiff_t>(history.promptLength), ids.end());
+  if (params.repetitionPenalty != 1.0) {
+    std::vector<int32_t> distinct = ids;
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+    const float penalty = static_cast<float>(params.repetitionPenalty);
+    for (int32_t id : distinct) logits[id] = logits[id] > 0.0f ? logits[id] / penalty : logits[id] * penalty;
+  }
+  if (params.frequencyPenalty == 0.0 && params.presencePenalty == 0.0) return;
+  for (size_t i = history.promptLength; i < ids.size();) {
+    size_t end = i;
+    while (end < ids.size() && ids[end] == ids[i]) ++end;
+    const double count = static_cast<double>(end - i);
+    logits[ids[i]] -= static_cast<float>(params.frequencyPenalty * count + params.presencePenalty);
+    i = end;
+  }
+}
+
 int32_t sampleToken(const float* logits, int64_t vocab, const SamplingParams& params) {
   if (params.temperature == 0.0) return greedyToken(logits, vocab);
   std::vector<int32_t> candidates = allIds(vocab);
@@ -70,16 +132,24 @@ int32_t sampleToken(const float* logits, int64_t vocab, const SamplingParams& pa
   }
   float maxLogit = -INFINITY;
   for (int32_t id : candidates) maxLogit = std::max(maxLogit, MoreLikely::key(logits[id]));
-  const auto weight = [&](int32_t id) {
-    return std::exp((static_cast<double>(MoreLikely::key(logits[id])) - maxLogit) / params.temperature);
+  const auto scaled = [&](int32_t id) {
+    return (static_cast<double>(MoreLikely::key(logits[id])) - maxLogit) / params.temperature;
   };
-  double total = 0.0;
-  for (int32_t id : candidates) total += weight(id);
+  const auto weight = [&](int32_t id) { return std::exp(scaled(id)); };
+  const auto totalWeight = [&] {
+    double total = 0.0;
+    for (int32_t id : candidates) total += weight(id);
+    return total;
+  };
+  double total = totalWeight();
   if (params.topP < 1.0) {
     // Already sorted after a top-k cut; sortNucleus then only finds the length.
     candidates.resize(sortNucleus(candidates, moreLikely, weight, params.topP * total));
-    total = 0.0;
-    for (int32_t id : candidates) total += weight(id);
+    total = totalWeight();
+  }
+  if (params.typicalP < 1.0) {
+    keepTypical(candidates, scaled, total, params.typicalP, moreLikely);
+    total = totalWeight();
   }
   // The candidates' order is fixed by the logits alone, so the draw is reproducible.
   const double target = uniformDraw(params.seed, params.draw) * total;
@@ -103,12 +173,17 @@ void topLogprobs(const float* logits, int64_t vocab, double logSumExp, int n, st
   }
 }
 
-
 LogitResult evaluateLogits(const float* logits, int64_t vocab, const LogitRequest& request) {
   LogitResult result;
   const double lse = logSumExp(logits, vocab);
   if (request.select) {
-    result.token = sampleToken(logits, vocab, request.sampling);
+    if (hasPenalties(request.sampling)) {
+      std::vector<float> penalised(logits, logits + vocab);
+      applyPenalties(penalised.data(), request.sampling, request.history);
+      result.token = sampleToken(penalised.data(), vocab, request.sampling);
+    } else {
+      result.token = sampleToken(logits, vocab, request.sampling);
+    }
     result.tokenLogprob = static_cast<float>(logits[result.token] - lse);
     if (request.topN > 0) topLogprobs(logits, vocab, lse, request.topN, result.topIds, result.topLogprobs);
   }

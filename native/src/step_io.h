@@ -12,6 +12,10 @@ struct SamplingParams {
   double topP = 1.0;         // 1: no nucleus cut
   uint64_t seed = 0;
   uint64_t draw = 0;
+  double typicalP = 1.0;           // 1: no typical cut
+  double repetitionPenalty = 1.0;  // 1: none
+  double frequencyPenalty = 0.0;   // 0: none
+  double presencePenalty = 0.0;    // 0: none
 };
 
 struct SeqStep {
@@ -21,6 +25,9 @@ struct SeqStep {
   int adapterSlot = -1;
   bool sample = false;
   SamplingParams sampling;
+  // The sequence's prompt then generated ids, which the penalties look at; empty when none applies.
+  std::vector<int32_t> penaltyTokens;
+  int64_t penaltyPromptLength = 0;  // penaltyTokens[0, penaltyPromptLength) are the prompt
   int topN = 0;
   std::vector<int32_t> logprobTargets;  // one per token, -1 for none; empty when none were requested
   bool returnLogits = false;

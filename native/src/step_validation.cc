@@ -49,6 +49,23 @@ void validateSequence(const SeqStep& seq, const StepLimits& limits, const std::s
   }
   if (sampling.topK < 0) fail("topK must be >= 0");
   if (!(sampling.topP > 0.0 && sampling.topP <= 1.0)) fail("topP must be in (0, 1]");
+  if (!(sampling.typicalP > 0.0 && sampling.typicalP <= 1.0)) fail("typicalP must be in (0, 1]");
+  if (!(sampling.repetitionPenalty > 0.0) || !std::isfinite(sampling.repetitionPenalty)) {
+    fail("repetitionPenalty must be a finite number > 0");
+  }
+  if (!std::isfinite(sampling.frequencyPenalty) || !std::isfinite(sampling.presencePenalty)) {
+    fail("frequencyPenalty and presencePenalty must be finite");
+  }
+  for (int32_t token : seq.penaltyTokens) {
+    if (token < 0 || token >= limits.spec.vocabSize) {
+      fail("penalty token id " + std::to_string(token) + " is outside the vocabulary [0, " +
+           std::to_string(limits.spec.vocabSize) + ")");
+    }
+  }
+  if (seq.penaltyPromptLength < 0 || seq.penaltyPromptLength > static_cast<int64_t>(seq.penaltyTokens.size())) {
+    fail("penaltyPromptLength " + std::to_string(seq.penaltyPromptLength) + " is outside [0, " +
+         std::to_string(seq.penaltyTokens.size()) + "] (the penalty tokens)");
+  }
   if (seq.topN < 0) fail("topN must be >= 0");
   if (!seq.logprobTargets.empty()) {
     if (seq.logprobTargets.size() != seq.tokens.size()) {

@@ -138,6 +138,7 @@ export class LlmEngine {
       adapterSlot: request.adapterSlot,
       sample,
       sampling: { ...request.sampling, draw: seq.generated.length },
+      ...(sample && penalises(request.sampling) ? { penaltyTokens: seq.tokens(0, seq.numTokens), penaltyPromptLength: seq.promptLength } : {}),
       topN: sample ? request.topN : 0,
       logprobTargets: this.promptTargets(seq, startPos, numTokens),
       returnLogits: false,
@@ -171,7 +172,10 @@ export class LlmEngine {
   }
 
   private finishReason(seq: Sequence, token: number): SequenceFinish["reason"] | null {
+    // Asked for every token, EOS included: the check follows the whole text.
+    const stopped = seq.request.stopCheck?.stopsAt(token) ?? false;
     if (this.options.eosTokenIds.has(token)) return "eos_token";
+    if (stopped) return "stop_sequence";
     if (seq.generated.length >= seq.request.maxNewTokens || seq.numTokens >= this.options.maxTotalTokens) return "length";
     return null;
   }
@@ -181,6 +185,11 @@ export class LlmEngine {
     this.outputs.get(seq)?.end(error);
     this.outputs.delete(seq);
   }
+}
+
+/** Whether the engine needs the sequence's tokens to penalise logits. */
+function penalises(sampling: SequenceRequest["sampling"]): boolean {
+  return (sampling.repetitionPenalty ?? 1) !== 1 || (sampling.frequencyPenalty ?? 0) !== 0 || (sampling.presencePenalty ?? 0) !== 0;
 }
 
 function topTokens(result: SeqResult): TopToken[] {

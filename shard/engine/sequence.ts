@@ -4,8 +4,16 @@ import type { SamplingParams } from "../../native/addon.js";
 
 export type SequenceStatus = "waiting" | "running" | "finished";
 
-/** Why a sequence stopped: its length limit, an end-of-sequence token, or its client went away. */
-export type FinishReason = "length" | "eos_token" | "cancelled";
+/** Why a sequence stopped: its length limit, an end-of-sequence token, a stop sequence in its text, or its client went away. */
+export type FinishReason = "length" | "eos_token" | "stop_sequence" | "cancelled";
+
+/**
+ * Follows a sequence's text (shard/engine/generate-stream.ts): the engine loop hands it every generated token,
+ * in order, before it emits the token, and ends the sequence when the text now holds a stop sequence.
+ */
+export interface StopCheck {
+  stopsAt(tokenId: number): boolean;
+}
 
 /** A validated request in token ids, as the engine loop takes it. */
 export interface SequenceRequest {
@@ -19,6 +27,8 @@ export interface SequenceRequest {
   topN: number;
   /** Compute the logprob of every prompt token given the ones before it. */
   promptLogprobs: boolean;
+  /** Ends the sequence at a stop sequence; absent: only EOS and the length limit end it. */
+  stopCheck?: StopCheck;
 }
 
 export interface TopToken {

@@ -27,15 +27,16 @@ interface AddedTokenJson {
 }
 
 /** Config keys whose values transformers treats as special tokens. */
-const SPECIAL_TOKEN_KEYS = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+export const SPECIAL_TOKEN_KEYS = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 const SPECIAL_TOKEN_LIST_KEYS = ["additional_special_tokens", "extra_special_tokens"];
 
-function optionalJson(path: string): Json {
+/** A JSON object file that may be absent ({} then). */
+export function optionalJson(path: string): Json {
   return existsSync(path) ? readJsonFile(path) : {};
 }
 
 /** A config token is a string or an AddedToken object with `content`. */
-function contentOf(value: unknown): string | null {
+export function contentOf(value: unknown): string | null {
   if (typeof value === "string") return value;
   if (typeof value === "object" && value !== null && typeof (value as Json).content === "string") return (value as Json).content as string;
   return null;
