@@ -2,12 +2,13 @@
 // router's /metrics on the public port and the shard's metrics port) every second during a mixed-adapter load,
 // and its HTTP API must report per-adapter request and token counts equal to what this test sent, filled
 // time-to-first-token buckets, engine series, and no more adapter labels than --metrics-max-adapters allows.
+// Every query of the Grafana dashboard (deploy/grafana/loraserve.json) must run on what was scraped.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { fixtureSets } from "./helpers/fixture-sets.js";
+import { fixtureSets, PROJECT_ROOT } from "./helpers/fixture-sets.js";
 import { eosIds } from "./helpers/greedy-reference.js";
 import { adapterFlag, serve, unusedPort, type ServeReady, type Started } from "./helpers/process.js";
 
@@ -163,6 +164,23 @@ describe.runIf(set && hasPrometheus)("Prometheus scraping loraserve serve", () =
     const generated = sent.reduce((sum, request) => sum + outputTokens(request), 0);
     expect(batched).toBeGreaterThanOrEqual(generated);
     expect(steps).toBeGreaterThan(0);
+  });
+
+  it("answers every query of the Grafana dashboard, on metrics it scraped", async () => {
+    const dashboard = JSON.parse(readFileSync(join(PROJECT_ROOT, "deploy", "grafana", "loraserve.json"), "utf8")) as {
+      panels: { targets?: { expr: string }[] }[];
+    };
+    const exprs = dashboard.panels.flatMap((panel) => panel.targets ?? []).map((target) => target.expr);
+    expect(exprs.length).toBeGreaterThan(10);
+    const scraped = new Set(((await (await fetch(`${prometheusUrl}/api/v1/label/__name__/values`)).json()) as { data: string[] }).data);
+    // No adapter was evicted in this run, so that counter has no series yet.
+    const notYet = new Set(["loraserve_adapter_evictions_total"]);
+    for (const expr of exprs) {
+      await query(expr.replaceAll("$adapter", ".*").replaceAll("$__rate_interval", "1m"));
+      for (const name of expr.match(/loraserve_[a-z_]+/g) ?? []) {
+        if (!notYet.has(name)) expect(scraped.has(name), `${name} in ${expr}`).toBe(true);
+      }
+    }
   });
 });
 
