@@ -8,6 +8,9 @@ export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=D
 
   --model-id DIR         the base model: config.json, *.safetensors, tokenizer.json (env MODEL_ID)
   --lora-adapters LIST   PEFT adapters as id=dir, comma-separated (env LORA_ADAPTERS)
+  --adapter-root DIR     where adapters are found by id on first use; repeatable (env ADAPTER_ROOTS)
+  --admin-token TOKEN    lets callers with \`authorization: Bearer TOKEN\` load and unload adapters
+                         (env LORASERVE_ADMIN_TOKEN)
   --port N               public port (env PORT, default 3000; 0 picks a free one)
   --hostname H           address to listen on (default 0.0.0.0)
   --max-body-bytes N     largest request body the router accepts
@@ -15,7 +18,7 @@ export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=D
 Every other option goes to the shard (\`loraserve shard --help\`), e.g. --max-total-tokens.`;
 
 /** The launcher's options that belong to the router; everything else is the shard's. */
-const ROUTER_FLAGS = new Set(["--port", "--hostname", "--max-body-bytes"]);
+const ROUTER_FLAGS = new Set(["--port", "--hostname", "--max-body-bytes", "--admin-token"]);
 const HEALTH_POLL_MS = 100;
 
 function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] } {

@@ -99,6 +99,11 @@ export interface AdapterWeights {
   /** lora_alpha / r, or lora_alpha / sqrt(r) for rsLoRA. */
   scaling: number;
   pairs: LoraTensorPair[];
+  /**
+   * The contents of files the pairs name (keyed by TensorRef.file), already in host memory: the engine reads
+   * those tensors from these bytes and never opens the files. Files not given here are mapped from disk.
+   */
+  fileBytes?: Readonly<Record<string, Uint8Array>>;
 }
 
 export interface SamplingParams {

@@ -2,8 +2,12 @@
 // TGI and OpenAI routes behind one handler on one port.
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { AdapterService } from "../gen/loraserve/v1/adapter_pb.js";
 import { GenerateService } from "../gen/loraserve/v1/generate_pb.js";
 import { ModelService } from "../gen/loraserve/v1/model_pb.js";
+import { adapterRoutes } from "./adapter-routes.js";
+import { AdapterForwarder, adapterService } from "./adapter-service.js";
+import { AdminAuth } from "./admin-auth.js";
 import { generateService } from "./generate-service.js";
 import { registerHealth } from "./grpc-health.js";
 import { syncHealth } from "./health-sync.js";
@@ -16,23 +20,28 @@ import { ShardPool } from "./shard-pool.js";
 import { routerTelemetry } from "./telemetry/router-telemetry.js";
 
 /** The services that serve users, each reported by health checking under its full name. */
-function registerServices(router: ConnectRouter, pool: ShardPool): string[] {
-  router.service(GenerateService, generateService(pool)).service(ModelService, modelService(pool));
-  return [GenerateService.typeName, ModelService.typeName];
+function registerServices(router: ConnectRouter, pool: ShardPool, adapters: AdapterForwarder): string[] {
+  router
+    .service(GenerateService, generateService(pool))
+    .service(ModelService, modelService(pool))
+    .service(AdapterService, adapterService(adapters));
+  return [GenerateService.typeName, ModelService.typeName, AdapterService.typeName];
 }
 
 export async function startRouter(options: RouterOptions): Promise<OnePortServer> {
   const telemetry = routerTelemetry(options, () => pool);
   const pool = new ShardPool(options.shardUris, telemetry);
+  const adapters = new AdapterForwarder(pool, new AdminAuth(options.adminToken ?? null));
+  const routeSettings = { pool, maxBodyBytes: options.maxBodyBytes };
   let stopHealth = (): void => {};
   const handler = connectNodeAdapter({
     routes: (router) => {
-      const health = syncHealth(pool, registerServices(router, pool));
+      const health = syncHealth(pool, registerServices(router, pool, adapters));
       stopHealth = health.stop;
       registerHealth(router, health.statuses);
       registerReflection(router);
     },
-    fallback: httpRoutes({ pool, maxBodyBytes: options.maxBodyBytes }),
+    fallback: adapterRoutes(adapters, routeSettings, httpRoutes(routeSettings)),
     readMaxBytes: options.maxBodyBytes,
   });
   let server: OnePortServer;

@@ -1,7 +1,8 @@
 // `loraserve shard`: load the model and adapters, serve ShardService, then print one ready line for the
 // launcher. A load error is one clear line on stderr and exit code 1; SIGTERM/SIGINT shut down cleanly.
 import { createEngine, type NativeEngine } from "../native/addon.js";
-import { AdapterRegistry } from "./adapters.js";
+import { AdapterRegistry } from "./adapters/registry.js";
+import { AdapterRoots } from "./adapters/roots.js";
 import { LlmEngine } from "./engine/llm-engine.js";
 import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
 import { parseShardArgs, resolveLimits, SHARD_USAGE, type ShardArgs, type ShardLimits } from "./options.js";
@@ -21,12 +22,11 @@ export interface RunningShard {
   stop(): Promise<void>;
 }
 
-/** The native engine for a model, sized by the shard's limits and adapters (not loaded into it yet). */
+/** The native engine for a model, sized by the shard's limits and adapter slots (none loaded yet). */
 export function createShardEngine(
   model: ModelFiles,
   limits: ShardLimits,
-  adapters: AdapterRegistry,
-  { device, threads }: Pick<ShardArgs, "device" | "threads">,
+  { device, threads, maxLoras, maxLoraRank }: Pick<ShardArgs, "device" | "threads" | "maxLoras" | "maxLoraRank">,
 ): NativeEngine {
   return createEngine({
     device,
@@ -36,8 +36,8 @@ export function createShardEngine(
     weights: model.weights,
     numKvBlocks: limits.numKvBlocks,
     blockSize: limits.blockSize,
-    maxLoras: adapters.slotCount,
-    maxLoraRank: adapters.maxRank,
+    maxLoras,
+    maxLoraRank,
     threads,
   });
 }
@@ -55,13 +55,14 @@ export async function startShard(args: ShardArgs): Promise<RunningShard> {
   const codec = TextCodec.load(model.dir);
   const chatTemplates = new ChatTemplates(model.dir);
   const limits = resolveLimits(args, model.spec);
-  const adapters = new AdapterRegistry(args.adapters, model.spec);
-  const engine = createShardEngine(model, limits, adapters, args);
+  const roots = new AdapterRoots(args.adapterRoots);
+  const engine = createShardEngine(model, limits, args);
   try {
-    await adapters.loadInto(engine);
-    const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds });
+    const { maxLoras, maxCpuLoras, maxLoraRank } = args;
+    const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots }, args.adapters);
+    const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds, adapters });
     const server = await startShardServer(
-      { modelId: args.modelDir, model: describeModel(model, engine, adapters.maxRank), llm, codec, chatTemplates, adapters, limits },
+      { modelId: args.modelDir, model: describeModel(model, engine, maxLoraRank), llm, codec, chatTemplates, adapters, limits },
       args.port,
     );
     return {

@@ -1,12 +1,22 @@
-// `loraserve shard` flags (with MODEL_ID / LORA_ADAPTERS from the environment) → the shard's settings.
+// `loraserve shard` flags (with MODEL_ID / LORA_ADAPTERS / ADAPTER_ROOTS from the environment) → the shard's settings.
 // Limits that depend on the model (its context length) are resolved once its config is read.
 import { parseArgs } from "node:util";
 import type { ModelSpec } from "../native/addon.js";
-import type { AdapterSource } from "./adapters.js";
+import type { AdapterSource } from "./adapters/registry.js";
+
+const DEFAULT_MAX_LORAS = 8;
+const DEFAULT_MAX_CPU_LORAS = 64;
+const DEFAULT_MAX_LORA_RANK = 64;
 
 export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
   --model-id DIR                 base model directory (env MODEL_ID)
   --lora-adapters ID=DIR,...     PEFT LoRA adapters to serve (env LORA_ADAPTERS)
+  --adapter-root DIR             where adapters not named above are found by id, as DIR/ID/ or in the Hugging Face
+                                 cache layout DIR/models--ORG--NAME/snapshots/REV/; repeatable (env ADAPTER_ROOTS,
+                                 colon-separated)
+  --max-loras N                  engine adapter slots (default ${DEFAULT_MAX_LORAS})
+  --max-cpu-loras N              adapters held validated in host memory (default ${DEFAULT_MAX_CPU_LORAS})
+  --max-lora-rank N              largest adapter rank accepted (default ${DEFAULT_MAX_LORA_RANK})
   --shard-port N                 internal ShardService port; 0 picks a free one (default 0)
   --max-input-tokens N           longest prompt (default: max total tokens - 1)
   --max-total-tokens N           longest prompt + generated tokens (default: min(model context, 2048))
@@ -27,6 +37,10 @@ export class UsageError extends Error {
 export interface ShardArgs {
   modelDir: string;
   adapters: AdapterSource[];
+  adapterRoots: string[];
+  maxLoras: number;
+  maxCpuLoras: number;
+  maxLoraRank: number;
   port: number;
   device: "cpu" | "cuda";
   threads: number;
@@ -87,6 +101,10 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
       options: {
         "model-id": { type: "string" },
         "lora-adapters": { type: "string", multiple: true },
+        "adapter-root": { type: "string", multiple: true },
+        "max-loras": { type: "string" },
+        "max-cpu-loras": { type: "string" },
+        "max-lora-rank": { type: "string" },
         "shard-port": { type: "string" },
         "max-input-tokens": { type: "string" },
         "max-total-tokens": { type: "string" },
@@ -109,6 +127,10 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   return {
     modelDir,
     adapters: parseAdapterList(adapterText),
+    adapterRoots: values["adapter-root"] ?? (env.ADAPTER_ROOTS ?? "").split(":").filter((dir) => dir !== ""),
+    maxLoras: integer("max-loras", values["max-loras"], 1) ?? DEFAULT_MAX_LORAS,
+    maxCpuLoras: integer("max-cpu-loras", values["max-cpu-loras"], 1) ?? DEFAULT_MAX_CPU_LORAS,
+    maxLoraRank: integer("max-lora-rank", values["max-lora-rank"], 1) ?? DEFAULT_MAX_LORA_RANK,
     port: integer("shard-port", values["shard-port"], 0, 65535) ?? 0,
     device,
     threads: integer("threads", values.threads, 0) ?? 0,

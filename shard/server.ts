@@ -8,7 +8,10 @@ import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@conne
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { TokenizeResponseSchema } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
-import { UnknownAdapterError, type AdapterRegistry } from "./adapters.js";
+import { AdapterService } from "../gen/loraserve/v1/adapter_pb.js";
+import { adapterConnectError, adapterServiceImpl } from "./adapter-service.js";
+import { AdapterError } from "./adapters/errors.js";
+import type { AdapterRegistry } from "./adapters/registry.js";
 import { encodePrompt, InvalidRequestError, prepareRequest, type PromptContext } from "./engine/generate-request.js";
 import { GenerateStream } from "./engine/generate-stream.js";
 import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
@@ -44,7 +47,7 @@ export interface RunningShardServer {
 
 function toConnectError(error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
-  if (error instanceof UnknownAdapterError) return new ConnectError(error.message, Code.NotFound);
+  if (error instanceof AdapterError) return adapterConnectError(error);
   if (error instanceof InvalidRequestError) return new ConnectError(error.message, Code.InvalidArgument);
   if (error instanceof ShuttingDownError) return new ConnectError(error.message, Code.Unavailable);
   return new ConnectError(`shard error: ${(error as Error).message ?? String(error)}`, Code.Internal, undefined, undefined, error);
@@ -61,7 +64,9 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
       let stream: GenerateStream;
       let events: AsyncIterable<TokenEvent>;
       try {
-        const prepared = prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize, slotFor: (id) => adapters.slotFor(id) });
+        // First use of an adapter from a root reads and validates it here; its slot load happens in the queue.
+        await adapters.prepare(request.adapterId);
+        const prepared = prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize });
         stream = new GenerateStream(codec, prepared);
         events = llm.submit({ ...prepared.sequence, stopCheck: stream }, context.signal);
       } catch (error) {
@@ -74,8 +79,9 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
       }
     },
 
-    tokenize(request) {
+    async tokenize(request) {
       try {
+        await adapters.prepare(request.adapterId);
         return create(TokenizeResponseSchema, { tokens: tokenizeWithSpans(codec, encodePrompt(request, prompts).ids) });
       } catch (error) {
         throw toConnectError(error);
@@ -108,7 +114,7 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
 /** Serves ShardService on `host:port` (0 picks a free port) over h2c. */
 export async function startShardServer(shard: ShardContext, port: number, host = "127.0.0.1"): Promise<RunningShardServer> {
   const handler = connectNodeAdapter({
-    routes: (router: ConnectRouter) => router.service(ShardService, shardServiceImpl(shard)),
+    routes: (router: ConnectRouter) => router.service(ShardService, shardServiceImpl(shard)).service(AdapterService, adapterServiceImpl(shard.adapters)),
   });
   const server: Http2Server = createServer(handler);
   // An HTTP/2 server only finishes closing when its sessions are gone; clients keep theirs open.

@@ -7,7 +7,7 @@ import { Sequence } from "../shard/engine/sequence.js";
 function sequence(promptLength: number, maxNewTokens = 8): Sequence {
   return new Sequence({
     promptIds: Int32Array.from({ length: promptLength }, (_, i) => i + 1),
-    adapterSlot: -1,
+    adapterId: "",
     maxNewTokens,
     sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
     topN: 0,

@@ -3,11 +3,12 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEngine, type NativeEngine, type SeqStep } from "../native/addon.js";
-import { AdapterRegistry } from "../shard/adapters.js";
+import type { AdapterSource } from "../shard/adapters/registry.js";
 import { LlmEngine, type LlmEngineOptions, type SequenceFinish, type TokenEvent } from "../shard/engine/llm-engine.js";
 import type { SequenceRequest } from "../shard/engine/sequence.js";
 import { loadModelFiles, type ModelFiles } from "../shard/model/model-files.js";
 import { TextCodec } from "../shard/text/tokenizer.js";
+import { openRegistry } from "./helpers/adapter-registry.js";
 import { logSoftmax } from "./helpers/engine-harness.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
 import { readRefLogits, rowOf, type LogitRows, type RefLogits } from "./helpers/refs.js";
@@ -53,19 +54,14 @@ if (sets.length === 0) it.skip("shard engine: needs a fixture set; neither fixtu
 describe.each(sets)("shard engine on $name", (set: FixtureSet) => {
   let model: ModelFiles;
   let codec: TextCodec;
-  let adapters: AdapterRegistry;
   let refs: RefLogits;
   const engines: NativeEngine[] = [];
   const variants = ["base", ...Object.keys(set.refs.adapters)];
-  const slotOf = (variant: string): number => (variant === "base" ? -1 : adapters.slotFor(variant));
+  const sources: AdapterSource[] = Object.keys(set.refs.adapters).map((id) => ({ id, dir: join(set.adaptersDir, id) }));
 
   beforeAll(() => {
     model = loadModelFiles(set.modelDir);
     codec = TextCodec.load(set.modelDir);
-    adapters = new AdapterRegistry(
-      Object.keys(set.refs.adapters).map((id) => ({ id, dir: join(set.adaptersDir, id) })),
-      model.spec,
-    );
     refs = readRefLogits(set.root);
   });
   afterAll(() => {
@@ -84,12 +80,12 @@ describe.each(sets)("shard engine on $name", (set: FixtureSet) => {
       weights: model.weights,
       numKvBlocks,
       blockSize,
-      maxLoras: adapters.slotCount,
-      maxLoraRank: adapters.maxRank,
+      maxLoras: sources.length,
+      maxLoraRank: 64,
       threads: 2,
     });
     engines.push(native);
-    await adapters.loadInto(native);
+    const adapters = await openRegistry(native, model.spec, sources, { maxLoras: sources.length });
     const { engine, steps } = recording(native);
     const llm = new LlmEngine(engine, {
       numKvBlocks,
@@ -97,6 +93,7 @@ describe.each(sets)("shard engine on $name", (set: FixtureSet) => {
       maxBatchPrefillTokens: options.maxBatchPrefillTokens ?? 4096,
       maxTotalTokens: options.maxTotalTokens ?? Math.min(model.spec.maxPositionEmbeddings, 1024),
       eosTokenIds: codec.eosTokenIds,
+      adapters,
     });
     return { llm, steps };
   }
@@ -104,7 +101,7 @@ describe.each(sets)("shard engine on $name", (set: FixtureSet) => {
   function greedy(variant: string, promptIndex: number, extra: Partial<SequenceRequest> = {}): SequenceRequest {
     return {
       promptIds: Int32Array.from(set.refs.prompts[promptIndex]!.ids),
-      adapterSlot: slotOf(variant),
+      adapterId: variant === "base" ? "" : variant,
       maxNewTokens: set.refs.steps,
       sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
       topN: 0,

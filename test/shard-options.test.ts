@@ -18,7 +18,7 @@ const spec = (maxPositionEmbeddings: number): ModelSpec => ({
 });
 
 describe("parseShardArgs", () => {
-  it("reads the flags, the adapters in slot order, and fills the defaults", () => {
+  it("reads the flags, the adapters in order, and fills the defaults", () => {
     const args = parseShardArgs(["--model-id", "/m", "--lora-adapters", "sql=/a/sql, chat=/a/chat", "--shard-port", "7001", "--block-size", "8"], {});
     expect(args).toEqual({
       modelDir: "/m",
@@ -26,6 +26,10 @@ describe("parseShardArgs", () => {
         { id: "sql", dir: "/a/sql" },
         { id: "chat", dir: "/a/chat" },
       ],
+      adapterRoots: [],
+      maxLoras: 8,
+      maxCpuLoras: 64,
+      maxLoraRank: 64,
       port: 7001,
       device: "cpu",
       threads: 0,
@@ -44,6 +48,12 @@ describe("parseShardArgs", () => {
     expect(parseShardArgs(["--model-id", "/flag"], { MODEL_ID: "/env" }).modelDir).toBe("/flag");
   });
 
+  it("takes adapter roots from every --adapter-root, else from ADAPTER_ROOTS split at colons", () => {
+    const flags = ["--model-id", "/m", "--adapter-root", "/r1", "--adapter-root", "/r2", "--max-loras", "2", "--max-cpu-loras", "3", "--max-lora-rank", "16"];
+    expect(parseShardArgs(flags, { ADAPTER_ROOTS: "/env" })).toMatchObject({ adapterRoots: ["/r1", "/r2"], maxLoras: 2, maxCpuLoras: 3, maxLoraRank: 16 });
+    expect(parseShardArgs(["--model-id", "/m"], { ADAPTER_ROOTS: "/e1::/e2:" }).adapterRoots).toEqual(["/e1", "/e2"]);
+  });
+
   it.each([
     [[], /--model-id \(or MODEL_ID\) is required/],
     [["--model-id", "/m", "--lora-adapters", "/just/a/dir"], /entries are ID=DIR, got "\/just\/a\/dir"/],
@@ -52,6 +62,9 @@ describe("parseShardArgs", () => {
     [["--model-id", "/m", "--threads=-1"], /--threads must be an integer >= 0, got "-1"/],
     [["--model-id", "/m", "--max-total-tokens", "12x"], /--max-total-tokens must be an integer >= 2/],
     [["--model-id", "/m", "--device", "tpu"], /--device must be cpu or cuda/],
+    [["--model-id", "/m", "--max-loras", "0"], /--max-loras must be an integer >= 1, got "0"/],
+    [["--model-id", "/m", "--max-cpu-loras", "x"], /--max-cpu-loras must be an integer >= 1/],
+    [["--model-id", "/m", "--max-lora-rank", "0"], /--max-lora-rank must be an integer >= 1/],
     [["--model-id", "/m", "--unknown"], /Unknown option '--unknown'/],
   ])("refuses %j with a usage message", (argv, message) => {
     expect(() => parseShardArgs(argv, {})).toThrow(UsageError);

@@ -9,7 +9,6 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { FinishReason, GenerateRequestSchema, type GenerateRequest, type GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import type { SeqStep } from "../native/addon.js";
-import { AdapterRegistry } from "../shard/adapters.js";
 import { LlmEngine } from "../shard/engine/llm-engine.js";
 import { createShardEngine, shardMain, startShard, type RunningShard } from "../shard/main.js";
 import { loadModelFiles } from "../shard/model/model-files.js";
@@ -18,6 +17,7 @@ import { startShardServer } from "../shard/server.js";
 import { ChatTemplates } from "../shard/text/chat-template.js";
 import { decodeTokens } from "../shard/text/detokenizer.js";
 import { TextCodec } from "../shard/text/tokenizer.js";
+import { openRegistry } from "./helpers/adapter-registry.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
 
 const sets = fixtureSets();
@@ -47,6 +47,7 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
   let codec: TextCodec;
   const adapterIds = Object.keys(set.refs.adapters);
   const adapter = adapterIds[0]!;
+  const maxLoraRank = Math.max(...Object.values(set.refs.adapters).map((a) => a.r));
   // A prompt given as text whose tokens are the reference's (so the reference tokens apply).
   const promptIndex = set.refs.prompts.findIndex((p) => p.text !== null && p.ids.length < MAX_INPUT_TOKENS);
   const prompt = set.refs.prompts[promptIndex]!;
@@ -79,6 +80,10 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
           set.modelDir,
           "--lora-adapters",
           adapterList,
+          "--max-loras",
+          String(adapterIds.length),
+          "--max-lora-rank",
+          String(maxLoraRank),
           "--max-input-tokens",
           String(MAX_INPUT_TOKENS),
           "--max-total-tokens",
@@ -189,7 +194,7 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
       device: "cpu",
       vocabSize: config.vocab_size,
       maxLoras: adapterIds.length,
-      maxLoraRank: Math.max(...Object.values(set.refs.adapters).map((a) => a.r)),
+      maxLoraRank,
     });
     expect(status.totalKvBlocks).toBeGreaterThan(0);
     expect(status.freeKvBlocks).toBe(status.totalKvBlocks);
@@ -201,9 +206,10 @@ describe.runIf(sets.length > 0)("ShardService when a client goes away", () => {
     const set = sets[0]!;
     const model = loadModelFiles(set.modelDir);
     const codec = TextCodec.load(set.modelDir);
-    const adapters = new AdapterRegistry([], model.spec);
-    const limits = resolveLimits(parseShardArgs(["--model-id", set.modelDir], {}), model.spec);
-    const native = createShardEngine(model, limits, adapters, { device: "cpu", threads: 1 });
+    const args = parseShardArgs(["--model-id", set.modelDir, "--max-loras", "1", "--max-lora-rank", "1", "--threads", "1"], {});
+    const limits = resolveLimits(args, model.spec);
+    const native = createShardEngine(model, limits, args);
+    const adapters = await openRegistry(native, model.spec, [], { maxLoras: 1, maxLoraRank: 1 });
     // Steps run only when the test lets them: whatever changes while a step is held back is the shard's doing.
     let allowed = 0;
     let wake: (() => void) | null = null;
@@ -221,7 +227,7 @@ describe.runIf(sets.length > 0)("ShardService when a client goes away", () => {
         };
       },
     });
-    const llm = new LlmEngine(gated, { ...limits, eosTokenIds: new Set<number>() });
+    const llm = new LlmEngine(gated, { ...limits, eosTokenIds: new Set<number>(), adapters });
     const server = await startShardServer(
       {
         modelId: set.modelDir,

@@ -73,9 +73,10 @@ class StepWorker final : public Napi::AsyncWorker {
 
 class AdapterLoadWorker final : public Napi::AsyncWorker {
  public:
-  AdapterLoadWorker(Napi::Env env, std::shared_ptr<Engine> engine, int slot, AdapterRefs refs)
+  AdapterLoadWorker(Napi::Env env, std::shared_ptr<Engine> engine, int slot, AdapterRefs refs,
+                    std::vector<Napi::ObjectReference> keepAlive)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), engine_(std::move(engine)),
-        slot_(slot), refs_(std::move(refs)) {}
+        slot_(slot), refs_(std::move(refs)), keepAlive_(std::move(keepAlive)) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
@@ -96,6 +97,8 @@ class AdapterLoadWorker final : public Napi::AsyncWorker {
   std::shared_ptr<Engine> engine_;
   int slot_;
   AdapterRefs refs_;
+  // The in-memory file bytes refs_ points into; released with the worker, on the JS thread.
+  std::vector<Napi::ObjectReference> keepAlive_;
 };
 
 class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
@@ -135,9 +138,10 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     return startWork(info.Env(), [&] {
       std::shared_ptr<Engine> engine = open(info.Env());
       const int slot = slotAt(info[0]);
-      AdapterRefs refs = adapterFromJs(info[1]);
+      std::vector<Napi::ObjectReference> keepAlive;
+      AdapterRefs refs = adapterFromJs(info[1], keepAlive);
       engine->beginAdapterLoad(slot);
-      return new AdapterLoadWorker(info.Env(), std::move(engine), slot, std::move(refs));
+      return new AdapterLoadWorker(info.Env(), std::move(engine), slot, std::move(refs), std::move(keepAlive));
     });
   }
 

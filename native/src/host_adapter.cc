@@ -18,6 +18,7 @@ HostAdapter loadHostAdapter(const AdapterRefs& refs, const ModelSpec& spec, cons
   adapter.scaling = static_cast<float>(refs.scaling);
   adapter.layers.resize(spec.numLayers);
   MappedFiles files;
+  for (const auto& [path, bytes] : refs.fileBytes) files.borrow(path, bytes.data, bytes.size);
   for (const LoraPairRef& pair : refs.pairs) {
     const std::string what = "layer " + std::to_string(pair.layer) + " " + loraTargetName(pair.target);
     if (pair.layer < 0 || pair.layer >= spec.numLayers) {

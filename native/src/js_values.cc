@@ -246,10 +246,26 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value) {
   return options;
 }
 
-AdapterRefs adapterFromJs(const Napi::Value& value) {
+AdapterRefs adapterFromJs(const Napi::Value& value, std::vector<Napi::ObjectReference>& keepAlive) {
   const std::string path = "AdapterWeights";
   const Napi::Object object = objectAt(value, path);
   AdapterRefs adapter;
+  const Napi::Value fileBytes = field(object, "fileBytes");
+  if (!fileBytes.IsUndefined()) {
+    const std::string bytesPath = path + ".fileBytes";
+    const Napi::Object files = objectAt(fileBytes, bytesPath);
+    const Napi::Array names = files.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      const std::string name = stringAt(names.Get(i), bytesPath + " key");
+      const Napi::Value bytes = files.Get(name);
+      if (!bytes.IsTypedArray() || bytes.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+        typeError(value.Env(), bytesPath + "[" + name + "]", "a Uint8Array");
+      }
+      const Napi::Uint8Array array = bytes.As<Napi::Uint8Array>();
+      adapter.fileBytes[name] = BorrowedBytes{array.Data(), array.ByteLength()};
+      keepAlive.push_back(Napi::Persistent(array.As<Napi::Object>()));
+    }
+  }
   adapter.rank = intAt(field(object, "rank"), path + ".rank");
   adapter.scaling = numberAt(field(object, "scaling"), path + ".scaling");
   const Napi::Array pairs = arrayAt(field(object, "pairs"), path + ".pairs");

@@ -14,7 +14,9 @@
 namespace loraserve {
 
 EngineOptions engineOptionsFromJs(const Napi::Value& value);
-AdapterRefs adapterFromJs(const Napi::Value& value);
+// `keepAlive` receives references to the Uint8Arrays of AdapterWeights.fileBytes, which `fileBytes` of the
+// result points into: the caller holds them (and frees them on the JS thread) until the load is over.
+AdapterRefs adapterFromJs(const Napi::Value& value, std::vector<Napi::ObjectReference>& keepAlive);
 std::vector<SeqStep> seqStepsFromJs(const Napi::Value& value);
 
 Napi::Value seqResultsToJs(Napi::Env env, const std::vector<SeqResult>& results);

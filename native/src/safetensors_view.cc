@@ -43,12 +43,20 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       throw std::runtime_error(path + ": cannot mmap: " + std::strerror(err));
     }
     data_ = static_cast<const uint8_t*>(mapped);
+    mapped_ = true;
   }
   ::close(fd);
 }
 
+MappedFile::MappedFile(const std::string& path, const uint8_t* data, size_t size)
+    : path_(path), data_(data), size_(size) {}
+
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+void MappedFiles::borrow(const std::string& path, const uint8_t* data, size_t size) {
+  files_[path] = std::make_unique<MappedFile>(path, data, size);
 }
 
 const MappedFile& MappedFiles::get(const std::string& path) {

@@ -16,6 +16,9 @@ namespace loraserve {
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);
+  // Borrows bytes already in host memory (an adapter's host tier): nothing is opened or mapped, and the owner
+  // keeps the bytes alive while the view is used.
+  MappedFile(const std::string& path, const uint8_t* data, size_t size);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -28,11 +31,14 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool mapped_ = false;
 };
 
 // Keeps each file mapped once while a set of tensors is read from it.
 class MappedFiles {
  public:
+  // Serves `path` from these bytes instead of the disk (see the borrowing MappedFile).
+  void borrow(const std::string& path, const uint8_t* data, size_t size);
   const MappedFile& get(const std::string& path);
 
  private:

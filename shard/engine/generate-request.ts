@@ -22,15 +22,13 @@ export class InvalidRequestError extends Error {
 /** What turning a prompt into tokens needs. */
 export interface PromptContext {
   encode(text: string, options?: EncodeOptions): Int32Array;
-  /** The template for requests naming `adapterId` ("" for the base model), null when there is none; throws UnknownAdapterError. */
+  /** The template for requests naming `adapterId` ("" for the base model), null when there is none; throws for an adapter the shard does not know. */
   chatTemplate(adapterId: string): ChatTemplate | null;
 }
 
 export interface RequestContext extends PromptContext {
   limits: ShardLimits;
   vocabSize: number;
-  /** Throws UnknownAdapterError for an id the shard does not serve. */
-  slotFor(adapterId: string): number;
 }
 
 export interface PreparedRequest {
@@ -128,7 +126,6 @@ function stopSequencesOf(params: GenerationParameters | undefined): string[] {
 }
 
 export function prepareRequest(request: GenerateRequest, context: RequestContext): PreparedRequest {
-  const adapterSlot = context.slotFor(request.adapterId);
   const { limits } = context;
   const params = request.parameters;
   const maxNewTokens = params?.maxNewTokens;
@@ -160,7 +157,7 @@ export function prepareRequest(request: GenerateRequest, context: RequestContext
   return {
     sequence: {
       promptIds,
-      adapterSlot,
+      adapterId: request.adapterId,
       maxNewTokens: newTokens,
       sampling,
       topN,

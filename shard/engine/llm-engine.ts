@@ -2,6 +2,7 @@
 // tokens → emit them. Requests join and leave between steps; the engine runs one step at a time, so blocks
 // freed while a step is in flight are only handed out again once that step is over.
 import type { NativeEngine, SeqResult, SeqStep } from "../../native/addon.js";
+import type { AdapterResidency } from "./adapter-residency.js";
 import { AsyncQueue } from "./async-queue.js";
 import { BlockManager } from "./block-manager.js";
 import { Scheduler, type ScheduledChunk } from "./scheduler.js";
@@ -15,6 +16,8 @@ export interface LlmEngineOptions {
   /** Largest prompt + generated length of any sequence. */
   maxTotalTokens: number;
   eosTokenIds: ReadonlySet<number>;
+  /** Which slot holds each adapter; a sequence waits in the queue until its adapter is in one. */
+  adapters: AdapterResidency;
 }
 
 /** One generated token; the last event of a sequence also says why it ended. */
@@ -49,12 +52,23 @@ export class LlmEngine {
   /** The running loop, null when idle. */
   private loop: Promise<void> | null = null;
   private closed = false;
+  /** The sequences of the step in flight: their adapters are released only once it is over. */
+  private stepping: ReadonlySet<Sequence> | null = null;
+  private releasedDuringStep: string[] = [];
 
   constructor(
     private readonly engine: NativeEngine,
     private readonly options: LlmEngineOptions,
   ) {
-    this.scheduler = new Scheduler(new BlockManager(options.numKvBlocks, options.blockSize), options.maxBatchPrefillTokens);
+    this.scheduler = new Scheduler(new BlockManager(options.numKvBlocks, options.blockSize), options.maxBatchPrefillTokens, (seq) => options.adapters.slotOf(seq.request.adapterId) !== null);
+    options.adapters.listen({
+      resident: () => this.wake(),
+      failed: (adapterId, error) => {
+        for (const seq of [...this.outputs.keys()]) {
+          if (seq.status === "waiting" && seq.request.adapterId === adapterId) this.end(seq, "cancelled", error);
+        }
+      },
+    });
   }
 
   load(): EngineLoad {
@@ -77,7 +91,13 @@ export class LlmEngine {
       throw new Error(`prompt (${request.promptIds.length}) + max new tokens (${request.maxNewTokens}) exceeds ${this.options.maxTotalTokens} tokens`);
     }
     const seq = new Sequence(request);
-    this.scheduler.add(seq);
+    this.options.adapters.acquire(request.adapterId);
+    try {
+      this.scheduler.add(seq);
+    } catch (error) {
+      this.options.adapters.release(request.adapterId);
+      throw error;
+    }
     const queue = new AsyncQueue<TokenEvent>();
     this.outputs.set(seq, queue);
     const cancel = (): void => this.end(seq, "cancelled");
@@ -110,14 +130,20 @@ export class LlmEngine {
     try {
       while (this.scheduler.hasWork()) {
         const chunks = this.scheduler.schedule();
+        // Everything left waits for its adapter; the residency wakes the loop when one is in a slot.
+        if (chunks.length === 0) break;
         const steps = chunks.map((chunk) => this.stepFor(chunk));
         let results: SeqResult[];
+        this.stepping = new Set(chunks.map((chunk) => chunk.seq));
         try {
           results = await this.engine.step(steps);
         } catch (error) {
           // The step's sequences cannot go on (their cache is in an unknown state); the others can.
           for (const { seq } of chunks) this.end(seq, "cancelled", error);
           continue;
+        } finally {
+          this.stepping = null;
+          for (const adapterId of this.releasedDuringStep.splice(0)) this.options.adapters.release(adapterId);
         }
         chunks.forEach((chunk, i) => this.apply(chunk, results[i] as SeqResult));
       }
@@ -135,7 +161,7 @@ export class LlmEngine {
       tokens: seq.tokens(startPos, numTokens),
       startPos,
       blockTable: Int32Array.from(seq.blockTable),
-      adapterSlot: request.adapterSlot,
+      adapterSlot: this.slotOf(seq),
       sample,
       sampling: { ...request.sampling, draw: seq.generated.length },
       ...(sample && penalises(request.sampling) ? { penaltyTokens: seq.tokens(0, seq.numTokens), penaltyPromptLength: seq.promptLength } : {}),
@@ -180,8 +206,20 @@ export class LlmEngine {
     return null;
   }
 
+  /** A scheduled sequence's adapter is pinned by it, so it is in a slot. */
+  private slotOf(seq: Sequence): number {
+    const slot = this.options.adapters.slotOf(seq.request.adapterId);
+    if (slot === null) throw new Error(`sequence ${seq.id} was scheduled before its adapter ${JSON.stringify(seq.request.adapterId)} was in a slot`);
+    return slot;
+  }
+
   private end(seq: Sequence, reason: FinishReason, error?: unknown): void {
-    this.scheduler.finish(seq, reason);
+    if (seq.status !== "finished") {
+      this.scheduler.finish(seq, reason);
+      // A slot named by the step in flight must stay loaded until the step is over, whoever leaves meanwhile.
+      if (this.stepping?.has(seq)) this.releasedDuringStep.push(seq.request.adapterId);
+      else this.options.adapters.release(seq.request.adapterId);
+    }
     this.outputs.get(seq)?.end(error);
     this.outputs.delete(seq);
   }

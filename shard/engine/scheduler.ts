@@ -24,6 +24,8 @@ export class Scheduler {
     readonly blocks: BlockManager,
     /** Most prompt tokens computed in one step (decode tokens are not counted). */
     readonly prefillBudget: number,
+    /** Whether a waiting sequence can run now: its adapter may still be loading into a slot. */
+    private readonly runnable: (seq: Sequence) => boolean = () => true,
   ) {
     if (!Number.isInteger(prefillBudget) || prefillBudget < 1) throw new Error(`prefillBudget must be a positive integer, got ${prefillBudget}`);
   }
@@ -95,11 +97,12 @@ export class Scheduler {
   }
 
   /**
-   * FCFS: the head of the queue. This is the one place that picks whom to admit; fairness across adapters
-   * (one adapter's flood must not starve another's trickle) replaces it.
+   * FCFS among the sequences that can run: one whose adapter is still loading does not hold back the others.
+   * This is the one place that picks whom to admit; fairness across adapters (one adapter's flood must not
+   * starve another's trickle) replaces it.
    */
   private nextToAdmit(): Sequence | undefined {
-    return this.waiting[0];
+    return this.waiting.find(this.runnable);
   }
 
   /**

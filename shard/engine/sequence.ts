@@ -18,8 +18,8 @@ export interface StopCheck {
 /** A validated request in token ids, as the engine loop takes it. */
 export interface SequenceRequest {
   promptIds: Int32Array;
-  /** Engine adapter slot, -1 for the base model alone. */
-  adapterSlot: number;
+  /** The adapter's id, "" for the base model alone (its engine slot is looked up at each step). */
+  adapterId: string;
   maxNewTokens: number;
   /** The draw index is the sequence's own counter, so it is not part of the request. */
   sampling: Omit<SamplingParams, "draw">;

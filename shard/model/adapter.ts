@@ -3,9 +3,9 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LORA_TARGETS, type AdapterWeights, type LoraTarget, type LoraTensorPair, type ModelSpec, type TensorRef } from "../../native/addon.js";
-import { readJsonFile } from "./config.js";
+import { readJsonFile, type Json } from "./config.js";
 import { LoadError } from "./load-error.js";
-import { readSafetensors } from "./safetensors.js";
+import { readSafetensors, type SafetensorsFile } from "./safetensors.js";
 import { MODULE_GROUP, projectionShape } from "./projections.js";
 import { expectShape } from "./shape.js";
 
@@ -49,8 +49,7 @@ function parseTargets(path: string, raw: unknown): LoraTarget[] {
   });
 }
 
-function parseConfig(path: string, numLayers: number): AdapterConfig {
-  const json = readJsonFile(path);
+function parseConfig(path: string, json: Json, numLayers: number): AdapterConfig {
   if (json.peft_type !== "LORA") throw new LoadError(path, `peft_type ${JSON.stringify(json.peft_type)} is not supported (LORA)`);
   const unsupported: [string, boolean][] = [
     ["use_dora", json.use_dora === true],
@@ -84,14 +83,24 @@ function parseConfig(path: string, numLayers: number): AdapterConfig {
   };
 }
 
+export const ADAPTER_CONFIG_FILE = "adapter_config.json";
+export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
+
 export function loadAdapterFiles(adapterDir: string, spec: ModelSpec): AdapterFiles {
   const dir = resolve(adapterDir);
-  const config = parseConfig(join(dir, "adapter_config.json"), spec.numLayers);
-  const weightsPath = join(dir, "adapter_model.safetensors");
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+  const configJson = readJsonFile(configPath);
   if (!existsSync(weightsPath)) {
     throw new LoadError(weightsPath, existsSync(join(dir, "adapter_model.bin")) ? "missing; pickle adapter_model.bin is not loaded, convert it to safetensors" : "missing");
   }
-  const file = readSafetensors(weightsPath);
+  return adapterFromFiles(dir, configPath, configJson, readSafetensors(weightsPath), spec);
+}
+
+/** Validates an adapter whose config and safetensors header are already read (from disk or from memory). */
+export function adapterFromFiles(dir: string, configPath: string, configJson: Json, file: SafetensorsFile, spec: ModelSpec): AdapterFiles {
+  const config = parseConfig(configPath, configJson, spec.numLayers);
+  const weightsPath = file.path;
   const halves = new Map<string, { layer: number; target: LoraTarget; a?: TensorRef; b?: TensorRef }>();
   for (const [name, ref] of file.tensors) {
     const match = TENSOR_NAME.exec(name);

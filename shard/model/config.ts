@@ -10,7 +10,7 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
 }
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 export function readJsonFile(path: string): Json {
   let text: string;
@@ -19,6 +19,11 @@ export function readJsonFile(path: string): Json {
   } catch (err) {
     throw new LoadError(path, `cannot read: ${(err as Error).message}`);
   }
+  return parseJsonObject(path, text);
+}
+
+/** A JSON object read from `path` (named in errors). */
+export function parseJsonObject(path: string, text: string): Json {
   let value: unknown;
   try {
     value = JSON.parse(text);

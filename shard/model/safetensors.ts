@@ -54,6 +54,39 @@ function checkEntry(path: string, name: string, entry: HeaderEntry, dataStart: n
   return { file: path, dtype, shape: shape as number[], offset: dataStart + begin, nbytes };
 }
 
+/** Reads `length` bytes at `position`, throwing a LoadError when the source holds fewer. */
+type ByteReader = (length: number, position: number) => Buffer;
+
+function parseSafetensors(path: string, size: number, read: ByteReader): SafetensorsFile {
+  if (size < 8) throw new LoadError(path, `truncated: ${size} bytes is too short for a safetensors file`);
+  const headerBytes = read(8, 0).readBigUInt64LE(0);
+  if (headerBytes > BigInt(Math.min(size - 8, MAX_HEADER_BYTES))) {
+    throw new LoadError(path, `header claims ${headerBytes} bytes but the file holds ${size - 8} after the length`);
+  }
+  const dataStart = 8 + Number(headerBytes);
+  let header: unknown;
+  try {
+    header = JSON.parse(read(Number(headerBytes), 8).toString("utf8"));
+  } catch (err) {
+    if (err instanceof LoadError) throw err;
+    throw new LoadError(path, `header is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    throw new LoadError(path, "header is not a JSON object");
+  }
+  const tensors = new Map<string, TensorRef>();
+  let metadata: Record<string, string> = {};
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      metadata = (entry ?? {}) as Record<string, string>;
+      continue;
+    }
+    if (typeof entry !== "object" || entry === null) throw new LoadError(path, `tensor ${name} has no description`);
+    tensors.set(name, checkEntry(path, name, entry as HeaderEntry, dataStart, size - dataStart));
+  }
+  return { path, tensors, metadata };
+}
+
 export function readSafetensors(file: string): SafetensorsFile {
   const path = resolve(file);
   let fd: number;
@@ -63,35 +96,13 @@ export function readSafetensors(file: string): SafetensorsFile {
     throw new LoadError(path, `cannot open: ${(err as Error).message}`);
   }
   try {
-    const size = fstatSync(fd).size;
-    if (size < 8) throw new LoadError(path, `truncated: ${size} bytes is too short for a safetensors file`);
-    const headerBytes = readExactly(fd, 8, 0, path).readBigUInt64LE(0);
-    if (headerBytes > BigInt(Math.min(size - 8, MAX_HEADER_BYTES))) {
-      throw new LoadError(path, `header claims ${headerBytes} bytes but the file holds ${size - 8} after the length`);
-    }
-    const dataStart = 8 + Number(headerBytes);
-    let header: unknown;
-    try {
-      header = JSON.parse(readExactly(fd, Number(headerBytes), 8, path).toString("utf8"));
-    } catch (err) {
-      if (err instanceof LoadError) throw err;
-      throw new LoadError(path, `header is not valid JSON: ${(err as Error).message}`);
-    }
-    if (typeof header !== "object" || header === null || Array.isArray(header)) {
-      throw new LoadError(path, "header is not a JSON object");
-    }
-    const tensors = new Map<string, TensorRef>();
-    let metadata: Record<string, string> = {};
-    for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
-      if (name === "__metadata__") {
-        metadata = (entry ?? {}) as Record<string, string>;
-        continue;
-      }
-      if (typeof entry !== "object" || entry === null) throw new LoadError(path, `tensor ${name} has no description`);
-      tensors.set(name, checkEntry(path, name, entry as HeaderEntry, dataStart, size - dataStart));
-    }
-    return { path, tensors, metadata };
+    return parseSafetensors(path, fstatSync(fd).size, (length, position) => readExactly(fd, length, position, path));
   } finally {
     closeSync(fd);
   }
+}
+
+/** The same checks over a file's bytes already in memory (an adapter's host tier); `path` names it in errors. */
+export function safetensorsFromBytes(path: string, bytes: Buffer): SafetensorsFile {
+  return parseSafetensors(path, bytes.length, (length, position) => bytes.subarray(position, position + length));
 }
