@@ -81,7 +81,8 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
 
     async tokenize(request) {
       try {
-        await adapters.prepare(request.adapterId);
+        // Only a conversation needs the adapter (its chat template); plain text tokenizes the same for every adapter.
+        if (request.messages.length > 0) await adapters.prepare(request.adapterId);
         return create(TokenizeResponseSchema, { tokens: tokenizeWithSpans(codec, encodePrompt(request, prompts).ids) });
       } catch (error) {
         throw toConnectError(error);

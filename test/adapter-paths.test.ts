@@ -173,6 +173,11 @@ describe("adapter roots", () => {
     expect((await registry.get("custom")).tier).toBe("device");
   });
 
+  it("refuses a root that is missing or not a directory when the shard starts", () => {
+    expect(() => new AdapterRoots([join(base, "no-such-root")])).toThrow(/--adapter-root .*no-such-root: ENOENT/);
+    expect(() => new AdapterRoots([join(root, "plain", "adapter_config.json")])).toThrow(/is not a directory/);
+  });
+
   it("names the missing file when a directory in the root is not an adapter", async () => {
     mkdirSync(join(root, "empty-dir"), { recursive: true });
     const refused = await refusal(registry.prepare("empty-dir"));
