@@ -16,8 +16,6 @@ export interface HostAdapter {
   config: AdapterConfig;
   /** With fileBytes: a slot load reads memory, not the disk. */
   weights: AdapterWeights;
-  /** Bytes held in host memory. */
-  bytes: number;
   /** The adapter ships a tokenizer_config.json with its own chat template. */
   hasChatTemplate: boolean;
 }
@@ -96,7 +94,6 @@ export async function readAdapter(dir: string, root: string | null, limits: Adap
     dir,
     config: files.config,
     weights: { ...files.weights, fileBytes: { [weightsPath]: weightBytes } },
-    bytes: weightBytes.length,
     hasChatTemplate: jinjaTemplate !== null || (configTemplate !== undefined && configTemplate !== null),
   };
 }

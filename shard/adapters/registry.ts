@@ -207,7 +207,19 @@ export class AdapterRegistry implements AdapterResidency {
   }
 
   private add(id: string, dir: string, root: string | null): Entry {
-    const entry: Entry = { id, dir, root, config: null, hasChatTemplate: false, host: null, reading: null, slot: null, resident: false, pins: 0, lastUse: ++this.clock };
+    const entry: Entry = {
+      id,
+      dir,
+      root,
+      config: null,
+      hasChatTemplate: false,
+      host: null,
+      reading: null,
+      slot: null,
+      resident: false,
+      pins: 0,
+      lastUse: ++this.clock,
+    };
     this.entries.set(id, entry);
     return entry;
   }
@@ -247,7 +259,8 @@ export class AdapterRegistry implements AdapterResidency {
     try {
       await this.ensureHost(entry);
     } catch (error) {
-      if (entry.config === null && entry.root !== null && entry.pins === 0 && this.entries.get(entry.id) === entry) this.entries.delete(entry.id);
+      const neverValid = entry.config === null && entry.root !== null;
+      if (neverValid && entry.pins === 0 && this.entries.get(entry.id) === entry) this.entries.delete(entry.id);
       throw error;
     }
   }
@@ -274,10 +287,9 @@ export class AdapterRegistry implements AdapterResidency {
     try {
       host = await readAdapter(entry.dir, entry.root, this.options);
     } catch (cause) {
-      const error =
-        cause instanceof AdapterError
-          ? cause
-          : new AdapterError("invalid", `adapter ${JSON.stringify(entry.id)} ${cause instanceof LoadError ? "is not valid for this model" : "cannot be read"}: ${(cause as Error).message}`, { cause });
+      const reason = cause instanceof LoadError ? "is not valid for this model" : "cannot be read";
+      const message = `adapter ${JSON.stringify(entry.id)} ${reason}: ${(cause as Error).message}`;
+      const error = cause instanceof AdapterError ? cause : new AdapterError("invalid", message, { cause });
       // Sequences may already wait for this adapter (its bytes were evicted after a first good read).
       if (this.wanting.has(entry)) this.fail(entry, error);
       throw error;
