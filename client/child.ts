@@ -1,5 +1,5 @@
 // One server process started by the launcher: `loraserve <command>` under the same Node binary. It is ready
-// when it prints its {"event":"ready","port":N} line; every other line of its stdout is passed on, and its
+// when it prints its {"event":"ready","port":N} line (a shard adds "metricsPort" when it serves metrics); every other line of its stdout is passed on, and its
 // stderr goes straight to ours.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -12,17 +12,23 @@ const STOP_GRACE_MS = 10_000;
 export interface ServerProcess {
   name: string;
   pid: number;
-  /** The port from the ready line; rejects if the process exits first. */
-  ready: Promise<number>;
+  /** The ready line; rejects if the process exits first. */
+  ready: Promise<ReadyLine>;
   /** Resolves with a description of how the process ended. */
   exited: Promise<string>;
   stop(): Promise<void>;
 }
 
-function readyPort(line: string): number | undefined {
+export interface ReadyLine {
+  port: number;
+  metricsPort?: number;
+}
+
+function readyLine(line: string): ReadyLine | undefined {
   try {
-    const event = JSON.parse(line) as { event?: unknown; port?: unknown };
-    return event.event === "ready" && typeof event.port === "number" ? event.port : undefined;
+    const event = JSON.parse(line) as { event?: unknown; port?: unknown; metricsPort?: unknown };
+    if (event.event !== "ready" || typeof event.port !== "number") return undefined;
+    return typeof event.metricsPort === "number" ? { port: event.port, metricsPort: event.metricsPort } : { port: event.port };
   } catch {
     return undefined;
   }
@@ -34,15 +40,15 @@ export function startServerProcess(name: string, args: string[]): ServerProcess 
   const exited = new Promise<string>((resolve) =>
     child.once("exit", (code, signal) => resolve(signal ? `${name} was killed by ${signal}` : `${name} exited with code ${code}`)),
   );
-  const ready = new Promise<number>((resolve, reject) => {
+  const ready = new Promise<ReadyLine>((resolve, reject) => {
     let isReady = false;
     createInterface({ input: child.stdout! }).on("line", (line) => {
-      const port = isReady ? undefined : readyPort(line);
-      if (port === undefined) {
+      const event = isReady ? undefined : readyLine(line);
+      if (event === undefined) {
         process.stdout.write(`${line}\n`);
       } else {
         isReady = true;
-        resolve(port);
+        resolve(event);
       }
     });
     void exited.then((how) => reject(new Error(`${how} before it was ready`)));

@@ -14,11 +14,18 @@ export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=D
   --port N               public port (env PORT, default 3000; 0 picks a free one)
   --hostname H           address to listen on (default 0.0.0.0)
   --max-body-bytes N     largest request body the router accepts
+  --metrics-port N       the shard's Prometheus metrics port (default 0: a free one; the ready line's
+                         shardMetricsPort). The router's metrics are GET /metrics on --port.
+  --log-level L          error, warn, info or debug, for both processes (default info)
+  --metrics-max-adapters N  busiest adapters with their own metrics label in both processes (default 32)
 
-Every other option goes to the shard (\`loraserve shard --help\`), e.g. --max-total-tokens.`;
+Every other option goes to the shard (\`loraserve shard --help\`), e.g. --max-total-tokens.
+OpenTelemetry export is configured by the standard OTEL_* variables, which both processes inherit.`;
 
 /** The launcher's options that belong to the router; everything else is the shard's. */
 const ROUTER_FLAGS = new Set(["--port", "--hostname", "--max-body-bytes", "--admin-token"]);
+/** Options that both processes take. */
+const SHARED_FLAGS = new Set(["--log-level", "--metrics-max-adapters"]);
 const HEALTH_POLL_MS = 100;
 
 function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] } {
@@ -26,14 +33,25 @@ function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] 
   const shardArgs: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    if (!ROUTER_FLAGS.has(arg.split("=")[0]!)) {
+    const flag = arg.split("=")[0]!;
+    if (!ROUTER_FLAGS.has(flag) && !SHARED_FLAGS.has(flag)) {
       shardArgs.push(arg);
       continue;
     }
-    routerArgs.push(arg);
-    if (!arg.includes("=") && i + 1 < args.length) routerArgs.push(args[++i]!);
+    const option = !arg.includes("=") && i + 1 < args.length ? [arg, args[++i]!] : [arg];
+    if (ROUTER_FLAGS.has(flag)) routerArgs.push(...option);
+    else {
+      routerArgs.push(...option);
+      shardArgs.push(...option);
+    }
   }
   return { routerArgs, shardArgs };
+}
+
+/** The shard serves its metrics where serve listens, on a free port unless --metrics-port names one. */
+function shardMetricsArgs(shardArgs: string[], hostname: string): string[] {
+  const named = shardArgs.some((arg) => arg === "--metrics-port" || arg.startsWith("--metrics-port="));
+  return [...(named ? [] : ["--metrics-port", "0"]), "--metrics-hostname", hostname];
 }
 
 /** Where this host reaches the router, whatever address it listens on. */
@@ -82,13 +100,14 @@ export async function launcherMain(args: string[]): Promise<void> {
     return child;
   };
   const serve = async (): Promise<string> => {
-    const shard = start("shard", ["shard", "--shard-port", "0", ...shardArgs]);
-    const shardPort = await shard.ready;
-    const router = start("router", ["router", "--shard-uri", `http://127.0.0.1:${shardPort}`, ...routerArgs]);
-    const url = localUrl(hostname, await router.ready);
+    const shard = start("shard", ["shard", "--shard-port", "0", ...shardMetricsArgs(shardArgs, hostname), ...shardArgs]);
+    const shardReady = await shard.ready;
+    const router = start("router", ["router", "--shard-uri", `http://127.0.0.1:${shardReady.port}`, ...routerArgs]);
+    const url = localUrl(hostname, (await router.ready).port);
     await waitHealthy(url, children);
     const port = Number(new URL(url).port);
-    process.stdout.write(`${JSON.stringify({ event: "ready", url, port, pids: { shard: shard.pid, router: router.pid } })}\n`);
+    const ready = { event: "ready", url, port, shardMetricsPort: shardReady.metricsPort, pids: { shard: shard.pid, router: router.pid } };
+    process.stdout.write(`${JSON.stringify(ready)}\n`);
     return Promise.race([shard.exited, router.exited]);
   };
   const serving = serve();

@@ -1,12 +1,16 @@
 // `loraserve shard`: load the model and adapters, serve ShardService, then print one ready line for the
 // launcher. A load error is one clear line on stderr and exit code 1; SIGTERM/SIGINT shut down cleanly.
 import { createEngine, type NativeEngine } from "../native/addon.js";
+import { Logger } from "../telemetry/logger.js";
+import { startOpenTelemetry } from "../telemetry/otel.js";
+import { NO_PROGRESS, ProgressDisplay, type ProgressSink } from "../telemetry/progress.js";
 import { AdapterRegistry } from "./adapters/registry.js";
 import { AdapterRoots } from "./adapters/roots.js";
 import { LlmEngine } from "./engine/llm-engine.js";
 import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
 import { parseShardArgs, resolveLimits, SHARD_USAGE, type ShardArgs, type ShardLimits } from "./options.js";
 import { startShardServer, type ShardModelInfo } from "./server.js";
+import { ShardTelemetry } from "./telemetry/shard-telemetry.js";
 import { ChatTemplates } from "./text/chat-template.js";
 import { TextCodec } from "./text/tokenizer.js";
 
@@ -14,10 +18,13 @@ import { TextCodec } from "./text/tokenizer.js";
 export interface ReadyLine {
   event: "ready";
   port: number;
+  /** The engine's Prometheus metrics port (--metrics-port), absent when none was asked for. */
+  metricsPort?: number;
 }
 
 export interface RunningShard {
   port: number;
+  metricsPort: number | null;
   /** Stops accepting, ends in-flight requests, closes the server and the engine. */
   stop(): Promise<void>;
 }
@@ -50,26 +57,34 @@ function describeModel(model: ModelFiles, engine: NativeEngine, maxLoraRank: num
 }
 
 /** Loads everything and starts serving; throws (naming the file) when the model or an adapter cannot be used. */
-export async function startShard(args: ShardArgs): Promise<RunningShard> {
+export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PROGRESS): Promise<RunningShard> {
+  const telemetry = new ShardTelemetry(new Logger("shard", args.logLevel), args.metricsMaxAdapters, args.modelDir, progress);
   const model = loadModelFiles(args.modelDir);
   const codec = TextCodec.load(model.dir);
   const chatTemplates = new ChatTemplates(model.dir);
   const limits = resolveLimits(args, model.spec);
   const roots = new AdapterRoots(args.adapterRoots);
-  const engine = createShardEngine(model, limits, args);
+  const engine = telemetry.observeEngine(
+    telemetry.loadingModel(() => createShardEngine(model, limits, args)),
+    args.adapters,
+  );
   try {
     const { maxLoras, maxCpuLoras, maxLoraRank } = args;
     const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots }, args.adapters);
     const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds, adapters });
+    telemetry.watch(llm, adapters, maxLoras);
     const server = await startShardServer(
-      { modelId: args.modelDir, model: describeModel(model, engine, maxLoraRank), llm, codec, chatTemplates, adapters, limits },
+      { modelId: args.modelDir, model: describeModel(model, engine, maxLoraRank), llm, codec, chatTemplates, adapters, limits, telemetry },
       args.port,
     );
+    const metrics = args.metricsPort === null ? null : await telemetry.serveMetrics(args.metricsPort, args.metricsHostname);
     return {
       port: server.port,
+      metricsPort: metrics?.port ?? null,
       async stop() {
         await llm.close();
         await server.close();
+        await metrics?.close();
         engine.close();
       },
     };
@@ -86,14 +101,21 @@ export async function shardMain(args: string[]): Promise<void> {
     return;
   }
   let shard: RunningShard;
+  let openTelemetry: ReturnType<typeof startOpenTelemetry> = null;
+  const progress = new ProgressDisplay();
   try {
-    shard = await startShard(parseShardArgs(args));
+    const shardArgs = parseShardArgs(args);
+    // Before the shard exists: its tracer and meters are taken from the SDK this starts.
+    openTelemetry = startOpenTelemetry("loraserve-shard", new Logger("shard", shardArgs.logLevel));
+    shard = await startShard(shardArgs, progress);
   } catch (error) {
+    progress.close();
     process.stderr.write(`loraserve shard: ${(error as Error).message}\n`);
+    await openTelemetry?.shutdown();
     process.exitCode = 1;
     return;
   }
-  const ready: ReadyLine = { event: "ready", port: shard.port };
+  const ready: ReadyLine = { event: "ready", port: shard.port, ...(shard.metricsPort === null ? {} : { metricsPort: shard.metricsPort }) };
   process.stdout.write(JSON.stringify(ready) + "\n");
   await new Promise<void>((resolve) => {
     const onSignal = (): void => {
@@ -105,5 +127,6 @@ export async function shardMain(args: string[]): Promise<void> {
     process.on("SIGINT", onSignal);
   });
   await shard.stop();
+  await openTelemetry?.shutdown();
   process.exitCode = 0;
 }

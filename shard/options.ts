@@ -2,6 +2,7 @@
 // Limits that depend on the model (its context length) are resolved once its config is read.
 import { parseArgs } from "node:util";
 import type { ModelSpec } from "../native/addon.js";
+import { parseTelemetryOptions, TELEMETRY_FLAGS, TELEMETRY_USAGE, type TelemetryOptions } from "../telemetry/options.js";
 import type { AdapterSource } from "./adapters/registry.js";
 
 const DEFAULT_MAX_LORAS = 8;
@@ -25,7 +26,11 @@ export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
   --block-size N                 tokens per KV-cache block (default 16)
   --num-kv-blocks N              KV-cache blocks (default: room for 4 full-context sequences)
   --threads N                    CPU worker threads, 0 for every core (default 0)
-  --device cpu|cuda              engine backend (default cpu)`;
+  --device cpu|cuda              engine backend (default cpu)
+  --metrics-port N               serve the engine's Prometheus metrics on GET /metrics here; 0 picks a free one
+                                 (printed in the ready line as metricsPort); absent: no metrics port
+  --metrics-hostname H           address of the metrics port (default 127.0.0.1)
+${TELEMETRY_USAGE}`;
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -34,7 +39,7 @@ export class UsageError extends Error {
   }
 }
 
-export interface ShardArgs {
+export interface ShardArgs extends TelemetryOptions {
   modelDir: string;
   adapters: AdapterSource[];
   adapterRoots: string[];
@@ -51,6 +56,8 @@ export interface ShardArgs {
   maxTotalTokens: number | null;
   maxNewTokensLimit: number | null;
   numKvBlocks: number | null;
+  metricsPort: number | null;
+  metricsHostname: string;
 }
 
 export interface ShardLimits {
@@ -114,6 +121,9 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
         "block-size": { type: "string" },
         threads: { type: "string" },
         device: { type: "string" },
+        "metrics-port": { type: "string" },
+        "metrics-hostname": { type: "string" },
+        ...TELEMETRY_FLAGS,
       },
     }));
   } catch (error) {
@@ -140,7 +150,18 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     maxTotalTokens: integer("max-total-tokens", values["max-total-tokens"], 2),
     maxNewTokensLimit: integer("max-new-tokens-limit", values["max-new-tokens-limit"], 1),
     numKvBlocks: integer("num-kv-blocks", values["num-kv-blocks"], 1),
+    metricsPort: integer("metrics-port", values["metrics-port"], 0, 65535),
+    metricsHostname: values["metrics-hostname"] ?? "127.0.0.1",
+    ...telemetryOptions(values),
   };
+}
+
+function telemetryOptions(values: Parameters<typeof parseTelemetryOptions>[0]): TelemetryOptions {
+  try {
+    return parseTelemetryOptions(values);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 /** Fills the model-dependent defaults and checks that the limits fit together and fit the model. */

@@ -16,6 +16,7 @@ import { encodePrompt, InvalidRequestError, prepareRequest, type PromptContext }
 import { GenerateStream } from "./engine/generate-stream.js";
 import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
 import type { ShardLimits } from "./options.js";
+import { submitObserved, type ShardTelemetry } from "./telemetry/shard-telemetry.js";
 import type { ChatTemplates } from "./text/chat-template.js";
 import { tokenizeWithSpans } from "./text/tokenize.js";
 import type { TextCodec } from "./text/tokenizer.js";
@@ -37,6 +38,8 @@ export interface ShardContext {
   chatTemplates: ChatTemplates;
   adapters: AdapterRegistry;
   limits: ShardLimits;
+  /** Traces and engine metrics; absent, nothing is measured. */
+  telemetry?: ShardTelemetry;
 }
 
 export interface RunningShardServer {
@@ -68,7 +71,9 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
         await adapters.prepare(request.adapterId);
         const prepared = prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize });
         stream = new GenerateStream(codec, prepared);
-        events = llm.submit({ ...prepared.sequence, stopCheck: stream }, context.signal);
+        events = submitObserved(shard.telemetry, request, prepared.sequence, context, (observer) =>
+          llm.submit({ ...prepared.sequence, stopCheck: stream }, context.signal, observer),
+        );
       } catch (error) {
         throw toConnectError(error);
       }

@@ -39,6 +39,10 @@ describe("parseShardArgs", () => {
       maxTotalTokens: null,
       maxNewTokensLimit: null,
       numKvBlocks: null,
+      metricsPort: null,
+      metricsHostname: "127.0.0.1",
+      logLevel: "info",
+      metricsMaxAdapters: 32,
     });
   });
 
@@ -62,6 +66,9 @@ describe("parseShardArgs", () => {
     [["--model-id", "/m", "--threads=-1"], /--threads must be an integer >= 0, got "-1"/],
     [["--model-id", "/m", "--max-total-tokens", "12x"], /--max-total-tokens must be an integer >= 2/],
     [["--model-id", "/m", "--device", "tpu"], /--device must be cpu or cuda/],
+    [["--model-id", "/m", "--log-level", "loud"], /--log-level must be one of error, warn, info, debug/],
+    [["--model-id", "/m", "--metrics-max-adapters", "many"], /--metrics-max-adapters must be a non-negative integer/],
+    [["--model-id", "/m", "--metrics-port", "70000"], /--metrics-port must be an integer from 0 to 65535/],
     [["--model-id", "/m", "--max-loras", "0"], /--max-loras must be an integer >= 1, got "0"/],
     [["--model-id", "/m", "--max-cpu-loras", "x"], /--max-cpu-loras must be an integer >= 1/],
     [["--model-id", "/m", "--max-lora-rank", "0"], /--max-lora-rank must be an integer >= 1/],

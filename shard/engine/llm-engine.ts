@@ -7,6 +7,7 @@ import { AsyncQueue } from "./async-queue.js";
 import { BlockManager } from "./block-manager.js";
 import { Scheduler, type ScheduledChunk } from "./scheduler.js";
 import { Sequence, type FinishReason, type GeneratedToken, type SequenceRequest, type TopToken } from "./sequence.js";
+import type { SequenceObserver } from "./sequence-observer.js";
 
 export interface LlmEngineOptions {
   numKvBlocks: number;
@@ -49,6 +50,9 @@ export class ShuttingDownError extends Error {
 export class LlmEngine {
   private readonly scheduler: Scheduler;
   private readonly outputs = new Map<Sequence, AsyncQueue<TokenEvent>>();
+  private readonly observers = new Map<Sequence, SequenceObserver>();
+  /** Preemptions since start (a running total for metrics). */
+  private preemptionCount = 0;
   /** The running loop, null when idle. */
   private loop: Promise<void> | null = null;
   private closed = false;
@@ -60,7 +64,10 @@ export class LlmEngine {
     private readonly engine: NativeEngine,
     private readonly options: LlmEngineOptions,
   ) {
-    this.scheduler = new Scheduler(new BlockManager(options.numKvBlocks, options.blockSize), options.maxBatchPrefillTokens, (seq) => options.adapters.slotOf(seq.request.adapterId) !== null);
+    this.scheduler = new Scheduler(new BlockManager(options.numKvBlocks, options.blockSize), options.maxBatchPrefillTokens, (seq) => {
+      this.preemptionCount++;
+      this.observers.get(seq)?.preempted();
+    }, (seq) => options.adapters.slotOf(seq.request.adapterId) !== null);
     options.adapters.listen({
       resident: () => this.wake(),
       failed: (adapterId, error) => {
@@ -81,11 +88,15 @@ export class LlmEngine {
     };
   }
 
+  get preemptions(): number {
+    return this.preemptionCount;
+  }
+
   /**
    * Queues a request now and returns its tokens as they are drawn. Aborting `signal`, or leaving the
-   * iteration early, removes the sequence and frees its blocks at once.
+   * iteration early, removes the sequence and frees its blocks at once. `observer` hears when it is scheduled.
    */
-  submit(request: SequenceRequest, signal?: AbortSignal): AsyncIterable<TokenEvent> {
+  submit(request: SequenceRequest, signal?: AbortSignal, observer?: SequenceObserver): AsyncIterable<TokenEvent> {
     if (this.closed) throw new ShuttingDownError();
     if (request.promptIds.length + request.maxNewTokens > this.options.maxTotalTokens) {
       throw new Error(`prompt (${request.promptIds.length}) + max new tokens (${request.maxNewTokens}) exceeds ${this.options.maxTotalTokens} tokens`);
@@ -100,6 +111,7 @@ export class LlmEngine {
     }
     const queue = new AsyncQueue<TokenEvent>();
     this.outputs.set(seq, queue);
+    if (observer) this.observers.set(seq, observer);
     const cancel = (): void => this.end(seq, "cancelled");
     if (signal?.aborted) cancel();
     signal?.addEventListener("abort", cancel, { once: true });
@@ -132,6 +144,7 @@ export class LlmEngine {
         const chunks = this.scheduler.schedule();
         // Everything left waits for its adapter; the residency wakes the loop when one is in a slot.
         if (chunks.length === 0) break;
+        for (const chunk of chunks) this.observers.get(chunk.seq)?.scheduled(chunk, chunks.length);
         const steps = chunks.map((chunk) => this.stepFor(chunk));
         let results: SeqResult[];
         this.stepping = new Set(chunks.map((chunk) => chunk.seq));
@@ -222,6 +235,7 @@ export class LlmEngine {
     }
     this.outputs.get(seq)?.end(error);
     this.outputs.delete(seq);
+    this.observers.delete(seq);
   }
 }
 

@@ -24,6 +24,8 @@ export class Scheduler {
     readonly blocks: BlockManager,
     /** Most prompt tokens computed in one step (decode tokens are not counted). */
     readonly prefillBudget: number,
+    /** Told of every preemption (metrics and traces count them). */
+    private readonly onPreempt: (seq: Sequence) => void = () => undefined,
     /** Whether a waiting sequence can run now: its adapter may still be loading into a slot. */
     private readonly runnable: (seq: Sequence) => boolean = () => true,
   ) {
@@ -133,6 +135,7 @@ export class Scheduler {
     seq.status = "waiting";
     // Back to the front: it was admitted before everything still waiting.
     this.waiting.unshift(seq);
+    this.onPreempt(seq);
   }
 
   private place(seq: Sequence, numTokens: number): ScheduledChunk {
