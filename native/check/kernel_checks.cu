@@ -109,7 +109,7 @@ double relativeError(const std::vector<float>& ours, const std::vector<float>& r
   return std::sqrt(diff / std::max(norm, 1e-30));
 }
 
-// Decode-sized row counts take the small-batch kernel, larger ones cuBLAS; beta 1 is the residual add.
+// One-row products take the matrix-vector kernel, the others cuBLAS; beta 1 is the residual add.
 void checkLinear(cuda::Gemm& gemm, int rows, int in, int out, float beta) {
   const std::vector<float> x = bf16Exact(randomFloats(static_cast<size_t>(rows) * in));
   const std::vector<float> w = bf16Exact(randomFloats(static_cast<size_t>(out) * in, 0.05f));

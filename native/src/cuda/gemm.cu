@@ -2,7 +2,7 @@
 
 #include "cuda_check.h"
 #include "gemm.h"
-#include "small_batch_linear.cuh"
+#include "matrix_vector.cuh"
 
 namespace loraserve::cuda {
 
@@ -31,8 +31,8 @@ Gemm::~Gemm() {
 void Gemm::linear(const __nv_bfloat16* x, int rows, int in, const __nv_bfloat16* w, int out, float* y, int ldy,
                   float beta) const {
   if (rows == 0) return;
-  if (rows <= kSmallBatchRows) {
-    smallBatchLinear(x, rows, in, w, out, y, ldy, beta, stream_);
+  if (rows == 1) {
+    matrixVector(x, in, w, out, y, beta, stream_);
     return;
   }
   const float alpha = 1.0f;

@@ -1,6 +1,6 @@
 // The model's matrix products: y = x · wᵀ (+ beta y), bf16 operands, float32 accumulation and output, in the
 // layout of every torch Linear weight (x [rows, in], w [out, in], y [rows, out], all row-major). cuBLAS does
-// batches; decode-sized ones go to small_batch_linear.cuh, which reads the weights at the memory's rate.
+// them all except one-row products, which go to matrix_vector.cuh.
 #pragma once
 
 #include <cublas_v2.h>

@@ -1,3 +1,4 @@
+#include "bf16_vectors.cuh"
 #include "block_reduce.cuh"
 #include "cuda_check.h"
 #include "lora_shrink_expand.cuh"
@@ -10,18 +11,20 @@ constexpr int kShrinkWarps = 8;
 constexpr int kExpandThreads = 128;
 constexpr int kNumTargets = 7;
 
-__device__ inline int targetRank(const LoraSlots& slots, int slot, int layer, int target) {
-  return slots.ranks[(static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumTargets + target];
+// group.x[g] with a run-time g would copy the whole parameter struct to local memory for every thread (real
+// memory traffic in kernels of thousands of blocks); compile-time indices keep it in the parameter bank.
+template <typename T>
+__device__ inline T pick(const T (&values)[kMaxLoraGroupTargets], int g) {
+  T value = values[0];
+#pragma unroll
+  for (int i = 1; i < kMaxLoraGroupTargets; ++i) {
+    if (g == i) value = values[i];
+  }
+  return value;
 }
 
-__device__ inline void unpack8(const uint4& packed, float* out) {
-  const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&packed);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(pairs[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
+__device__ inline int targetRank(const LoraSlots& slots, int slot, int layer, int target) {
+  return slots.ranks[(static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumTargets + target];
 }
 
 // One block per (tile, target, split of the input): each warp takes rank rows of A and streams its part of them,
@@ -33,14 +36,14 @@ __global__ void __launch_bounds__(kShrinkWarps * 32, 2)
   if (tile.slot < 0) return;
   const int g = blockIdx.y;
   const int split = blockIdx.z;
-  const int rank = targetRank(slots, tile.slot, group.layer, group.target[g]);
+  const int rank = targetRank(slots, tile.slot, group.layer, pick(group.target, g));
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int in = group.inDim;
   const int chunk = (in / kLoraShrinkSplits + 7) / 8 * 8;
   const int kBegin = split * chunk;
   const int kEnd = min(in, kBegin + chunk);
-  const __nv_bfloat16* a = slots.weights[tile.slot] + group.aOffset[g];
+  const __nv_bfloat16* a = slots.weights[tile.slot] + pick(group.aOffset, g);
   const int vStride = loraIntermediateStride(slots.maxRank);
   float* vSplit = v + split * kMaxLoraGroupTargets * slots.maxRank + g * slots.maxRank;
   // Ranks are padded to a multiple of 8 with zero rows of A, so the expand's 8-wide reads of v stay finite.
@@ -53,12 +56,12 @@ __global__ void __launch_bounds__(kShrinkWarps * 32, 2)
 #pragma unroll 4
     for (int k = kBegin + lane * 8; k < kEnd; k += 32 * 8) {
       float weights[8];
-      unpack8(*reinterpret_cast<const uint4*>(aRow + k), weights);
+      load8(aRow + k, weights);
 #pragma unroll
       for (int i = 0; i < kLoraTileRows; ++i) {
         if (i < tile.numRows) {
           float inputs[8];
-          unpack8(*reinterpret_cast<const uint4*>(x + static_cast<int64_t>(tile.firstRow + i) * in + k), inputs);
+          load8(x + static_cast<int64_t>(tile.firstRow + i) * in + k, inputs);
 #pragma unroll
           for (int e = 0; e < 8; ++e) acc[i] += weights[e] * inputs[e];
         }
@@ -93,20 +96,21 @@ __global__ void __launch_bounds__(kExpandThreads)
   __syncthreads();
   const int column = blockIdx.y * kExpandThreads + threadIdx.x;
   int g = -1;
-  for (int t = 0; t < group.numTargets; ++t) {
-    if (column >= group.outOffset[t] && column < group.outOffset[t] + group.outDim[t]) g = t;
+#pragma unroll
+  for (int t = 0; t < kMaxLoraGroupTargets; ++t) {
+    if (t < group.numTargets && column >= group.outOffset[t] && column < group.outOffset[t] + group.outDim[t]) g = t;
   }
   if (g < 0) return;
-  const int rank = targetRank(slots, tile.slot, group.layer, group.target[g]);
+  const int rank = targetRank(slots, tile.slot, group.layer, pick(group.target, g));
   if (rank == 0) return;
-  const __nv_bfloat16* bRow =
-      slots.weights[tile.slot] + group.bOffset[g] + static_cast<int64_t>(column - group.outOffset[g]) * slots.maxRank;
+  const __nv_bfloat16* bRow = slots.weights[tile.slot] + pick(group.bOffset, g) +
+                              static_cast<int64_t>(column - pick(group.outOffset, g)) * slots.maxRank;
   float acc[kLoraTileRows];
 #pragma unroll
   for (int i = 0; i < kLoraTileRows; ++i) acc[i] = 0.0f;
   for (int r0 = 0; r0 < rank; r0 += 8) {
     float weights[8];
-    unpack8(*reinterpret_cast<const uint4*>(bRow + r0), weights);  // zero past the rank
+    load8(bRow + r0, weights);  // zero past the rank
 #pragma unroll
     for (int i = 0; i < kLoraTileRows; ++i) {
       if (i < tile.numRows) {

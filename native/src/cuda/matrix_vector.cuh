@@ -1,5 +1,6 @@
-// The matrix products of decode-sized batches: with a handful of rows, y = x · wᵀ is bound by reading w once,
-// so each warp streams whole rows of w (16 bytes a lane, several loads in flight) against every row of x.
+// The matrix products of one-row steps (decode at batch 1): y = x · wᵀ is then a matrix-vector product bound by
+// reading w once, so each warp streams whole rows of w (16 bytes a lane, several loads in flight) against x.
+// From two rows on cuBLAS is faster: every extra row of x is re-read from cache once per row of w.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -7,10 +8,8 @@
 
 namespace loraserve::cuda {
 
-constexpr int kSmallBatchRows = 8;
-
-// y [rows, ldy] (its first `out` columns) = x · wᵀ + beta y, for 1 <= rows <= kSmallBatchRows; in % 8 == 0.
-void smallBatchLinear(const __nv_bfloat16* x, int rows, int in, const __nv_bfloat16* w, int out, float* y, int ldy,
-                      float beta, cudaStream_t stream);
+// y [1, out] = x [1, in] · wᵀ + beta y; in % 8 == 0.
+void matrixVector(const __nv_bfloat16* x, int in, const __nv_bfloat16* w, int out, float* y, float beta,
+                  cudaStream_t stream);
 
 }  // namespace loraserve::cuda
