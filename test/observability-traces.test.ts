@@ -2,8 +2,8 @@
 // protobuf types: a request sent to `loraserve serve` with a client's `traceparent` (an HTTP header, and gRPC
 // metadata) yields the router's `route` span as the client span's child and the shard's `queue`, `prefill`
 // and `decode` spans as its children, with the adapter and GenAI attributes; adapter loads are `adapter.load`
-// spans. A dead collector costs nothing but failed exports, and with nothing configured nothing is sent to
-// the default OTLP ports.
+// spans, and the per-adapter metrics go out over OTLP too. A dead collector costs nothing but failed exports,
+// and with nothing configured nothing is sent to the default OTLP ports.
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:net";
 import { createClient } from "@connectrpc/connect";
@@ -68,7 +68,7 @@ describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
   beforeAll(async () => {
     receiver = await startOtlpReceiver();
     const server = await serveWith(
-      { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf", OTEL_METRICS_EXPORTER: "none" },
+      { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf", OTEL_METRICS_EXPORTER: "otlp" },
       adapterIds,
     );
     try {
@@ -138,6 +138,15 @@ describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
     expect(decode.attributes["loraserve.decode.steps"]).toBe(expected.length - 1);
     expect(decode.attributes["loraserve.batch_size"]).toBe(1);
     expect(only(trace, "prefill").attributes["loraserve.batch_size"]).toBe(1);
+  });
+
+  it("exports the same per-adapter metrics over OTLP", () => {
+    const points = [...receiver.sums.values()].filter((p) => p.service === "loraserve-router");
+    const requests = points.find((p) => p.metric === "loraserve_requests" && p.attributes.adapter === adapter && p.attributes.outcome === "ok");
+    const output = points.find((p) => p.metric === "loraserve_output_tokens" && p.attributes.adapter === adapter);
+    // Two requests (HTTP and gRPC), each generating the expected tokens.
+    expect(requests?.value).toBe(2);
+    expect(output?.value).toBe(2 * expected.length);
   });
 
   it("traces each start-up adapter load as adapter.load", () => {

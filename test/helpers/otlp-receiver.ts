@@ -1,6 +1,6 @@
-// A real OTLP/HTTP receiver for tests: POST /v1/traces bodies are decoded with the OpenTelemetry project's own
-// protobuf types (the generated root of @opentelemetry/otlp-transformer 0.215, the last release that ships it),
-// never with our code. Other signals are answered and counted.
+// A real OTLP/HTTP receiver for tests: POST /v1/traces and /v1/metrics bodies are decoded with the OpenTelemetry
+// project's own protobuf types (the generated root of @opentelemetry/otlp-transformer 0.215, the last release
+// that ships it), never with our code. Other signals are answered and counted.
 import { createRequire } from "node:module";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -26,10 +26,31 @@ interface ExportTraceServiceRequest {
   resourceSpans: { resource?: { attributes: { key: string; value: ProtoAnyValue }[] }; scopeSpans: { spans: ProtoSpan[] }[] }[];
 }
 
+interface ProtoNumberPoint {
+  attributes: { key: string; value: ProtoAnyValue }[];
+  asInt?: number | { toNumber(): number } | null;
+  asDouble?: number | null;
+}
+
+interface ExportMetricsServiceRequest {
+  resourceMetrics: {
+    resource?: { attributes: { key: string; value: ProtoAnyValue }[] };
+    scopeMetrics: { metrics: { name: string; sum?: { dataPoints: ProtoNumberPoint[] } | null }[] }[];
+  }[];
+}
+
 const root = createRequire(import.meta.url)("otlp-protobuf-root/build/src/generated/root.js") as {
-  opentelemetry: { proto: { collector: { trace: { v1: { ExportTraceServiceRequest: { decode(bytes: Uint8Array): ExportTraceServiceRequest } } } } } };
+  opentelemetry: {
+    proto: {
+      collector: {
+        trace: { v1: { ExportTraceServiceRequest: { decode(bytes: Uint8Array): ExportTraceServiceRequest } } };
+        metrics: { v1: { ExportMetricsServiceRequest: { decode(bytes: Uint8Array): ExportMetricsServiceRequest } } };
+      };
+    };
+  };
 };
 const { ExportTraceServiceRequest } = root.opentelemetry.proto.collector.trace.v1;
+const { ExportMetricsServiceRequest } = root.opentelemetry.proto.collector.metrics.v1;
 
 export type AttributeValue = string | number | boolean | AttributeValue[] | null;
 
@@ -59,9 +80,19 @@ function attributesOf(list: { key: string; value: ProtoAnyValue }[]): Record<str
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex");
 
+/** One data point of a sum (counter) as last exported: cumulative, so the latest export holds the total. */
+export interface ReceivedSumPoint {
+  service: string;
+  metric: string;
+  attributes: Record<string, AttributeValue>;
+  value: number;
+}
+
 export interface OtlpReceiver {
   url: string;
   spans: ReceivedSpan[];
+  /** Sum data points by service, metric and attributes, each replaced by later exports. */
+  sums: Map<string, ReceivedSumPoint>;
   /** Requests per path (/v1/traces, /v1/metrics, ...). */
   requests: Map<string, number>;
   close(): Promise<void>;
@@ -69,6 +100,7 @@ export interface OtlpReceiver {
 
 export async function startOtlpReceiver(port = 0): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
+  const sums = new Map<string, ReceivedSumPoint>();
   const requests = new Map<string, number>();
   const server: Server = createServer((request, response) => {
     const chunks: Buffer[] = [];
@@ -92,6 +124,18 @@ export async function startOtlpReceiver(port = 0): Promise<OtlpReceiver> {
           }
         }
       }
+      if (path === "/v1/metrics") {
+        for (const resourceMetrics of ExportMetricsServiceRequest.decode(Buffer.concat(chunks)).resourceMetrics) {
+          const service = String(attributesOf(resourceMetrics.resource?.attributes ?? [])["service.name"] ?? "");
+          for (const metric of resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics)) {
+            for (const point of metric.sum?.dataPoints ?? []) {
+              const attributes = attributesOf(point.attributes);
+              const value = valueOf({ intValue: point.asInt, doubleValue: point.asDouble }) as number;
+              sums.set(JSON.stringify([service, metric.name, attributes]), { service, metric: metric.name, attributes, value });
+            }
+          }
+        }
+      }
       // An empty ExportServiceResponse: full success.
       response.writeHead(200, { "content-type": "application/x-protobuf" });
       response.end();
@@ -104,6 +148,7 @@ export async function startOtlpReceiver(port = 0): Promise<OtlpReceiver> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     spans,
+    sums,
     requests,
     close: () =>
       new Promise<void>((resolve) => {
