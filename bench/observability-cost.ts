@@ -2,11 +2,13 @@
 // tens of MB under a mixed-adapter streaming load, alternately with OpenTelemetry off (no OTEL_* variable,
 // nothing scraped) and on (traces and metrics exported over OTLP/HTTP to a local receiver every second, and
 // both /metrics endpoints scraped every second), several rounds in one run, the order flipped each round
-// so that drift in the machine's speed falls on both sides. Prometheus metrics are recorded in both: they
-// are per request and per step, never per token, and cannot be turned off.
+// so that drift in the machine's speed falls on both sides. Tokens/s moves with whatever else the machine
+// runs, so the CPU time the router and the shard spend per generated token (from /proc, Linux) is reported
+// too: it counts only their own work. Prometheus metrics are recorded in both: they are per request and per
+// step, never per token, and cannot be turned off.
 // Run: npm run build && node dist/bench/observability-cost.js
 import { spawn } from "node:child_process";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,7 +45,20 @@ type Mode = "off" | "on";
 interface Serving {
   url: string;
   shardMetricsPort: number;
+  pids: { shard: number; router: number };
   stop(): Promise<void>;
+}
+
+interface Run {
+  tokensPerSecond: number;
+  /** CPU milliseconds (user + system) per generated token, of each server process. */
+  cpuMsPerToken: { router: number; shard: number };
+}
+
+/** CPU seconds a process has used: utime + stime from /proc/PID/stat, in clock ticks of 1/100 s. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** An OTLP/HTTP endpoint that reads and accepts every export (a collector's cost stays out of the measurement). */
@@ -59,17 +74,19 @@ async function startSink(): Promise<{ url: string; close(): void }> {
 
 function startServe(modelDir: string, adapters: string, env: NodeJS.ProcessEnv): Promise<Serving> {
   const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--model-id", modelDir, "--lora-adapters", adapters, "--log-level", "warn"], {
-    stdio: ["ignore", "pipe", "inherit"],
+    // Start-up progress and logs would bury the table; a failed start shows as "exited before it was ready".
+    stdio: ["ignore", "pipe", "ignore"],
     env,
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on("line", (line) => {
-      const ready = JSON.parse(line) as { event?: string; url: string; shardMetricsPort: number };
+      const ready = JSON.parse(line) as { event?: string; url: string; shardMetricsPort: number; pids: Serving["pids"] };
       if (ready.event !== "ready") return;
       resolve({
         url: ready.url,
         shardMetricsPort: ready.shardMetricsPort,
+        pids: ready.pids,
         stop: async () => {
           child.kill("SIGTERM");
           await exited;
@@ -80,8 +97,9 @@ function startServe(modelDir: string, adapters: string, env: NodeJS.ProcessEnv):
   });
 }
 
-/** Generated tokens per second of CLIENTS concurrent streams, each running REQUESTS_PER_CLIENT requests in turn. */
-async function load(url: string, adapterIds: string[]): Promise<number> {
+/** CLIENTS concurrent streams, each running REQUESTS_PER_CLIENT requests in turn: tokens/s and CPU per token. */
+async function load(serving: Serving, adapterIds: string[]): Promise<Run> {
+  const { url, pids } = serving;
   const session = new Http2SessionManager(url);
   const client = createClient(GenerateService, createGrpcTransport({ baseUrl: url, sessionManager: session }));
   const stream = async (adapterId: string, prompt: string): Promise<number> => {
@@ -94,6 +112,7 @@ async function load(url: string, adapterIds: string[]): Promise<number> {
   // One request first: the engine's thread pools and the pages of the weights are warm before timing.
   await stream("", "warm up");
   const startedAt = performance.now();
+  const cpuBefore = { router: cpuSeconds(pids.router), shard: cpuSeconds(pids.shard) };
   const counts = await Promise.all(
     Array.from({ length: CLIENTS }, async (_, c) => {
       let tokens = 0;
@@ -102,8 +121,13 @@ async function load(url: string, adapterIds: string[]): Promise<number> {
     }),
   );
   const seconds = (performance.now() - startedAt) / 1000;
+  const tokens = counts.reduce((a, b) => a + b, 0);
+  const cpuMsPerToken = {
+    router: ((cpuSeconds(pids.router) - cpuBefore.router) * 1000) / tokens,
+    shard: ((cpuSeconds(pids.shard) - cpuBefore.shard) * 1000) / tokens,
+  };
   session.abort();
-  return counts.reduce((a, b) => a + b, 0) / seconds;
+  return { tokensPerSecond: tokens / seconds, cpuMsPerToken };
 }
 
 /** Scrapes both /metrics endpoints every second, as a Prometheus would. */
@@ -136,7 +160,7 @@ async function main(): Promise<void> {
       off: base,
       on: { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf", OTEL_METRIC_EXPORT_INTERVAL: "1000" },
     };
-    const results: Record<Mode, number[]> = { off: [], on: [] };
+    const results: Record<Mode, Run[]> = { off: [], on: [] };
     const runs = ROUNDS * 2;
     progress.update("benchmark runs", 0, runs);
     for (let round = 0; round < ROUNDS; round++) {
@@ -145,7 +169,7 @@ async function main(): Promise<void> {
         const serving = await startServe(modelDir, adapters, envs[mode]);
         const stopScraping = mode === "on" ? scrapeEverySecond(serving) : () => undefined;
         try {
-          results[mode].push(await load(serving.url, adapterIds));
+          results[mode].push(await load(serving, adapterIds));
         } finally {
           stopScraping();
           await serving.stop();
@@ -153,18 +177,25 @@ async function main(): Promise<void> {
         progress.update("benchmark runs", results.off.length + results.on.length, runs);
       }
     }
-    const off = median(results.off);
-    const on = median(results.on);
+    const rate = (mode: Mode): number[] => results[mode].map((run) => run.tokensPerSecond);
+    const cpu = (mode: Mode, process: "router" | "shard"): number => median(results[mode].map((run) => run.cpuMsPerToken[process]));
+    const off = median(rate("off"));
+    const on = median(rate("on"));
     // Each round's two runs are neighbours in time: their ratio is the least disturbed by the machine's drift.
-    const pairedLoss = median(results.off.map((v, i) => (v - results.on[i]!) / v));
+    const pairedLoss = median(rate("off").map((v, i) => (v - rate("on")[i]!) / v));
+    const cpuOff = cpu("off", "router") + cpu("off", "shard");
+    const cpuOn = cpu("on", "router") + cpu("on", "shard");
     const rows: [string, string][] = [
       ["machine", `${availableParallelism()} cores`],
       ["model", `${SHAPE.numLayers} layers, hidden ${SHAPE.hiddenSize}, ${(fileBytes / 2 ** 20).toFixed(1)} MiB bf16; ${ADAPTERS} adapters`],
       ["load", `${CLIENTS} concurrent streams (base + adapters mixed), ${REQUESTS_PER_CLIENT} x ${NEW_TOKENS} tokens each`],
-      ["off: tokens/s per round", results.off.map((v) => v.toFixed(1)).join(", ")],
-      ["on: tokens/s per round", results.on.map((v) => v.toFixed(1)).join(", ")],
+      ["off: tokens/s per round", rate("off").map((v) => v.toFixed(1)).join(", ")],
+      ["on: tokens/s per round", rate("on").map((v) => v.toFixed(1)).join(", ")],
       ["median off / on", `${off.toFixed(1)} / ${on.toFixed(1)} tokens/s`],
       ["cost of observability", `${(pairedLoss * 100).toFixed(2)} % of tokens/s, median of the rounds' (off - on) / off (goal: under 1 %)`],
+      ["CPU ms per token off", `router ${cpu("off", "router").toFixed(3)}, shard ${cpu("off", "shard").toFixed(3)}`],
+      ["CPU ms per token on", `router ${cpu("on", "router").toFixed(3)}, shard ${cpu("on", "shard").toFixed(3)}`],
+      ["cost in CPU time", `${(((cpuOn - cpuOff) / cpuOff) * 100).toFixed(2)} % more CPU per token (router + shard, medians)`],
     ];
     const width = Math.max(...rows.map(([k]) => k.length));
     for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
