@@ -2,6 +2,7 @@
 // and stops both on SIGINT/SIGTERM (or stops the other when one dies). It holds no serving logic.
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseRouterOptions } from "../router/options.js";
+import { DEFAULT_TELEMETRY } from "../telemetry/options.js";
 import { startServerProcess, type ServerProcess } from "./child.js";
 
 export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=DIR,...] [--port N] [options]
@@ -17,7 +18,7 @@ export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=D
   --metrics-port N       the shard's Prometheus metrics port (default 0: a free one; the ready line's
                          shardMetricsPort). The router's metrics are GET /metrics on --port.
   --log-level L          error, warn, info or debug, for both processes (default info)
-  --metrics-max-adapters N  busiest adapters with their own metrics label in both processes (default 32)
+  --metrics-max-adapters N  busiest adapters with their own metrics label in both processes (default ${DEFAULT_TELEMETRY.metricsMaxAdapters})
 
 Every other option goes to the shard (\`loraserve shard --help\`), e.g. --max-total-tokens.
 OpenTelemetry export is configured by the standard OTEL_* variables, which both processes inherit.`;

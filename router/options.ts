@@ -1,6 +1,6 @@
 // The router's command line (and environment), checked before anything starts.
 import { parseArgs } from "node:util";
-import { parseTelemetryOptions, TELEMETRY_FLAGS, TELEMETRY_USAGE, type TelemetryOptions } from "../telemetry/options.js";
+import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
 
 export interface RouterOptions extends Partial<TelemetryOptions> {
   port: number;
@@ -22,7 +22,7 @@ export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL .
   --max-body-bytes N     largest request body accepted (default ${DEFAULT_MAX_BODY_BYTES})
   --admin-token TOKEN    allows loading and unloading adapters to callers that send \`authorization: Bearer TOKEN\`
                          (env LORASERVE_ADMIN_TOKEN, which keeps it out of the process list); without it they are refused
-${TELEMETRY_USAGE}
+${telemetryUsage(25)}
 
   GET /metrics on the same port serves Prometheus metrics; OTEL_* variables configure OpenTelemetry export.`;
 

@@ -2,7 +2,7 @@
 // Limits that depend on the model (its context length) are resolved once its config is read.
 import { parseArgs } from "node:util";
 import type { ModelSpec } from "../native/addon.js";
-import { parseTelemetryOptions, TELEMETRY_FLAGS, TELEMETRY_USAGE, type TelemetryOptions } from "../telemetry/options.js";
+import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
 import type { AdapterSource } from "./adapters/registry.js";
 
 const DEFAULT_MAX_LORAS = 8;
@@ -30,7 +30,7 @@ export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
   --metrics-port N               serve the engine's Prometheus metrics on GET /metrics here; 0 picks a free one
                                  (printed in the ready line as metricsPort); absent: no metrics port
   --metrics-hostname H           address of the metrics port (default 127.0.0.1)
-${TELEMETRY_USAGE}`;
+${telemetryUsage(33)}`;
 
 export class UsageError extends Error {
   constructor(message: string) {

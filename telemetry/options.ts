@@ -9,8 +9,15 @@ export interface TelemetryOptions {
 
 export const DEFAULT_TELEMETRY: TelemetryOptions = { logLevel: "info", metricsMaxAdapters: 32 };
 
-export const TELEMETRY_USAGE = `  --log-level L                  error, warn, info or debug: JSON log lines on stderr (default ${DEFAULT_TELEMETRY.logLevel})
-  --metrics-max-adapters N       busiest adapters with their own metrics label, the rest are "other" (default ${DEFAULT_TELEMETRY.metricsMaxAdapters})`;
+/** Usage lines of the flags below, their descriptions starting at `column` as in the command's own usage. */
+export function telemetryUsage(column: number): string {
+  return [
+    ["--log-level L", `error, warn, info or debug: JSON log lines on stderr (default ${DEFAULT_TELEMETRY.logLevel})`],
+    ["--metrics-max-adapters N", `busiest adapters with their own metrics label, the rest are "other" (default ${DEFAULT_TELEMETRY.metricsMaxAdapters})`],
+  ]
+    .map(([flag, text]) => `  ${flag!.padEnd(column - 3)} ${text}`)
+    .join("\n");
+}
 
 /** parseArgs option specs of the flags above. */
 export const TELEMETRY_FLAGS = {
