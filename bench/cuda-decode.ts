@@ -94,7 +94,7 @@ async function runStep(engine: NativeEngine, seqs: Seq[], tokens: (s: Seq) => In
 
 /** Prefills one PROMPT-token sequence per slot, then decodes; returns each timed step's milliseconds. */
 async function decode(engine: NativeEngine, blocks: Blocks, slots: number[], steps = TIMED_STEPS, during?: () => void): Promise<number[]> {
-  const seqs: Seq[] = slots.map((slot, i) => ({
+  const seqs: Seq[] = slots.map((slot) => ({
     slot,
     table: blocks.take(Math.ceil((PROMPT + WARMUP_STEPS + steps + 1) / BLOCK_SIZE)),
     position: 0,
