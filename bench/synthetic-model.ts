@@ -1,6 +1,9 @@
 // Writes a Llama checkpoint and PEFT adapters of random bf16 weights in the real on-disk formats, so the
 // benchmark (and tests that need many or large models) can make any shape without a hub or Python.
-import { mkdirSync, openSync, closeSync, writeSync, writeFileSync } from "node:fs";
+// The layout (config, tensor names and shapes, the safetensors framing) lives here once; how the values are
+// made is the caller's: `writeSyntheticModel` draws every value (fine up to some hundred MB), and
+// bench/random-checkpoint.ts cuts 8B-scale tensors from one random pool.
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { LORA_TARGETS, type LoraTarget } from "../native/addon.js";
 import { MODULE_GROUP, projectionShape } from "../shard/model/projections.js";
@@ -16,13 +19,21 @@ export interface SyntheticModelShape {
   maxPositionEmbeddings: number;
 }
 
-interface PendingTensor {
+export interface SyntheticTensor {
   name: string;
   shape: number[];
 }
 
+/** The bytes of one tensor, in one or more chunks, given its place in the file's tensor list. */
+export type TensorBytes = (tensor: SyntheticTensor, index: number) => Iterable<Uint8Array>;
+
+export function elementCount(tensor: SyntheticTensor): number {
+  return tensor.shape.reduce((a, d) => a * d, 1);
+}
+
 /** Deterministic xorshift32 stream → uniform bf16 values in [-scale, scale]. */
-function fillBf16(out: Uint16Array, seed: number, scale: number): void {
+export function randomBf16(count: number, seed: number, scale: number): Uint16Array {
+  const out = new Uint16Array(count);
   let s = seed >>> 0 || 1;
   const f32 = new Float32Array(1);
   const u32 = new Uint32Array(f32.buffer);
@@ -35,14 +46,15 @@ function fillBf16(out: Uint16Array, seed: number, scale: number): void {
     f32[0] = ((s / 4294967296) * 2 - 1) * scale;
     out[i] = u32[0]! >>> 16;
   }
+  return out;
 }
 
-/** Streams a safetensors file of bf16 tensors; values are drawn per tensor from the seed. */
-function writeSafetensors(path: string, tensors: PendingTensor[], seed: number, scaleOf: (t: PendingTensor) => number): number {
+/** Writes a safetensors file of bf16 tensors, streaming each tensor's bytes as `bytesOf` yields them. */
+export function writeBf16Safetensors(path: string, tensors: SyntheticTensor[], bytesOf: TensorBytes): number {
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let offset = 0;
   for (const t of tensors) {
-    const bytes = t.shape.reduce((a, d) => a * d, 1) * 2;
+    const bytes = elementCount(t) * 2;
     header[t.name] = { dtype: "BF16", shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
@@ -55,9 +67,7 @@ function writeSafetensors(path: string, tensors: PendingTensor[], seed: number, 
     writeSync(fd, len);
     writeSync(fd, Buffer.from(json));
     tensors.forEach((t, i) => {
-      const values = new Uint16Array(t.shape.reduce((a, d) => a * d, 1));
-      fillBf16(values, seed * 7919 + i + 1, scaleOf(t));
-      writeSync(fd, new Uint8Array(values.buffer));
+      for (const chunk of bytesOf(t, i)) writeSync(fd, chunk);
     });
   } finally {
     closeSync(fd);
@@ -65,8 +75,8 @@ function writeSafetensors(path: string, tensors: PendingTensor[], seed: number, 
   return offset;
 }
 
-/** Writes config.json and model.safetensors; returns the bytes of weights written. */
-export function writeSyntheticModel(dir: string, shape: SyntheticModelShape, seed = 1): number {
+/** config.json and the tensor list of a Llama checkpoint of this shape (untied embeddings). */
+export function writeModelConfig(dir: string, shape: SyntheticModelShape): SyntheticTensor[] {
   mkdirSync(dir, { recursive: true });
   const { hiddenSize: h, intermediateSize: m, numHeads, numKvHeads, headDim: d, vocabSize: v } = shape;
   writeFileSync(
@@ -89,7 +99,7 @@ export function writeSyntheticModel(dir: string, shape: SyntheticModelShape, see
       torch_dtype: "bfloat16",
     }),
   );
-  const tensors: PendingTensor[] = [{ name: "model.embed_tokens.weight", shape: [v, h] }];
+  const tensors: SyntheticTensor[] = [{ name: "model.embed_tokens.weight", shape: [v, h] }];
   for (let i = 0; i < shape.numLayers; i++) {
     const p = `model.layers.${i}.`;
     tensors.push(
@@ -105,10 +115,35 @@ export function writeSyntheticModel(dir: string, shape: SyntheticModelShape, see
     );
   }
   tensors.push({ name: "model.norm.weight", shape: [h] }, { name: "lm_head.weight", shape: [v, h] });
-  // Norm weights near 1 and projections scaled by fan-in keep activations in range through the layers.
-  return writeSafetensors(join(dir, "model.safetensors"), tensors, seed, (t) =>
-    t.shape.length === 1 ? 1 : Math.sqrt(3 / t.shape[1]!),
+  return tensors;
+}
+
+/** adapter_config.json and the tensor list of a PEFT LoRA adapter of this rank on these targets. */
+export function writeAdapterConfig(dir: string, shape: SyntheticModelShape, rank: number, targets: readonly LoraTarget[]): SyntheticTensor[] {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "adapter_config.json"),
+    JSON.stringify({ peft_type: "LORA", r: rank, lora_alpha: rank * 2, target_modules: targets, bias: "none", task_type: "CAUSAL_LM" }),
   );
+  const tensors: SyntheticTensor[] = [];
+  for (let i = 0; i < shape.numLayers; i++) {
+    for (const t of targets) {
+      const dims = projectionShape(shape, t);
+      const p = `base_model.model.model.layers.${i}.${MODULE_GROUP[t]}.${t}`;
+      tensors.push({ name: `${p}.lora_A.weight`, shape: [rank, dims.in] }, { name: `${p}.lora_B.weight`, shape: [dims.out, rank] });
+    }
+  }
+  return tensors;
+}
+
+/** Writes config.json and model.safetensors; returns the bytes of weights written. */
+export function writeSyntheticModel(dir: string, shape: SyntheticModelShape, seed = 1): number {
+  const tensors = writeModelConfig(dir, shape);
+  // Norm weights near 1 and projections scaled by fan-in keep activations in range through the layers.
+  return writeBf16Safetensors(join(dir, "model.safetensors"), tensors, (t, i) => {
+    const scale = t.shape.length === 1 ? 1 : Math.sqrt(3 / t.shape[1]!);
+    return [new Uint8Array(randomBf16(elementCount(t), seed * 7919 + i + 1, scale).buffer)];
+  });
 }
 
 /** Writes a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) of random bf16 weights. */
@@ -117,19 +152,8 @@ export function writeSyntheticAdapter(
   shape: SyntheticModelShape,
   options: { rank: number; targets?: readonly LoraTarget[]; seed: number },
 ): void {
-  mkdirSync(dir, { recursive: true });
-  const targets = options.targets ?? LORA_TARGETS;
-  writeFileSync(
-    join(dir, "adapter_config.json"),
-    JSON.stringify({ peft_type: "LORA", r: options.rank, lora_alpha: options.rank * 2, target_modules: targets, bias: "none", task_type: "CAUSAL_LM" }),
-  );
-  const tensors: PendingTensor[] = [];
-  for (let i = 0; i < shape.numLayers; i++) {
-    for (const t of targets) {
-      const dims = projectionShape(shape, t);
-      const p = `base_model.model.model.layers.${i}.${MODULE_GROUP[t]}.${t}`;
-      tensors.push({ name: `${p}.lora_A.weight`, shape: [options.rank, dims.in] }, { name: `${p}.lora_B.weight`, shape: [dims.out, options.rank] });
-    }
-  }
-  writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, options.seed, (t) => 0.5 / Math.sqrt(t.shape[1]!));
+  const tensors = writeAdapterConfig(dir, shape, options.rank, options.targets ?? LORA_TARGETS);
+  writeBf16Safetensors(join(dir, "adapter_model.safetensors"), tensors, (t, i) => [
+    new Uint8Array(randomBf16(elementCount(t), options.seed * 7919 + i + 1, 0.5 / Math.sqrt(t.shape[1]!)).buffer),
+  ]);
 }
