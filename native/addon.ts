@@ -76,7 +76,10 @@ export interface EngineOptions {
   world: number;
   spec: ModelSpec;
   weights: BaseWeights;
-  /** KV cache: number of blocks and tokens per block (the TS block manager hands out block ids). */
+  /**
+   * KV cache: number of blocks and tokens per block (the TS block manager hands out block ids). numKvBlocks 0
+   * (device "cuda" only): as many blocks as fit in gpuMemoryFraction of the GPU; info() reports the count.
+   */
   numKvBlocks: number;
   blockSize: number;
   /** Adapter slots in the engine and the largest rank a slot holds. */
@@ -84,6 +87,12 @@ export interface EngineOptions {
   maxLoraRank: number;
   /** CPU worker threads; 0 means the machine's core count. */
   threads: number;
+  /**
+   * With numKvBlocks 0: the share of the GPU's total memory this engine may take (vLLM's
+   * --gpu-memory-fraction): weights, adapter slots, activations and workspace first, the KV cache fills the
+   * rest (never more than is free). Memory of other processes is not counted. Absent: 0.9.
+   */
+  gpuMemoryFraction?: number;
 }
 
 /** One LoRA target of one layer: y += scaling * B (A x). A is [rank, in], B is [out, rank]. */
@@ -177,6 +186,7 @@ export interface SeqResult {
 
 export interface EngineInfo {
   device: "cpu" | "cuda";
+  /** The KV cache's blocks: as asked, or the count the engine chose for numKvBlocks 0. */
   numKvBlocks: number;
   blockSize: number;
   maxLoras: number;

@@ -1,6 +1,7 @@
 // `loraserve shard`: load the model and adapters, serve ShardService, then print one ready line for the
 // launcher. A load error is one clear line on stderr and exit code 1; SIGTERM/SIGINT shut down cleanly.
-import { createEngine, type NativeEngine } from "../native/addon.js";
+import { existsSync } from "node:fs";
+import { createEngine, loadAddon, type NativeEngine } from "../native/addon.js";
 import { Logger } from "../telemetry/logger.js";
 import { startOpenTelemetry } from "../telemetry/otel.js";
 import { NO_PROGRESS, ProgressDisplay, type ProgressSink } from "../telemetry/progress.js";
@@ -8,7 +9,7 @@ import { AdapterRegistry } from "./adapters/registry.js";
 import { AdapterRoots } from "./adapters/roots.js";
 import { LlmEngine } from "./engine/llm-engine.js";
 import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
-import { parseShardArgs, resolveLimits, SHARD_USAGE, type ShardArgs, type ShardLimits } from "./options.js";
+import { parseShardArgs, resolveLimits, SHARD_USAGE, withEngineKvBlocks, type ShardArgs, type ShardLimits } from "./options.js";
 import { startShardServer, type ShardModelInfo } from "./server.js";
 import { ShardTelemetry } from "./telemetry/shard-telemetry.js";
 import { ChatTemplates } from "./text/chat-template.js";
@@ -33,7 +34,7 @@ export interface RunningShard {
 export function createShardEngine(
   model: ModelFiles,
   limits: ShardLimits,
-  { device, threads, maxLoras, maxLoraRank }: Pick<ShardArgs, "device" | "threads" | "maxLoras" | "maxLoraRank">,
+  { device, threads, maxLoras, maxLoraRank, gpuMemoryFraction }: Pick<ShardArgs, "device" | "threads" | "maxLoras" | "maxLoraRank" | "gpuMemoryFraction">,
 ): NativeEngine {
   return createEngine({
     device,
@@ -46,7 +47,13 @@ export function createShardEngine(
     maxLoras,
     maxLoraRank,
     threads,
+    gpuMemoryFraction,
   });
+}
+
+/** --device's default: cuda where the addon has the CUDA backend and the machine an NVIDIA GPU. */
+function defaultDevice(): "cpu" | "cuda" {
+  return loadAddon().hasCuda() && existsSync("/dev/nvidiactl") ? "cuda" : "cpu";
 }
 
 const DTYPE_NAMES = { F32: "float32", F16: "float16", BF16: "bfloat16" } as const;
@@ -62,13 +69,14 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
   const model = loadModelFiles(args.modelDir);
   const codec = TextCodec.load(model.dir);
   const chatTemplates = new ChatTemplates(model.dir);
-  const limits = resolveLimits(args, model.spec);
+  const requested = resolveLimits(args, model.spec);
   const roots = new AdapterRoots(args.adapterRoots);
   const engine = telemetry.observeEngine(
-    telemetry.loadingModel(() => createShardEngine(model, limits, args)),
+    telemetry.loadingModel(() => createShardEngine(model, requested, args)),
     args.adapters,
   );
   try {
+    const limits = requested.numKvBlocks === 0 ? withEngineKvBlocks(requested, engine.info().numKvBlocks, args.gpuMemoryFraction) : requested;
     const { maxLoras, maxCpuLoras, maxLoraRank } = args;
     const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots }, args.adapters);
     const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds, adapters });
@@ -104,7 +112,7 @@ export async function shardMain(args: string[]): Promise<void> {
   let openTelemetry: ReturnType<typeof startOpenTelemetry> = null;
   const progress = new ProgressDisplay();
   try {
-    const shardArgs = parseShardArgs(args);
+    const shardArgs = parseShardArgs(args, process.env, defaultDevice());
     // Before the shard exists: its tracer and meters are taken from the SDK this starts.
     openTelemetry = startOpenTelemetry("loraserve-shard", new Logger("shard", shardArgs.logLevel));
     shard = await startShard(shardArgs, progress);

@@ -8,6 +8,7 @@ import type { AdapterSource } from "./adapters/registry.js";
 const DEFAULT_MAX_LORAS = 8;
 const DEFAULT_MAX_CPU_LORAS = 64;
 const DEFAULT_MAX_LORA_RANK = 64;
+const DEFAULT_GPU_MEMORY_FRACTION = 0.9;
 
 export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
   --model-id DIR                 base model directory (env MODEL_ID)
@@ -24,9 +25,13 @@ export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
   --max-new-tokens-limit N       most tokens one request may generate (default: max total tokens - 1)
   --max-batch-prefill-tokens N   prompt tokens computed per step; longer prompts are chunked (default 4096)
   --block-size N                 tokens per KV-cache block (default 16)
-  --num-kv-blocks N              KV-cache blocks (default: room for 4 full-context sequences)
+  --num-kv-blocks N              KV-cache blocks (default on cpu: room for 4 full-context sequences; on cuda:
+                                 what --gpu-memory-fraction leaves)
   --threads N                    CPU worker threads, 0 for every core (default 0)
-  --device cpu|cuda              engine backend (default cpu)
+  --device cpu|cuda              engine backend (default cuda when the addon has the CUDA backend and a GPU is
+                                 present, else cpu)
+  --gpu-memory-fraction F        share of the GPU's memory the engine may take; the KV cache fills what the
+                                 weights, adapter slots and activations leave (default ${DEFAULT_GPU_MEMORY_FRACTION})
   --metrics-port N               serve the engine's Prometheus metrics on GET /metrics here; 0 picks a free one
                                  (printed in the ready line as metricsPort); absent: no metrics port
   --metrics-hostname H           address of the metrics port (default 127.0.0.1)
@@ -48,6 +53,7 @@ export interface ShardArgs extends TelemetryOptions {
   maxLoraRank: number;
   port: number;
   device: "cpu" | "cuda";
+  gpuMemoryFraction: number;
   threads: number;
   blockSize: number;
   maxBatchPrefillTokens: number;
@@ -83,6 +89,13 @@ function integer(flag: string, text: string | undefined, min: number, max = Numb
   return value;
 }
 
+function fraction(flag: string, text: string | undefined): number | null {
+  if (text === undefined) return null;
+  const value = Number(text);
+  if (text.trim() === "" || !(value > 0 && value <= 1)) throw new UsageError(`--${flag} must be a number in (0, 1], got ${JSON.stringify(text)}`);
+  return value;
+}
+
 /** `id=DIR,id=DIR` → adapter sources, in order (the order gives the engine slots). */
 export function parseAdapterList(text: string): AdapterSource[] {
   return text
@@ -98,7 +111,8 @@ export function parseAdapterList(text: string): AdapterSource[] {
     });
 }
 
-export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ShardArgs {
+/** `defaultDevice` is what --device means when absent (shard/main.ts asks the addon and the machine). */
+export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env, defaultDevice: "cpu" | "cuda" = "cpu"): ShardArgs {
   let values;
   try {
     ({ values } = parseArgs({
@@ -121,6 +135,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
         "block-size": { type: "string" },
         threads: { type: "string" },
         device: { type: "string" },
+        "gpu-memory-fraction": { type: "string" },
         "metrics-port": { type: "string" },
         "metrics-hostname": { type: "string" },
         ...TELEMETRY_FLAGS,
@@ -131,7 +146,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   }
   const modelDir = values["model-id"] ?? env.MODEL_ID;
   if (!modelDir) throw new UsageError("--model-id (or MODEL_ID) is required");
-  const device = values.device ?? "cpu";
+  const device = values.device ?? defaultDevice;
   if (device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(device)}`);
   const adapterText = values["lora-adapters"]?.join(",") ?? env.LORA_ADAPTERS ?? "";
   return {
@@ -143,6 +158,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     maxLoraRank: integer("max-lora-rank", values["max-lora-rank"], 1) ?? DEFAULT_MAX_LORA_RANK,
     port: integer("shard-port", values["shard-port"], 0, 65535) ?? 0,
     device,
+    gpuMemoryFraction: fraction("gpu-memory-fraction", values["gpu-memory-fraction"]) ?? DEFAULT_GPU_MEMORY_FRACTION,
     threads: integer("threads", values.threads, 0) ?? 0,
     blockSize: integer("block-size", values["block-size"], 1) ?? 16,
     maxBatchPrefillTokens: integer("max-batch-prefill-tokens", values["max-batch-prefill-tokens"], 1) ?? 4096,
@@ -175,12 +191,23 @@ export function resolveLimits(args: ShardArgs, spec: ModelSpec): ShardLimits {
   }
   const maxNewTokensLimit = args.maxNewTokensLimit ?? maxTotalTokens - 1;
   const { blockSize } = args;
+  // On cuda the engine sizes the cache from GPU memory (numKvBlocks 0); withEngineKvBlocks takes its count.
+  const numKvBlocks = args.numKvBlocks ?? (args.device === "cuda" ? 0 : DEFAULT_FULL_SEQUENCES * Math.ceil(maxTotalTokens / blockSize));
+  const limits = { maxInputTokens, maxTotalTokens, maxNewTokensLimit, maxBatchPrefillTokens: args.maxBatchPrefillTokens, blockSize, numKvBlocks };
+  if (numKvBlocks > 0) checkKvBlocks(limits, `--num-kv-blocks ${numKvBlocks}`);
+  return limits;
+}
+
+/** The limits with the block count the engine chose for numKvBlocks 0 (--gpu-memory-fraction). */
+export function withEngineKvBlocks(limits: ShardLimits, numKvBlocks: number, gpuMemoryFraction: number): ShardLimits {
+  const sized = { ...limits, numKvBlocks };
+  checkKvBlocks(sized, `the ${numKvBlocks} KV blocks that fit --gpu-memory-fraction ${gpuMemoryFraction}`);
+  return sized;
+}
+
+function checkKvBlocks({ numKvBlocks, blockSize, maxTotalTokens }: ShardLimits, what: string): void {
   const blocksPerSequence = Math.ceil(maxTotalTokens / blockSize);
-  const numKvBlocks = args.numKvBlocks ?? DEFAULT_FULL_SEQUENCES * blocksPerSequence;
   if (numKvBlocks < blocksPerSequence) {
-    throw new UsageError(
-      `--num-kv-blocks ${numKvBlocks} of ${blockSize} tokens cannot hold one sequence of --max-total-tokens ${maxTotalTokens} (${blocksPerSequence} blocks needed)`,
-    );
+    throw new UsageError(`${what} of ${blockSize} tokens cannot hold one sequence of --max-total-tokens ${maxTotalTokens} (${blocksPerSequence} blocks needed)`);
   }
-  return { maxInputTokens, maxTotalTokens, maxNewTokensLimit, maxBatchPrefillTokens: args.maxBatchPrefillTokens, blockSize, numKvBlocks };
 }

@@ -134,9 +134,11 @@ describe.skipIf(sets.length === 0)("engine errors and life cycle", () => {
       expect(() => createEngine(options({ weights: missingFile }))).toThrow(/\/nonexistent\/model.safetensors: cannot open/);
       expect(() => createEngine(options({ world: 2, rank: 0 }))).toThrow(/tensor parallelism needs a collective backend; not built yet/);
       expect(() => createEngine(options({ world: 2, rank: 2 }))).toThrow(/rank 2 is not in a group of 2/);
-      expect(() => createEngine(options({ device: "cuda" }))).toThrow(/no CUDA backend/);
       expect(() => createEngine(options({ blockSize: 0 }))).toThrow(/blockSize/);
-      expect(loadAddon().hasCuda()).toBe(false);
+      expect(() => createEngine(options({ numKvBlocks: 0 }))).toThrow(/numKvBlocks 0 \(size the cache from GPU memory\) needs device "cuda"/);
+      expect(() => createEngine(options({ gpuMemoryFraction: 0 }))).toThrow(/gpuMemoryFraction must be in \(0, 1\]/);
+      // A build without the CUDA backend says so (a CUDA build runs test/cuda-engine.test.ts instead).
+      if (!loadAddon().hasCuda()) expect(() => createEngine(options({ device: "cuda" }))).toThrow(/no CUDA backend/);
     });
 
     it("reports what it holds and refuses calls once closed", async () => {

@@ -3,14 +3,17 @@
 // divided, negative multiplied), then frequency and presence penalties (OpenAI: generated ids only,
 // logit -= frequency * count + presence), in greedy mode and when sampling, each sequence of one mixed batch
 // with its own parameters; typical-p (transformers' TypicalLogitsWarper) keeps exactly its set; the reported
-// logprob stays the raw log-softmax.
+// logprob stays the raw log-softmax. Where the CUDA engine runs (test/helpers/cuda.ts) every case runs on it
+// too, against the raw logits it returns itself.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SamplingParams, SeqResult, SeqStep } from "../native/addon.js";
+import { cudaAvailable } from "./helpers/cuda.js";
 import { fixtureSets } from "./helpers/fixture-sets.js";
 import { BASE, logSoftmax, openHarness, runStep, TestSequence, type Harness } from "./helpers/engine-harness.js";
 import { rowOf } from "./helpers/refs.js";
 
-const sets = fixtureSets();
+const devices = cudaAvailable() ? (["cpu", "cuda"] as const) : (["cpu"] as const);
+const sets = fixtureSets().flatMap((set) => devices.map((device) => ({ ...set, device })));
 
 interface Penalised {
   sampling: Pick<SamplingParams, "repetitionPenalty" | "frequencyPenalty" | "presencePenalty">;
@@ -62,7 +65,7 @@ function typicalSet(row: Float32Array, temperature: number, topK: number, mass: 
 }
 
 describe.skipIf(sets.length === 0)("engine logits processors", () => {
-  describe.each(sets)("$name", (set) => {
+  describe.each(sets)("$name on $device", (set) => {
     let h: Harness;
     let raw: Float32Array;
     const promptIndex = () => set.refs.prompts.reduce((best, p, i) => (p.ids.length < set.refs.prompts[best]!.ids.length ? i : best), 0);
@@ -80,7 +83,7 @@ describe.skipIf(sets.length === 0)("engine logits processors", () => {
     }
 
     beforeAll(async () => {
-      h = await openHarness(set);
+      h = await openHarness(set, { device: set.device });
       const [result] = await stepMany([{ returnLogits: true }]);
       const vocab = h.spec.vocabSize;
       raw = Float32Array.from(rowOf(result!.logits, vocab, result!.logits.length / vocab - 1));

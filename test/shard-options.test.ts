@@ -1,7 +1,7 @@
 // `loraserve shard` flags and environment → settings, and the limits derived from the model's context.
 import { describe, expect, it } from "vitest";
 import type { ModelSpec } from "../native/addon.js";
-import { parseShardArgs, resolveLimits, UsageError } from "../shard/options.js";
+import { parseShardArgs, resolveLimits, UsageError, withEngineKvBlocks } from "../shard/options.js";
 
 const spec = (maxPositionEmbeddings: number): ModelSpec => ({
   hiddenSize: 64,
@@ -32,6 +32,7 @@ describe("parseShardArgs", () => {
       maxLoraRank: 64,
       port: 7001,
       device: "cpu",
+      gpuMemoryFraction: 0.9,
       threads: 0,
       blockSize: 8,
       maxBatchPrefillTokens: 4096,
@@ -66,6 +67,8 @@ describe("parseShardArgs", () => {
     [["--model-id", "/m", "--threads=-1"], /--threads must be an integer >= 0, got "-1"/],
     [["--model-id", "/m", "--max-total-tokens", "12x"], /--max-total-tokens must be an integer >= 2/],
     [["--model-id", "/m", "--device", "tpu"], /--device must be cpu or cuda/],
+    [["--model-id", "/m", "--gpu-memory-fraction", "0"], /--gpu-memory-fraction must be a number in \(0, 1\], got "0"/],
+    [["--model-id", "/m", "--gpu-memory-fraction", "1.5"], /--gpu-memory-fraction must be a number in \(0, 1\]/],
     [["--model-id", "/m", "--log-level", "loud"], /--log-level must be one of error, warn, info, debug/],
     [["--model-id", "/m", "--metrics-max-adapters", "many"], /--metrics-max-adapters must be a non-negative integer/],
     [["--model-id", "/m", "--metrics-port", "70000"], /--metrics-port must be an integer from 0 to 65535/],
@@ -90,6 +93,16 @@ describe("resolveLimits", () => {
       numKvBlocks: 256,
     });
     expect(resolveLimits(parseShardArgs(["--model-id", "/m"], {}), spec(131072)).maxTotalTokens).toBe(2048);
+  });
+
+  it("on cuda leaves the block count to the engine (0) unless --num-kv-blocks names one, then checks the engine's", () => {
+    const cuda = parseShardArgs(["--model-id", "/m", "--gpu-memory-fraction", "0.5"], {}, "cuda");
+    expect([cuda.device, cuda.gpuMemoryFraction]).toEqual(["cuda", 0.5]);
+    const limits = resolveLimits(cuda, spec(1024));
+    expect(limits.numKvBlocks).toBe(0);
+    expect(resolveLimits(parseShardArgs(["--model-id", "/m", "--num-kv-blocks", "100"], {}, "cuda"), spec(1024)).numKvBlocks).toBe(100);
+    expect(withEngineKvBlocks(limits, 5000, 0.5).numKvBlocks).toBe(5000);
+    expect(() => withEngineKvBlocks(limits, 63, 0.5)).toThrow(/the 63 KV blocks that fit --gpu-memory-fraction 0.5 of 16 tokens cannot hold one sequence of --max-total-tokens 1024 \(64 blocks needed\)/);
   });
 
   it.each([

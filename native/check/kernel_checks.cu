@@ -3,10 +3,12 @@
 // Prints one line per case with ‖gpu − cpu‖ / ‖cpu‖ (or the count of differing ids) and exits 1 on a failure.
 // bf16 rounding of what feeds the next step bounds the tolerances: float32 against float32 lands far lower.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -328,25 +330,51 @@ void checkLora() {
   const ShardLayout layout(spec, 0, 1);
   const int maxRank = 16;
   const std::vector<int> ranks = {4, 16, 8};
+  // Each adapter stored in another dtype, so the slot load's conversions are all checked.
+  const std::vector<DType> dtypes = {DType::F32, DType::BF16, DType::F16};
   cuda::AdapterSlots slots(spec, layout, static_cast<int>(ranks.size()), maxRank);
   std::vector<std::shared_ptr<const HostAdapter>> adapters(ranks.size());
+  std::vector<std::vector<uint8_t>> files(ranks.size());
   for (size_t s = 0; s < ranks.size(); ++s) {
-    HostAdapter adapter;
-    adapter.rank = ranks[s];
-    adapter.scaling = 0.5f + static_cast<float>(s);
-    adapter.layers.resize(spec.numLayers);
+    AdapterRefs refs;
+    refs.rank = ranks[s];
+    refs.scaling = 0.5 + static_cast<double>(s);
+    const std::string name = "adapter-" + std::to_string(s) + ".safetensors";
+    std::vector<uint8_t>& bytes = files[s];
+    bytes.assign(3, 0);  // an odd header length: tensors start at unaligned offsets, as they may in real files
+    auto store = [&](int64_t rows, int64_t cols) {
+      TensorRef ref{name, dtypes[s], {rows, cols}, bytes.size(), 0};
+      for (float value : randomFloats(static_cast<size_t>(rows * cols), 0.1f)) {
+        uint8_t raw[4];
+        if (ref.dtype == DType::F32) {
+          std::memcpy(raw, &value, 4);
+        } else {
+          const uint16_t bits = ref.dtype == DType::BF16 ? __nv_bfloat16_raw(__float2bfloat16(value)).x
+                                                         : __half_raw(__float2half(value)).x;
+          std::memcpy(raw, &bits, 2);
+        }
+        bytes.insert(bytes.end(), raw, raw + dtypeSize(ref.dtype));
+      }
+      ref.nbytes = bytes.size() - ref.offset;
+      return ref;
+    };
     for (int layer = 0; layer < spec.numLayers; ++layer) {
       for (int t = 0; t < kNumLoraTargets; ++t) {
         if ((t + layer + static_cast<int>(s)) % 3 == 0) continue;  // this adapter leaves the target alone
         const TargetShape shape = layout.localShape(static_cast<LoraTarget>(t));
-        HostLoraPair pair;
-        pair.a = {adapter.rank, shape.in, bf16Exact(randomFloats(static_cast<size_t>(adapter.rank * shape.in), 0.1f))};
-        pair.b = {shape.out, adapter.rank, bf16Exact(randomFloats(static_cast<size_t>(shape.out * adapter.rank), 0.1f))};
-        adapter.layers[static_cast<size_t>(layer)][static_cast<size_t>(t)] = pair;
+        LoraPairRef pair;
+        pair.layer = layer;
+        pair.target = static_cast<LoraTarget>(t);
+        pair.a = store(refs.rank, shape.in);
+        pair.b = store(shape.out, refs.rank);
+        refs.pairs.push_back(pair);
       }
     }
-    slots.load(static_cast<int>(s), adapter);
-    adapters[s] = std::make_shared<const HostAdapter>(std::move(adapter));
+    refs.fileBytes[name] = BorrowedBytes{bytes.data(), bytes.size()};
+    const CheckedAdapter checked = checkAdapter(refs, spec, layout, maxRank);
+    slots.load(static_cast<int>(s), checked);
+    // The reference reads the stored values exactly; the slot holds them rounded to bf16.
+    adapters[s] = std::make_shared<const HostAdapter>(readHostAdapter(checked));
   }
   ForwardBatch batch;
   const std::vector<std::pair<int, int>> segments = {{0, 37}, {-1, 5}, {1, 1}, {2, 20}, {-1, 1}, {1, 1}, {2, 1}};

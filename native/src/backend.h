@@ -25,8 +25,13 @@ class Backend {
   // Bytes of base weights this rank holds.
   virtual size_t weightBytes() const = 0;
 
-  // Installs an adapter (already validated and sliced for this rank) in a free slot.
-  virtual void loadAdapter(int slot, HostAdapter adapter) = 0;
+  // A backend with its own device memory sizes the KV cache when EngineOptions.numKvBlocks is 0 and reports the
+  // block count it chose here; the engine gives the others a count.
+  virtual int sizedKvBlocks() const { return 0; }
+
+  // Installs an adapter (checked against the base, this rank's windows known, tensors still in their files or
+  // host bytes) in a free slot.
+  virtual void loadAdapter(int slot, const CheckedAdapter& adapter) = 0;
   virtual void unloadAdapter(int slot) = 0;
 
   // Runs the batch through the model: writes its K/V into the paged cache at each row's position through the

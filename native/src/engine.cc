@@ -27,7 +27,10 @@ const EngineOptions& validated(const EngineOptions& options) {
   require(spec.headDim > 0 && spec.headDim % 2 == 0, "head_dim must be positive and even");
   require(spec.rmsNormEps > 0 && spec.ropeTheta > 0, "rms_norm_eps and rope_theta must be positive");
   require(spec.vocabSize <= std::numeric_limits<int32_t>::max(), "vocab_size does not fit token ids");
-  require(options.numKvBlocks > 0 && options.blockSize > 0, "numKvBlocks and blockSize must be positive");
+  require(options.numKvBlocks >= 0 && options.blockSize > 0, "numKvBlocks must be >= 0 and blockSize positive");
+  require(options.numKvBlocks > 0 || options.device == Device::Cuda,
+          "numKvBlocks 0 (size the cache from GPU memory) needs device \"cuda\"");
+  require(options.gpuMemoryFraction > 0 && options.gpuMemoryFraction <= 1, "gpuMemoryFraction must be in (0, 1]");
   require(options.maxLoras >= 0 && options.maxLoraRank >= 0, "maxLoras and maxLoraRank must be >= 0");
   require(options.threads >= 0, "threads must be >= 0");
   return options;
@@ -42,6 +45,7 @@ Engine::Engine(const EngineOptions& options)
       slots_(static_cast<size_t>(options.maxLoras), SlotState::Free) {
   // The file references are only needed while the backend reads the weights.
   options_.weights = BaseWeightRefs{};
+  if (options_.numKvBlocks == 0) options_.numKvBlocks = backend_->sizedKvBlocks();
 }
 
 EngineInfo Engine::info() const {
@@ -116,7 +120,7 @@ void Engine::beginAdapterLoad(int slot) {
 }
 
 void Engine::loadAdapter(int slot, const AdapterRefs& refs) {
-  backend_->loadAdapter(slot, loadHostAdapter(refs, options_.spec, layout_, options_.maxLoraRank));
+  backend_->loadAdapter(slot, checkAdapter(refs, options_.spec, layout_, options_.maxLoraRank));
 }
 
 void Engine::endAdapterLoad(int slot, bool loaded) {

@@ -34,11 +34,12 @@ struct EngineOptions {
   int world = 1;
   ModelSpec spec;
   BaseWeightRefs weights;
-  int numKvBlocks = 0;
+  int numKvBlocks = 0;  // 0: the device backend sizes the cache from gpuMemoryFraction
   int blockSize = 0;
   int maxLoras = 0;
   int maxLoraRank = 0;
   int threads = 0;
+  double gpuMemoryFraction = 0.9;  // share of the GPU's total memory the engine may take (numKvBlocks 0)
 };
 
 }  // namespace loraserve

@@ -238,11 +238,13 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value) {
   options.world = intAt(field(object, "world"), path + ".world", 1);
   options.spec = specAt(field(object, "spec"), path + ".spec");
   options.weights = weightsAt(field(object, "weights"), path + ".weights");
-  options.numKvBlocks = intAt(field(object, "numKvBlocks"), path + ".numKvBlocks", 1);
+  options.numKvBlocks = intAt(field(object, "numKvBlocks"), path + ".numKvBlocks");
   options.blockSize = intAt(field(object, "blockSize"), path + ".blockSize", 1);
   options.maxLoras = intAt(field(object, "maxLoras"), path + ".maxLoras");
   options.maxLoraRank = intAt(field(object, "maxLoraRank"), path + ".maxLoraRank");
   options.threads = intAt(field(object, "threads"), path + ".threads");
+  options.gpuMemoryFraction =
+      optionalNumberAt(field(object, "gpuMemoryFraction"), path + ".gpuMemoryFraction", options.gpuMemoryFraction);
   return options;
 }
 

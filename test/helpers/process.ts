@@ -93,9 +93,13 @@ export interface ServeReady {
   pids: { shard: number; router: number };
 }
 
-/** `loraserve serve --port 0 ARGS`. */
+/**
+ * `loraserve serve --port 0 ARGS`, on the CPU engine unless ARGS name a device: the float32 reference tolerances
+ * are the CPU engine's, and serve would take the GPU where there is one (test/cuda-serve.test.ts runs that).
+ */
 export function serve(args: string[]): Promise<Started<ServeReady>> {
-  return startCli<ServeReady>(["serve", "--port", "0", ...args]);
+  const device = args.includes("--device") ? [] : ["--device", "cpu"];
+  return startCli<ServeReady>(["serve", "--port", "0", ...device, ...args]);
 }
 
 /** `--lora-adapters` for every adapter of a fixture set. */

@@ -45,8 +45,8 @@ CpuBackend::CpuBackend(const EngineOptions& options)
   setGemmThreads(resolveThreads(options.threads));
 }
 
-void CpuBackend::loadAdapter(int slot, HostAdapter adapter) {
-  auto shared = std::make_shared<const HostAdapter>(std::move(adapter));
+void CpuBackend::loadAdapter(int slot, const CheckedAdapter& adapter) {
+  auto shared = std::make_shared<const HostAdapter>(readHostAdapter(adapter));
   std::lock_guard<std::mutex> lock(adaptersMutex_);
   adapters_[static_cast<size_t>(slot)] = std::move(shared);
 }

@@ -19,7 +19,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(const EngineOptions& options);
 
   size_t weightBytes() const override { return weightBytes_; }
-  void loadAdapter(int slot, HostAdapter adapter) override;
+  void loadAdapter(int slot, const CheckedAdapter& adapter) override;
   void unloadAdapter(int slot) override;
   std::vector<LogitResult> forward(const ForwardBatch& batch) override;
 

@@ -30,7 +30,9 @@ AdapterSlots::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int
   ranks_.resize(static_cast<size_t>(maxLoras) * numLayers_ * kNumLoraTargets);
   checkCuda(cudaMemset(ranks_.data(), 0, ranks_.bytes()), "cudaMemset (adapter ranks)");
   checkCuda(cudaStreamCreateWithFlags(&loadStream_, cudaStreamNonBlocking), "cudaStreamCreate (adapter loads)");
-  staging_.resize(static_cast<size_t>(slotElements_));
+  staging_.resize(static_cast<size_t>(slotElements_) * sizeof(__nv_bfloat16));
+  windowsHost_.resize(static_cast<size_t>(numLayers_) * kNumLoraTargets * 2);
+  windows_.resize(windowsHost_.size());
 }
 
 AdapterSlots::~AdapterSlots() {
@@ -45,37 +47,104 @@ int64_t AdapterSlots::bOffset(int layer, LoraTarget target) const {
   return aOffset(layer, target) + static_cast<int64_t>(maxRank_) * layout_.localShape(target).in;
 }
 
-void AdapterSlots::load(int slot, const HostAdapter& adapter) {
+// One A or B of the adapter: the file bytes of the window's whole rows, and where its converted values go.
+struct AdapterSlots::Piece {
+  const MappedFile* file = nullptr;
+  size_t begin = 0, end = 0;
+  size_t firstColumnBytes = 0;  // the window's first element from the start of its row
+  ConvertWindow window;         // src is set once the bytes are staged
+};
+
+void AdapterSlots::load(int slot, const CheckedAdapter& adapter) {
   std::lock_guard<std::mutex> lock(loadMutex_);
-  __nv_bfloat16* image = staging_.data();
-  std::fill_n(image, slotElements_, __float2bfloat16(0.0f));
+  __nv_bfloat16* image = weights_.data() + slot * slotElements_;
+  // Rows of A and columns of B past the adapter's rank must read as zeros, whatever the slot held before.
+  checkCuda(cudaMemsetAsync(image, 0, static_cast<size_t>(slotElements_) * sizeof(__nv_bfloat16), loadStream_),
+            "cudaMemsetAsync (adapter slot)");
   std::vector<int32_t> ranks(static_cast<size_t>(numLayers_) * kNumLoraTargets, 0);
+  std::vector<Piece> pieces;
+  auto add = [&pieces](const MappedFile* file, const TensorRef& ref, IndexRange rows, IndexRange cols,
+                       __nv_bfloat16* dst, int64_t dstPitch, float scale) {
+    const size_t element = dtypeSize(ref.dtype);
+    const size_t rowBytes = static_cast<size_t>(ref.shape.back()) * element;
+    Piece piece;
+    piece.file = file;
+    piece.begin = ref.offset + static_cast<size_t>(rows.begin) * rowBytes;
+    piece.end = ref.offset + static_cast<size_t>(rows.end) * rowBytes;
+    piece.firstColumnBytes = static_cast<size_t>(cols.begin) * element;
+    piece.window.srcRowBytes = static_cast<int64_t>(rowBytes);
+    piece.window.dst = dst;
+    piece.window.dstPitch = dstPitch;
+    piece.window.rows = static_cast<int>(rows.size());
+    piece.window.cols = static_cast<int>(cols.size());
+    piece.window.scale = scale;
+    piece.window.dtype = ref.dtype;
+    pieces.push_back(piece);
+  };
   for (int layer = 0; layer < numLayers_; ++layer) {
     for (int t = 0; t < kNumLoraTargets; ++t) {
-      const std::optional<HostLoraPair>& pair = adapter.layers[static_cast<size_t>(layer)][static_cast<size_t>(t)];
+      const std::optional<LoraPairSource>& pair = adapter.layers[static_cast<size_t>(layer)][static_cast<size_t>(t)];
       if (!pair) continue;
       const LoraTarget target = static_cast<LoraTarget>(t);
-      const int64_t in = pair->a.cols;
-      const int64_t out = pair->b.rows;
-      const int rank = adapter.rank;
-      __nv_bfloat16* a = image + aOffset(layer, target);
-      for (int r = 0; r < rank; ++r) {
-        for (int64_t c = 0; c < in; ++c) a[r * in + c] = __float2bfloat16(pair->a.data[static_cast<size_t>(r * in + c)]);
-      }
+      const IndexRange wholeRank{0, adapter.rank};
+      add(pair->aFile, pair->a, wholeRank, pair->aColumns, image + aOffset(layer, target), pair->aColumns.size(), 1.0f);
       // The scaling is folded into B before rounding, so the kernels need no per-slot scale.
-      __nv_bfloat16* b = image + bOffset(layer, target);
-      for (int64_t o = 0; o < out; ++o) {
-        for (int r = 0; r < rank; ++r) {
-          b[o * maxRank_ + r] = __float2bfloat16(adapter.scaling * pair->b.data[static_cast<size_t>(o * rank + r)]);
-        }
-      }
-      ranks[static_cast<size_t>(layer * kNumLoraTargets + t)] = rank;
+      add(pair->bFile, pair->b, pair->bRows, wholeRank, image + bOffset(layer, target), maxRank_, adapter.scaling);
+      ranks[static_cast<size_t>(layer * kNumLoraTargets + t)] = adapter.rank;
     }
   }
-  checkCuda(cudaMemcpyAsync(weights_.data() + slot * slotElements_, image, staging_.bytes(),
-                            cudaMemcpyHostToDevice, loadStream_),
-            "cudaMemcpyAsync (adapter weights)");
+  copyAndConvert(pieces);
   publishRanks(slot, ranks);
+}
+
+void AdapterSlots::copyAndConvert(std::vector<Piece>& pieces) {
+  // Bytes between two tensors that are copied along rather than starting a new copy.
+  constexpr size_t kMaxGapBytes = 64 << 10;
+  constexpr size_t kAlign = 256;
+  const size_t capacity = staging_.bytes();
+  std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
+    return a.file != b.file ? a.file < b.file : a.begin < b.begin;
+  });
+  size_t used = 0;          // staging bytes taken by copies not converted yet
+  size_t firstPending = 0;  // pieces [firstPending, i) are staged, not converted
+  size_t tableAt = 0;       // each conversion takes its own part of the window table
+  auto convertPending = [&](size_t end) {
+    const size_t count = end - firstPending;
+    if (count == 0) return;
+    for (size_t k = 0; k < count; ++k) windowsHost_.data()[tableAt + k] = pieces[firstPending + k].window;
+    checkCuda(cudaMemcpyAsync(windows_.data() + tableAt, windowsHost_.data() + tableAt, count * sizeof(ConvertWindow),
+                              cudaMemcpyHostToDevice, loadStream_),
+              "cudaMemcpyAsync (conversion windows)");
+    // Stream order: the next copy into the staging area waits for this conversion.
+    convertWindowsToBf16(windows_.data() + tableAt, static_cast<int>(count), loadStream_);
+    tableAt += count;
+    firstPending = end;
+    used = 0;
+  };
+  for (size_t i = 0; i < pieces.size();) {
+    // A run: the pieces of one file whose bytes follow each other (safetensors stores them back to back),
+    // copied at once.
+    const size_t runBegin = pieces[i].begin;
+    size_t runEnd = pieces[i].end;
+    size_t next = i + 1;
+    while (next < pieces.size() && pieces[next].file == pieces[i].file &&
+           pieces[next].begin <= runEnd + kMaxGapBytes && std::max(runEnd, pieces[next].end) - runBegin <= capacity) {
+      runEnd = std::max(runEnd, pieces[next].end);
+      ++next;
+    }
+    const size_t bytes = runEnd - runBegin;
+    if (bytes > capacity) throw std::logic_error("adapter tensor larger than the staging area");
+    if (used + bytes > capacity) convertPending(i);
+    checkCuda(cudaMemcpyAsync(staging_.data() + used, pieces[i].file->data() + runBegin, bytes,
+                              cudaMemcpyHostToDevice, loadStream_),
+              "cudaMemcpyAsync (adapter bytes)");
+    for (size_t k = i; k < next; ++k) {
+      pieces[k].window.src = staging_.data() + used + (pieces[k].begin - runBegin) + pieces[k].firstColumnBytes;
+    }
+    used += (bytes + kAlign - 1) / kAlign * kAlign;
+    i = next;
+  }
+  convertPending(pieces.size());
 }
 
 void AdapterSlots::unload(int slot) {

@@ -1,7 +1,9 @@
 // LoRA adapters in device slots (lora_shrink_expand.cuh describes the layout the kernels read). All slots are
-// allocated at start-up, so their addresses never change under a captured CUDA graph; loading an adapter
-// converts it to bf16 (scaling folded into B) in pinned host memory, copies it on its own stream while steps
-// run, and only then publishes its ranks, which is what makes the slot visible to the kernels.
+// allocated at start-up, so their addresses never change under a captured CUDA graph. Loading an adapter runs on
+// its own stream while steps run: the stored bytes (bf16, float16 or float32, from the mapped file or the host
+// tier's memory) are copied as they are, a few contiguous runs of the file at a time, into a device staging
+// area, and one kernel per run of copies converts them into the slot (bf16, the scaling folded into B); only then
+// are the ranks published, which is what makes the slot visible to the kernels. No host pass touches a value.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -13,6 +15,7 @@
 
 #include "../host_adapter.h"
 #include "../tensor_parallel.h"
+#include "convert_to_bf16.cuh"
 #include "device_buffer.h"
 #include "lora_shrink_expand.cuh"
 
@@ -26,7 +29,7 @@ class AdapterSlots {
   AdapterSlots& operator=(const AdapterSlots&) = delete;
 
   // Worker thread; the slot is used by no running step.
-  void load(int slot, const HostAdapter& adapter);
+  void load(int slot, const CheckedAdapter& adapter);
   // JS thread; the slot is used by no running step.
   void unload(int slot);
 
@@ -40,6 +43,9 @@ class AdapterSlots {
   int64_t aOffset(int layer, LoraTarget target) const;
   int64_t bOffset(int layer, LoraTarget target) const;
   void publishRanks(int slot, const std::vector<int32_t>& ranks);
+  struct Piece;
+  // Copies the pieces' stored bytes to the device and converts them into their places in the slot.
+  void copyAndConvert(std::vector<Piece>& pieces);
 
   ShardLayout layout_;
   int numLayers_;
@@ -51,9 +57,11 @@ class AdapterSlots {
   DeviceBuffer<__nv_bfloat16> weights_;  // [maxLoras][slotElements]
   DeviceBuffer<const __nv_bfloat16*> slotPointers_;
   DeviceBuffer<int32_t> ranks_;  // [maxLoras][numLayers][kNumLoraTargets]
-  std::mutex loadMutex_;         // one load at a time owns the staging buffer and the stream
+  std::mutex loadMutex_;         // one load at a time owns the staging area, the window table and the stream
   cudaStream_t loadStream_ = nullptr;
-  PinnedBuffer<__nv_bfloat16> staging_;  // one slot's image
+  DeviceBuffer<uint8_t> staging_;              // stored bytes on their way into a slot: one slot's bf16 size
+  PinnedBuffer<ConvertWindow> windowsHost_;    // [numLayers * 7 * 2]: every A and B of one load
+  DeviceBuffer<ConvertWindow> windows_;
 };
 
 }  // namespace loraserve::cuda

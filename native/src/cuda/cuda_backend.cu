@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -10,6 +11,7 @@
 #include "../counter_rng.h"
 #include "../forward_batch.h"
 #include "../rope_frequencies.h"
+#include "../sampler.h"
 #include "cuda_check.h"
 #include "decode_attention.cuh"
 #include "embed_rows.cuh"
@@ -31,6 +33,12 @@ constexpr int kTokenBudget = 2048;
 // Decode steps up to this batch size are captured as CUDA graphs, one per size met.
 constexpr int kMaxGraphRows = 256;
 constexpr int kMaxDecodeSplits = 16;
+// Device memory kept out of an automatically sized KV cache beyond the logit rows: CUDA graphs, cuBLAS, the
+// driver's own growth.
+constexpr size_t kHeadroomBytes = 512u << 20;
+// A sized cache holds at most this many blocks: an 8B model fills 80 GB with ~35k, a tiny test model would get
+// tens of millions that no batch could use.
+constexpr int kMaxSizedKvBlocks = 1 << 20;
 
 const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptions& options) {
   const ModelSpec& spec = options.spec;
@@ -49,6 +57,14 @@ const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptio
   return layout;
 }
 
+// Creates the CUDA context first, so that its own memory is not counted as the engine's.
+size_t freeDeviceBytes() {
+  checkCuda(cudaFree(nullptr), "cudaFree (context)");
+  size_t free = 0, total = 0;
+  checkCuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  return free;
+}
+
 int deviceMultiprocessors() {
   int device = 0;
   checkCuda(cudaGetDevice(&device), "cudaGetDevice");
@@ -57,9 +73,10 @@ int deviceMultiprocessors() {
   return count;
 }
 
-template <typename T>
-void growPinned(cuda::PinnedBuffer<T>& buffer, size_t count) {
-  if (buffer.size() < count) buffer.resize(count);
+// The GPU selection has no penalties or typical-p: such rows are answered by the CPU sampler (sampler.h, the
+// spec) from their float32 logits, one row copy each, so they get exactly its answer.
+bool selectsOnHost(const LogitRequest& request) {
+  return request.select && (hasPenalties(request.sampling) || request.sampling.typicalP < 1.0);
 }
 
 }  // namespace
@@ -68,12 +85,12 @@ CudaBackend::CudaBackend(const EngineOptions& options)
     : spec_(options.spec),
       layout_(requireSupported(ShardLayout(options.spec, options.rank, options.world), options)),
       blockSize_(options.blockSize),
-      numKvBlocks_(options.numKvBlocks),
       qWidth_(static_cast<int>(layout_.localHeads() * spec_.headDim)),
       kvWidth_(static_cast<int>(layout_.localKvHeads() * spec_.headDim)),
       qkvWidth_(qWidth_ + 2 * kvWidth_),
       intermediate_(static_cast<int>(layout_.localIntermediate())),
       multiprocessors_(deviceMultiprocessors()),
+      freeBeforeLoad_(freeDeviceBytes()),
       weights_(cuda::uploadModelWeights(options, layout_)),
       adapters_(options.spec, layout_, options.maxLoras, options.maxLoraRank) {
   checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -83,7 +100,6 @@ CudaBackend::CudaBackend(const EngineOptions& options)
   ropeInvFreq_.resize(invFreq.size());
   checkCuda(cudaMemcpy(ropeInvFreq_.data(), invFreq.data(), ropeInvFreq_.bytes(), cudaMemcpyHostToDevice),
             "cudaMemcpy (rope frequencies)");
-  kvCache_.resize(static_cast<size_t>(spec_.numLayers) * 2 * numKvBlocks_ * blockSize_ * kvWidth_);
 
   for (int layer = 0; layer < spec_.numLayers; ++layer) {
     qkvGroups_.push_back(adapters_.group(layer, {LoraTarget::Q, LoraTarget::K, LoraTarget::V}));
@@ -106,7 +122,36 @@ CudaBackend::CudaBackend(const EngineOptions& options)
     if (decodeSplits(items) > 1) scratchItems = std::max<int64_t>(scratchItems, int64_t{items} * decodeSplits(items));
   }
   splitScratch_.resize(static_cast<size_t>(scratchItems * layout_.localHeads() * (spec_.headDim + 2)));
+
+  // Last: with numKvBlocks 0 the cache takes what the allocations above left of the engine's share.
+  numKvBlocks_ = options.numKvBlocks > 0 ? options.numKvBlocks : kvBlocksThatFit(options.gpuMemoryFraction);
+  kvCache_.resize(static_cast<size_t>(spec_.numLayers) * 2 * numKvBlocks_ * blockSize_ * kvWidth_);
   checkCuda(cudaDeviceSynchronize(), "CUDA backend start-up");
+}
+
+int CudaBackend::kvBlocksThatFit(double gpuMemoryFraction) const {
+  size_t free = 0, total = 0;
+  checkCuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  // What this engine took since it started: weights, adapter slots, activations, workspaces.
+  const double held = static_cast<double>(freeBeforeLoad_) - static_cast<double>(free);
+  // Logit rows grow on demand (ensureLogitRows): keep room for one full part's, and for graphs and the like.
+  const double logitRoom = static_cast<double>(kTokenBudget) * (spec_.vocabSize * sizeof(float) + spec_.hiddenSize * 2);
+  const double room = std::min(gpuMemoryFraction * static_cast<double>(total) - held, static_cast<double>(free)) -
+                      logitRoom - static_cast<double>(kHeadroomBytes);
+  const double blockBytes = static_cast<double>(spec_.numLayers) * 2 * blockSize_ * kvWidth_ * sizeof(__nv_bfloat16);
+  // Cache rows are int32 block * blockSize + offset; and the shard keeps a list of the block ids.
+  const double blocks = std::min({std::floor(room / blockBytes), static_cast<double>(kMaxSizedKvBlocks),
+                                  static_cast<double>(std::numeric_limits<int32_t>::max() / blockSize_)});
+  if (blocks < 1) {
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    char message[256];
+    std::snprintf(message, sizeof message,
+                  "device \"cuda\": no room for the KV cache in gpuMemoryFraction %.3g of %.1f GiB: the engine "
+                  "holds %.1f GiB and %.1f GiB are free",
+                  gpuMemoryFraction, total / gib, held / gib, free / gib);
+    throw std::runtime_error(message);
+  }
+  return static_cast<int>(blocks);
 }
 
 CudaBackend::~CudaBackend() {
@@ -114,7 +159,7 @@ CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamDestroy(stream_);
 }
 
-void CudaBackend::loadAdapter(int slot, HostAdapter adapter) { adapters_.load(slot, adapter); }
+void CudaBackend::loadAdapter(int slot, const CheckedAdapter& adapter) { adapters_.load(slot, adapter); }
 
 void CudaBackend::unloadAdapter(int slot) { adapters_.unload(slot); }
 
@@ -301,12 +346,14 @@ void CudaBackend::run(const ForwardBatch& batch) {
   ensureLogitRows(std::max(totalLogits, 1));
   for (int i = 0; i < totalLogits; ++i) {
     const LogitRequest& from = batch.logitRequests[static_cast<size_t>(i)];
+    cuda::TokenRequest& request = requestsHost_.data()[i];
+    request = cuda::TokenRequest{};
+    // The host answers this row whole from its logits (forward()); the GPU selection skips it.
+    if (selectsOnHost(from)) continue;
     if (from.topN > cuda::kMaxTopN) {
       throw std::invalid_argument("topN " + std::to_string(from.topN) + " is above the CUDA backend's limit of " +
                                   std::to_string(cuda::kMaxTopN));
     }
-    cuda::TokenRequest& request = requestsHost_.data()[i];
-    request = cuda::TokenRequest{};
     request.draw = from.select;
     if (from.select) {
       request.temperature = from.sampling.temperature;
@@ -347,20 +394,27 @@ std::vector<LogitResult> CudaBackend::forward(const ForwardBatch& batch) {
   checkCuda(cudaMemcpyAsync(resultsHost_.data(), results_.data(), count * sizeof(cuda::TokenResult),
                             cudaMemcpyDeviceToHost, stream_),
             "cudaMemcpyAsync (token results)");
-  std::vector<LogitResult> answers(count);
-  // Raw logits cross to the host only for the rows that asked for them (tests and diagnostics).
-  for (size_t i = 0; i < count; ++i) {
-    if (!batch.logitRequests[i].returnLogits) continue;
-    answers[i].logits.resize(static_cast<size_t>(vocab));
-    checkCuda(cudaMemcpyAsync(answers[i].logits.data(), logits_.data() + i * vocab, vocab * sizeof(float),
-                              cudaMemcpyDeviceToHost, stream_),
-              "cudaMemcpyAsync (returned logits)");
-  }
-  checkCuda(cudaStreamSynchronize(stream_), "step");
+  // Raw logits cross to the host only for the rows that asked for them (tests and diagnostics) and for the rows
+  // the host sampler answers.
+  std::vector<std::vector<float>> hostLogits(count);
   for (size_t i = 0; i < count; ++i) {
     const LogitRequest& request = batch.logitRequests[i];
-    const cuda::TokenResult& selected = resultsHost_.data()[i];
+    if (!request.returnLogits && !selectsOnHost(request)) continue;
+    hostLogits[i].resize(static_cast<size_t>(vocab));
+    checkCuda(cudaMemcpyAsync(hostLogits[i].data(), logits_.data() + i * vocab, vocab * sizeof(float),
+                              cudaMemcpyDeviceToHost, stream_),
+              "cudaMemcpyAsync (logits to the host)");
+  }
+  checkCuda(cudaStreamSynchronize(stream_), "step");
+  std::vector<LogitResult> answers(count);
+  for (size_t i = 0; i < count; ++i) {
+    const LogitRequest& request = batch.logitRequests[i];
     LogitResult& answer = answers[i];
+    if (selectsOnHost(request)) {
+      answer = evaluateLogits(hostLogits[i].data(), vocab, request);
+      continue;
+    }
+    const cuda::TokenResult& selected = resultsHost_.data()[i];
     if (request.target >= 0) answer.targetLogprob = selected.targetLogprob;
     if (request.select) {
       answer.token = selected.token;
@@ -368,6 +422,7 @@ std::vector<LogitResult> CudaBackend::forward(const ForwardBatch& batch) {
       answer.topIds.assign(selected.topIds, selected.topIds + selected.numTop);
       answer.topLogprobs.assign(selected.topLogprobs, selected.topLogprobs + selected.numTop);
     }
+    if (request.returnLogits) answer.logits = std::move(hostLogits[i]);
   }
   return answers;
 }

@@ -32,7 +32,8 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   size_t weightBytes() const override { return weights_.bytes(); }
-  void loadAdapter(int slot, HostAdapter adapter) override;
+  int sizedKvBlocks() const override { return numKvBlocks_; }
+  void loadAdapter(int slot, const CheckedAdapter& adapter) override;
   void unloadAdapter(int slot) override;
   std::vector<LogitResult> forward(const ForwardBatch& batch) override;
 
@@ -62,14 +63,17 @@ class CudaBackend final : public Backend {
   void ensureLogitRows(int rows);
   void dropGraphs();
   int decodeSplits(int items) const;
+  // The KV blocks that fit the engine's share of device memory after everything else is allocated.
+  int kvBlocksThatFit(double gpuMemoryFraction) const;
   cuda::PagedKv pagedKv(int layer, const int32_t* blockTables) const;
 
   ModelSpec spec_;
   ShardLayout layout_;
   int blockSize_;
-  int numKvBlocks_;
+  int numKvBlocks_ = 0;
   int qWidth_, kvWidth_, qkvWidth_, intermediate_;
   int multiprocessors_ = 0;
+  size_t freeBeforeLoad_ = 0;  // free device memory before the engine allocated anything
   cudaStream_t stream_ = nullptr;
   cuda::DeviceModelWeights weights_;
   cuda::AdapterSlots adapters_;
