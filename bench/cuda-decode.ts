@@ -44,6 +44,10 @@ const RELOADS = 8;
 interface Limits {
   copyBytesPerSecond: number;
   gemmFlopsPerSecond: number;
+  /** The one-row product's weight read rate, by "in x out" shape. */
+  matrixVectorBytesPerSecond: Record<string, number>;
+  /** Host-to-device copies: from pinned memory, from pageable memory, through pinned_upload.h. */
+  hostToDeviceBytesPerSecond: { pinned: number; pageable: number; pinnedUpload: number };
 }
 
 function measureLimits(): Limits {
@@ -169,6 +173,14 @@ async function main(): Promise<void> {
     const limits = measureLimits();
     report("measured copy bandwidth (read + write)", `${(limits.copyBytesPerSecond / 1e12).toFixed(2)} TB/s`);
     report("measured bf16 GEMM rate (8192^3, cuBLAS)", `${(limits.gemmFlopsPerSecond / 1e12).toFixed(0)} TFLOP/s`);
+    for (const [shape, rate] of Object.entries(limits.matrixVectorBytesPerSecond)) {
+      report(`one-row product (matrix_vector.cu) ${shape}: weight read rate`, `${(rate / 1e12).toFixed(2)} TB/s`);
+    }
+    const h2d = limits.hostToDeviceBytesPerSecond;
+    report(
+      "host to device, 96 MiB: pinned / pageable / pinned_upload.h from pageable",
+      `${(h2d.pinned / 1e9).toFixed(1)} / ${(h2d.pageable / 1e9).toFixed(1)} / ${(h2d.pinnedUpload / 1e9).toFixed(1)} GB/s`,
+    );
 
     let t0 = performance.now();
     writeRandomModel(join(dir, "model"), SHAPE);
@@ -228,26 +240,28 @@ async function main(): Promise<void> {
     // Reload one slot RELOADS times, one after another, while 31 adapters decode: each load runs on its own
     // stream and worker thread from the adapter's bytes in host memory.
     const reloaded = inHostMemory(adapters[ADAPTERS - 1]!);
+    const reload = async (): Promise<Interval> => {
+      engine.unloadAdapter(ADAPTERS - 1);
+      const start = performance.now();
+      await engine.loadAdapter(ADAPTERS - 1, reloaded);
+      return { start, end: performance.now() };
+    };
+    const idle: Interval[] = [];
+    for (let k = 0; k < RELOADS; k++) idle.push(await reload());
+    const describeLoads = (loads: Interval[]) => `median ${median(loads.map(ms)).toFixed(2)} ms, max ${Math.max(...loads.map(ms)).toFixed(2)} ms`;
+    report(`adapter load into a slot, engine idle (host memory -> GPU), ${RELOADS} loads`, describeLoads(idle));
     const loads: Interval[] = [];
     let reloading: Promise<void> = Promise.resolve();
     const during = await decodeSteps(engine, blocks, Array.from({ length: 32 }, (_, i) => i % (ADAPTERS - 1)), 48, () => {
       reloading = (async () => {
-        for (let k = 0; k < RELOADS; k++) {
-          engine.unloadAdapter(ADAPTERS - 1);
-          const start = performance.now();
-          await engine.loadAdapter(ADAPTERS - 1, reloaded);
-          loads.push({ start, end: performance.now() });
-        }
+        for (let k = 0; k < RELOADS; k++) loads.push(await reload());
       })();
     });
     await reloading;
     const overlaps = (step: Interval) => loads.some((load) => load.start < step.end && step.start < load.end);
     const loadSteps = during.filter(overlaps).map(ms);
     const otherSteps = during.filter((step) => !overlaps(step)).map(ms);
-    report(
-      `adapter load into a slot during decode (host memory -> GPU), ${RELOADS} loads`,
-      `median ${median(loads.map(ms)).toFixed(2)} ms, max ${Math.max(...loads.map(ms)).toFixed(2)} ms`,
-    );
+    report(`adapter load into a slot during decode (host memory -> GPU), ${RELOADS} loads`, describeLoads(loads));
     report(
       "decode steps overlapping a load: median / max (others' median)",
       `${median(loadSteps).toFixed(2)} / ${Math.max(...loadSteps).toFixed(2)} ms (${median(otherSteps).toFixed(2)} ms)`,

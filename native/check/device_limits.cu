@@ -1,17 +1,25 @@
 // The two ceilings of the GPU it runs on, measured rather than taken from a datasheet (the bench divides by them):
 //   device-to-device copy bandwidth (bytes read + bytes written per second) of a 2 GiB copy, and
 //   the bf16 matrix product rate of cuBLAS in the engine's configuration (bf16 operands, float32 accumulation
-//   and output) at 8192 x 8192 x 8192, on random data (zeros run faster than real data).
-// Prints one JSON object: {"copyBytesPerSecond": ..., "gemmFlopsPerSecond": ...}; medians of 10 timed runs.
+//   and output) at 8192 x 8192 x 8192, on random data (zeros run faster than real data), and
+//   the weight bytes per second the engine's one-row product (matrix_vector.cu, what a batch-1 decode step runs)
+//   reads at the 8B model's gate (or up) and down shapes, each weight larger than the L2 cache.
+//   host-to-device bytes per second of a 96 MiB copy: from pinned memory (the bus), from ordinary pageable
+//   memory, and through pinned_upload.h from pageable memory (how an adapter load copies its bytes).
+// Prints one JSON object: {"copyBytesPerSecond": ..., "gemmFlopsPerSecond": ..., "matrixVectorBytesPerSecond":
+// {"4096x14336": ..., "14336x4096": ...}, "hostToDeviceBytesPerSecond": {"pinned": ..., "pageable": ...,
+// "pinnedUpload": ...}}; medians of 10 timed runs.
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "../src/cuda/cuda_check.h"
 #include "../src/cuda/device_buffer.h"
 #include "../src/cuda/gemm.h"
+#include "../src/cuda/pinned_upload.h"
 
 using namespace loraserve::cuda;
 
@@ -69,8 +77,27 @@ int main() {
     checkLaunch("fillRandom");
     Gemm gemm(stream);
     const double gemmSeconds = medianSeconds(stream, [&] { gemm.linear(a.data(), n, n, b.data(), n, c.data(), n, 0.0f); });
-    std::printf("{\"copyBytesPerSecond\": %.6e, \"gemmFlopsPerSecond\": %.6e}\n", 2.0 * copyBytes / copySeconds,
-                2.0 * n * n * static_cast<double>(n) / gemmSeconds);
+    std::printf("{\"copyBytesPerSecond\": %.6e, \"gemmFlopsPerSecond\": %.6e, \"matrixVectorBytesPerSecond\": {",
+                2.0 * copyBytes / copySeconds, 2.0 * n * n * static_cast<double>(n) / gemmSeconds);
+    const int shapes[2][2] = {{4096, 14336}, {14336, 4096}};
+    for (int s = 0; s < 2; ++s) {
+      const int in = shapes[s][0], out = shapes[s][1];
+      const double seconds = medianSeconds(stream, [&] { gemm.linear(a.data(), 1, in, b.data(), out, c.data(), out, 0.0f); });
+      std::printf("%s\"%dx%d\": %.6e", s ? ", " : "", in, out, 2.0 * in * out / seconds);
+    }
+    const size_t hostBytes = size_t{96} << 20;
+    PinnedBuffer<unsigned char> pinned(hostBytes);
+    std::memset(pinned.data(), 1, hostBytes);
+    std::vector<unsigned char> pageable(hostBytes, 1);
+    PinnedUpload upload(stream);
+    auto hostToDevice = [&](const void* src) {
+      checkCuda(cudaMemcpyAsync(dst.data(), src, hostBytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
+    };
+    const double pinnedSeconds = medianSeconds(stream, [&] { hostToDevice(pinned.data()); });
+    const double pageableSeconds = medianSeconds(stream, [&] { hostToDevice(pageable.data()); });
+    const double uploadSeconds = medianSeconds(stream, [&] { upload.copy(dst.data(), pageable.data(), hostBytes); });
+    std::printf("}, \"hostToDeviceBytesPerSecond\": {\"pinned\": %.6e, \"pageable\": %.6e, \"pinnedUpload\": %.6e}}\n",
+                hostBytes / pinnedSeconds, hostBytes / pageableSeconds, hostBytes / uploadSeconds);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "device limits: %s\n", error.what());
     return 1;

@@ -499,6 +499,8 @@ int main() {
     {
       cuda::Gemm gemm(nullptr);
       checkLinear(gemm, 1, 4096, 6144, 0.0f);
+      checkLinear(gemm, 1, 14336, 40, 1.0f);
+      checkLinear(gemm, 1, 96, 40, 1.0f);
       checkLinear(gemm, 5, 14336, 512, 1.0f);
       checkLinear(gemm, 8, 96, 40, 0.0f);
       checkLinear(gemm, 33, 4096, 1000, 1.0f);

@@ -29,13 +29,18 @@ AdapterSlots::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int
             "cudaMemcpy (slot pointers)");
   ranks_.resize(static_cast<size_t>(maxLoras) * numLayers_ * kNumLoraTargets);
   checkCuda(cudaMemset(ranks_.data(), 0, ranks_.bytes()), "cudaMemset (adapter ranks)");
-  checkCuda(cudaStreamCreateWithFlags(&loadStream_, cudaStreamNonBlocking), "cudaStreamCreate (adapter loads)");
+  // The lowest priority: a load's conversion blocks yield the multiprocessors to the steps' kernels.
+  int lowest = 0, highest = 0;
+  checkCuda(cudaDeviceGetStreamPriorityRange(&lowest, &highest), "cudaDeviceGetStreamPriorityRange");
+  checkCuda(cudaStreamCreateWithPriority(&loadStream_, cudaStreamNonBlocking, lowest), "cudaStreamCreate (adapter loads)");
+  upload_ = std::make_unique<PinnedUpload>(loadStream_);
   staging_.resize(static_cast<size_t>(slotElements_) * sizeof(__nv_bfloat16));
   windowsHost_.resize(static_cast<size_t>(numLayers_) * kNumLoraTargets * 2);
   windows_.resize(windowsHost_.size());
 }
 
 AdapterSlots::~AdapterSlots() {
+  upload_.reset();
   if (loadStream_) cudaStreamDestroy(loadStream_);
 }
 
@@ -135,9 +140,7 @@ void AdapterSlots::copyAndConvert(std::vector<Piece>& pieces) {
     const size_t bytes = runEnd - runBegin;
     if (bytes > capacity) throw std::logic_error("adapter tensor larger than the staging area");
     if (used + bytes > capacity) convertPending(i);
-    checkCuda(cudaMemcpyAsync(staging_.data() + used, pieces[i].file->data() + runBegin, bytes,
-                              cudaMemcpyHostToDevice, loadStream_),
-              "cudaMemcpyAsync (adapter bytes)");
+    upload_->copy(staging_.data() + used, pieces[i].file->data() + runBegin, bytes);
     for (size_t k = i; k < next; ++k) {
       pieces[k].window.src = staging_.data() + used + (pieces[k].begin - runBegin) + pieces[k].firstColumnBytes;
     }

@@ -1,14 +1,16 @@
 // LoRA adapters in device slots (lora_shrink_expand.cuh describes the layout the kernels read). All slots are
 // allocated at start-up, so their addresses never change under a captured CUDA graph. Loading an adapter runs on
 // its own stream while steps run: the stored bytes (bf16, float16 or float32, from the mapped file or the host
-// tier's memory) are copied as they are, a few contiguous runs of the file at a time, into a device staging
-// area, and one kernel per run of copies converts them into the slot (bf16, the scaling folded into B); only then
-// are the ranks published, which is what makes the slot visible to the kernels. No host pass touches a value.
+// tier's memory) are copied as they are (through pinned chunks: pinned_upload.h), a few contiguous runs of the
+// file at a time, into a device staging area; one kernel per filling of that area converts them into the slot
+// (bf16, the scaling folded into B); only then are the ranks published, which is what makes the slot visible to
+// the kernels. No host pass touches a value.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "convert_to_bf16.cuh"
 #include "device_buffer.h"
 #include "lora_shrink_expand.cuh"
+#include "pinned_upload.h"
 
 namespace loraserve::cuda {
 
@@ -59,6 +62,7 @@ class AdapterSlots {
   DeviceBuffer<int32_t> ranks_;  // [maxLoras][numLayers][kNumLoraTargets]
   std::mutex loadMutex_;         // one load at a time owns the staging area, the window table and the stream
   cudaStream_t loadStream_ = nullptr;
+  std::unique_ptr<PinnedUpload> upload_;
   DeviceBuffer<uint8_t> staging_;              // stored bytes on their way into a slot: one slot's bf16 size
   PinnedBuffer<ConvertWindow> windowsHost_;    // [numLayers * 7 * 2]: every A and B of one load
   DeviceBuffer<ConvertWindow> windows_;

@@ -93,7 +93,10 @@ CudaBackend::CudaBackend(const EngineOptions& options)
       freeBeforeLoad_(freeDeviceBytes()),
       weights_(cuda::uploadModelWeights(options, layout_)),
       adapters_(options.spec, layout_, options.maxLoras, options.maxLoraRank) {
-  checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  // The highest priority: an adapter load converting on its own stream must not slow a step down.
+  int lowest = 0, highest = 0;
+  checkCuda(cudaDeviceGetStreamPriorityRange(&lowest, &highest), "cudaDeviceGetStreamPriorityRange");
+  checkCuda(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, highest), "cudaStreamCreate");
   gemm_ = std::make_unique<cuda::Gemm>(stream_);
 
   const std::vector<float> invFreq = ropeInverseFrequencies(spec_);

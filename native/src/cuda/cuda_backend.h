@@ -3,7 +3,10 @@
 //
 // Numerics: the residual stream stays float32 between layers; matrix products take bf16 operands and
 // accumulate and write float32; what feeds the next product (normed activations, attention output, q, K/V)
-// is rounded to bf16. That is what lands within the project's 2e-2 of the float32 reference.
+// is rounded to bf16 (docs/performance.md: how far that lands from the float32 reference).
+//
+// Memory: with EngineOptions.numKvBlocks 0 the KV cache is allocated last and fills what the weights, adapter
+// slots, activations and workspaces leave of gpuMemoryFraction of the card.
 #pragma once
 
 #include <cuda_bf16.h>
