@@ -6,7 +6,7 @@
 //
 // Runs only where the CUDA engine can (test/helpers/cuda.ts); elsewhere it skips and says so.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cudaAvailable, refBound } from "./helpers/cuda.js";
+import { BF16_SANITY_BOUND, cudaAvailable } from "./helpers/cuda.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
 import { greedyIds } from "./helpers/greedy-reference.js";
 import { logSoftmax } from "./helpers/engine-harness.js";
@@ -29,7 +29,7 @@ const sets = fixtureSets();
 describe.skipIf(!cuda || sets.length === 0)("loraserve serve --device cuda", () => {
   describe.each(sets)("$name", (set: FixtureSet) => {
     const adapterIds = Object.keys(set.refs.adapters);
-    const bound = refBound(set.name);
+    const bound = BF16_SANITY_BOUND;
     let server: Started<ServeReady>;
     let refs: RefLogits;
 
