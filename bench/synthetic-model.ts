@@ -5,19 +5,14 @@
 // bench/random-checkpoint.ts cuts 8B-scale tensors from one random pool.
 import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { LORA_TARGETS, type LoraTarget } from "../native/addon.js";
+import { LORA_TARGETS, type LoraTarget, type ModelSpec } from "../native/addon.js";
 import { MODULE_GROUP, projectionShape } from "../shard/model/projections.js";
 
-export interface SyntheticModelShape {
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  maxPositionEmbeddings: number;
-}
+/** The dimensions a checkpoint's layout depends on (the rest of ModelSpec is written as fixed config values). */
+export type SyntheticModelShape = Pick<
+  ModelSpec,
+  "hiddenSize" | "intermediateSize" | "numLayers" | "numHeads" | "numKvHeads" | "headDim" | "vocabSize" | "maxPositionEmbeddings"
+>;
 
 export interface SyntheticTensor {
   name: string;

@@ -4,6 +4,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { listen } from "../common/listen.js";
 import type { NodeHandler } from "./node-handler.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -35,7 +36,7 @@ function routeByPreface(socket: net.Socket, route: (isHttp2: boolean) => void): 
   socket.on("error", dropOnEarlyError);
 }
 
-export function listenOnePort(handler: NodeHandler, port: number, hostname: string): Promise<OnePortServer> {
+export async function listenOnePort(handler: NodeHandler, port: number, hostname: string): Promise<OnePortServer> {
   const http1Server = http.createServer(handler);
   const http2Server = http2.createServer(handler);
   const sockets = new Set<net.Socket>();
@@ -53,18 +54,13 @@ export function listenOnePort(handler: NodeHandler, port: number, hostname: stri
       }
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, hostname, () => {
-      server.off("error", reject);
-      resolve({
-        port: (server.address() as net.AddressInfo).port,
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            for (const socket of sockets) socket.destroy();
-          }),
-      });
-    });
-  });
+  const boundPort = await listen(server, port, hostname);
+  return {
+    port: boundPort,
+    close: () =>
+      new Promise<void>((done) => {
+        server.close(() => done());
+        for (const socket of sockets) socket.destroy();
+      }),
+  };
 }

@@ -2,10 +2,10 @@
 // Turns requests into sequences of the shared engine loop and its token events into stream messages; input
 // errors become ConnectErrors with the code a client can act on.
 import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
-import type { AddressInfo } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { listen } from "../common/listen.js";
 import { TokenizeResponseSchema } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
 import { AdapterService } from "../gen/loraserve/v1/adapter_pb.js";
@@ -129,15 +129,9 @@ export async function startShardServer(shard: ShardContext, port: number, host =
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  const boundPort = await listen(server, port, host);
   return {
-    port: (server.address() as AddressInfo).port,
+    port: boundPort,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));

@@ -1,7 +1,7 @@
 // The shard's observability in one place: logger, tracer and engine metrics; the engine wrapper that times
 // steps and adapter loads; the trace of each request; and the metrics port.
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listen } from "../../common/listen.js";
 import type { HandlerContext } from "@connectrpc/connect";
 import { context, trace } from "@opentelemetry/api";
 import type { GenerateRequest } from "../../gen/loraserve/v1/generate_pb.js";
@@ -134,15 +134,9 @@ export class ShardTelemetry {
         response.end();
       }
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    const boundPort = await listen(server, port, host);
     return {
-      port: (server.address() as AddressInfo).port,
+      port: boundPort,
       close: () =>
         new Promise<void>((resolve) => {
           server.close(() => resolve());
