@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BF16_SANITY_BOUND, cudaAvailable } from "./helpers/cuda.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
-import { greedyIds } from "./helpers/greedy-reference.js";
+import { greedyIds, postGreedyGenerate } from "./helpers/greedy-reference.js";
 import { logSoftmax } from "./helpers/engine-harness.js";
 import { adapterFlag, serve, type ServeReady, type Started } from "./helpers/process.js";
 import { readRefLogits, rowOf, type LogitRows, type RefLogits } from "./helpers/refs.js";
@@ -53,20 +53,7 @@ describe.skipIf(!cuda || sets.length === 0)("loraserve serve --device cuda", () 
       let compared = 0;
       for (const [index, prompt] of set.refs.prompts.entries()) {
         if (prompt.text === null) continue;
-        const res = await fetch(`${server.ready.url}/generate`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({
-            inputs: prompt.text,
-            parameters: {
-              ...(variant !== "base" && { adapter_id: variant }),
-              max_new_tokens: set.refs.steps,
-              do_sample: false,
-              details: true,
-              decoder_input_details: true,
-            },
-          }),
-        });
+        const res = await postGreedyGenerate(server.ready.url, set, variant, prompt.text!);
         const where = `${variant}, prompt ${index}`;
         expect(res.status, where).toBe(200);
         const { details } = (await res.json()) as { details: { prefill: TgiToken[]; tokens: TgiToken[] } };

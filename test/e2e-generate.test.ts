@@ -16,7 +16,7 @@ import {
   type GenerateStreamResponse,
 } from "../gen/loraserve/v1/generate_pb.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
-import { eosIds, greedyIds, logprobAt } from "./helpers/greedy-reference.js";
+import { eosIds, greedyIds, logprobAt, postGreedyGenerate } from "./helpers/greedy-reference.js";
 import { adapterFlag, runCli, serve, type ServeReady, type Started } from "./helpers/process.js";
 import { readRefLogits, type RefLogits } from "./helpers/refs.js";
 
@@ -73,20 +73,7 @@ describe.each(sets)("loraserve serve on $name", (set: FixtureSet) => {
 
   it.each(variants)("POST /generate with details matches the reference for %s", async (variant) => {
     for (const prompt of prompts) {
-      const res = await fetch(`${server.ready.url}/generate`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          inputs: prompt.text,
-          parameters: {
-            ...(variant !== "base" && { adapter_id: variant }),
-            max_new_tokens: set.refs.steps,
-            do_sample: false,
-            details: true,
-            decoder_input_details: true,
-          },
-        }),
-      });
+      const res = await postGreedyGenerate(server.ready.url, set, variant, prompt.text!);
       const where = `${variant}, prompt ${prompt.index}`;
       expect(res.status, where).toBe(200);
       const { details } = (await res.json()) as TgiResponse;

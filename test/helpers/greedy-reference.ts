@@ -30,3 +30,21 @@ export function greedyIds(set: FixtureSet, variant: string, prompt: number): num
 export function logprobAt(logits: LogitRows, row: number, id: number): number {
   return logSoftmax(rowOf(logits.data, logits.vocab, row))[id]!;
 }
+
+/** POST /generate for the reference's greedy run of a variant ("base" = no adapter), with every detail. */
+export function postGreedyGenerate(url: string, set: FixtureSet, variant: string, text: string): Promise<Response> {
+  return fetch(`${url}/generate`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      inputs: text,
+      parameters: {
+        ...(variant !== "base" && { adapter_id: variant }),
+        max_new_tokens: set.refs.steps,
+        do_sample: false,
+        details: true,
+        decoder_input_details: true,
+      },
+    }),
+  });
+}
