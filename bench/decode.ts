@@ -8,18 +8,9 @@ import { performance } from "node:perf_hooks";
 import { createEngine, type NativeEngine, type SeqStep } from "../native/addon.js";
 import { loadAdapterFiles } from "../shard/model/adapter.js";
 import { loadModelFiles } from "../shard/model/model-files.js";
-import { writeSyntheticAdapter, writeSyntheticModel, type SyntheticModelShape } from "./synthetic-model.js";
+import { CPU_BENCH_SHAPE, writeSyntheticAdapter, writeSyntheticModel } from "./synthetic-model.js";
 
-const SHAPE: SyntheticModelShape = {
-  hiddenSize: 512,
-  intermediateSize: 1536,
-  numLayers: 8,
-  numHeads: 8,
-  numKvHeads: 4,
-  headDim: 64,
-  vocabSize: 8192,
-  maxPositionEmbeddings: 1024,
-};
+const SHAPE = CPU_BENCH_SHAPE;
 const PROMPT_TOKENS = 32;
 const DECODE_STEPS = 64;
 const BLOCK_SIZE = 16;

@@ -19,18 +19,12 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { GenerateService } from "../gen/loraserve/v1/generate_pb.js";
 import { ProgressDisplay } from "../telemetry/progress.js";
-import { writeSyntheticAdapter, writeSyntheticModel, type SyntheticModelShape } from "./synthetic-model.js";
+import { CPU_BENCH_SHAPE, writeSyntheticAdapter, writeSyntheticModel, type SyntheticModelShape } from "./synthetic-model.js";
 
 const SHAPE: SyntheticModelShape = {
-  hiddenSize: 512,
-  intermediateSize: 1536,
-  numLayers: 8,
-  numHeads: 8,
-  numKvHeads: 4,
-  headDim: 64,
+  ...CPU_BENCH_SHAPE,
   // The tokenizer comes from fixtures/demo (512 tokens): every id the model draws must be one it can spell.
   vocabSize: 512,
-  maxPositionEmbeddings: 1024,
 };
 const ADAPTERS = 4;
 const CLIENTS = 8;

@@ -14,6 +14,18 @@ export type SyntheticModelShape = Pick<
   "hiddenSize" | "intermediateSize" | "numLayers" | "numHeads" | "numKvHeads" | "headDim" | "vocabSize" | "maxPositionEmbeddings"
 >;
 
+/** The CPU benchmarks' model: Llama-shaped, a few tens of MB, big enough that weights stream from memory. */
+export const CPU_BENCH_SHAPE: SyntheticModelShape = {
+  hiddenSize: 512,
+  intermediateSize: 1536,
+  numLayers: 8,
+  numHeads: 8,
+  numKvHeads: 4,
+  headDim: 64,
+  vocabSize: 8192,
+  maxPositionEmbeddings: 1024,
+};
+
 export interface SyntheticTensor {
   name: string;
   shape: number[];
