@@ -34,15 +34,14 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "quickstart: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error
 fi
-npm run --silent build
-
 case "$mode" in
   serve)
+    npm run --silent build
     demo=fixtures/demo
     adapters=$(cd "$demo/adapters" && for d in */; do printf '%s=%s,' "${d%/}" "$demo/adapters/${d%/}"; done)
     exec node dist/client/cli.js serve --model-id "$demo/model" --lora-adapters "${adapters%,}" "$@"
     ;;
   test)
-    exec npm test -- "$@"
+    exec npm test -- "$@"   # npm's pretest builds first
     ;;
 esac
