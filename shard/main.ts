@@ -65,7 +65,7 @@ function describeModel(model: ModelFiles, engine: NativeEngine, maxLoraRank: num
 
 /** Loads everything and starts serving; throws (naming the file) when the model or an adapter cannot be used. */
 export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PROGRESS): Promise<RunningShard> {
-  const telemetry = new ShardTelemetry(new Logger("shard", args.logLevel), args.metricsMaxAdapters, args.modelDir, progress);
+  const telemetry = new ShardTelemetry(new Logger("shard", args.logLevel), args.metricsMaxAdapters, args.servedModelName, progress);
   const model = loadModelFiles(args.modelDir);
   const codec = TextCodec.load(model.dir);
   const chatTemplates = new ChatTemplates(model.dir);
@@ -82,7 +82,7 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
     const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds, adapters });
     telemetry.watch(llm, adapters, maxLoras);
     const server = await startShardServer(
-      { modelId: args.modelDir, model: describeModel(model, engine, maxLoraRank), llm, codec, chatTemplates, adapters, limits, telemetry },
+      { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, chatTemplates, adapters, limits, telemetry },
       args.port,
     );
     const metrics = args.metricsPort === null ? null : await telemetry.serveMetrics(args.metricsPort, args.metricsHostname);

@@ -12,6 +12,7 @@ const DEFAULT_GPU_MEMORY_FRACTION = 0.9;
 
 export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
   --model-id DIR                 base model directory (env MODEL_ID)
+  --served-model-name NAME       the base model's id in the API (OpenAI "model", TGI /info); default: --model-id
   --lora-adapters ID=DIR,...     PEFT LoRA adapters to serve (env LORA_ADAPTERS)
   --adapter-root DIR             where adapters not named above are found by id, as DIR/ID/ or in the Hugging Face
                                  cache layout DIR/models--ORG--NAME/snapshots/REV/; repeatable (env ADAPTER_ROOTS,
@@ -46,6 +47,8 @@ export class UsageError extends Error {
 
 export interface ShardArgs extends TelemetryOptions {
   modelDir: string;
+  /** What the API calls the base model. */
+  servedModelName: string;
   adapters: AdapterSource[];
   adapterRoots: string[];
   maxLoras: number;
@@ -121,6 +124,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
       allowPositionals: false,
       options: {
         "model-id": { type: "string" },
+        "served-model-name": { type: "string" },
         "lora-adapters": { type: "string", multiple: true },
         "adapter-root": { type: "string", multiple: true },
         "max-loras": { type: "string" },
@@ -151,6 +155,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   const adapterText = values["lora-adapters"]?.join(",") ?? env.LORA_ADAPTERS ?? "";
   return {
     modelDir,
+    servedModelName: values["served-model-name"] ?? modelDir,
     adapters: parseAdapterList(adapterText),
     adapterRoots: values["adapter-root"] ?? (env.ADAPTER_ROOTS ?? "").split(":").filter((dir) => dir !== ""),
     maxLoras: integer("max-loras", values["max-loras"], 1) ?? DEFAULT_MAX_LORAS,

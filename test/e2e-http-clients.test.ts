@@ -49,12 +49,14 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
   let openai: OpenAI;
   let refs: RefLogits;
 
+  /** The base model's API id, given with --served-model-name (without it, the --model-id path). */
+  const SERVED_NAME = "loraserve-test-base";
   /** OpenAI's `model`: the base model's id (what /v1/models lists for it) or the adapter id. */
-  const modelName = (variant: string): string => (variant === "base" ? set!.modelDir : variant);
+  const modelName = (variant: string): string => (variant === "base" ? SERVED_NAME : variant);
 
   beforeAll(async () => {
     refs = readRefLogits(set!.root);
-    server = await serve(["--model-id", set!.modelDir, ...adapterFlag(set!.adaptersDir, adapterIds)]);
+    server = await serve(["--model-id", set!.modelDir, "--served-model-name", SERVED_NAME, ...adapterFlag(set!.adaptersDir, adapterIds)]);
     openai = new OpenAI({ baseURL: `${server.ready.url}/v1`, apiKey: "unused", maxRetries: 0 });
   }, START_TIMEOUT_MS);
 
@@ -79,7 +81,7 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
     it("lists the base model and every adapter with models.list", async () => {
       const models = [];
       for await (const model of openai.models.list()) models.push(model);
-      expect(models.map((m) => m.id).sort()).toEqual([set!.modelDir, ...adapterIds].sort());
+      expect(models.map((m) => m.id).sort()).toEqual([SERVED_NAME, ...adapterIds].sort());
       for (const model of models) expect(model.object).toBe("model");
       expect((await openai.models.retrieve(adapterIds[0]!)).id).toBe(adapterIds[0]);
     });
@@ -292,7 +294,7 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
     it("/info describes the model and its limits", async () => {
       const config = JSON.parse(readFileSync(join(set!.modelDir, "config.json"), "utf8")) as { torch_dtype: string };
       const info = (await (await fetch(`${server.ready.url}/info`)).json()) as Record<string, unknown>;
-      expect(info).toMatchObject({ model_id: set!.modelDir, model_dtype: config.torch_dtype, model_device_type: "cpu", max_best_of: 1, router: "loraserve" });
+      expect(info).toMatchObject({ model_id: SERVED_NAME, model_dtype: config.torch_dtype, model_device_type: "cpu", max_best_of: 1, router: "loraserve" });
       expect(info.max_input_tokens).toBeLessThan(info.max_total_tokens as number);
     });
 

@@ -22,6 +22,7 @@ describe("parseShardArgs", () => {
     const args = parseShardArgs(["--model-id", "/m", "--lora-adapters", "sql=/a/sql, chat=/a/chat", "--shard-port", "7001", "--block-size", "8"], {});
     expect(args).toEqual({
       modelDir: "/m",
+      servedModelName: "/m",
       adapters: [
         { id: "sql", dir: "/a/sql" },
         { id: "chat", dir: "/a/chat" },
@@ -51,6 +52,7 @@ describe("parseShardArgs", () => {
     const args = parseShardArgs([], { MODEL_ID: "/env/model", LORA_ADAPTERS: "x=/env/x" });
     expect([args.modelDir, args.adapters]).toEqual(["/env/model", [{ id: "x", dir: "/env/x" }]]);
     expect(parseShardArgs(["--model-id", "/flag"], { MODEL_ID: "/env" }).modelDir).toBe("/flag");
+    expect(parseShardArgs(["--model-id", "/m", "--served-model-name", "llama-demo"], {}).servedModelName).toBe("llama-demo");
   });
 
   it("takes adapter roots from every --adapter-root, else from ADAPTER_ROOTS split at colons", () => {
