@@ -4,10 +4,10 @@ import { BlockManager } from "../shard/engine/block-manager.js";
 import { Scheduler, type ScheduledChunk } from "../shard/engine/scheduler.js";
 import { Sequence } from "../shard/engine/sequence.js";
 
-function sequence(promptLength: number, maxNewTokens = 8): Sequence {
+function sequence(promptLength: number, maxNewTokens = 8, adapterId = ""): Sequence {
   return new Sequence({
     promptIds: Int32Array.from({ length: promptLength }, (_, i) => i + 1),
-    adapterId: "",
+    adapterId,
     maxNewTokens,
     sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
     topN: 0,
@@ -209,5 +209,126 @@ describe("Scheduler", () => {
   it("refuses a sequence that could never fit in the cache", () => {
     const scheduler = new Scheduler(new BlockManager(2, 4), 64);
     expect(() => scheduler.add(sequence(6, 3))).toThrow(/up to 9 tokens of KV cache, the cache holds 8/);
+  });
+});
+
+describe("Scheduler admission across adapters", () => {
+  /** Runs steps until nothing waits (the cache is large enough); returns the sequences in admission order. */
+  function admissionOrder(scheduler: Scheduler): Sequence[] {
+    const admitted: Sequence[] = [];
+    for (let step = 0; step < 1000 && scheduler.numWaiting > 0; step++) {
+      for (const chunk of runStep(scheduler)) {
+        if (chunk.startPos === 0) admitted.push(chunk.seq);
+      }
+    }
+    return admitted;
+  }
+
+  it("admits one request of another adapter right after the first of a flood, and the flood in its own order", () => {
+    const scheduler = new Scheduler(new BlockManager(256, 4), 4);
+    const flood = Array.from({ length: 10 }, () => sequence(4, 8, "sql"));
+    const trickle = sequence(4, 8, "chat");
+    for (const s of [...flood, trickle]) scheduler.add(s);
+    expect(runStep(scheduler).map((ch) => ch.seq)).toEqual([flood[0]]);
+    // The next step's budget goes to the other adapter, while the admitted one keeps decoding.
+    expect(runStep(scheduler).map((ch) => [ch.seq, ch.numTokens])).toEqual([
+      [flood[0], 1],
+      [trickle, 4],
+    ]);
+    expect(admissionOrder(scheduler)).toEqual(flood.slice(1));
+  });
+
+  it("alternates between adapters with equal load, the base model being one more", () => {
+    const scheduler = new Scheduler(new BlockManager(256, 4), 8);
+    const [sql, chat, base] = ["sql", "chat", ""].map((id) => Array.from({ length: 4 }, () => sequence(4, 8, id))) as [Sequence[], Sequence[], Sequence[]];
+    for (const s of [...sql, ...chat, ...base]) scheduler.add(s);
+    expect(admissionOrder(scheduler)).toEqual([0, 1, 2, 3].flatMap((i) => [sql[i], chat[i], base[i]]));
+  });
+
+  it("shares prompt tokens, not request counts: four short prompts for each long one", () => {
+    const scheduler = new Scheduler(new BlockManager(256, 4), 16);
+    const long = Array.from({ length: 3 }, () => sequence(16, 4, "sql"));
+    const short = Array.from({ length: 8 }, () => sequence(4, 4, "chat"));
+    for (const s of [...long, ...short]) scheduler.add(s);
+    expect(admissionOrder(scheduler)).toEqual([long[0], ...short.slice(0, 4), long[1], ...short.slice(4), long[2]]);
+  });
+
+  it("gives an adapter that was idle no credit for the time it was away: it joins the alternation", () => {
+    const scheduler = new Scheduler(new BlockManager(256, 4), 4);
+    const busy = Array.from({ length: 8 }, () => sequence(4, 8, "sql"));
+    for (const s of busy) scheduler.add(s);
+    for (let i = 0; i < 4; i++) runStep(scheduler); // one prompt a step: sql has been given 16 tokens
+    const late = Array.from({ length: 3 }, () => sequence(4, 8, "chat"));
+    for (const s of late) scheduler.add(s);
+    expect(admissionOrder(scheduler)).toEqual([late[0], busy[4], late[1], busy[5], late[2], busy[6], busy[7]]);
+  });
+
+  it("skips an adapter that is not resident yet, and admits its requests once it is", () => {
+    const resident = new Set(["sql"]);
+    const scheduler = new Scheduler(new BlockManager(256, 4), 8, undefined, (seq) => resident.has(seq.request.adapterId));
+    const [loading, ready] = [sequence(4, 8, "code"), sequence(4, 8, "sql")];
+    scheduler.add(loading);
+    scheduler.add(ready);
+    expect(runStep(scheduler).map((ch) => ch.seq)).toEqual([ready]);
+    expect(loading.status).toBe("waiting");
+    resident.add("code");
+    expect(runStep(scheduler).map((ch) => [ch.seq, ch.startPos])).toEqual([
+      [ready, 4],
+      [loading, 0],
+    ]);
+  });
+
+  it("under a random flood, admits FCFS per adapter and serves no other adapter more than 2 × the longest prompt ahead of a waiting head", () => {
+    const maxPrompt = 24;
+    const budget = 12;
+    // A cache large enough that nothing is preempted: only the admission order is under test.
+    const blocks = new BlockManager(1024, 4);
+    let preemptions = 0;
+    const scheduler = new Scheduler(blocks, budget, () => preemptions++);
+    let state = 777;
+    const random = (n: number): number => {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      return (state >> 16) % n;
+    };
+    const adapters = ["sql", "sql", "sql", "sql", "sql", "sql", "chat", "code", ""]; // sql floods
+    const notAdmitted = new Map<string, Sequence[]>();
+    /** For each sequence, the prompt tokens admitted for each other adapter while it was first in its queue. */
+    const servedAhead = new Map<Sequence, Map<string, number>>();
+    const all: Sequence[] = [];
+    let deepestFlood = 0;
+    for (let step = 0; step < 5000 && (all.length < 200 || scheduler.hasWork()); step++) {
+      for (let i = random(3); i > 0 && all.length < 200; i--) {
+        const seq = sequence(1 + random(maxPrompt), 1 + random(16), adapters[random(adapters.length)]);
+        all.push(seq);
+        scheduler.add(seq);
+        const queue = notAdmitted.get(seq.request.adapterId) ?? [];
+        queue.push(seq);
+        notAdmitted.set(seq.request.adapterId, queue);
+        servedAhead.set(seq, new Map());
+      }
+      deepestFlood = Math.max(deepestFlood, notAdmitted.get("sql")?.length ?? 0);
+      for (const chunk of runStep(scheduler)) {
+        if (chunk.startPos !== 0) continue;
+        const adapterId = chunk.seq.request.adapterId;
+        const queue = notAdmitted.get(adapterId)!;
+        expect(queue[0]).toBe(chunk.seq);
+        queue.shift();
+        for (const [other, waiting] of notAdmitted) {
+          const head = waiting[0];
+          if (other === adapterId || head === undefined) continue;
+          const ahead = servedAhead.get(head)!;
+          ahead.set(adapterId, (ahead.get(adapterId) ?? 0) + chunk.seq.promptLength);
+        }
+      }
+      for (const seq of all) {
+        if (seq.status === "running" && seq.generated.length === seq.request.maxNewTokens) scheduler.finish(seq, "length");
+      }
+    }
+    expect(preemptions).toBe(0);
+    expect(all.every((s) => s.status === "finished")).toBe(true);
+    const worst = Math.max(...[...servedAhead.values()].flatMap((ahead) => [...ahead.values()]));
+    expect(worst).toBeLessThanOrEqual(2 * maxPrompt);
+    // The flood did queue up, so FCFS would have kept the other adapters' heads behind far more than that.
+    expect(deepestFlood).toBeGreaterThan(20);
   });
 });

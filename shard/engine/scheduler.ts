@@ -1,9 +1,11 @@
 // Decides who runs in the next step and how many tokens each contributes. Every running sequence gets its
 // decode token; prompts (new ones, or the rest of a long one) share a per-step token budget, so a long prompt
 // is computed in chunks across steps while the others keep decoding. When the KV cache runs out, the newest
-// sequence is preempted: its blocks are freed and it is computed again from scratch later. Never touches
-// tensors: the engine loop turns the chunks into a step plan.
+// sequence is preempted: its blocks are freed and it is computed again from scratch later. Waiting sequences
+// are admitted fairly across adapters (fair-queue.ts), FCFS within one. Never touches tensors: the engine loop
+// turns the chunks into a step plan.
 import type { BlockManager } from "./block-manager.js";
+import { FairQueue } from "./fair-queue.js";
 import type { FinishReason, Sequence } from "./sequence.js";
 
 /** One sequence's part of a step: tokens [startPos, startPos + numTokens) of its prompt and generated ids. */
@@ -16,7 +18,8 @@ export interface ScheduledChunk {
 }
 
 export class Scheduler {
-  private readonly waiting: Sequence[] = [];
+  /** Waiting sequences, admitted fairly across adapters (fair-queue.ts). */
+  private readonly waiting = new FairQueue();
   /** In admission order: the last one is the newest, the first to be preempted. */
   private readonly running: Sequence[] = [];
 
@@ -69,12 +72,12 @@ export class Scheduler {
       chunks.push(this.place(seq, granted));
       if (!decoding) budget -= granted;
     }
-    for (let seq = this.nextToAdmit(); seq && budget > 0; seq = this.nextToAdmit()) {
+    for (let seq = this.waiting.peek(this.runnable); seq && budget > 0; seq = this.waiting.peek(this.runnable)) {
       // Admit only when the whole rest of the sequence fits in the free blocks now, so that a new prompt does
       // not start on blocks that the next chunks would have to win back by preemption.
       if (this.blocks.missingBlocks(seq.blockTable, seq.numTokens) > this.blocks.freeCount) break;
       const granted = Math.min(seq.pendingTokens, budget);
-      this.waiting.splice(this.waiting.indexOf(seq), 1);
+      this.waiting.admit(seq);
       seq.status = "running";
       this.running.push(seq);
       this.blocks.grow(seq.blockTable, seq.numCachedTokens + granted);
@@ -87,7 +90,8 @@ export class Scheduler {
   /** Ends a sequence (finished, or its client went away): its blocks are free for the next step. */
   finish(seq: Sequence, reason: FinishReason): void {
     if (seq.status === "finished") return;
-    removeFrom(seq.status === "running" ? this.running : this.waiting, seq);
+    if (seq.status === "running") removeFrom(this.running, seq);
+    else this.waiting.remove(seq);
     this.blocks.release(seq.blockTable);
     seq.status = "finished";
     seq.finishReason = reason;
@@ -96,15 +100,6 @@ export class Scheduler {
   /** Records that the engine computed a chunk: its positions are now in the cache. */
   computed(chunk: ScheduledChunk): void {
     chunk.seq.numCachedTokens = chunk.startPos + chunk.numTokens;
-  }
-
-  /**
-   * FCFS among the sequences that can run: one whose adapter is still loading does not hold back the others.
-   * This is the one place that picks whom to admit; fairness across adapters (one adapter's flood must not
-   * starve another's trickle) replaces it.
-   */
-  private nextToAdmit(): Sequence | undefined {
-    return this.waiting.find(this.runnable);
   }
 
   /**
@@ -133,7 +128,7 @@ export class Scheduler {
     this.blocks.release(seq.blockTable);
     seq.numCachedTokens = 0;
     seq.status = "waiting";
-    // Back to the front: it was admitted before everything still waiting.
+    // Back to the front of its adapter's queue: it was admitted before everything still waiting there.
     this.waiting.unshift(seq);
     this.onPreempt(seq);
   }
