@@ -1,6 +1,6 @@
-// loraserve.v1.GenerateService: every call is forwarded to a shard group; the shard's ConnectErrors travel
-// back with their codes, and the client's cancellation (or deadline) stops the upstream call through the
-// handler's signal.
+// loraserve.v1.GenerateService: every call is forwarded to a shard group (moving to the next group if one fails
+// before the first token); the shard's ConnectErrors travel back with their codes, and the client's
+// cancellation (or deadline) stops the upstream call through the handler's signal.
 import type { ServiceImpl } from "@connectrpc/connect";
 import { GenerateService } from "../gen/loraserve/v1/generate_pb.js";
 import { collectGeneration } from "./collect.js";
@@ -9,10 +9,10 @@ import type { ShardPool } from "./shard-pool.js";
 export function generateService(pool: ShardPool): ServiceImpl<typeof GenerateService> {
   return {
     generate(request, context) {
-      return collectGeneration(pool.pick(request).generate(request, { signal: context.signal }));
+      return collectGeneration(pool.generate(request, { signal: context.signal }));
     },
     generateStream(request, context) {
-      return pool.pick(request).generate(request, { signal: context.signal });
+      return pool.generate(request, { signal: context.signal });
     },
     tokenize(request, context) {
       return pool.pick(request).tokenize(request, { signal: context.signal });

@@ -1,12 +1,15 @@
-// The shard groups this router forwards to. Every request goes through `pick`, the one place where the
-// choice of a group is made: adapter residency and load (from ShardService.Status) will join the score here.
-// With telemetry, the client it hands out measures and traces each Generate as routed (router/telemetry/).
-import { createHash } from "node:crypto";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+// The shard groups this router forwards to and what it last heard of each. Every request's group is chosen
+// here, by router/affinity.ts, from the groups' last Status (read by whoever asks: the health sync's poll,
+// a metrics collection) plus the streams this router has sent each group since. `generate` opens a request's
+// stream with failover (router/failover.ts); `pick` is the first choice alone, for calls that are not streams.
+// With telemetry, each attempt's Generate is measured and traced as routed (router/telemetry/).
+import { createClient, type CallOptions, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import type { GenerateRequest } from "../gen/loraserve/v1/generate_pb.js";
+import type { GenerateRequest, GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 import { propagateTraceContext } from "../telemetry/trace-context.js";
+import { rankGroups, type GroupView, type Residency, type RouteReason } from "./affinity.js";
+import { streamWithFailover, type Attempt } from "./failover.js";
 import type { RouterTelemetry } from "./telemetry/router-telemetry.js";
 import type { GroupStatus } from "./telemetry/router-metrics.js";
 
@@ -19,11 +22,28 @@ interface ShardGroup {
   transport: Transport;
   /** Held so that shutdown can close the HTTP/2 connection instead of waiting for its idle timeout. */
   session: Http2SessionManager;
+  /** The last Status: undefined before the first answer and while the group does not answer. */
+  status: StatusResponse | undefined;
+  /** False until a Status was asked: a group not asked yet counts as healthy and idle. */
+  asked: boolean;
+  /** Streams this router opened on the group since its last Status, which that Status's load cannot show. */
+  sentSinceStatus: number;
 }
 
-/** Rendezvous (highest random weight) score: stable per (adapter, group), so one adapter keeps to one group. */
-function rendezvousScore(adapterId: string, uri: string): bigint {
-  return createHash("sha256").update(adapterId).update("\0").update(uri).digest().readBigUInt64BE(0);
+function residencyOf(status: StatusResponse | undefined, adapterId: string): Residency {
+  // The base model (no adapter) is resident wherever the model is.
+  if (adapterId === "" || status?.deviceAdapterIds.includes(adapterId)) return "device";
+  return status?.hostAdapterIds.includes(adapterId) ? "host" : "none";
+}
+
+function viewOf(group: ShardGroup, adapterId: string): GroupView {
+  const { status } = group;
+  return {
+    id: group.uri,
+    healthy: group.asked ? status?.ready === true : true,
+    residency: residencyOf(status, adapterId),
+    load: (status ? status.runningSequences + status.waitingSequences : 0) + group.sentSinceStatus,
+  };
 }
 
 export class ShardPool {
@@ -37,20 +57,50 @@ export class ShardPool {
     this.groups = uris.map((uri) => {
       const session = new Http2SessionManager(uri);
       const transport = createGrpcTransport({ baseUrl: uri, sessionManager: session, interceptors: [propagateTraceContext] });
-      return { uri, session, transport, client: createClient(ShardService, transport) };
+      return { uri, session, transport, client: createClient(ShardService, transport), status: undefined, asked: false, sentSinceStatus: 0 };
     });
   }
 
-  /** The group that serves a request for this adapter. */
+  /** The groups that may serve a request for this adapter, best first, and why the first. */
+  private rank(adapterId: string): { candidates: ShardGroup[]; reason: RouteReason } {
+    const byUri = new Map(this.groups.map((group) => [group.uri, group]));
+    const { candidates, reason } = rankGroups(
+      adapterId,
+      this.groups.map((group) => viewOf(group, adapterId)),
+    );
+    return { candidates: candidates.map((view) => byUri.get(view.id)!), reason };
+  }
+
+  private routed(group: ShardGroup, reason: string): ShardClient {
+    return this.telemetry ? this.telemetry.observe(group.client, { group: group.uri, reason }) : group.client;
+  }
+
+  /** The group that serves a request for this adapter (for calls without failover: Tokenize). */
   pick(request: Pick<GenerateRequest, "adapterId">): ShardClient {
-    let best = this.groups[0]!;
-    let bestScore = -1n;
-    for (const group of this.groups) {
-      const score = rendezvousScore(request.adapterId, group.uri);
-      if (score > bestScore) [best, bestScore] = [group, score];
-    }
-    const reason = this.groups.length === 1 ? "only_group" : "adapter_affinity";
-    return this.telemetry ? this.telemetry.observe(best.client, { group: best.uri, reason }) : best.client;
+    const { candidates, reason } = this.rank(request.adapterId);
+    return this.routed(candidates[0]!, reason);
+  }
+
+  /** Generates on the best group that takes the request, moving on while groups fail before the first token. */
+  generate(request: GenerateRequest, options: CallOptions): AsyncIterable<GenerateStreamResponse> {
+    const { candidates, reason } = this.rank(request.adapterId);
+    const attempts = candidates.map(
+      (group, i): Attempt => ({
+        group: group.uri,
+        open: () => {
+          group.sentSinceStatus += 1;
+          return this.routed(group, i === 0 ? reason : "failover").generate(request, options);
+        },
+      }),
+    );
+    return streamWithFailover(attempts, options.signal, (uri) => this.groupFailed(uri));
+  }
+
+  /** Until its next Status, a group that failed a request counts as down. */
+  private groupFailed(uri: string): void {
+    const group = this.groups.find((candidate) => candidate.uri === uri)!;
+    group.status = undefined;
+    group.asked = true;
   }
 
   /** Every group's Status with its URI (the group's label in metrics). */
@@ -61,7 +111,14 @@ export class ShardPool {
 
   /** Every group leader's Status, in order; undefined for a leader that does not answer. */
   statuses(options: { timeoutMs?: number; signal?: AbortSignal }): Promise<(StatusResponse | undefined)[]> {
-    return Promise.all(this.groups.map((group) => group.client.status({}, options).catch(() => undefined)));
+    return Promise.all(
+      this.groups.map(async (group) => {
+        const status = await group.client.status({}, options).catch(() => undefined);
+        // A Status cut short by the caller's signal says nothing about the group.
+        if (options.signal?.aborted !== true) Object.assign(group, { status, asked: true, sentSinceStatus: 0 });
+        return status;
+      }),
+    );
   }
 
   /** Every group leader's transport, in order, for the services that go to all groups. */

@@ -11,7 +11,7 @@ import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb
 import { AdapterService } from "../gen/loraserve/v1/adapter_pb.js";
 import { adapterConnectError, adapterServiceImpl } from "./adapter-service.js";
 import { AdapterError } from "./adapters/errors.js";
-import type { AdapterRegistry } from "./adapters/registry.js";
+import type { AdapterRegistry, AdapterTier } from "./adapters/registry.js";
 import { encodePrompt, InvalidRequestError, prepareRequest, type PromptContext } from "./engine/generate-request.js";
 import { GenerateStream } from "./engine/generate-stream.js";
 import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
@@ -96,6 +96,8 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
 
     status() {
       const load = llm.load();
+      const listed = adapters.list();
+      const inTier = (tier: AdapterTier): string[] => listed.filter((adapter) => adapter.tier === tier).map((adapter) => adapter.id);
       return create(StatusResponseSchema, {
         ready: true,
         modelId: shard.modelId,
@@ -112,6 +114,8 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
         vocabSize: shard.model.vocabSize,
         maxLoras: shard.model.maxLoras,
         maxLoraRank: shard.model.maxLoraRank,
+        deviceAdapterIds: inTier("device"),
+        hostAdapterIds: inTier("host"),
       });
     },
   };

@@ -23,7 +23,7 @@ export interface AnswerShapes {
 
 export async function answer({ pool, signal, response }: Exchange, request: PreparedRequest, shapes: AnswerShapes): Promise<void> {
   const meta = identity(shapes.idPrefix, request.model);
-  const messages = pool.pick(request.generate).generate(request.generate, { signal });
+  const messages = pool.generate(request.generate, { signal });
   if (request.stream) {
     await sendEventStream(response, shapes.chunks(meta, messages), {
       signal,

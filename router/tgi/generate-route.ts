@@ -11,14 +11,14 @@ import { tgiStreamEvents } from "./stream-response.js";
 import { tgiErrorOf, tgiRoute, validationError } from "./tgi-error.js";
 
 async function generate({ pool, signal, response }: Exchange, request: GenerateRequest): Promise<void> {
-  const answer = await collectGeneration(pool.pick(request).generate(request, { signal }));
+  const answer = await collectGeneration(pool.generate(request, { signal }));
   sendJson(response, 200, toTgiResponse(request, answer));
 }
 
 async function generateStream({ pool, signal, response }: Exchange, request: GenerateRequest): Promise<void> {
   // TGI's rule: the prompt's details only come with the whole answer.
   if (request.parameters?.decoderInputDetails) throw validationError("`decoder_input_details` is not supported when streaming");
-  const messages = pool.pick(request).generate(request, { signal });
+  const messages = pool.generate(request, { signal });
   await sendEventStream(response, tgiStreamEvents(messages), { signal, errorEvent: (err) => tgiErrorOf(err).body() });
 }
 

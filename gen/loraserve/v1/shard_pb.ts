@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loraserve/v1/shard.proto.
  */
 export const file_loraserve_v1_shard: GenFile = /*@__PURE__*/
-  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IuICCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDRIYChBtYXhfaW5wdXRfdG9rZW5zGAogASgNEhMKC21vZGVsX2R0eXBlGAsgASgJEg4KBmRldmljZRgMIAEoCRISCgp2b2NhYl9zaXplGA0gASgNEhEKCW1heF9sb3JhcxgOIAEoDRIVCg1tYXhfbG9yYV9yYW5rGA8gASgNMvEBCgxTaGFyZFNlcnZpY2USUQoIR2VuZXJhdGUSHS5sb3Jhc2VydmUudjEuR2VuZXJhdGVSZXF1ZXN0GiQubG9yYXNlcnZlLnYxLkdlbmVyYXRlU3RyZWFtUmVzcG9uc2UwARJDCgZTdGF0dXMSGy5sb3Jhc2VydmUudjEuU3RhdHVzUmVxdWVzdBocLmxvcmFzZXJ2ZS52MS5TdGF0dXNSZXNwb25zZRJJCghUb2tlbml6ZRIdLmxvcmFzZXJ2ZS52MS5Ub2tlbml6ZVJlcXVlc3QaHi5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXNwb25zZWIGcHJvdG8z", [file_loraserve_v1_generate]);
+  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IpgDCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDRIYChBtYXhfaW5wdXRfdG9rZW5zGAogASgNEhMKC21vZGVsX2R0eXBlGAsgASgJEg4KBmRldmljZRgMIAEoCRISCgp2b2NhYl9zaXplGA0gASgNEhEKCW1heF9sb3JhcxgOIAEoDRIVCg1tYXhfbG9yYV9yYW5rGA8gASgNEhoKEmRldmljZV9hZGFwdGVyX2lkcxgQIAMoCRIYChBob3N0X2FkYXB0ZXJfaWRzGBEgAygJMvEBCgxTaGFyZFNlcnZpY2USUQoIR2VuZXJhdGUSHS5sb3Jhc2VydmUudjEuR2VuZXJhdGVSZXF1ZXN0GiQubG9yYXNlcnZlLnYxLkdlbmVyYXRlU3RyZWFtUmVzcG9uc2UwARJDCgZTdGF0dXMSGy5sb3Jhc2VydmUudjEuU3RhdHVzUmVxdWVzdBocLmxvcmFzZXJ2ZS52MS5TdGF0dXNSZXNwb25zZRJJCghUb2tlbml6ZRIdLmxvcmFzZXJ2ZS52MS5Ub2tlbml6ZVJlcXVlc3QaHi5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXNwb25zZWIGcHJvdG8z", [file_loraserve_v1_generate]);
 
 /**
  * @generated from message loraserve.v1.StatusRequest
@@ -121,6 +121,19 @@ export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
    * @generated from field: uint32 max_lora_rank = 15;
    */
   maxLoraRank: number;
+
+  /**
+   * Where adapters are now (a subset of adapter_ids): in an engine slot, or read and validated in host memory.
+   * The router prefers a group where the request's adapter is resident.
+   *
+   * @generated from field: repeated string device_adapter_ids = 16;
+   */
+  deviceAdapterIds: string[];
+
+  /**
+   * @generated from field: repeated string host_adapter_ids = 17;
+   */
+  hostAdapterIds: string[];
 };
 
 /**
