@@ -93,7 +93,18 @@ export interface EngineOptions {
    * rest (never more than is free). Memory of other processes is not counted. Absent: 0.9.
    */
   gpuMemoryFraction?: number;
+  /**
+   * Device "cuda": the 16-bit type of the weights, activations and KV cache on the GPU (sums, the residual
+   * stream and logits are float32 either way). float16 carries three more mantissa bits than bfloat16, which
+   * is what brings logits within 2e-2 of the float32 reference (docs/performance.md "Precision"); bfloat16
+   * has float32's range. Weights are converted from whatever the checkpoint stores; a weight outside
+   * float16's range is refused with a message naming bfloat16. The CPU backend computes in float32 and
+   * ignores this. Absent: float16.
+   */
+  dtype?: DeviceDtype;
 }
+
+export type DeviceDtype = "float16" | "bfloat16";
 
 /** One LoRA target of one layer: y += scaling * B (A x). A is [rank, in], B is [out, rank]. */
 export interface LoraTensorPair {

@@ -34,7 +34,7 @@ export interface RunningShard {
 export function createShardEngine(
   model: ModelFiles,
   limits: ShardLimits,
-  { device, threads, maxLoras, maxLoraRank, gpuMemoryFraction }: Pick<ShardArgs, "device" | "threads" | "maxLoras" | "maxLoraRank" | "gpuMemoryFraction">,
+  { device, dtype, threads, maxLoras, maxLoraRank, gpuMemoryFraction }: Pick<ShardArgs, "device" | "dtype" | "threads" | "maxLoras" | "maxLoraRank" | "gpuMemoryFraction">,
 ): NativeEngine {
   return createEngine({
     device,
@@ -48,6 +48,7 @@ export function createShardEngine(
     maxLoraRank,
     threads,
     gpuMemoryFraction,
+    dtype,
   });
 }
 

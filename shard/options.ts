@@ -1,7 +1,7 @@
 // `loraserve shard` flags (with MODEL_ID / LORA_ADAPTERS / ADAPTER_ROOTS from the environment) → the shard's settings.
 // Limits that depend on the model (its context length) are resolved once its config is read.
 import { parseArgs } from "node:util";
-import type { ModelSpec } from "../native/addon.js";
+import type { DeviceDtype, ModelSpec } from "../native/addon.js";
 import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
 import type { AdapterSource } from "./adapters/registry.js";
 
@@ -31,6 +31,8 @@ export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
   --threads N                    CPU worker threads, 0 for every core (default 0)
   --device cpu|cuda              engine backend (default cuda when the addon has the CUDA backend and a GPU is
                                  present, else cpu)
+  --dtype float16|bfloat16       on cuda: the 16-bit type of weights, activations and KV cache (default float16,
+                                 the closer to the float32 reference; bfloat16 has float32's range)
   --gpu-memory-fraction F        share of the GPU's memory the engine may take; the KV cache fills what the
                                  weights, adapter slots and activations leave (default ${DEFAULT_GPU_MEMORY_FRACTION})
   --metrics-port N               serve the engine's Prometheus metrics on GET /metrics here; 0 picks a free one
@@ -56,6 +58,8 @@ export interface ShardArgs extends TelemetryOptions {
   maxLoraRank: number;
   port: number;
   device: "cpu" | "cuda";
+  /** On cuda; the CPU backend computes in float32. */
+  dtype: DeviceDtype;
   gpuMemoryFraction: number;
   threads: number;
   blockSize: number;
@@ -139,6 +143,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
         "block-size": { type: "string" },
         threads: { type: "string" },
         device: { type: "string" },
+        dtype: { type: "string" },
         "gpu-memory-fraction": { type: "string" },
         "metrics-port": { type: "string" },
         "metrics-hostname": { type: "string" },
@@ -152,6 +157,9 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   if (!modelDir) throw new UsageError("--model-id (or MODEL_ID) is required");
   const device = values.device ?? defaultDevice;
   if (device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(device)}`);
+  const dtype = values.dtype ?? "float16";
+  if (dtype !== "float16" && dtype !== "bfloat16") throw new UsageError(`--dtype must be float16 or bfloat16, got ${JSON.stringify(dtype)}`);
+  if (values.dtype !== undefined && device !== "cuda") throw new UsageError("--dtype applies to --device cuda; the CPU backend computes in float32");
   const adapterText = values["lora-adapters"]?.join(",") ?? env.LORA_ADAPTERS ?? "";
   return {
     modelDir,
@@ -163,6 +171,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     maxLoraRank: integer("max-lora-rank", values["max-lora-rank"], 1) ?? DEFAULT_MAX_LORA_RANK,
     port: integer("shard-port", values["shard-port"], 0, 65535) ?? 0,
     device,
+    dtype,
     gpuMemoryFraction: fraction("gpu-memory-fraction", values["gpu-memory-fraction"]) ?? DEFAULT_GPU_MEMORY_FRACTION,
     threads: integer("threads", values.threads, 0) ?? 0,
     blockSize: integer("block-size", values["block-size"], 1) ?? 16,

@@ -33,6 +33,7 @@ describe("parseShardArgs", () => {
       maxLoraRank: 64,
       port: 7001,
       device: "cpu",
+      dtype: "float16",
       gpuMemoryFraction: 0.9,
       threads: 0,
       blockSize: 8,
@@ -69,6 +70,8 @@ describe("parseShardArgs", () => {
     [["--model-id", "/m", "--threads=-1"], /--threads must be an integer >= 0, got "-1"/],
     [["--model-id", "/m", "--max-total-tokens", "12x"], /--max-total-tokens must be an integer >= 2/],
     [["--model-id", "/m", "--device", "tpu"], /--device must be cpu or cuda/],
+    [["--model-id", "/m", "--dtype", "float32"], /--dtype must be float16 or bfloat16, got "float32"/],
+    [["--model-id", "/m", "--device", "cpu", "--dtype", "bfloat16"], /--dtype applies to --device cuda/],
     [["--model-id", "/m", "--gpu-memory-fraction", "0"], /--gpu-memory-fraction must be a number in \(0, 1\], got "0"/],
     [["--model-id", "/m", "--gpu-memory-fraction", "1.5"], /--gpu-memory-fraction must be a number in \(0, 1\]/],
     [["--model-id", "/m", "--log-level", "loud"], /--log-level must be one of error, warn, info, debug/],
@@ -99,7 +102,8 @@ describe("resolveLimits", () => {
 
   it("on cuda leaves the block count to the engine (0) unless --num-kv-blocks names one, then checks the engine's", () => {
     const cuda = parseShardArgs(["--model-id", "/m", "--gpu-memory-fraction", "0.5"], {}, "cuda");
-    expect([cuda.device, cuda.gpuMemoryFraction]).toEqual(["cuda", 0.5]);
+    expect([cuda.device, cuda.gpuMemoryFraction, cuda.dtype]).toEqual(["cuda", 0.5, "float16"]);
+    expect(parseShardArgs(["--model-id", "/m", "--dtype", "bfloat16"], {}, "cuda").dtype).toBe("bfloat16");
     const limits = resolveLimits(cuda, spec(1024));
     expect(limits.numKvBlocks).toBe(0);
     expect(resolveLimits(parseShardArgs(["--model-id", "/m", "--num-kv-blocks", "100"], {}, "cuda"), spec(1024)).numKvBlocks).toBe(100);

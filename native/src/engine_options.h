@@ -28,6 +28,9 @@ struct BaseWeightRefs {
 
 enum class Device { Cpu, Cuda };
 
+// The 16-bit type the CUDA backend keeps weights, activations and the KV cache in (native/addon.ts DeviceDtype).
+enum class DeviceDtype { Float16, Bfloat16 };
+
 struct EngineOptions {
   Device device = Device::Cpu;
   int rank = 0;
@@ -40,6 +43,7 @@ struct EngineOptions {
   int maxLoraRank = 0;
   int threads = 0;
   double gpuMemoryFraction = 0.9;  // share of the GPU's total memory the engine may take (numKvBlocks 0)
+  DeviceDtype dtype = DeviceDtype::Float16;  // device cuda only
 };
 
 }  // namespace loraserve

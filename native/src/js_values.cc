@@ -245,6 +245,17 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value) {
   options.threads = intAt(field(object, "threads"), path + ".threads");
   options.gpuMemoryFraction =
       optionalNumberAt(field(object, "gpuMemoryFraction"), path + ".gpuMemoryFraction", options.gpuMemoryFraction);
+  const Napi::Value dtype = field(object, "dtype");
+  if (!dtype.IsUndefined()) {
+    const std::string name = stringAt(dtype, path + ".dtype");
+    if (name == "float16") {
+      options.dtype = DeviceDtype::Float16;
+    } else if (name == "bfloat16") {
+      options.dtype = DeviceDtype::Bfloat16;
+    } else {
+      typeError(value.Env(), path + ".dtype", "\"float16\" or \"bfloat16\"");
+    }
+  }
   return options;
 }
 
