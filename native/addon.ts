@@ -217,8 +217,85 @@ export interface NativeEngine {
   close(): void;
 }
 
+/** The order in which the binding numbers dtypes (native/src/js_values.cc kDTypeByCode). */
+const DTYPES: readonly DType[] = ["F32", "F16", "BF16"];
+
+/**
+ * AdapterWeights as the binding takes it: every pair's numbers in one Float64Array and each distinct file name once,
+ * so the handoff is a few N-API calls instead of several per tensor ref. The layout, and the checks of every value,
+ * are native/src/js_values.cc PackedPairs.
+ */
+interface PackedAdapter {
+  rank: number;
+  scaling: number;
+  files: string[];
+  pairs: Float64Array;
+  fileBytes?: Readonly<Record<string, Uint8Array>>;
+}
+
+function packAdapter(adapter: AdapterWeights): PackedAdapter {
+  const fileIndex = new Map<string, number>();
+  const numbers: number[] = [];
+  // What cannot be encoded becomes -1 (a file that is not a string, an unknown name, a shape that is not an array)
+  // or NaN (a non-number): the binding refuses those naming the field, so the checks stay in one place.
+  const numberOf = (value: unknown) => (typeof value === "number" ? value : Number.NaN);
+  const fileOf = (file: unknown) => {
+    if (typeof file !== "string") return -1;
+    let index = fileIndex.get(file);
+    if (index === undefined) fileIndex.set(file, (index = fileIndex.size));
+    return index;
+  };
+  const pushRef = (ref: TensorRef) => {
+    numbers.push(fileOf(ref.file), DTYPES.indexOf(ref.dtype), numberOf(ref.offset), numberOf(ref.nbytes));
+    if (!Array.isArray(ref.shape)) {
+      numbers.push(-1);
+      return;
+    }
+    numbers.push(ref.shape.length);
+    for (const dim of ref.shape) numbers.push(numberOf(dim));
+  };
+  for (const pair of adapter.pairs) {
+    numbers.push(numberOf(pair.layer), LORA_TARGETS.indexOf(pair.target));
+    pushRef(pair.a);
+    pushRef(pair.b);
+  }
+  const { rank, scaling, fileBytes } = adapter;
+  return { rank, scaling, files: [...fileIndex.keys()], pairs: new Float64Array(numbers), fileBytes };
+}
+
+/** The engine class of the binding: NativeEngine, but loadAdapter takes the packed form. */
+interface EngineBinding extends Omit<NativeEngine, "loadAdapter"> {
+  loadAdapter(slot: number, adapter: PackedAdapter): Promise<void>;
+}
+
+/** NativeEngine over the binding: packs each adapter before it crosses. */
+class PackingEngine implements NativeEngine {
+  constructor(private readonly binding: EngineBinding) {}
+
+  info(): EngineInfo {
+    return this.binding.info();
+  }
+
+  step(seqs: SeqStep[]): Promise<SeqResult[]> {
+    return this.binding.step(seqs);
+  }
+
+  // async: a packing error rejects the promise like every other failure of a load.
+  async loadAdapter(slot: number, adapter: AdapterWeights): Promise<void> {
+    return this.binding.loadAdapter(slot, packAdapter(adapter));
+  }
+
+  unloadAdapter(slot: number): void {
+    this.binding.unloadAdapter(slot);
+  }
+
+  close(): void {
+    this.binding.close();
+  }
+}
+
 interface Addon {
-  Engine: new (options: EngineOptions) => NativeEngine;
+  Engine: new (options: EngineOptions) => EngineBinding;
   hasCuda(): boolean;
 }
 
@@ -246,5 +323,5 @@ export function loadAddon(): Addon {
 }
 
 export function createEngine(options: EngineOptions): NativeEngine {
-  return new (loadAddon().Engine)(options);
+  return new PackingEngine(new (loadAddon().Engine)(options));
 }

@@ -14,6 +14,8 @@
 namespace loraserve {
 
 EngineOptions engineOptionsFromJs(const Napi::Value& value);
+// `value` is AdapterWeights as native/addon.ts packAdapter hands it over (pairs packed in a Float64Array, file names
+// in AdapterWeights.files); errors name the fields of the caller's unpacked AdapterWeights.
 // `keepAlive` receives references to the Uint8Arrays of AdapterWeights.fileBytes, which `fileBytes` of the
 // result points into: the caller holds them (and frees them on the JS thread) until the load is over.
 AdapterRefs adapterFromJs(const Napi::Value& value, std::vector<Napi::ObjectReference>& keepAlive);
