@@ -1,9 +1,9 @@
 // Every CUDA kernel against the CPU backend's function of the same job (the spec), on fresh random inputs:
 //   native/build/Release/loraserve_kernel_checks    (built with the addon when CUDA is found)
 // Prints one line per case with ‖gpu − cpu‖ / ‖cpu‖ (or the count of differing ids) and exits 1 on a failure.
-// bf16 rounding of what feeds the next step bounds the tolerances: float32 against float32 lands far lower.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+// Every kernel that handles 16-bit data runs once per type the backend can use (float16, bfloat16), its lines
+// tagged with the type. Rounding of what feeds the next step to 16 bits bounds the tolerances: float32 against
+// float32 lands far lower.
 
 #include <algorithm>
 #include <cmath>
@@ -28,6 +28,7 @@
 #include "../src/cuda/decode_attention.cuh"
 #include "../src/cuda/device_buffer.h"
 #include "../src/cuda/gemm.h"
+#include "../src/cuda/half_types.cuh"
 #include "../src/cuda/lora_shrink_expand.cuh"
 #include "../src/cuda/prefill_attention.cuh"
 #include "../src/cuda/rmsnorm.cuh"
@@ -40,7 +41,7 @@
 
 using namespace loraserve;
 using cuda::checkCuda;
-using bf16 = __nv_bfloat16;
+using cuda::HalfType;
 
 namespace {
 
@@ -60,21 +61,29 @@ std::vector<float> randomFloats(size_t n, float scale = 1.0f) {
   return v;
 }
 
-// Rounds through bf16, so the CPU reference sees exactly what the GPU reads.
-std::vector<float> bf16Exact(std::vector<float> v) {
-  for (float& x : v) x = __bfloat162float(__float2bfloat16(x));
+template <typename T>
+std::string tagged(const std::string& what) {
+  return std::string(HalfType<T>::kName) + " " + what;
+}
+
+// Rounds through T, so the CPU reference sees exactly what the GPU reads.
+template <typename T>
+std::vector<float> exactIn(std::vector<float> v) {
+  for (float& x : v) x = cuda::toFloat(cuda::fromFloat<T>(x));
   return v;
 }
 
-std::vector<bf16> toBf16(const std::vector<float>& v) {
-  std::vector<bf16> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = __float2bfloat16(v[i]);
+template <typename T>
+std::vector<T> narrow(const std::vector<float>& v) {
+  std::vector<T> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = cuda::fromFloat<T>(v[i]);
   return out;
 }
 
-std::vector<float> toFloat(const std::vector<bf16>& v) {
+template <typename T>
+std::vector<float> widen(const std::vector<T>& v) {
   std::vector<float> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = __bfloat162float(v[i]);
+  for (size_t i = 0; i < v.size(); ++i) out[i] = cuda::toFloat(v[i]);
   return out;
 }
 
@@ -112,43 +121,46 @@ double relativeError(const std::vector<float>& ours, const std::vector<float>& r
 }
 
 // One-row products take the matrix-vector kernel, the others cuBLAS; beta 1 is the residual add.
+template <typename T>
 void checkLinear(cuda::Gemm& gemm, int rows, int in, int out, float beta) {
-  const std::vector<float> x = bf16Exact(randomFloats(static_cast<size_t>(rows) * in));
-  const std::vector<float> w = bf16Exact(randomFloats(static_cast<size_t>(out) * in, 0.05f));
+  const std::vector<float> x = exactIn<T>(randomFloats(static_cast<size_t>(rows) * in));
+  const std::vector<float> w = exactIn<T>(randomFloats(static_cast<size_t>(out) * in, 0.05f));
   const std::vector<float> y = randomFloats(static_cast<size_t>(rows) * out);
   std::vector<float> expected = y;
   linear(x.data(), rows, in, w.data(), out, expected.data(), 1.0f, beta);
-  auto dx = toDevice(toBf16(x));
-  auto dw = toDevice(toBf16(w));
+  auto dx = toDevice(narrow<T>(x));
+  auto dw = toDevice(narrow<T>(w));
   auto dy = toDevice(y);
   if (beta == 0.0f) checkCuda(cudaMemset(dy.data(), 0xff, dy.bytes()), "poison");
   gemm.linear(dx.data(), rows, in, dw.data(), out, dy.data(), out, beta);
-  report("linear rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " + std::to_string(out) +
-             " beta " + std::to_string(static_cast<int>(beta)),
+  report(tagged<T>("linear rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " + std::to_string(out) +
+             " beta " + std::to_string(static_cast<int>(beta))),
          relativeError(toHost(dy), expected), 1e-4);
 }
 
+template <typename T>
 void checkRmsNorm(int rows, int dim) {
   const std::vector<float> x = randomFloats(static_cast<size_t>(rows) * dim, 3.0f);
-  const std::vector<float> weight = bf16Exact(randomFloats(dim));
+  const std::vector<float> weight = exactIn<T>(randomFloats(dim));
   std::vector<float> expected(x.size());
   rmsNorm(x.data(), rows, dim, weight.data(), 1e-5f, expected.data());
   auto dx = toDevice(x);
-  auto dw = toDevice(toBf16(weight));
-  auto out = poisoned<bf16>(x.size());
+  auto dw = toDevice(narrow<T>(weight));
+  auto out = poisoned<T>(x.size());
   cuda::rmsNorm(dx.data(), nullptr, dw.data(), out.data(), rows, dim, 1e-5f, nullptr);
-  report("rmsnorm rows " + std::to_string(rows) + " dim " + std::to_string(dim), relativeError(toFloat(toHost(out)), expected),
+  report(tagged<T>("rmsnorm rows " + std::to_string(rows) + " dim " + std::to_string(dim)), relativeError(widen(toHost(out)), expected),
          1e-2);
   // The final norm gathers the rows that need logits.
   const std::vector<int32_t> pick = {rows - 1, 0};
   auto dpick = toDevice(pick);
-  auto gathered = poisoned<bf16>(2 * static_cast<size_t>(dim));
+  auto gathered = poisoned<T>(2 * static_cast<size_t>(dim));
   cuda::rmsNorm(dx.data(), dpick.data(), dw.data(), gathered.data(), 2, dim, 1e-5f, nullptr);
   std::vector<float> expectedPick(expected.begin() + static_cast<size_t>(rows - 1) * dim, expected.begin() + static_cast<size_t>(rows) * dim);
   expectedPick.insert(expectedPick.end(), expected.begin(), expected.begin() + dim);
-  report("rmsnorm gathered rows", relativeError(toFloat(toHost(gathered)), expectedPick), 1e-2);
+  report(tagged<T>("rmsnorm gathered rows"), relativeError(widen(toHost(gathered)), expectedPick), 1e-2);
 }
 
+template <typename T>
 void checkRope(const std::string& name, const ModelSpec& spec) {
   const int rows = 9, heads = spec.numHeads, kvHeads = spec.numKvHeads, d = static_cast<int>(spec.headDim);
   const int width = (heads + 2 * kvHeads) * d;
@@ -180,16 +192,17 @@ void checkRope(const std::string& name, const ModelSpec& spec) {
   auto dpos = toDevice(positions);
   auto dslots = toDevice(slots);
   auto dfreq = toDevice(invFreq);
-  auto dq = poisoned<bf16>(q.size());
-  auto dk = poisoned<bf16>(k.size());
-  auto dv = poisoned<bf16>(v.size());
+  auto dq = poisoned<T>(q.size());
+  auto dk = poisoned<T>(k.size());
+  auto dv = poisoned<T>(v.size());
   cuda::ropeAndWriteKv(dqkv.data(), dpos.data(), dslots.data(), dfreq.data(), dq.data(), dk.data(), dv.data(), rows,
                        {heads, kvHeads, d}, nullptr);
-  report("rope " + name + ": q", relativeError(toFloat(toHost(dq)), q), 1e-2);
-  report("rope " + name + ": k in the cache", relativeError(toFloat(toHost(dk)), kExpected), 1e-2);
-  report("rope " + name + ": v in the cache", relativeError(toFloat(toHost(dv)), vExpected), 1e-2);
+  report(tagged<T>("rope " + name + ": q"), relativeError(widen(toHost(dq)), q), 1e-2);
+  report(tagged<T>("rope " + name + ": k in the cache"), relativeError(widen(toHost(dk)), kExpected), 1e-2);
+  report(tagged<T>("rope " + name + ": v in the cache"), relativeError(widen(toHost(dv)), vExpected), 1e-2);
 }
 
+template <typename T>
 void checkSiluMul(int rows, int width) {
   const std::vector<float> gateUp = randomFloats(static_cast<size_t>(rows) * 2 * width, 2.0f);
   std::vector<float> gate(static_cast<size_t>(rows) * width), up(gate.size());
@@ -199,18 +212,19 @@ void checkSiluMul(int rows, int width) {
   }
   siluMultiply(gate.data(), up.data(), static_cast<int64_t>(gate.size()));
   auto din = toDevice(gateUp);
-  auto out = poisoned<bf16>(gate.size());
+  auto out = poisoned<T>(gate.size());
   cuda::siluAndMul(din.data(), out.data(), rows, width, nullptr);
-  report("silu_mul rows " + std::to_string(rows) + " width " + std::to_string(width), relativeError(toFloat(toHost(out)), gate), 1e-2);
+  report(tagged<T>("silu_mul rows " + std::to_string(rows) + " width " + std::to_string(width)), relativeError(widen(toHost(out)), gate), 1e-2);
 }
 
-// A paged cache holding random (bf16-exact) K/V for several sequences, on both sides, with scrambled block ids.
+// A paged cache holding random (T-exact) K/V for several sequences, on both sides, with scrambled block ids.
+template <typename T>
 struct CacheFixture {
   int blockSize, numBlocks, heads, kvHeads, d;
   std::vector<int> lengths;
   std::vector<std::vector<int32_t>> tables;
   std::unique_ptr<KvCache> cpu;
-  cuda::DeviceBuffer<bf16> k, v;
+  cuda::DeviceBuffer<T> k, v;
 
   CacheFixture(int blockSize, int heads, int kvHeads, int d, std::vector<int> lengths)
       : blockSize(blockSize), heads(heads), kvHeads(kvHeads), d(d), lengths(std::move(lengths)) {
@@ -239,8 +253,8 @@ struct CacheFixture {
         batch.tokens.push_back(0);
         batch.positions.push_back(p);
       }
-      const std::vector<float> keys = bf16Exact(randomFloats(static_cast<size_t>(len) * rowWidth));
-      const std::vector<float> values = bf16Exact(randomFloats(static_cast<size_t>(len) * rowWidth));
+      const std::vector<float> keys = exactIn<T>(randomFloats(static_cast<size_t>(len) * rowWidth));
+      const std::vector<float> values = exactIn<T>(randomFloats(static_cast<size_t>(len) * rowWidth));
       cpu->write(0, batch, keys.data(), values.data());
       for (int p = 0; p < len; ++p) {
         const size_t slot = static_cast<size_t>(cpu->slotOf(tables[s].data(), p));
@@ -248,14 +262,15 @@ struct CacheFixture {
         std::copy_n(values.begin() + p * rowWidth, rowWidth, vHost.begin() + slot * rowWidth);
       }
     }
-    k = toDevice(toBf16(kHost));
-    v = toDevice(toBf16(vHost));
+    k = toDevice(narrow<T>(kHost));
+    v = toDevice(narrow<T>(vHost));
   }
 };
 
 // Queries `rows[s]` consecutive positions of sequence s ending at its last cached position, through the
 // decode kernel (one row per sequence) or the prefill kernel.
-void checkAttention(const std::string& name, CacheFixture& cache, const std::vector<int>& rowsPerSeq, int splits) {
+template <typename T>
+void checkAttention(const std::string& name, CacheFixture<T>& cache, const std::vector<int>& rowsPerSeq, int splits) {
   ForwardBatch batch;
   for (size_t s = 0; s < cache.lengths.size(); ++s) {
     BatchSegment segment;
@@ -270,54 +285,56 @@ void checkAttention(const std::string& name, CacheFixture& cache, const std::vec
     }
   }
   const int rows = static_cast<int>(batch.tokens.size());
-  const std::vector<float> q = bf16Exact(randomFloats(static_cast<size_t>(rows) * cache.heads * cache.d));
+  const std::vector<float> q = exactIn<T>(randomFloats(static_cast<size_t>(rows) * cache.heads * cache.d));
   std::vector<float> expected(q.size());
   ThreadPool pool(2);
   pagedAttention(batch, 0, q.data(), *cache.cpu, {cache.heads, cache.kvHeads, cache.d}, pool, expected.data());
 
   const cuda::StepPlan plan = cuda::planStep(batch, cache.blockSize);
   auto tables = toDevice(plan.blockTables);
-  cuda::PagedKv kv{cache.k.data(), cache.v.data(), tables.data(), cache.blockSize, cache.heads, cache.kvHeads, cache.d};
-  auto dq = toDevice(toBf16(q));
-  auto out = poisoned<bf16>(q.size());
+  cuda::PagedKv<T> kv{cache.k.data(), cache.v.data(), tables.data(), cache.blockSize, cache.heads, cache.kvHeads, cache.d};
+  auto dq = toDevice(narrow<T>(q));
+  auto out = poisoned<T>(q.size());
   if (!plan.decodeItems.empty()) {
     auto items = toDevice(plan.decodeItems);
-    cuda::DeviceBuffer<float> scratch(static_cast<size_t>(cuda::decodeAttentionScratchFloats(static_cast<int>(plan.decodeItems.size()), kv, splits)));
+    cuda::DeviceBuffer<float> scratch(static_cast<size_t>(cuda::decodeAttentionScratchFloats(static_cast<int>(plan.decodeItems.size()), cache.heads, cache.d, splits)));
     cuda::decodeAttention(dq.data(), kv, items.data(), static_cast<int>(plan.decodeItems.size()), splits, scratch.data(), out.data(), nullptr);
   }
   if (!plan.prefillTiles.empty()) {
     auto tiles = toDevice(plan.prefillTiles);
     cuda::prefillAttention(dq.data(), kv, tiles.data(), static_cast<int>(plan.prefillTiles.size()), out.data(), nullptr);
   }
-  report(name, relativeError(toFloat(toHost(out)), expected), 1e-2);
+  report(tagged<T>(name), relativeError(widen(toHost(out)), expected), 1e-2);
 }
 
+template <typename T>
 void checkAttentionSuite() {
   // Decode: GQA 4 and 1, block sizes 16 and 5, head dims 128 / 64 / 32 / 16, one split and several.
   {
-    CacheFixture cache(16, 32, 8, 128, {1, 17, 300, 1000});
-    checkAttention("decode attention d128 gqa4 block16 splits1", cache, {1, 1, 1, 1}, 1);
-    checkAttention("decode attention d128 gqa4 block16 splits7", cache, {1, 1, 1, 1}, 7);
-    checkAttention("prefill attention d128 gqa4 block16 (chunked)", cache, {1, 17, 130, 64}, 1);
+    CacheFixture<T> cache(16, 32, 8, 128, {1, 17, 300, 1000});
+    checkAttention<T>("decode attention d128 gqa4 block16 splits1", cache, {1, 1, 1, 1}, 1);
+    checkAttention<T>("decode attention d128 gqa4 block16 splits7", cache, {1, 1, 1, 1}, 7);
+    checkAttention<T>("prefill attention d128 gqa4 block16 (chunked)", cache, {1, 17, 130, 64}, 1);
   }
   {
-    CacheFixture cache(5, 4, 4, 64, {3, 64, 200});
-    checkAttention("decode attention d64 mha block5 splits3", cache, {1, 1, 1}, 3);
-    checkAttention("prefill attention d64 mha block5 (whole prompts)", cache, {3, 64, 200}, 1);
+    CacheFixture<T> cache(5, 4, 4, 64, {3, 64, 200});
+    checkAttention<T>("decode attention d64 mha block5 splits3", cache, {1, 1, 1}, 3);
+    checkAttention<T>("prefill attention d64 mha block5 (whole prompts)", cache, {3, 64, 200}, 1);
   }
   {
-    CacheFixture cache(4, 4, 2, 32, {7, 40});
-    checkAttention("decode attention d32 gqa2 block4", cache, {1, 1}, 2);
-    checkAttention("prefill attention d32 gqa2 block4", cache, {7, 33}, 1);
+    CacheFixture<T> cache(4, 4, 2, 32, {7, 40});
+    checkAttention<T>("decode attention d32 gqa2 block4", cache, {1, 1}, 2);
+    checkAttention<T>("prefill attention d32 gqa2 block4", cache, {7, 33}, 1);
   }
   {
-    CacheFixture cache(4, 4, 4, 16, {9, 21});
-    checkAttention("decode attention d16 block4", cache, {1, 1}, 1);
-    checkAttention("prefill attention d16 block4", cache, {5, 21}, 1);
+    CacheFixture<T> cache(4, 4, 4, 16, {9, 21});
+    checkAttention<T>("decode attention d16 block4", cache, {1, 1}, 1);
+    checkAttention<T>("prefill attention d16 block4", cache, {5, 21}, 1);
   }
 }
 
 // Mixed adapters: ranks 4/16/8, targets left out, rows without an adapter, prefill-sized and decode segments.
+template <typename T>
 void checkLora() {
   ModelSpec spec;
   spec.hiddenSize = 256;
@@ -332,7 +349,7 @@ void checkLora() {
   const std::vector<int> ranks = {4, 16, 8};
   // Each adapter stored in another dtype, so the slot load's conversions are all checked.
   const std::vector<DType> dtypes = {DType::F32, DType::BF16, DType::F16};
-  cuda::AdapterSlots slots(spec, layout, static_cast<int>(ranks.size()), maxRank);
+  cuda::AdapterSlots<T> slots(spec, layout, static_cast<int>(ranks.size()), maxRank);
   std::vector<std::shared_ptr<const HostAdapter>> adapters(ranks.size());
   std::vector<std::vector<uint8_t>> files(ranks.size());
   for (size_t s = 0; s < ranks.size(); ++s) {
@@ -373,7 +390,7 @@ void checkLora() {
     refs.fileBytes[name] = BorrowedBytes{bytes.data(), bytes.size()};
     const CheckedAdapter checked = checkAdapter(refs, spec, layout, maxRank);
     slots.load(static_cast<int>(s), checked);
-    // The reference reads the stored values exactly; the slot holds them rounded to bf16.
+    // The reference reads the stored values exactly; the slot holds them rounded to T.
     adapters[s] = std::make_shared<const HostAdapter>(readHostAdapter(checked));
   }
   ForwardBatch batch;
@@ -405,7 +422,7 @@ void checkLora() {
       const int in = static_cast<int>(layout.localShape(targets[0]).in);
       int width = 0;
       for (LoraTarget t : targets) width += static_cast<int>(layout.localShape(t).out);
-      const std::vector<float> x = bf16Exact(randomFloats(static_cast<size_t>(rows) * in));
+      const std::vector<float> x = exactIn<T>(randomFloats(static_cast<size_t>(rows) * in));
       const std::vector<float> y = randomFloats(static_cast<size_t>(rows) * width);
       std::vector<float> expected(y.size());
       int column = 0;
@@ -418,7 +435,7 @@ void checkLora() {
         column += out;
       }
       const cuda::LoraGroup group = slots.group(layer, targets);
-      auto dx = toDevice(toBf16(x));
+      auto dx = toDevice(narrow<T>(x));
       auto dy = toDevice(y);
       cuda::loraShrink(dx.data(), dtiles.data(), static_cast<int>(tiles.size()), slots.view(), group, v.data(), nullptr);
       cuda::loraExpand(v.data(), dtiles.data(), static_cast<int>(tiles.size()), slots.view(), group, dy.data(), width, nullptr);
@@ -429,7 +446,7 @@ void checkLora() {
       }
       std::string names;
       for (LoraTarget t : targets) names += std::string(names.empty() ? "" : "+") + loraTargetName(t);
-      report("lora shrink/expand layer " + std::to_string(layer) + " " + names + " (delta)", relativeError(deltaOurs, deltaRef), 1e-2);
+      report(tagged<T>("lora shrink/expand layer " + std::to_string(layer) + " " + names + " (delta)"), relativeError(deltaOurs, deltaRef), 1e-2);
     }
   }
 }
@@ -492,38 +509,44 @@ void checkTokenSelect(int vocab) {
   }
 }
 
+template <typename T>
+void checkHalfKernels() {
+  {
+    cuda::Gemm gemm(nullptr);
+    checkLinear<T>(gemm, 1, 4096, 6144, 0.0f);
+    checkLinear<T>(gemm, 1, 14336, 40, 1.0f);
+    checkLinear<T>(gemm, 1, 96, 40, 1.0f);
+    checkLinear<T>(gemm, 5, 14336, 512, 1.0f);
+    checkLinear<T>(gemm, 8, 96, 40, 0.0f);
+    checkLinear<T>(gemm, 33, 4096, 1000, 1.0f);
+  }
+  checkRmsNorm<T>(7, 4096);
+  checkRmsNorm<T>(3, 96);
+  ModelSpec spec;
+  spec.numHeads = 8;
+  spec.numKvHeads = 2;
+  spec.headDim = 128;
+  spec.ropeTheta = 500000.0;
+  checkRope<T>("plain", spec);
+  spec.ropeScaling.type = RopeScaling::Type::Linear;
+  spec.ropeScaling.factor = 4.0;
+  checkRope<T>("linear x4", spec);
+  spec.ropeScaling = {RopeScaling::Type::Llama3, 8.0, 1.0, 4.0, 8192.0};
+  checkRope<T>("llama3", spec);
+  spec.headDim = 32;
+  checkRope<T>("llama3 d32", spec);
+  checkSiluMul<T>(5, 14336);
+  checkSiluMul<T>(2, 40);
+  checkAttentionSuite<T>();
+  checkLora<T>();
+}
+
 }  // namespace
 
 int main() {
   try {
-    {
-      cuda::Gemm gemm(nullptr);
-      checkLinear(gemm, 1, 4096, 6144, 0.0f);
-      checkLinear(gemm, 1, 14336, 40, 1.0f);
-      checkLinear(gemm, 1, 96, 40, 1.0f);
-      checkLinear(gemm, 5, 14336, 512, 1.0f);
-      checkLinear(gemm, 8, 96, 40, 0.0f);
-      checkLinear(gemm, 33, 4096, 1000, 1.0f);
-    }
-    checkRmsNorm(7, 4096);
-    checkRmsNorm(3, 96);
-    ModelSpec spec;
-    spec.numHeads = 8;
-    spec.numKvHeads = 2;
-    spec.headDim = 128;
-    spec.ropeTheta = 500000.0;
-    checkRope("plain", spec);
-    spec.ropeScaling.type = RopeScaling::Type::Linear;
-    spec.ropeScaling.factor = 4.0;
-    checkRope("linear x4", spec);
-    spec.ropeScaling = {RopeScaling::Type::Llama3, 8.0, 1.0, 4.0, 8192.0};
-    checkRope("llama3", spec);
-    spec.headDim = 32;
-    checkRope("llama3 d32", spec);
-    checkSiluMul(5, 14336);
-    checkSiluMul(2, 40);
-    checkAttentionSuite();
-    checkLora();
+    checkHalfKernels<__half>();
+    checkHalfKernels<__nv_bfloat16>();
     checkTokenSelect(512);
     checkTokenSelect(128256);
   } catch (const std::exception& error) {

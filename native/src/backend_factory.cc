@@ -13,7 +13,7 @@ std::unique_ptr<Backend> createBackend(const EngineOptions& options) {
     case Device::Cpu: return std::make_unique<CpuBackend>(options);
     case Device::Cuda:
 #ifdef LORASERVE_WITH_CUDA
-      return std::make_unique<CudaBackend>(options);
+      return createCudaBackend(options);
 #else
       throw std::runtime_error("device \"cuda\": this build of the native addon has no CUDA backend");
 #endif

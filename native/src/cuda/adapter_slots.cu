@@ -4,10 +4,12 @@
 
 #include "adapter_slots.h"
 #include "cuda_check.h"
+#include "half_types.cuh"
 
 namespace loraserve::cuda {
 
-AdapterSlots::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int maxLoras, int maxLoraRank)
+template <typename T>
+AdapterSlots<T>::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int maxLoras, int maxLoraRank)
     : layout_(layout),
       numLayers_(spec.numLayers),
       maxLoras_(maxLoras),
@@ -22,7 +24,7 @@ AdapterSlots::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int
   if (maxLoras == 0) return;
   weights_.resize(static_cast<size_t>(slotElements_ * maxLoras));
   checkCuda(cudaMemset(weights_.data(), 0, weights_.bytes()), "cudaMemset (adapter slots)");
-  std::vector<const __nv_bfloat16*> pointers(static_cast<size_t>(maxLoras));
+  std::vector<const T*> pointers(static_cast<size_t>(maxLoras));
   for (int s = 0; s < maxLoras; ++s) pointers[static_cast<size_t>(s)] = weights_.data() + s * slotElements_;
   slotPointers_.resize(pointers.size());
   checkCuda(cudaMemcpy(slotPointers_.data(), pointers.data(), slotPointers_.bytes(), cudaMemcpyHostToDevice),
@@ -34,42 +36,47 @@ AdapterSlots::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int
   checkCuda(cudaDeviceGetStreamPriorityRange(&lowest, &highest), "cudaDeviceGetStreamPriorityRange");
   checkCuda(cudaStreamCreateWithPriority(&loadStream_, cudaStreamNonBlocking, lowest), "cudaStreamCreate (adapter loads)");
   upload_ = std::make_unique<PinnedUpload>(loadStream_);
-  staging_.resize(static_cast<size_t>(slotElements_) * sizeof(__nv_bfloat16));
+  staging_.resize(static_cast<size_t>(slotElements_) * sizeof(T));
   windowsHost_.resize(static_cast<size_t>(numLayers_) * kNumLoraTargets * 2);
   windows_.resize(windowsHost_.size());
 }
 
-AdapterSlots::~AdapterSlots() {
+template <typename T>
+AdapterSlots<T>::~AdapterSlots() {
   upload_.reset();
   if (loadStream_) cudaStreamDestroy(loadStream_);
 }
 
-int64_t AdapterSlots::aOffset(int layer, LoraTarget target) const {
+template <typename T>
+int64_t AdapterSlots<T>::aOffset(int layer, LoraTarget target) const {
   return layer * layerElements_ + targetOffsets_[static_cast<size_t>(target)];
 }
 
-int64_t AdapterSlots::bOffset(int layer, LoraTarget target) const {
+template <typename T>
+int64_t AdapterSlots<T>::bOffset(int layer, LoraTarget target) const {
   return aOffset(layer, target) + static_cast<int64_t>(maxRank_) * layout_.localShape(target).in;
 }
 
 // One A or B of the adapter: the file bytes of the window's whole rows, and where its converted values go.
-struct AdapterSlots::Piece {
+template <typename T>
+struct AdapterSlots<T>::Piece {
   const MappedFile* file = nullptr;
   size_t begin = 0, end = 0;
   size_t firstColumnBytes = 0;  // the window's first element from the start of its row
-  ConvertWindow window;         // src is set once the bytes are staged
+  ConvertWindow<T> window;      // src is set once the bytes are staged
 };
 
-void AdapterSlots::load(int slot, const CheckedAdapter& adapter) {
+template <typename T>
+void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
   std::lock_guard<std::mutex> lock(loadMutex_);
-  __nv_bfloat16* image = weights_.data() + slot * slotElements_;
+  T* image = weights_.data() + slot * slotElements_;
   // Rows of A and columns of B past the adapter's rank must read as zeros, whatever the slot held before.
-  checkCuda(cudaMemsetAsync(image, 0, static_cast<size_t>(slotElements_) * sizeof(__nv_bfloat16), loadStream_),
+  checkCuda(cudaMemsetAsync(image, 0, static_cast<size_t>(slotElements_) * sizeof(T), loadStream_),
             "cudaMemsetAsync (adapter slot)");
   std::vector<int32_t> ranks(static_cast<size_t>(numLayers_) * kNumLoraTargets, 0);
   std::vector<Piece> pieces;
   auto add = [&pieces](const MappedFile* file, const TensorRef& ref, IndexRange rows, IndexRange cols,
-                       __nv_bfloat16* dst, int64_t dstPitch, float scale) {
+                       T* dst, int64_t dstPitch, float scale) {
     const size_t element = dtypeSize(ref.dtype);
     const size_t rowBytes = static_cast<size_t>(ref.shape.back()) * element;
     Piece piece;
@@ -102,7 +109,8 @@ void AdapterSlots::load(int slot, const CheckedAdapter& adapter) {
   publishRanks(slot, ranks);
 }
 
-void AdapterSlots::copyAndConvert(std::vector<Piece>& pieces) {
+template <typename T>
+void AdapterSlots<T>::copyAndConvert(std::vector<Piece>& pieces) {
   // Bytes between two tensors that are copied along rather than starting a new copy.
   constexpr size_t kMaxGapBytes = 64 << 10;
   constexpr size_t kAlign = 256;
@@ -117,11 +125,11 @@ void AdapterSlots::copyAndConvert(std::vector<Piece>& pieces) {
     const size_t count = end - firstPending;
     if (count == 0) return;
     for (size_t k = 0; k < count; ++k) windowsHost_.data()[tableAt + k] = pieces[firstPending + k].window;
-    checkCuda(cudaMemcpyAsync(windows_.data() + tableAt, windowsHost_.data() + tableAt, count * sizeof(ConvertWindow),
-                              cudaMemcpyHostToDevice, loadStream_),
+    checkCuda(cudaMemcpyAsync(windows_.data() + tableAt, windowsHost_.data() + tableAt,
+                              count * sizeof(ConvertWindow<T>), cudaMemcpyHostToDevice, loadStream_),
               "cudaMemcpyAsync (conversion windows)");
     // Stream order: the next copy into the staging area waits for this conversion.
-    convertWindowsToBf16(windows_.data() + tableAt, static_cast<int>(count), loadStream_);
+    convertWindows(windows_.data() + tableAt, static_cast<int>(count), loadStream_);
     tableAt += count;
     firstPending = end;
     used = 0;
@@ -150,12 +158,14 @@ void AdapterSlots::copyAndConvert(std::vector<Piece>& pieces) {
   convertPending(pieces.size());
 }
 
-void AdapterSlots::unload(int slot) {
+template <typename T>
+void AdapterSlots<T>::unload(int slot) {
   std::lock_guard<std::mutex> lock(loadMutex_);
   publishRanks(slot, std::vector<int32_t>(static_cast<size_t>(numLayers_) * kNumLoraTargets, 0));
 }
 
-void AdapterSlots::publishRanks(int slot, const std::vector<int32_t>& ranks) {
+template <typename T>
+void AdapterSlots<T>::publishRanks(int slot, const std::vector<int32_t>& ranks) {
   // Stream order puts the ranks after the weights; the synchronise makes both visible before the engine hands
   // the slot to a step.
   checkCuda(cudaMemcpyAsync(ranks_.data() + static_cast<size_t>(slot) * ranks.size(), ranks.data(),
@@ -164,11 +174,13 @@ void AdapterSlots::publishRanks(int slot, const std::vector<int32_t>& ranks) {
   checkCuda(cudaStreamSynchronize(loadStream_), "cudaStreamSynchronize (adapter load)");
 }
 
-LoraSlots AdapterSlots::view() const {
-  return LoraSlots{slotPointers_.data(), ranks_.data(), numLayers_, maxRank_};
+template <typename T>
+LoraSlots<T> AdapterSlots<T>::view() const {
+  return LoraSlots<T>{slotPointers_.data(), ranks_.data(), numLayers_, maxRank_};
 }
 
-LoraGroup AdapterSlots::group(int layer, const std::vector<LoraTarget>& targets) const {
+template <typename T>
+LoraGroup AdapterSlots<T>::group(int layer, const std::vector<LoraTarget>& targets) const {
   LoraGroup group;
   group.layer = layer;
   int column = 0;
@@ -185,5 +197,8 @@ LoraGroup AdapterSlots::group(int layer, const std::vector<LoraTarget>& targets)
   }
   return group;
 }
+
+template class AdapterSlots<__half>;
+template class AdapterSlots<__nv_bfloat16>;
 
 }  // namespace loraserve::cuda

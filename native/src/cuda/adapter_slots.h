@@ -3,11 +3,10 @@
 // its own stream while steps run: the stored bytes (bf16, float16 or float32, from the mapped file or the host
 // tier's memory) are copied as they are (through pinned chunks: pinned_upload.h), a few contiguous runs of the
 // file at a time, into a device staging area; one kernel per filling of that area converts them into the slot
-// (bf16, the scaling folded into B); only then are the ranks published, which is what makes the slot visible to
+// (the backend's 16-bit type T, the scaling folded into B); only then are the ranks published, which is what makes the slot visible to
 // the kernels. No host pass touches a value.
 #pragma once
 
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -17,13 +16,14 @@
 
 #include "../host_adapter.h"
 #include "../tensor_parallel.h"
-#include "convert_to_bf16.cuh"
+#include "convert_weights.cuh"
 #include "device_buffer.h"
 #include "lora_shrink_expand.cuh"
 #include "pinned_upload.h"
 
 namespace loraserve::cuda {
 
+template <typename T>
 class AdapterSlots {
  public:
   AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int maxLoras, int maxLoraRank);
@@ -36,7 +36,7 @@ class AdapterSlots {
   // JS thread; the slot is used by no running step.
   void unload(int slot);
 
-  LoraSlots view() const;
+  LoraSlots<T> view() const;
   // The group of targets that read one input, with their offsets in a slot and their outputs' columns.
   LoraGroup group(int layer, const std::vector<LoraTarget>& targets) const;
   int maxRank() const { return maxRank_; }
@@ -57,15 +57,15 @@ class AdapterSlots {
   int64_t layerElements_ = 0;
   int64_t slotElements_ = 0;
   std::vector<int64_t> targetOffsets_;  // [kNumLoraTargets]: A's offset inside one layer; B follows A
-  DeviceBuffer<__nv_bfloat16> weights_;  // [maxLoras][slotElements]
-  DeviceBuffer<const __nv_bfloat16*> slotPointers_;
+  DeviceBuffer<T> weights_;  // [maxLoras][slotElements]
+  DeviceBuffer<const T*> slotPointers_;
   DeviceBuffer<int32_t> ranks_;  // [maxLoras][numLayers][kNumLoraTargets]
   std::mutex loadMutex_;         // one load at a time owns the staging area, the window table and the stream
   cudaStream_t loadStream_ = nullptr;
   std::unique_ptr<PinnedUpload> upload_;
-  DeviceBuffer<uint8_t> staging_;              // stored bytes on their way into a slot: one slot's bf16 size
-  PinnedBuffer<ConvertWindow> windowsHost_;    // [numLayers * 7 * 2]: every A and B of one load
-  DeviceBuffer<ConvertWindow> windows_;
+  DeviceBuffer<uint8_t> staging_;                // stored bytes on their way into a slot: one slot's size
+  PinnedBuffer<ConvertWindow<T>> windowsHost_;   // [numLayers * 7 * 2]: every A and B of one load
+  DeviceBuffer<ConvertWindow<T>> windows_;
 };
 
 }  // namespace loraserve::cuda

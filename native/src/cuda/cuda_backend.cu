@@ -15,6 +15,7 @@
 #include "cuda_check.h"
 #include "decode_attention.cuh"
 #include "embed_rows.cuh"
+#include "half_types.cuh"
 #include "lora_shrink_expand.cuh"
 #include "prefill_attention.cuh"
 #include "rmsnorm.cuh"
@@ -81,7 +82,8 @@ bool selectsOnHost(const LogitRequest& request) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(const EngineOptions& options)
+template <typename T>
+CudaBackend<T>::CudaBackend(const EngineOptions& options)
     : spec_(options.spec),
       layout_(requireSupported(ShardLayout(options.spec, options.rank, options.world), options)),
       blockSize_(options.blockSize),
@@ -91,7 +93,7 @@ CudaBackend::CudaBackend(const EngineOptions& options)
       intermediate_(static_cast<int>(layout_.localIntermediate())),
       multiprocessors_(deviceMultiprocessors()),
       freeBeforeLoad_(freeDeviceBytes()),
-      weights_(cuda::uploadModelWeights(options, layout_)),
+      weights_(cuda::uploadModelWeights<T>(options, layout_)),
       adapters_(options.spec, layout_, options.maxLoras, options.maxLoraRank) {
   // The highest priority: an adapter load converting on its own stream must not slow a step down.
   int lowest = 0, highest = 0;
@@ -132,7 +134,8 @@ CudaBackend::CudaBackend(const EngineOptions& options)
   checkCuda(cudaDeviceSynchronize(), "CUDA backend start-up");
 }
 
-int CudaBackend::kvBlocksThatFit(double gpuMemoryFraction) const {
+template <typename T>
+int CudaBackend<T>::kvBlocksThatFit(double gpuMemoryFraction) const {
   size_t free = 0, total = 0;
   checkCuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
   // What this engine took since it started: weights, adapter slots, activations, workspaces.
@@ -141,7 +144,7 @@ int CudaBackend::kvBlocksThatFit(double gpuMemoryFraction) const {
   const double logitRoom = static_cast<double>(kTokenBudget) * (spec_.vocabSize * sizeof(float) + spec_.hiddenSize * 2);
   const double room = std::min(gpuMemoryFraction * static_cast<double>(total) - held, static_cast<double>(free)) -
                       logitRoom - static_cast<double>(kHeadroomBytes);
-  const double blockBytes = static_cast<double>(spec_.numLayers) * 2 * blockSize_ * kvWidth_ * sizeof(__nv_bfloat16);
+  const double blockBytes = static_cast<double>(spec_.numLayers) * 2 * blockSize_ * kvWidth_ * sizeof(T);
   // Cache rows are int32 block * blockSize + offset; and the shard keeps a list of the block ids.
   const double blocks = std::min({std::floor(room / blockBytes), static_cast<double>(kMaxSizedKvBlocks),
                                   static_cast<double>(std::numeric_limits<int32_t>::max() / blockSize_)});
@@ -157,24 +160,29 @@ int CudaBackend::kvBlocksThatFit(double gpuMemoryFraction) const {
   return static_cast<int>(blocks);
 }
 
-CudaBackend::~CudaBackend() {
+template <typename T>
+CudaBackend<T>::~CudaBackend() {
   dropGraphs();
   if (stream_) cudaStreamDestroy(stream_);
 }
 
-void CudaBackend::loadAdapter(int slot, const CheckedAdapter& adapter) { adapters_.load(slot, adapter); }
+template <typename T>
+void CudaBackend<T>::loadAdapter(int slot, const CheckedAdapter& adapter) { adapters_.load(slot, adapter); }
 
-void CudaBackend::unloadAdapter(int slot) { adapters_.unload(slot); }
+template <typename T>
+void CudaBackend<T>::unloadAdapter(int slot) { adapters_.unload(slot); }
 
-int CudaBackend::decodeSplits(int items) const {
+template <typename T>
+int CudaBackend<T>::decodeSplits(int items) const {
   // Enough blocks for two waves over the multiprocessors; long contexts then read in parallel.
   const int blocks = items * static_cast<int>(layout_.localKvHeads());
   return std::clamp((2 * multiprocessors_ + blocks - 1) / blocks, 1, kMaxDecodeSplits);
 }
 
-cuda::PagedKv CudaBackend::pagedKv(int layer, const int32_t* blockTables) const {
+template <typename T>
+cuda::PagedKv<T> CudaBackend<T>::pagedKv(int layer, const int32_t* blockTables) const {
   const size_t perCache = static_cast<size_t>(numKvBlocks_) * blockSize_ * kvWidth_;
-  cuda::PagedKv kv;
+  cuda::PagedKv<T> kv;
   kv.k = kvCache_.data() + (2 * static_cast<size_t>(layer)) * perCache;
   kv.v = kv.k + perCache;
   kv.blockTables = blockTables;
@@ -185,12 +193,14 @@ cuda::PagedKv CudaBackend::pagedKv(int layer, const int32_t* blockTables) const 
   return kv;
 }
 
-void CudaBackend::dropGraphs() {
+template <typename T>
+void CudaBackend<T>::dropGraphs() {
   for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
   graphs_.clear();
 }
 
-void CudaBackend::ensureLogitRows(int rows) {
+template <typename T>
+void CudaBackend<T>::ensureLogitRows(int rows) {
   if (rows <= logitCapacity_) return;
   // Captured graphs hold the old addresses.
   dropGraphs();
@@ -204,7 +214,8 @@ void CudaBackend::ensureLogitRows(int rows) {
   logitCapacity_ = static_cast<int>(capacity);
 }
 
-CudaBackend::DeviceStep CudaBackend::upload(const cuda::StepPlan& plan, bool padLoraTiles) {
+template <typename T>
+typename CudaBackend<T>::DeviceStep CudaBackend<T>::upload(const cuda::StepPlan& plan, bool padLoraTiles) {
   std::vector<cuda::LoraTile> tiles = plan.loraTiles;
   // A graph is captured with one tile per row; rows without an adapter are tiles of slot -1 that exit at once.
   if (padLoraTiles && !tiles.empty()) tiles.resize(static_cast<size_t>(plan.rows), cuda::LoraTile{0, 1, -1});
@@ -268,14 +279,15 @@ CudaBackend::DeviceStep CudaBackend::upload(const cuda::StepPlan& plan, bool pad
   return step;
 }
 
-void CudaBackend::enqueueForward(const DeviceStep& step, float* logits) {
+template <typename T>
+void CudaBackend<T>::enqueueForward(const DeviceStep& step, float* logits) {
   const int hidden = static_cast<int>(spec_.hiddenSize);
   const float eps = static_cast<float>(spec_.rmsNormEps);
-  const cuda::LoraSlots slots = adapters_.view();
+  const cuda::LoraSlots<T> slots = adapters_.view();
   const cuda::RopeKvShape ropeShape{static_cast<int>(layout_.localHeads()), static_cast<int>(layout_.localKvHeads()),
                                     static_cast<int>(spec_.headDim)};
   const int splits = decodeSplits(std::max(step.decodeItems, 1));
-  auto lora = [&](const __nv_bfloat16* x, const cuda::LoraGroup& group, float* y, int yStride) {
+  auto lora = [&](const T* x, const cuda::LoraGroup& group, float* y, int yStride) {
     if (!step.lora) return;
     cuda::loraShrink(x, step.loraTileList, step.loraTiles, slots, group, loraV_.data(), stream_);
     cuda::loraExpand(loraV_.data(), step.loraTileList, step.loraTiles, slots, group, y, yStride, stream_);
@@ -283,14 +295,14 @@ void CudaBackend::enqueueForward(const DeviceStep& step, float* logits) {
 
   cuda::embedRows(weights_.embedTokens.data(), step.tokens, step.rows, hidden, residual_.data(), stream_);
   for (int l = 0; l < spec_.numLayers; ++l) {
-    const cuda::DeviceLayerWeights& w = weights_.layers[static_cast<size_t>(l)];
-    const cuda::PagedKv kv = pagedKv(l, step.blockTables);
+    const cuda::DeviceLayerWeights<T>& w = weights_.layers[static_cast<size_t>(l)];
+    const cuda::PagedKv<T> kv = pagedKv(l, step.blockTables);
 
     cuda::rmsNorm(residual_.data(), nullptr, w.inputNorm.data(), normed_.data(), step.rows, hidden, eps, stream_);
     gemm_->linear(normed_.data(), step.rows, hidden, w.qkv.data(), qkvWidth_, qkv_.data(), qkvWidth_, 0.0f);
     lora(normed_.data(), qkvGroups_[static_cast<size_t>(l)], qkv_.data(), qkvWidth_);
     cuda::ropeAndWriteKv(qkv_.data(), step.positions, step.cacheSlots, ropeInvFreq_.data(), q_.data(),
-                         const_cast<__nv_bfloat16*>(kv.k), const_cast<__nv_bfloat16*>(kv.v), step.rows, ropeShape,
+                         const_cast<T*>(kv.k), const_cast<T*>(kv.v), step.rows, ropeShape,
                          stream_);
     cuda::decodeAttention(q_.data(), kv, step.decodeItemList, step.decodeItems, splits, splitScratch_.data(),
                           attention_.data(), stream_);
@@ -315,12 +327,14 @@ void CudaBackend::enqueueForward(const DeviceStep& step, float* logits) {
                 static_cast<int>(spec_.vocabSize), logits, static_cast<int>(spec_.vocabSize), 0.0f);
 }
 
-void CudaBackend::enqueueSelect(int rows) {
+template <typename T>
+void CudaBackend<T>::enqueueSelect(int rows) {
   cuda::selectTokens(logits_.data(), rows, static_cast<int>(spec_.vocabSize), requests_.data(), results_.data(),
                      stream_);
 }
 
-void CudaBackend::runGraph(const GraphKey& key, const DeviceStep& step) {
+template <typename T>
+void CudaBackend<T>::runGraph(const GraphKey& key, const DeviceStep& step) {
   auto found = graphs_.find(key);
   if (found == graphs_.end()) {
     cudaGraph_t graph = nullptr;
@@ -343,7 +357,8 @@ void CudaBackend::runGraph(const GraphKey& key, const DeviceStep& step) {
   checkCuda(cudaGraphLaunch(found->second, stream_), "cudaGraphLaunch");
 }
 
-void CudaBackend::run(const ForwardBatch& batch) {
+template <typename T>
+void CudaBackend<T>::run(const ForwardBatch& batch) {
   const int64_t vocab = spec_.vocabSize;
   const int totalLogits = static_cast<int>(batch.logitRequests.size());
   ensureLogitRows(std::max(totalLogits, 1));
@@ -390,7 +405,8 @@ void CudaBackend::run(const ForwardBatch& batch) {
   enqueueSelect(totalLogits);
 }
 
-std::vector<LogitResult> CudaBackend::forward(const ForwardBatch& batch) {
+template <typename T>
+std::vector<LogitResult> CudaBackend<T>::forward(const ForwardBatch& batch) {
   const int64_t vocab = spec_.vocabSize;
   run(batch);
   const size_t count = batch.logitRequests.size();
@@ -428,6 +444,17 @@ std::vector<LogitResult> CudaBackend::forward(const ForwardBatch& batch) {
     if (request.returnLogits) answer.logits = std::move(hostLogits[i]);
   }
   return answers;
+}
+
+template class CudaBackend<__half>;
+template class CudaBackend<__nv_bfloat16>;
+
+std::unique_ptr<Backend> createCudaBackend(const EngineOptions& options) {
+  switch (options.dtype) {
+    case DeviceDtype::Float16: return std::make_unique<CudaBackend<__half>>(options);
+    case DeviceDtype::Bfloat16: return std::make_unique<CudaBackend<__nv_bfloat16>>(options);
+  }
+  throw std::logic_error("unknown dtype");
 }
 
 }  // namespace loraserve

@@ -1,15 +1,15 @@
-// The CUDA backend: bf16 weights and paged KV cache on the GPU, cuBLAS matrix products, the kernels of this
+// The CUDA backend: 16-bit weights and paged KV cache on the GPU, cuBLAS matrix products, the kernels of this
 // folder, adapters in device slots, token selection on the GPU, and decode steps replayed as CUDA graphs.
 //
-// Numerics: the residual stream stays float32 between layers; matrix products take bf16 operands and
-// accumulate and write float32; what feeds the next product (normed activations, attention output, q, K/V)
-// is rounded to bf16 (docs/performance.md: how far that lands from the float32 reference).
+// Numerics: the residual stream stays float32 between layers; matrix products take 16-bit operands (T: float16
+// or bfloat16, EngineOptions dtype) and accumulate and write float32; what feeds the next product (normed
+// activations, attention output, q, K/V) is rounded to T (docs/performance.md "Precision": how far each type
+// lands from the float32 reference, and why float16 is the default).
 //
 // Memory: with EngineOptions.numKvBlocks 0 the KV cache is allocated last and fills what the weights, adapter
 // slots, activations and workspaces leave of gpuMemoryFraction of the card.
 #pragma once
 
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <map>
@@ -29,6 +29,10 @@
 
 namespace loraserve {
 
+// The backend for options.dtype.
+std::unique_ptr<Backend> createCudaBackend(const EngineOptions& options);
+
+template <typename T>
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const EngineOptions& options);
@@ -68,7 +72,7 @@ class CudaBackend final : public Backend {
   int decodeSplits(int items) const;
   // The KV blocks that fit the engine's share of device memory after everything else is allocated.
   int kvBlocksThatFit(double gpuMemoryFraction) const;
-  cuda::PagedKv pagedKv(int layer, const int32_t* blockTables) const;
+  cuda::PagedKv<T> pagedKv(int layer, const int32_t* blockTables) const;
 
   ModelSpec spec_;
   ShardLayout layout_;
@@ -78,16 +82,16 @@ class CudaBackend final : public Backend {
   int multiprocessors_ = 0;
   size_t freeBeforeLoad_ = 0;  // free device memory before the engine allocated anything
   cudaStream_t stream_ = nullptr;
-  cuda::DeviceModelWeights weights_;
-  cuda::AdapterSlots adapters_;
+  cuda::DeviceModelWeights<T> weights_;
+  cuda::AdapterSlots<T> adapters_;
   std::unique_ptr<cuda::Gemm> gemm_;
   cuda::DeviceBuffer<float> ropeInvFreq_;
-  cuda::DeviceBuffer<__nv_bfloat16> kvCache_;  // [layers][K, V][numKvBlocks * blockSize][kvHeads][headDim]
+  cuda::DeviceBuffer<T> kvCache_;  // [layers][K, V][numKvBlocks * blockSize][kvHeads][headDim]
   std::vector<cuda::LoraGroup> qkvGroups_, oGroups_, gateUpGroups_, downGroups_;
 
   // Activations for up to kTokenBudget rows, reused by every layer.
   cuda::DeviceBuffer<float> residual_, qkv_, gateUp_, loraV_, splitScratch_;
-  cuda::DeviceBuffer<__nv_bfloat16> normed_, q_, attention_, activated_, logitInputs_;
+  cuda::DeviceBuffer<T> normed_, q_, attention_, activated_, logitInputs_;
   cuda::DeviceBuffer<float> logits_;
   int logitCapacity_ = 0;
 

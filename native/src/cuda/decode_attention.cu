@@ -5,6 +5,7 @@
 #include "block_reduce.cuh"
 #include "cuda_check.h"
 #include "decode_attention.cuh"
+#include "half_types.cuh"
 
 namespace loraserve::cuda {
 
@@ -19,18 +20,18 @@ __device__ inline float rescale(float oldMax, float newMax) {
   return oldMax == -INFINITY ? 0.0f : exp2f(oldMax - newMax);
 }
 
-template <int kPerLane>
-__device__ inline void loadRow(const __nv_bfloat16* src, float* dst) {
+template <int kPerLane, typename T>
+__device__ inline void loadRow(const T* src, float* dst) {
 #pragma unroll
-  for (int e = 0; e < kPerLane; ++e) dst[e] = __bfloat162float(src[e]);
+  for (int e = 0; e < kPerLane; ++e) dst[e] = toFloat(src[e]);
 }
 
 // Each lane holds kPerLane consecutive elements of the head dimension: headDim = 32 * kPerLane, or fewer
 // (head_dim 16) with the upper lanes idle.
-template <int kPerLane>
+template <int kPerLane, typename T>
 __global__ void __launch_bounds__(kWarps * 32)
-    decodeAttentionKernel(const __nv_bfloat16* q, PagedKv kv, const DecodeItem* items, float scaleLog2,
-                          float* scratch, __nv_bfloat16* out) {
+    decodeAttentionKernel(const T* q, PagedKv<T> kv, const DecodeItem* items, float scaleLog2, float* scratch,
+                          T* out) {
   constexpr int kDim = 32 * kPerLane;
   __shared__ float warpState[kWarps][kMaxGroup][kDim + 2];
   const int dim = kv.headDim;
@@ -115,7 +116,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int head = kvHead * group + g;
     if (splits == 1) {
       out[(static_cast<int64_t>(item.row) * kv.numHeads + head) * dim + d] =
-          __float2bfloat16(sum > 0.0f ? value / sum : 0.0f);
+          fromFloat<T>(sum > 0.0f ? value / sum : 0.0f);
     } else {
       float* partial = scratch + ((static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits + split) * (dim + 2);
       partial[d] = value;
@@ -127,8 +128,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-__global__ void mergeSplitsKernel(PagedKv kv, const DecodeItem* items, int splits, const float* scratch,
-                                  __nv_bfloat16* out) {
+template <typename T>
+__global__ void mergeSplitsKernel(PagedKv<T> kv, const DecodeItem* items, int splits, const float* scratch, T* out) {
   const int head = blockIdx.y;
   const int dim = kv.headDim;
   const float* partials = scratch + (static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits * (dim + 2);
@@ -143,18 +144,19 @@ __global__ void mergeSplitsKernel(PagedKv kv, const DecodeItem* items, int split
       value += partial[d] * weight;
     }
     out[(static_cast<int64_t>(items[blockIdx.x].row) * kv.numHeads + head) * dim + d] =
-        __float2bfloat16(sum > 0.0f ? value / sum : 0.0f);
+        fromFloat<T>(sum > 0.0f ? value / sum : 0.0f);
   }
 }
 
 }  // namespace
 
-int64_t decodeAttentionScratchFloats(int items, const PagedKv& kv, int splits) {
-  return static_cast<int64_t>(items) * kv.numHeads * splits * (kv.headDim + 2);
+int64_t decodeAttentionScratchFloats(int items, int numHeads, int headDim, int splits) {
+  return static_cast<int64_t>(items) * numHeads * splits * (headDim + 2);
 }
 
-void decodeAttention(const __nv_bfloat16* q, const PagedKv& kv, const DecodeItem* items, int numItems, int splits,
-                     float* scratch, __nv_bfloat16* out, cudaStream_t stream) {
+template <typename T>
+void decodeAttention(const T* q, const PagedKv<T>& kv, const DecodeItem* items, int numItems, int splits,
+                     float* scratch, T* out, cudaStream_t stream) {
   if (numItems == 0) return;
   if (kv.numHeads % kv.numKvHeads != 0 || kv.numHeads / kv.numKvHeads > kMaxGroup) {
     throw std::runtime_error("decode attention: " + std::to_string(kv.numHeads) + " q heads per " +
@@ -164,10 +166,10 @@ void decodeAttention(const __nv_bfloat16* q, const PagedKv& kv, const DecodeItem
   const dim3 grid(numItems, kv.numKvHeads, splits);
   switch (kv.headDim) {
     case 16:
-    case 32: decodeAttentionKernel<1><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
-    case 64: decodeAttentionKernel<2><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
-    case 128: decodeAttentionKernel<4><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
-    case 256: decodeAttentionKernel<8><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    case 32: decodeAttentionKernel<1, T><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    case 64: decodeAttentionKernel<2, T><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    case 128: decodeAttentionKernel<4, T><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    case 256: decodeAttentionKernel<8, T><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
     default: throw std::runtime_error("decode attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
   }
   checkLaunch("decodeAttentionKernel");
@@ -176,5 +178,10 @@ void decodeAttention(const __nv_bfloat16* q, const PagedKv& kv, const DecodeItem
     checkLaunch("mergeSplitsKernel");
   }
 }
+
+template void decodeAttention(const __half*, const PagedKv<__half>&, const DecodeItem*, int, int, float*, __half*,
+                              cudaStream_t);
+template void decodeAttention(const __nv_bfloat16*, const PagedKv<__nv_bfloat16>&, const DecodeItem*, int, int,
+                              float*, __nv_bfloat16*, cudaStream_t);
 
 }  // namespace loraserve::cuda

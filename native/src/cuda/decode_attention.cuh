@@ -4,7 +4,6 @@
 // second kernel merges them.
 #pragma once
 
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -20,11 +19,12 @@ struct DecodeItem {
 };
 
 // The float scratch that `splits` > 1 needs: 2 + headDim floats per (item, head, split).
-int64_t decodeAttentionScratchFloats(int items, const PagedKv& kv, int splits);
+int64_t decodeAttentionScratchFloats(int items, int numHeads, int headDim, int splits);
 
-// q: [rows, numHeads, headDim] bf16; out: the same shape. scratch: decodeAttentionScratchFloats floats (may be
-// null when splits == 1). headDim: 32, 64, 128 or 256; numHeads / numKvHeads at most 8.
-void decodeAttention(const __nv_bfloat16* q, const PagedKv& kv, const DecodeItem* items, int numItems, int splits,
-                     float* scratch, __nv_bfloat16* out, cudaStream_t stream);
+// q: [rows, numHeads, headDim] in the 16-bit type T; out: the same shape. scratch: decodeAttentionScratchFloats
+// floats (may be null when splits == 1). headDim: 32, 64, 128 or 256; numHeads / numKvHeads at most 8.
+template <typename T>
+void decodeAttention(const T* q, const PagedKv<T>& kv, const DecodeItem* items, int numItems, int splits,
+                     float* scratch, T* out, cudaStream_t stream);
 
 }  // namespace loraserve::cuda

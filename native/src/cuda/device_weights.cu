@@ -1,24 +1,37 @@
+#include <cstdio>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "../safetensors_view.h"
-#include "convert_to_bf16.cuh"
+#include "convert_weights.cuh"
 #include "cuda_check.h"
 #include "device_weights.h"
+#include "half_types.cuh"
 
 namespace loraserve::cuda {
 
 namespace {
 
-// Copies rows x cols of a checked 2-D tensor (a 1-D tensor is one row) into dst as bf16.
+template <typename T>
+constexpr DType storedDtype() {
+  return std::is_same_v<T, __half> ? DType::F16 : DType::BF16;
+}
+
+// Copies rows x cols of a checked 2-D tensor (a 1-D tensor is one row) into dst as T.
+template <typename T>
 class Uploader {
  public:
-  void copy(const MappedFile& file, const TensorRef& ref, IndexRange rows, IndexRange cols, __nv_bfloat16* dst) {
+  Uploader() : outOfRange_(1) {}
+
+  void copy(const MappedFile& file, const TensorRef& ref, IndexRange rows, IndexRange cols, T* dst,
+            const std::string& what) {
     const int64_t totalCols = ref.shape.empty() ? 1 : ref.shape.back();
     const size_t elementSize = dtypeSize(ref.dtype);
     const uint8_t* src = file.data() + ref.offset + (rows.begin * totalCols + cols.begin) * elementSize;
     const size_t widthBytes = static_cast<size_t>(cols.size()) * elementSize;
     const size_t pitch = static_cast<size_t>(totalCols) * elementSize;
-    if (ref.dtype == DType::BF16) {
+    if (ref.dtype == storedDtype<T>()) {
       checkCuda(cudaMemcpy2D(dst, widthBytes, src, pitch, widthBytes, rows.size(), cudaMemcpyHostToDevice),
                 "cudaMemcpy2D (weights)");
       return;
@@ -27,49 +40,63 @@ class Uploader {
     if (staging_.size() < bytes) staging_.resize(bytes);
     checkCuda(cudaMemcpy2D(staging_.data(), widthBytes, src, pitch, widthBytes, rows.size(), cudaMemcpyHostToDevice),
               "cudaMemcpy2D (weights)");
-    convertToBf16(staging_.data(), ref.dtype, rows.size() * cols.size(), dst, nullptr);
-    checkCuda(cudaDeviceSynchronize(), "converting weights to bf16");
+    checkCuda(cudaMemset(outOfRange_.data(), 0, outOfRange_.bytes()), "cudaMemset (range flag)");
+    convertTensor(staging_.data(), ref.dtype, rows.size() * cols.size(), dst, outOfRange_.data(), nullptr);
+    int outOfRange = 0;
+    checkCuda(cudaMemcpy(&outOfRange, outOfRange_.data(), sizeof outOfRange, cudaMemcpyDeviceToHost),
+              "converting weights");
+    if (outOfRange) {
+      char limit[32];
+      std::snprintf(limit, sizeof limit, "%g", HalfType<T>::kMaxFinite);
+      throw std::runtime_error(file.path() + ": " + what + " has values beyond " + HalfType<T>::kName + "'s range (" +
+                               limit + "): load the model with dtype bfloat16");
+    }
   }
 
  private:
   DeviceBuffer<uint8_t> staging_;
+  DeviceBuffer<int> outOfRange_;
 };
 
-DeviceBuffer<__nv_bfloat16> uploadVector(MappedFiles& files, Uploader& uploader, const TensorRef& ref,
-                                         int64_t length, const std::string& what) {
+template <typename T>
+DeviceBuffer<T> uploadVector(MappedFiles& files, Uploader<T>& uploader, const TensorRef& ref, int64_t length,
+                             const std::string& what) {
   const MappedFile& file = files.get(ref.file);
   checkTensorRef(file, ref, {length}, what);
-  DeviceBuffer<__nv_bfloat16> out(static_cast<size_t>(length));
-  uploader.copy(file, ref, {0, 1}, {0, length}, out.data());
+  DeviceBuffer<T> out(static_cast<size_t>(length));
+  uploader.copy(file, ref, {0, 1}, {0, length}, out.data(), what);
   return out;
 }
 
-DeviceBuffer<__nv_bfloat16> uploadWhole(MappedFiles& files, Uploader& uploader, const TensorRef& ref, int64_t rows,
-                                        int64_t cols, const std::string& what) {
+template <typename T>
+DeviceBuffer<T> uploadWhole(MappedFiles& files, Uploader<T>& uploader, const TensorRef& ref, int64_t rows,
+                            int64_t cols, const std::string& what) {
   const MappedFile& file = files.get(ref.file);
   checkTensorRef(file, ref, {rows, cols}, what);
-  DeviceBuffer<__nv_bfloat16> out(static_cast<size_t>(rows * cols));
-  uploader.copy(file, ref, {0, rows}, {0, cols}, out.data());
+  DeviceBuffer<T> out(static_cast<size_t>(rows * cols));
+  uploader.copy(file, ref, {0, rows}, {0, cols}, out.data(), what);
   return out;
 }
 
 // Stacks this rank's slices of `targets` (same input width) row after row into one matrix.
-DeviceBuffer<__nv_bfloat16> uploadStacked(MappedFiles& files, Uploader& uploader, const ModelSpec& spec,
-                                          const ShardLayout& layout, int layer,
-                                          std::initializer_list<std::pair<LoraTarget, const TensorRef*>> targets) {
+template <typename T>
+DeviceBuffer<T> uploadStacked(MappedFiles& files, Uploader<T>& uploader, const ModelSpec& spec,
+                              const ShardLayout& layout, int layer,
+                              std::initializer_list<std::pair<LoraTarget, const TensorRef*>> targets) {
   int64_t rows = 0;
   int64_t cols = 0;
   for (const auto& [target, ref] : targets) {
     rows += layout.localShape(target).out;
     cols = layout.localShape(target).in;
   }
-  DeviceBuffer<__nv_bfloat16> out(static_cast<size_t>(rows * cols));
+  DeviceBuffer<T> out(static_cast<size_t>(rows * cols));
   int64_t row = 0;
   for (const auto& [target, ref] : targets) {
     const MappedFile& file = files.get(ref->file);
     const TargetShape full = fullTargetShape(spec, target);
-    checkTensorRef(file, *ref, {full.out, full.in}, "layer " + std::to_string(layer) + " " + loraTargetName(target));
-    uploader.copy(file, *ref, layout.outputRows(target), layout.inputColumns(target), out.data() + row * cols);
+    const std::string what = "layer " + std::to_string(layer) + " " + loraTargetName(target);
+    checkTensorRef(file, *ref, {full.out, full.in}, what);
+    uploader.copy(file, *ref, layout.outputRows(target), layout.inputColumns(target), out.data() + row * cols, what);
     row += layout.localShape(target).out;
   }
   return out;
@@ -77,16 +104,18 @@ DeviceBuffer<__nv_bfloat16> uploadStacked(MappedFiles& files, Uploader& uploader
 
 }  // namespace
 
-size_t DeviceModelWeights::bytes() const {
+template <typename T>
+size_t DeviceModelWeights<T>::bytes() const {
   size_t total = embedTokens.bytes() + lmHead.bytes() + finalNorm.bytes();
-  for (const DeviceLayerWeights& layer : layers) {
+  for (const DeviceLayerWeights<T>& layer : layers) {
     total += layer.inputNorm.bytes() + layer.postAttentionNorm.bytes() + layer.qkv.bytes() + layer.o.bytes() +
              layer.gateUp.bytes() + layer.down.bytes();
   }
   return total;
 }
 
-DeviceModelWeights uploadModelWeights(const EngineOptions& options, const ShardLayout& layout) {
+template <typename T>
+DeviceModelWeights<T> uploadModelWeights(const EngineOptions& options, const ShardLayout& layout) {
   const ModelSpec& spec = options.spec;
   const BaseWeightRefs& refs = options.weights;
   if (static_cast<int>(refs.layers.size()) != spec.numLayers) {
@@ -94,8 +123,8 @@ DeviceModelWeights uploadModelWeights(const EngineOptions& options, const ShardL
                              std::to_string(spec.numLayers));
   }
   MappedFiles files;
-  Uploader uploader;
-  DeviceModelWeights weights;
+  Uploader<T> uploader;
+  DeviceModelWeights<T> weights;
   // Embeddings, the output projection and the norms are replicated on every rank.
   weights.embedTokens = uploadWhole(files, uploader, refs.embedTokens, spec.vocabSize, spec.hiddenSize, "embed_tokens");
   if (refs.lmHead) {
@@ -105,7 +134,7 @@ DeviceModelWeights uploadModelWeights(const EngineOptions& options, const ShardL
   weights.layers.resize(refs.layers.size());
   for (int i = 0; i < spec.numLayers; ++i) {
     const LayerWeightRefs& r = refs.layers[static_cast<size_t>(i)];
-    DeviceLayerWeights& layer = weights.layers[static_cast<size_t>(i)];
+    DeviceLayerWeights<T>& layer = weights.layers[static_cast<size_t>(i)];
     const std::string prefix = "layer " + std::to_string(i) + " ";
     layer.inputNorm = uploadVector(files, uploader, r.inputNorm, spec.hiddenSize, prefix + "input_layernorm");
     layer.postAttentionNorm =
@@ -118,5 +147,10 @@ DeviceModelWeights uploadModelWeights(const EngineOptions& options, const ShardL
   }
   return weights;
 }
+
+template struct DeviceModelWeights<__half>;
+template struct DeviceModelWeights<__nv_bfloat16>;
+template DeviceModelWeights<__half> uploadModelWeights(const EngineOptions&, const ShardLayout&);
+template DeviceModelWeights<__nv_bfloat16> uploadModelWeights(const EngineOptions&, const ShardLayout&);
 
 }  // namespace loraserve::cuda

@@ -2,6 +2,7 @@
 
 #include "cuda_check.h"
 #include "gemm.h"
+#include "half_types.cuh"
 #include "matrix_vector.cuh"
 
 namespace loraserve::cuda {
@@ -28,8 +29,8 @@ Gemm::~Gemm() {
   if (handle_) cublasDestroy(handle_);
 }
 
-void Gemm::linear(const __nv_bfloat16* x, int rows, int in, const __nv_bfloat16* w, int out, float* y, int ldy,
-                  float beta) const {
+template <typename T>
+void Gemm::linear(const T* x, int rows, int in, const T* w, int out, float* y, int ldy, float beta) const {
   if (rows == 0) return;
   if (rows == 1) {
     matrixVector(x, in, w, out, y, beta, stream_);
@@ -38,9 +39,13 @@ void Gemm::linear(const __nv_bfloat16* x, int rows, int in, const __nv_bfloat16*
   const float alpha = 1.0f;
   // cuBLAS is column-major: row-major y [rows, out] is its [out, rows], computed as wᵀ-read-transposed times x,
   // where row-major w [out, in] and x [rows, in] are its [in, out] and [in, rows].
-  checkCublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, CUDA_R_16BF, in, x,
-                           CUDA_R_16BF, in, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+  constexpr cudaDataType_t type = HalfType<T>::kCudaType;
+  checkCublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, type, in, x, type, in, &beta, y,
+                           CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
               "cublasGemmEx");
 }
+
+template void Gemm::linear(const __half*, int, int, const __half*, int, float*, int, float) const;
+template void Gemm::linear(const __nv_bfloat16*, int, int, const __nv_bfloat16*, int, float*, int, float) const;
 
 }  // namespace loraserve::cuda

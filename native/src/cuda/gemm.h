@@ -1,10 +1,9 @@
-// The model's matrix products: y = x · wᵀ (+ beta y), bf16 operands, float32 accumulation and output, in the
-// layout of every torch Linear weight (x [rows, in], w [out, in], y [rows, out], all row-major). cuBLAS does
-// them all except one-row products, which go to matrix_vector.cuh.
+// The model's matrix products: y = x · wᵀ (+ beta y), 16-bit operands (float16 or bfloat16), float32
+// accumulation and output, in the layout of every torch Linear weight (x [rows, in], w [out, in], y [rows, out],
+// all row-major). cuBLAS does them all except one-row products, which go to matrix_vector.cuh.
 #pragma once
 
 #include <cublas_v2.h>
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "device_buffer.h"
@@ -20,8 +19,8 @@ class Gemm {
 
   // y [rows, ldy] (its first `out` columns) = x · wᵀ + beta y. beta = 1 adds into y: the residual stream takes
   // o_proj and down_proj this way, so the residual add costs no pass of its own.
-  void linear(const __nv_bfloat16* x, int rows, int in, const __nv_bfloat16* w, int out, float* y, int ldy,
-              float beta) const;
+  template <typename T>
+  void linear(const T* x, int rows, int in, const T* w, int out, float* y, int ldy, float beta) const;
 
  private:
   cudaStream_t stream_;

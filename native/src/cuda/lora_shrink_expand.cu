@@ -1,6 +1,6 @@
-#include "bf16_vectors.cuh"
 #include "block_reduce.cuh"
 #include "cuda_check.h"
+#include "half_types.cuh"
 #include "lora_shrink_expand.cuh"
 
 namespace loraserve::cuda {
@@ -23,15 +23,17 @@ __device__ inline T pick(const T (&values)[kMaxLoraGroupTargets], int g) {
   return value;
 }
 
-__device__ inline int targetRank(const LoraSlots& slots, int slot, int layer, int target) {
+template <typename T>
+__device__ inline int targetRank(const LoraSlots<T>& slots, int slot, int layer, int target) {
   return slots.ranks[(static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumTargets + target];
 }
 
 // One block per (tile, target, split of the input): each warp takes rank rows of A and streams its part of them,
 // 16 bytes a lane and several loads in flight, against every row of the tile. Splitting the input gives a
 // decode batch enough blocks to keep the memory system busy; the expand adds the splits' partial sums.
+template <typename T>
 __global__ void __launch_bounds__(kShrinkWarps * 32, 2)
-    loraShrinkKernel(const __nv_bfloat16* x, const LoraTile* tiles, LoraSlots slots, LoraGroup group, float* v) {
+    loraShrinkKernel(const T* x, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* v) {
   const LoraTile tile = tiles[blockIdx.x];
   if (tile.slot < 0) return;
   const int g = blockIdx.y;
@@ -43,7 +45,7 @@ __global__ void __launch_bounds__(kShrinkWarps * 32, 2)
   const int chunk = (in / kLoraShrinkSplits + 7) / 8 * 8;
   const int kBegin = split * chunk;
   const int kEnd = min(in, kBegin + chunk);
-  const __nv_bfloat16* a = slots.weights[tile.slot] + pick(group.aOffset, g);
+  const T* a = slots.weights[tile.slot] + pick(group.aOffset, g);
   const int vStride = loraIntermediateStride(slots.maxRank);
   float* vSplit = v + split * kMaxLoraGroupTargets * slots.maxRank + g * slots.maxRank;
   // Ranks are padded to a multiple of 8 with zero rows of A, so the expand's 8-wide reads of v stay finite.
@@ -52,7 +54,7 @@ __global__ void __launch_bounds__(kShrinkWarps * 32, 2)
     float acc[kLoraTileRows];
 #pragma unroll
     for (int i = 0; i < kLoraTileRows; ++i) acc[i] = 0.0f;
-    const __nv_bfloat16* aRow = a + static_cast<int64_t>(r) * in;
+    const T* aRow = a + static_cast<int64_t>(r) * in;
 #pragma unroll 4
     for (int k = kBegin + lane * 8; k < kEnd; k += 32 * 8) {
       float weights[8];
@@ -78,9 +80,11 @@ __global__ void __launch_bounds__(kShrinkWarps * 32, 2)
 }
 
 // One block per (tile, 128 output columns of the group); each thread owns one column and reads its B row
-// (maxRank contiguous bf16) once for all rows of the tile.
+// (maxRank contiguous values) once for all rows of the tile.
+template <typename T>
 __global__ void __launch_bounds__(kExpandThreads)
-    loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots slots, LoraGroup group, float* y, int yStride) {
+    loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* y,
+                     int yStride) {
   extern __shared__ float tileV[];  // [numRows][targets * maxRank]: the shrink's splits added up
   const LoraTile tile = tiles[blockIdx.x];
   if (tile.slot < 0) return;
@@ -103,8 +107,8 @@ __global__ void __launch_bounds__(kExpandThreads)
   if (g < 0) return;
   const int rank = targetRank(slots, tile.slot, group.layer, pick(group.target, g));
   if (rank == 0) return;
-  const __nv_bfloat16* bRow = slots.weights[tile.slot] + pick(group.bOffset, g) +
-                              static_cast<int64_t>(column - pick(group.outOffset, g)) * slots.maxRank;
+  const T* bRow = slots.weights[tile.slot] + pick(group.bOffset, g) +
+                  static_cast<int64_t>(column - pick(group.outOffset, g)) * slots.maxRank;
   float acc[kLoraTileRows];
 #pragma unroll
   for (int i = 0; i < kLoraTileRows; ++i) acc[i] = 0.0f;
@@ -128,16 +132,18 @@ __global__ void __launch_bounds__(kExpandThreads)
 
 }  // namespace
 
-void loraShrink(const __nv_bfloat16* x, const LoraTile* tiles, int numTiles, const LoraSlots& slots,
-                const LoraGroup& group, float* v, cudaStream_t stream) {
+template <typename T>
+void loraShrink(const T* x, const LoraTile* tiles, int numTiles, const LoraSlots<T>& slots, const LoraGroup& group,
+                float* v, cudaStream_t stream) {
   if (numTiles == 0) return;
   loraShrinkKernel<<<dim3(numTiles, group.numTargets, kLoraShrinkSplits), kShrinkWarps * 32, 0, stream>>>(x, tiles, slots,
                                                                                                         group, v);
   checkLaunch("loraShrinkKernel");
 }
 
-void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraSlots& slots, const LoraGroup& group,
-                float* y, int yStride, cudaStream_t stream) {
+template <typename T>
+void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraSlots<T>& slots,
+                const LoraGroup& group, float* y, int yStride, cudaStream_t stream) {
   if (numTiles == 0) return;
   const int last = group.numTargets - 1;
   const int columns = group.outOffset[last] + group.outDim[last];
@@ -146,5 +152,14 @@ void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraS
   loraExpandKernel<<<grid, kExpandThreads, shared, stream>>>(v, tiles, slots, group, y, yStride);
   checkLaunch("loraExpandKernel");
 }
+
+template void loraShrink(const __half*, const LoraTile*, int, const LoraSlots<__half>&, const LoraGroup&, float*,
+                         cudaStream_t);
+template void loraShrink(const __nv_bfloat16*, const LoraTile*, int, const LoraSlots<__nv_bfloat16>&,
+                         const LoraGroup&, float*, cudaStream_t);
+template void loraExpand(const float*, const LoraTile*, int, const LoraSlots<__half>&, const LoraGroup&, float*, int,
+                         cudaStream_t);
+template void loraExpand(const float*, const LoraTile*, int, const LoraSlots<__nv_bfloat16>&, const LoraGroup&,
+                         float*, int, cudaStream_t);
 
 }  // namespace loraserve::cuda

@@ -9,7 +9,6 @@
 // Tiles of base-only rows (slot -1) and targets the adapter leaves alone (rank 0) exit at once.
 #pragma once
 
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -26,10 +25,11 @@ struct LoraTile {
   int slot = -1;    // -1: the base model alone
 };
 
-// Device tables that describe every adapter slot.
+// Device tables that describe every adapter slot; T is the 16-bit type the slots hold.
+template <typename T>
 struct LoraSlots {
-  const __nv_bfloat16* const* weights = nullptr;  // [maxLoras]: each slot's allocation
-  const int32_t* ranks = nullptr;                  // [maxLoras][numLayers][7]: 0 where the target has no LoRA
+  const T* const* weights = nullptr;  // [maxLoras]: each slot's allocation
+  const int32_t* ranks = nullptr;     // [maxLoras][numLayers][7]: 0 where the target has no LoRA
   int numLayers = 0;
   int maxRank = 0;  // the stride of A rows and B columns; a multiple of 8
 };
@@ -52,12 +52,14 @@ __host__ __device__ inline int loraIntermediateStride(int maxRank) {
 }
 
 // v[row, split, g, r] = A_g[r, part] . x[row, part] over the split's part of the input, for the tile's slot,
-// every target g with a LoRA, r < rank. x: [rows, group.inDim] bf16.
-void loraShrink(const __nv_bfloat16* x, const LoraTile* tiles, int numTiles, const LoraSlots& slots,
-                const LoraGroup& group, float* v, cudaStream_t stream);
+// every target g with a LoRA, r < rank. x: [rows, group.inDim].
+template <typename T>
+void loraShrink(const T* x, const LoraTile* tiles, int numTiles, const LoraSlots<T>& slots, const LoraGroup& group,
+                float* v, cudaStream_t stream);
 
 // y[row, outOffset_g + c] += sum_r B_g[c, r] sum_split v[row, split, g, r]; y: [rows, yStride] float32.
-void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraSlots& slots, const LoraGroup& group,
-                float* y, int yStride, cudaStream_t stream);
+template <typename T>
+void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraSlots<T>& slots,
+                const LoraGroup& group, float* y, int yStride, cudaStream_t stream);
 
 }  // namespace loraserve::cuda

@@ -1,6 +1,6 @@
-#include "bf16_vectors.cuh"
 #include "block_reduce.cuh"
 #include "cuda_check.h"
+#include "half_types.cuh"
 #include "matrix_vector.cuh"
 
 namespace loraserve::cuda {
@@ -10,12 +10,13 @@ namespace {
 constexpr int kWarps = 8;
 
 // One warp per output feature.
+template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
-    matrixVectorKernel(const __nv_bfloat16* x, int in, const __nv_bfloat16* w, int out, float* y, float beta) {
+    matrixVectorKernel(const T* x, int in, const T* w, int out, float* y, float beta) {
   const int lane = threadIdx.x & 31;
   const int feature = blockIdx.x * kWarps + (threadIdx.x >> 5);
   if (feature >= out) return;
-  const __nv_bfloat16* wRow = w + static_cast<int64_t>(feature) * in;
+  const T* wRow = w + static_cast<int64_t>(feature) * in;
   float acc = 0.0f;
 #pragma unroll 4
   for (int k = lane * 8; k < in; k += 32 * 8) {
@@ -32,10 +33,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 }  // namespace
 
-void matrixVector(const __nv_bfloat16* x, int in, const __nv_bfloat16* w, int out, float* y, float beta,
-                  cudaStream_t stream) {
+template <typename T>
+void matrixVector(const T* x, int in, const T* w, int out, float* y, float beta, cudaStream_t stream) {
   matrixVectorKernel<<<(out + kWarps - 1) / kWarps, kWarps * 32, 0, stream>>>(x, in, w, out, y, beta);
   checkLaunch("matrixVectorKernel");
 }
+
+template void matrixVector(const __half*, int, const __half*, int, float*, float, cudaStream_t);
+template void matrixVector(const __nv_bfloat16*, int, const __nv_bfloat16*, int, float*, float, cudaStream_t);
 
 }  // namespace loraserve::cuda

@@ -3,13 +3,12 @@
 // From two rows on cuBLAS is faster: every extra row of x is re-read from cache once per row of w.
 #pragma once
 
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 namespace loraserve::cuda {
 
 // y [1, out] = x [1, in] · wᵀ + beta y; in % 8 == 0.
-void matrixVector(const __nv_bfloat16* x, int in, const __nv_bfloat16* w, int out, float* y, float beta,
-                  cudaStream_t stream);
+template <typename T>
+void matrixVector(const T* x, int in, const T* w, int out, float* y, float beta, cudaStream_t stream);
 
 }  // namespace loraserve::cuda

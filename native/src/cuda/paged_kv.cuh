@@ -1,17 +1,18 @@
 // The paged KV cache as the attention kernels see it. Each layer has a K and a V cache of
-// [numBlocks * blockSize, numKvHeads, headDim] bf16; a sequence's position p lives in cache row
+// [numBlocks * blockSize, numKvHeads, headDim] in the 16-bit type T; a sequence's position p lives in cache row
 // blockTables[tableOffset + p / blockSize] * blockSize + p % blockSize (the TS block manager owns the ids).
 #pragma once
 
-#include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 
 namespace loraserve::cuda {
 
+template <typename T>
 struct PagedKv {
-  const __nv_bfloat16* k = nullptr;
-  const __nv_bfloat16* v = nullptr;
+  const T* k = nullptr;
+  const T* v = nullptr;
   const int32_t* blockTables = nullptr;  // every sequence's table, concatenated
   int blockSize = 0;
   int numHeads = 0;    // q heads (this rank)
@@ -19,7 +20,8 @@ struct PagedKv {
   int headDim = 0;
 };
 
-__device__ inline int64_t pagedRow(const PagedKv& kv, int tableOffset, int position) {
+template <typename T>
+__device__ inline int64_t pagedRow(const PagedKv<T>& kv, int tableOffset, int position) {
   const int block = kv.blockTables[tableOffset + position / kv.blockSize];
   return static_cast<int64_t>(block) * kv.blockSize + position % kv.blockSize;
 }

@@ -2,8 +2,10 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cuda_check.h"
+#include "half_types.cuh"
 #include "prefill_attention.cuh"
 
 namespace loraserve::cuda {
@@ -12,42 +14,47 @@ namespace {
 
 constexpr int kWarps = kPrefillTileRows / 16;  // each warp owns 16 query rows
 constexpr int kKeys = 64;                      // keys per tile
-constexpr int kPad = 8;                        // bf16 of padding per shared row: conflict-free fragment reads
+constexpr int kPad = 8;                        // elements of padding per shared row: conflict-free fragment reads
 constexpr float kLog2e = 1.4426950408889634f;
 
-// D += A (16x16 bf16, row) * B (16x8 bf16, col), float32 accumulators. Fragment layout (PTX ISA, m16n8k16):
+// D += A (16x16 T, row) * B (16x8 T, col), float32 accumulators. Fragment layout (PTX ISA, m16n8k16):
 // lane = 4 * group + quad; A regs hold rows {group, group + 8} x cols {2 quad, 2 quad + 8} (+0/+1 packed),
 // B regs hold k = {2 quad, 2 quad + 8} (+0/+1) of column group, C holds rows {group, group + 8} x cols 2 quad (+0/+1).
+template <typename T>
 __device__ inline void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  if constexpr (std::is_same_v<T, __half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
 }
 
-__device__ inline uint32_t packBf16(float low, float high) {
-  __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
-  return *reinterpret_cast<uint32_t*>(&pair);
-}
-
-__device__ inline uint32_t load2(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+template <typename T>
+__device__ inline uint32_t load2(const T* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // B fragments of two adjacent 8-column tiles for keys k0..k0+15 from row-major [key][dim] shared memory,
 // transposed on the way (ldmatrix .trans): lane l addresses row k0 + (l & 15), columns col + 8 (l >> 4).
-__device__ inline void loadValueFragments(const __nv_bfloat16* rowStart, uint32_t* b) {
+template <typename T>
+__device__ inline void loadValueFragments(const T* rowStart, uint32_t* b) {
   const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(rowStart));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
                : "r"(address));
 }
 
-template <int kDim>
+template <int kDim, typename T>
 __global__ void __launch_bounds__(kWarps * 32)
-    prefillAttentionKernel(const __nv_bfloat16* q, PagedKv kv, const PrefillTile* tiles, float scaleLog2,
-                           __nv_bfloat16* out) {
-  __shared__ __align__(16) __nv_bfloat16 keys[kKeys][kDim + kPad];
-  __shared__ __align__(16) __nv_bfloat16 values[kKeys][kDim + kPad];
+    prefillAttentionKernel(const T* q, PagedKv<T> kv, const PrefillTile* tiles, float scaleLog2, T* out) {
+  __shared__ __align__(16) T keys[kKeys][kDim + kPad];
+  __shared__ __align__(16) T values[kKeys][kDim + kPad];
   const PrefillTile tile = tiles[blockIdx.x];
   const int head = blockIdx.y;
   const int kvHead = head / (kv.numHeads / kv.numKvHeads);
@@ -60,8 +67,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   uint32_t queryFrag[kDim / 16][4];
   {
-    const __nv_bfloat16* q0 = q + ((static_cast<int64_t>(tile.firstRow) + row0) * kv.numHeads + head) * kDim;
-    const __nv_bfloat16* q1 = q + ((static_cast<int64_t>(tile.firstRow) + row1) * kv.numHeads + head) * kDim;
+    const T* q0 = q + ((static_cast<int64_t>(tile.firstRow) + row0) * kv.numHeads + head) * kDim;
+    const T* q1 = q + ((static_cast<int64_t>(tile.firstRow) + row1) * kv.numHeads + head) * kDim;
     const bool valid0 = row0 < tile.numRows, valid1 = row1 < tile.numRows;
 #pragma unroll
     for (int ks = 0; ks < kDim / 16; ++ks) {
@@ -108,8 +115,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       score[nt][0] = score[nt][1] = score[nt][2] = score[nt][3] = 0.0f;
 #pragma unroll
       for (int ks = 0; ks < kDim / 16; ++ks) {
-        const __nv_bfloat16* k = &keys[nt * 8 + group][ks * 16 + 2 * quad];
-        mma16816(score[nt], queryFrag[ks], load2(k), load2(k + 8));
+        const T* k = &keys[nt * 8 + group][ks * 16 + 2 * quad];
+        mma16816<T>(score[nt], queryFrag[ks], load2(k), load2(k + 8));
       }
     }
 
@@ -154,15 +161,16 @@ __global__ void __launch_bounds__(kWarps * 32)
     // The score accumulators of key tiles 2kk and 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; ++kk) {
-      const uint32_t p[4] = {packBf16(score[2 * kk][0], score[2 * kk][1]), packBf16(score[2 * kk][2], score[2 * kk][3]),
-                             packBf16(score[2 * kk + 1][0], score[2 * kk + 1][1]),
-                             packBf16(score[2 * kk + 1][2], score[2 * kk + 1][3])};
+      const uint32_t p[4] = {packPair<T>(score[2 * kk][0], score[2 * kk][1]),
+                             packPair<T>(score[2 * kk][2], score[2 * kk][3]),
+                             packPair<T>(score[2 * kk + 1][0], score[2 * kk + 1][1]),
+                             packPair<T>(score[2 * kk + 1][2], score[2 * kk + 1][3])};
 #pragma unroll
       for (int dt = 0; dt < kDim / 8; dt += 2) {
         uint32_t b[4];
         loadValueFragments(&values[kk * 16 + (lane & 15)][dt * 8 + (lane >> 4) * 8], b);
-        mma16816(acc[dt], p, b[0], b[1]);
-        mma16816(acc[dt + 1], p, b[2], b[3]);
+        mma16816<T>(acc[dt], p, b[0], b[1]);
+        mma16816<T>(acc[dt + 1], p, b[2], b[3]);
       }
     }
   }
@@ -177,32 +185,37 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int r = 0; r < 2; ++r) {
     if (rows[r] >= tile.numRows) continue;
     const float inverse = rowSum[r] > 0.0f ? 1.0f / rowSum[r] : 0.0f;
-    __nv_bfloat16* o = out + ((static_cast<int64_t>(tile.firstRow) + rows[r]) * kv.numHeads + head) * kDim;
+    T* o = out + ((static_cast<int64_t>(tile.firstRow) + rows[r]) * kv.numHeads + head) * kDim;
 #pragma unroll
     for (int dt = 0; dt < kDim / 8; ++dt) {
-      *reinterpret_cast<__nv_bfloat162*>(o + dt * 8 + 2 * quad) =
-          __floats2bfloat162_rn(acc[dt][2 * r] * inverse, acc[dt][2 * r + 1] * inverse);
+      *reinterpret_cast<uint32_t*>(o + dt * 8 + 2 * quad) =
+          packPair<T>(acc[dt][2 * r] * inverse, acc[dt][2 * r + 1] * inverse);
     }
   }
 }
 
 }  // namespace
 
-void prefillAttention(const __nv_bfloat16* q, const PagedKv& kv, const PrefillTile* tiles, int numTiles,
-                      __nv_bfloat16* out, cudaStream_t stream) {
+template <typename T>
+void prefillAttention(const T* q, const PagedKv<T>& kv, const PrefillTile* tiles, int numTiles, T* out,
+                      cudaStream_t stream) {
   if (numTiles == 0) return;
   const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
   const dim3 grid(numTiles, kv.numHeads);
   constexpr int threads = kWarps * 32;
   switch (kv.headDim) {
-    case 16: prefillAttentionKernel<16><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
-    case 32: prefillAttentionKernel<32><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
-    case 64: prefillAttentionKernel<64><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
-    case 128: prefillAttentionKernel<128><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
+    case 16: prefillAttentionKernel<16, T><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
+    case 32: prefillAttentionKernel<32, T><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
+    case 64: prefillAttentionKernel<64, T><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
+    case 128: prefillAttentionKernel<128, T><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
     default:
       throw std::runtime_error("prefill attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
   }
   checkLaunch("prefillAttentionKernel");
 }
+
+template void prefillAttention(const __half*, const PagedKv<__half>&, const PrefillTile*, int, __half*, cudaStream_t);
+template void prefillAttention(const __nv_bfloat16*, const PagedKv<__nv_bfloat16>&, const PrefillTile*, int,
+                               __nv_bfloat16*, cudaStream_t);
 
 }  // namespace loraserve::cuda
