@@ -1,12 +1,12 @@
 // `loraserve serve --device cuda` end to end (launcher, shard and router processes, the KV cache sized from GPU
 // memory): TGI /generate with details and decoder_input_details for the base model and every adapter, against
-// the transformers + peft reference within the CUDA engine's bf16 bounds (test/helpers/cuda.ts). Serving runs
-// greedy without teacher forcing, so once a token's reference margin is within the bound a bf16 run may pick the
-// other token and go on from there: ids and logprobs are compared up to that step.
+// the transformers + peft reference within the bound of the engine's default type, float16 (test/helpers/cuda.ts).
+// Serving runs greedy without teacher forcing, so once a token's reference margin is within the bound a run may
+// pick the other token and go on from there: ids and logprobs are compared up to that step.
 //
 // Runs only where the CUDA engine can (test/helpers/cuda.ts); elsewhere it skips and says so.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BF16_SANITY_BOUND, cudaAvailable } from "./helpers/cuda.js";
+import { cudaAvailable, DTYPE_BOUNDS } from "./helpers/cuda.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
 import { greedyIds, postGreedyGenerate } from "./helpers/greedy-reference.js";
 import { logSoftmax } from "./helpers/engine-harness.js";
@@ -29,7 +29,7 @@ const sets = fixtureSets();
 describe.skipIf(!cuda || sets.length === 0)("loraserve serve --device cuda", () => {
   describe.each(sets)("$name", (set: FixtureSet) => {
     const adapterIds = Object.keys(set.refs.adapters);
-    const bound = BF16_SANITY_BOUND;
+    const bound = DTYPE_BOUNDS.float16;
     let server: Started<ServeReady>;
     let refs: RefLogits;
 
@@ -49,7 +49,7 @@ describe.skipIf(!cuda || sets.length === 0)("loraserve serve --device cuda", () 
       expect(Math.abs(ours - logSoftmax(logits)[id]!), what).toBeLessThanOrEqual(2 * bound.maxAbs * maxRef);
     }
 
-    it.each(["base", ...adapterIds])("POST /generate with details for %s matches the reference within the bf16 bounds", async (variant) => {
+    it.each(["base", ...adapterIds])("POST /generate with details for %s matches the reference within the float16 bounds", async (variant) => {
       let compared = 0;
       for (const [index, prompt] of set.refs.prompts.entries()) {
         if (prompt.text === null) continue;
@@ -67,7 +67,7 @@ describe.skipIf(!cuda || sets.length === 0)("loraserve serve --device cuda", () 
         const margins = set.refs.variants[variant]!.find((v) => v.prompt === index)!.margins;
         const stepLogits = refs.steps(variant, index);
         for (let step = 0; step < expected.length; step++) {
-          // From a near tie on, bf16 may pick the other token and the run goes on from there.
+          // From a near tie on, the engine may pick the other token and the run goes on from there.
           if (margins[step]! <= bound.margin) break;
           expect(details.tokens[step]?.id, `${where}, step ${step} (margin ${margins[step]})`).toBe(expected[step]);
           expectLogprob(details.tokens[step]!.logprob!, stepLogits, step, expected[step]!, `${where}, step ${step}`);

@@ -1,8 +1,8 @@
 // What the CUDA tests share: whether this machine can run the CUDA engine (the addon was built with the CUDA
 // backend and an NVIDIA GPU is present: the GPU machine, shared/device/README.md; elsewhere they skip and say
-// so), and how far its bf16 numbers may be from the float32 transformers reference on each fixture set.
+// so), and how far its numbers may be from the float32 transformers reference in each 16-bit type.
 import { existsSync } from "node:fs";
-import { loadAddon } from "../../native/addon.js";
+import { loadAddon, type DeviceDtype } from "../../native/addon.js";
 
 export function cudaAvailable(): boolean {
   try {
@@ -15,11 +15,12 @@ export function cudaAvailable(): boolean {
 /**
  * Against the float32 reference: l2 bounds ‖ours − ref‖₂ / ‖ref‖₂ of a logits row, maxAbs bounds
  * max |ours − ref| / max |ref|, and greedy ids must agree where the reference's top-1/top-2 margin is above
- * `margin`. The issue asks l2 2e-2 and margin 0.1, and bf16 activations do not reach that on the project's tiny
- * random fixtures (measured on the H100, docs/performance.md: worst L2 2.3e-1, 5.6e-2, 2.7e-2 on demo, linear,
- * shared/tiny-llama; greedy flips at margins up to 0.46): issue 4 stays open on it. Until it is met, every set is
- * held to one bound that still catches a mixed-up adapter, position or cache block (errors of order 1), the
- * same for every model: no fixture gets a bound of its own.
+ * `margin`. One bound per 16-bit type, the same for every model (no fixture gets a bound of its own):
+ * - float16 (the default) is held to the issue's 2e-2 and 0.1 margin;
+ * - bfloat16 cannot be: rounding these small random models' activations and KV cache to bf16 alone moves their
+ *   logits by up to 0.26 (scripts/precision_study.py, which reproduces the GPU's errors from the references;
+ *   docs/performance.md "Precision"), so its bound only catches a mixed-up adapter, position or cache block
+ *   (errors of order 1).
  */
 export interface RefBound {
   l2: number;
@@ -27,5 +28,9 @@ export interface RefBound {
   margin: number;
 }
 
-export const ISSUE_BOUND: RefBound = { l2: 2e-2, maxAbs: 2e-2, margin: 0.1 };
-export const BF16_SANITY_BOUND: RefBound = { l2: 0.25, maxAbs: 0.32, margin: 1.5 };
+export const DTYPE_BOUNDS: Readonly<Record<DeviceDtype, RefBound>> = {
+  float16: { l2: 2e-2, maxAbs: 2.5e-2, margin: 0.1 },
+  bfloat16: { l2: 0.35, maxAbs: 0.4, margin: 1.5 },
+};
+
+export const DTYPES = Object.keys(DTYPE_BOUNDS) as DeviceDtype[];
