@@ -1,5 +1,6 @@
-// `npm run bench -- --device cuda` (on the GPU machine): the CUDA engine on a Llama-3-8B-shaped model of random
-// bf16 weights, next to the GPU's measured limits and, with --baseline, transformers + PEFT on the same GPU.
+// `npm run bench -- --device cuda [--dtype float16|bfloat16]` (on the GPU machine): the CUDA engine on a
+// Llama-3-8B-shaped model of random bf16 weights (converted to --dtype, default float16, on load), next to the
+// GPU's measured limits and, with --baseline, transformers + PEFT on the same GPU.
 //   limits      device-to-device copy bandwidth and bf16 GEMM rate (native/check/device_limits.cu)
 //   decode      step time at batch 1, 8, 32, 64; batch 1 against the bound weight bytes / bandwidth
 //   multi-LoRA  batch 32 with 32 distinct rank-16 all-target adapters against the same batch without
@@ -12,7 +13,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { createEngine, LORA_TARGETS, type AdapterWeights, type NativeEngine, type SeqStep } from "../native/addon.js";
+import { parseArgs } from "node:util";
+import { createEngine, LORA_TARGETS, type AdapterWeights, type DeviceDtype, type NativeEngine, type SeqStep } from "../native/addon.js";
 import { loadAdapterFiles } from "../shard/model/adapter.js";
 import { loadModelFiles } from "../shard/model/model-files.js";
 import { projectionShape } from "../shard/model/projections.js";
@@ -162,7 +164,10 @@ function prefillFlops(): number {
 }
 
 async function main(): Promise<void> {
-  const withBaseline = process.argv.includes("--baseline");
+  const { values } = parseArgs({ options: { baseline: { type: "boolean", default: false }, dtype: { type: "string", default: "float16" } } });
+  const withBaseline = values.baseline!;
+  if (values.dtype !== "float16" && values.dtype !== "bfloat16") throw new Error(`--dtype must be float16 or bfloat16, got ${values.dtype}`);
+  const dtype: DeviceDtype = values.dtype;
   const dir = mkdtempSync(join(tmpdir(), "loraserve-cuda-bench-"));
   const rows: [string, string][] = [];
   const report = (name: string, value: string) => {
@@ -202,7 +207,9 @@ async function main(): Promise<void> {
       maxLoras: ADAPTERS,
       maxLoraRank: RANK,
       threads: 0,
+      dtype,
     });
+    report("engine dtype (weights, activations, KV cache)", dtype);
     report("engine start (weights file -> GPU)", `${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const { numKvBlocks } = engine.info();
     report(`KV cache sized for gpuMemoryFraction ${GPU_MEMORY_FRACTION}`, `${numKvBlocks} blocks of ${BLOCK_SIZE} = ${numKvBlocks * BLOCK_SIZE} tokens`);
@@ -250,6 +257,9 @@ async function main(): Promise<void> {
     for (let k = 0; k < RELOADS; k++) idle.push(await reload());
     const describeLoads = (loads: Interval[]) => `median ${median(loads.map(ms)).toFixed(2)} ms, max ${Math.max(...loads.map(ms)).toFixed(2)} ms`;
     report(`adapter load into a slot, engine idle (host memory -> GPU), ${RELOADS} loads`, describeLoads(idle));
+    // The load cannot beat its bytes over the bus: the stored tensors at the pinned host-to-device rate.
+    const storedBytes = Object.values(reloaded.fileBytes ?? {}).reduce((sum, bytes) => sum + bytes.byteLength, 0);
+    report("adapter bytes / pinned host-to-device rate (the bus bound)", `${(storedBytes / 1e6).toFixed(1)} MB -> ${((storedBytes / h2d.pinned) * 1000).toFixed(2)} ms`);
     const loads: Interval[] = [];
     let reloading: Promise<void> = Promise.resolve();
     const during = await decodeSteps(engine, blocks, Array.from({ length: 32 }, (_, i) => i % (ADAPTERS - 1)), 48, () => {

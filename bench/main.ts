@@ -1,7 +1,8 @@
-// `npm run bench [-- --device cpu|cuda]`: runs the benchmarks of one device, each as its own process so that
+// `npm run bench [-- --device cpu|cuda] [--dtype float16|bfloat16]`: runs the benchmarks of one device, each as its own process so that
 // one's threads and memory never colour another's figures.
 //   cpu (default): decode.js (CPU decode vs the bandwidth bound), observability-cost.js (tracing + metrics cost)
-//   cuda: cuda-decode.js --baseline (8B-shaped model on the GPU, with transformers + PEFT as the baseline)
+//   cuda: cuda-decode.js --baseline (8B-shaped model on the GPU, with transformers + PEFT as the baseline);
+//         --dtype goes to it
 import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -11,13 +12,18 @@ const BENCHMARKS: Record<string, string[][]> = {
   cuda: [["cuda-decode.js", "--baseline"]],
 };
 
-const { values } = parseArgs({ options: { device: { type: "string", default: "cpu" } } });
+const { values } = parseArgs({ options: { device: { type: "string", default: "cpu" }, dtype: { type: "string" } } });
 const runs = BENCHMARKS[values.device!];
 if (!runs) {
   console.error(`npm run bench: --device must be one of ${Object.keys(BENCHMARKS).join(", ")}, got ${values.device}`);
   process.exit(2);
 }
+if (values.dtype !== undefined && values.device !== "cuda") {
+  console.error("npm run bench: --dtype applies to --device cuda");
+  process.exit(2);
+}
+const dtypeArgs = values.dtype === undefined ? [] : ["--dtype", values.dtype];
 for (const [script, ...args] of runs) {
-  const result = spawnSync(process.execPath, [fileURLToPath(new URL(script!, import.meta.url)), ...args], { stdio: "inherit" });
+  const result = spawnSync(process.execPath, [fileURLToPath(new URL(script!, import.meta.url)), ...args, ...dtypeArgs], { stdio: "inherit" });
   if (result.status !== 0) process.exit(result.status ?? 1);
 }
