@@ -18,7 +18,8 @@ __global__ void embedRowsKernel(const T* table, const int32_t* tokens, int hidde
 template <typename T>
 void embedRows(const T* table, const int32_t* tokens, int rows, int hidden, float* out, cudaStream_t stream) {
   if (rows == 0) return;
-  embedRowsKernel<<<rows, 256, 0, stream>>>(table, tokens, hidden, out);
+  // Wide blocks: a decode step embeds one row, and a narrow block would walk it in many dependent rounds.
+  embedRowsKernel<<<rows, 1024, 0, stream>>>(table, tokens, hidden, out);
   checkLaunch("embedRowsKernel");
 }
 

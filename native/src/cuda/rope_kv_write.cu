@@ -6,38 +6,37 @@ namespace loraserve::cuda {
 
 namespace {
 
-constexpr int kThreads = 128;
-
+// One block per (row, rotated head): thread i rotates the pair (i, i + headDim/2). A block per head rather than
+// per row keeps a one-row decode step from waiting on one block's many dependent rounds.
 template <typename T>
 __global__ void ropeAndWriteKvKernel(const float* qkv, const int32_t* positions, const int32_t* cacheSlots,
                                      const float* invFreq, T* q, T* kCache, T* vCache, RopeKvShape shape) {
   const int row = blockIdx.x;
+  const int head = blockIdx.y;  // q heads, then k heads
+  const int i = threadIdx.x;
   const int d = shape.headDim;
   const int half = d / 2;
-  const int heads = shape.numHeads + shape.numKvHeads;  // heads that rotate: q's, then k's
   const float* in = qkv + static_cast<int64_t>(row) * (shape.numHeads + 2 * shape.numKvHeads) * d;
-  const float position = static_cast<float>(positions[row]);
+  // transformers forms the angle as a float32 product and takes accurate cos/sin of it.
+  float sine, cosine;
+  sincosf(static_cast<float>(positions[row]) * invFreq[i], &sine, &cosine);
+  const float x1 = in[head * d + i];
+  const float x2 = in[head * d + i + half];
   const int64_t cacheRow = static_cast<int64_t>(cacheSlots[row]) * shape.numKvHeads * d;
-  for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x) {
-    const int head = idx / half;
-    const int i = idx % half;
-    // transformers forms the angle as a float32 product and takes accurate cos/sin of it.
-    float sine, cosine;
-    sincosf(position * invFreq[i], &sine, &cosine);
-    const float x1 = in[head * d + i];
-    const float x2 = in[head * d + i + half];
-    const float y1 = x1 * cosine - x2 * sine;
-    const float y2 = x2 * cosine + x1 * sine;
-    T* out = head < shape.numHeads
-                             ? q + (static_cast<int64_t>(row) * shape.numHeads + head) * d
-                             : kCache + cacheRow + static_cast<int64_t>(head - shape.numHeads) * d;
-    out[i] = fromFloat<T>(y1);
-    out[i + half] = fromFloat<T>(y2);
+  T* out;
+  if (head < shape.numHeads) {
+    out = q + (static_cast<int64_t>(row) * shape.numHeads + head) * d;
+  } else {
+    const int kvHead = head - shape.numHeads;
+    out = kCache + cacheRow + static_cast<int64_t>(kvHead) * d;
+    // The k head's block also writes the v head of the same index, which is not rotated.
+    const float* v = in + (shape.numHeads + shape.numKvHeads + kvHead) * d;
+    T* vOut = vCache + cacheRow + static_cast<int64_t>(kvHead) * d;
+    vOut[i] = fromFloat<T>(v[i]);
+    vOut[i + half] = fromFloat<T>(v[i + half]);
   }
-  const float* v = in + heads * d;
-  for (int idx = threadIdx.x; idx < shape.numKvHeads * d; idx += blockDim.x) {
-    vCache[cacheRow + idx] = fromFloat<T>(v[idx]);
-  }
+  out[i] = fromFloat<T>(x1 * cosine - x2 * sine);
+  out[i + half] = fromFloat<T>(x2 * cosine + x1 * sine);
 }
 
 }  // namespace
@@ -46,7 +45,9 @@ template <typename T>
 void ropeAndWriteKv(const float* qkv, const int32_t* positions, const int32_t* cacheSlots, const float* invFreq, T* q,
                     T* kCache, T* vCache, int rows, RopeKvShape shape, cudaStream_t stream) {
   if (rows == 0) return;
-  ropeAndWriteKvKernel<<<rows, kThreads, 0, stream>>>(qkv, positions, cacheSlots, invFreq, q, kCache, vCache, shape);
+  const dim3 grid(rows, shape.numHeads + shape.numKvHeads);
+  ropeAndWriteKvKernel<<<grid, shape.headDim / 2, 0, stream>>>(qkv, positions, cacheSlots, invFreq, q, kCache, vCache,
+                                                                shape);
   checkLaunch("ropeAndWriteKvKernel");
 }
 
