@@ -333,9 +333,10 @@ void checkAttentionSuite() {
   }
 }
 
-// Mixed adapters: ranks 4/16/8, targets left out, rows without an adapter, prefill-sized and decode segments.
+// Mixed adapters: ranks 4/16/8, targets left out, rows without an adapter; `segments` are (slot, rows) pairs:
+// prefill-sized and decode segments together, or decode rows alone (the kernels' one-row form).
 template <typename T>
-void checkLora() {
+void checkLora(const std::string& shape, const std::vector<std::pair<int, int>>& segments) {
   ModelSpec spec;
   spec.hiddenSize = 256;
   spec.intermediateSize = 512;
@@ -394,7 +395,6 @@ void checkLora() {
     adapters[s] = std::make_shared<const HostAdapter>(readHostAdapter(checked));
   }
   ForwardBatch batch;
-  const std::vector<std::pair<int, int>> segments = {{0, 37}, {-1, 5}, {1, 1}, {2, 20}, {-1, 1}, {1, 1}, {2, 1}};
   for (const auto& [slot, rows] : segments) {
     BatchSegment segment;
     segment.firstRow = static_cast<int64_t>(batch.tokens.size());
@@ -415,6 +415,8 @@ void checkLora() {
       tiles.push_back({static_cast<int>(segment.firstRow + r), static_cast<int>(std::min<int64_t>(cuda::kLoraTileRows, segment.numRows - r)), segment.adapterSlot});
     }
   }
+  int maxTileRows = 0;
+  for (const cuda::LoraTile& tile : tiles) maxTileRows = std::max(maxTileRows, tile.numRows);
   auto dtiles = toDevice(tiles);
   cuda::DeviceBuffer<float> v(static_cast<size_t>(rows) * cuda::loraIntermediateStride(slots.maxRank()));
   for (int layer = 0; layer < spec.numLayers; ++layer) {
@@ -437,8 +439,8 @@ void checkLora() {
       const cuda::LoraGroup group = slots.group(layer, targets);
       auto dx = toDevice(narrow<T>(x));
       auto dy = toDevice(y);
-      cuda::loraShrink(dx.data(), dtiles.data(), static_cast<int>(tiles.size()), slots.view(), group, v.data(), nullptr);
-      cuda::loraExpand(v.data(), dtiles.data(), static_cast<int>(tiles.size()), slots.view(), group, dy.data(), width, nullptr);
+      cuda::loraShrink(dx.data(), dtiles.data(), static_cast<int>(tiles.size()), maxTileRows, slots.view(), group, v.data(), nullptr);
+      cuda::loraExpand(v.data(), dtiles.data(), static_cast<int>(tiles.size()), maxTileRows, slots.view(), group, dy.data(), width, nullptr);
       std::vector<float> deltaOurs = toHost(dy), deltaRef = expected;
       for (size_t i = 0; i < y.size(); ++i) {
         deltaOurs[i] -= y[i];
@@ -446,7 +448,7 @@ void checkLora() {
       }
       std::string names;
       for (LoraTarget t : targets) names += std::string(names.empty() ? "" : "+") + loraTargetName(t);
-      report(tagged<T>("lora shrink/expand layer " + std::to_string(layer) + " " + names + " (delta)"), relativeError(deltaOurs, deltaRef), 1e-2);
+      report(tagged<T>("lora shrink/expand " + shape + " layer " + std::to_string(layer) + " " + names + " (delta)"), relativeError(deltaOurs, deltaRef), 1e-2);
     }
   }
 }
@@ -538,7 +540,8 @@ void checkHalfKernels() {
   checkSiluMul<T>(5, 14336);
   checkSiluMul<T>(2, 40);
   checkAttentionSuite<T>();
-  checkLora<T>();
+  checkLora<T>("mixed", {{0, 37}, {-1, 5}, {1, 1}, {2, 20}, {-1, 1}, {1, 1}, {2, 1}});
+  checkLora<T>("decode", {{0, 1}, {-1, 1}, {1, 1}, {2, 1}, {1, 1}, {0, 1}});
 }
 
 }  // namespace

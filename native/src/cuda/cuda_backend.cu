@@ -265,6 +265,7 @@ typename CudaBackend<T>::DeviceStep CudaBackend<T>::upload(const cuda::StepPlan&
   step.rows = plan.rows;
   step.logitRows = static_cast<int>(plan.logitRows.size());
   step.loraTiles = static_cast<int>(tiles.size());
+  for (const cuda::LoraTile& tile : tiles) step.maxLoraTileRows = std::max(step.maxLoraTileRows, tile.numRows);
   step.lora = !tiles.empty();
   step.decodeItems = static_cast<int>(plan.decodeItems.size());
   step.prefillTiles = static_cast<int>(plan.prefillTiles.size());
@@ -289,8 +290,9 @@ void CudaBackend<T>::enqueueForward(const DeviceStep& step, float* logits) {
   const int splits = decodeSplits(std::max(step.decodeItems, 1));
   auto lora = [&](const T* x, const cuda::LoraGroup& group, float* y, int yStride) {
     if (!step.lora) return;
-    cuda::loraShrink(x, step.loraTileList, step.loraTiles, slots, group, loraV_.data(), stream_);
-    cuda::loraExpand(loraV_.data(), step.loraTileList, step.loraTiles, slots, group, y, yStride, stream_);
+    cuda::loraShrink(x, step.loraTileList, step.loraTiles, step.maxLoraTileRows, slots, group, loraV_.data(), stream_);
+    cuda::loraExpand(loraV_.data(), step.loraTileList, step.loraTiles, step.maxLoraTileRows, slots, group, y, yStride,
+                     stream_);
   };
 
   cuda::embedRows(weights_.embedTokens.data(), step.tokens, step.rows, hidden, residual_.data(), stream_);

@@ -47,7 +47,7 @@ class CudaBackend final : public Backend {
  private:
   // Where one part's step descriptors sit in the device copy of the staging area.
   struct DeviceStep {
-    int rows = 0, logitRows = 0, loraTiles = 0, decodeItems = 0, prefillTiles = 0;
+    int rows = 0, logitRows = 0, loraTiles = 0, maxLoraTileRows = 0, decodeItems = 0, prefillTiles = 0;
     bool lora = false;
     const int32_t* tokens = nullptr;
     const int32_t* positions = nullptr;

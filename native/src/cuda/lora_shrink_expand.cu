@@ -7,15 +7,16 @@ namespace loraserve::cuda {
 
 namespace {
 
-constexpr int kShrinkWarps = 8;
+constexpr int kShrinkWarps = 8;      // rank rows per shrink block: one warp each
 constexpr int kExpandThreads = 128;
+constexpr int kExpandColumns = 4;    // consecutive output columns per expand thread
 constexpr int kNumTargets = 7;
 
 // group.x[g] with a run-time g would copy the whole parameter struct to local memory for every thread (real
 // memory traffic in kernels of thousands of blocks); compile-time indices keep it in the parameter bank.
-template <typename T>
-__device__ inline T pick(const T (&values)[kMaxLoraGroupTargets], int g) {
-  T value = values[0];
+template <typename V>
+__device__ inline V pick(const V (&values)[kMaxLoraGroupTargets], int g) {
+  V value = values[0];
 #pragma unroll
   for (int i = 1; i < kMaxLoraGroupTargets; ++i) {
     if (g == i) value = values[i];
@@ -28,60 +29,61 @@ __device__ inline int targetRank(const LoraSlots<T>& slots, int slot, int layer,
   return slots.ranks[(static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumTargets + target];
 }
 
-// One block per (tile, target, split of the input): each warp takes rank rows of A and streams its part of them,
-// 16 bytes a lane and several loads in flight, against every row of the tile. Splitting the input gives a
-// decode batch enough blocks to keep the memory system busy; the expand adds the splits' partial sums.
-template <typename T>
-__global__ void __launch_bounds__(kShrinkWarps * 32, 2)
+// One block per (tile, target, split of the input, group of kShrinkWarps rank rows); each warp streams one rank
+// row of A over its split, 16 bytes a lane and several loads in flight, against every row of the tile. A warp
+// per rank row and the split of the input give a decode batch (one row per tile) enough warps to keep the
+// memory system busy; the expand adds the splits' partial sums. kRows is the tile's row capacity: 1 for decode
+// steps, whose accumulators then fit a few registers, kLoraTileRows otherwise.
+template <typename T, int kRows>
+__global__ void __launch_bounds__(kShrinkWarps * 32)
     loraShrinkKernel(const T* x, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* v) {
   const LoraTile tile = tiles[blockIdx.x];
   if (tile.slot < 0) return;
   const int g = blockIdx.y;
-  const int split = blockIdx.z;
+  const int split = blockIdx.z % kLoraShrinkSplits;
+  const int r = (blockIdx.z / kLoraShrinkSplits) * kShrinkWarps + (threadIdx.x >> 5);
   const int rank = targetRank(slots, tile.slot, group.layer, pick(group.target, g));
+  // Ranks are padded to a multiple of 8 with zero rows of A, so the expand's 8-wide reads of v stay finite.
+  if (r >= (rank + 7) / 8 * 8) return;
   const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
   const int in = group.inDim;
   const int chunk = (in / kLoraShrinkSplits + 7) / 8 * 8;
   const int kBegin = split * chunk;
   const int kEnd = min(in, kBegin + chunk);
-  const T* a = slots.weights[tile.slot] + pick(group.aOffset, g);
-  const int vStride = loraIntermediateStride(slots.maxRank);
-  float* vSplit = v + split * kMaxLoraGroupTargets * slots.maxRank + g * slots.maxRank;
-  // Ranks are padded to a multiple of 8 with zero rows of A, so the expand's 8-wide reads of v stay finite.
-  const int paddedRank = (rank + 7) / 8 * 8;
-  for (int r = warp; r < paddedRank; r += kShrinkWarps) {
-    float acc[kLoraTileRows];
+  const T* aRow = slots.weights[tile.slot] + pick(group.aOffset, g) + static_cast<int64_t>(r) * in;
+  float acc[kRows];
 #pragma unroll
-    for (int i = 0; i < kLoraTileRows; ++i) acc[i] = 0.0f;
-    const T* aRow = a + static_cast<int64_t>(r) * in;
+  for (int i = 0; i < kRows; ++i) acc[i] = 0.0f;
 #pragma unroll 4
-    for (int k = kBegin + lane * 8; k < kEnd; k += 32 * 8) {
-      float weights[8];
-      load8(aRow + k, weights);
+  for (int k = kBegin + lane * 8; k < kEnd; k += 32 * 8) {
+    float weights[8];
+    load8(aRow + k, weights);
 #pragma unroll
-      for (int i = 0; i < kLoraTileRows; ++i) {
-        if (i < tile.numRows) {
-          float inputs[8];
-          load8(x + static_cast<int64_t>(tile.firstRow + i) * in + k, inputs);
+    for (int i = 0; i < kRows; ++i) {
+      if (i < tile.numRows) {
+        float inputs[8];
+        load8(x + static_cast<int64_t>(tile.firstRow + i) * in + k, inputs);
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[i] += weights[e] * inputs[e];
-        }
+        for (int e = 0; e < 8; ++e) acc[i] += weights[e] * inputs[e];
       }
     }
+  }
+  const int vStride = loraIntermediateStride(slots.maxRank);
+  float* vSplit = v + split * kMaxLoraGroupTargets * slots.maxRank + g * slots.maxRank + r;
 #pragma unroll
-    for (int i = 0; i < kLoraTileRows; ++i) {
-      if (i < tile.numRows) {
-        const float sum = warpSum(acc[i]);
-        if (lane == 0) vSplit[static_cast<int64_t>(tile.firstRow + i) * vStride + r] = sum;
-      }
+  for (int i = 0; i < kRows; ++i) {
+    if (i < tile.numRows) {
+      const float sum = warpSum(acc[i]);
+      if (lane == 0) vSplit[static_cast<int64_t>(tile.firstRow + i) * vStride] = sum;
     }
   }
 }
 
-// One block per (tile, 128 output columns of the group); each thread owns one column and reads its B row
-// (maxRank contiguous values) once for all rows of the tile.
-template <typename T>
+// One block per (tile, kExpandThreads * kExpandColumns output columns of the group); each thread owns
+// kExpandColumns consecutive columns and reads their B rows (maxRank contiguous values each) once for all rows
+// of the tile. Wide blocks: the splits' partial sums are added once per block, which narrow blocks would repeat
+// for every few columns.
+template <typename T, int kRows>
 __global__ void __launch_bounds__(kExpandThreads)
     loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* y,
                      int yStride) {
@@ -98,68 +100,84 @@ __global__ void __launch_bounds__(kExpandThreads)
     tileV[idx] = sum;
   }
   __syncthreads();
-  const int column = blockIdx.y * kExpandThreads + threadIdx.x;
-  int g = -1;
+  const int firstColumn = (blockIdx.y * kExpandThreads + threadIdx.x) * kExpandColumns;
 #pragma unroll
-  for (int t = 0; t < kMaxLoraGroupTargets; ++t) {
-    if (t < group.numTargets && column >= group.outOffset[t] && column < group.outOffset[t] + group.outDim[t]) g = t;
-  }
-  if (g < 0) return;
-  const int rank = targetRank(slots, tile.slot, group.layer, pick(group.target, g));
-  if (rank == 0) return;
-  const T* bRow = slots.weights[tile.slot] + pick(group.bOffset, g) +
-                  static_cast<int64_t>(column - pick(group.outOffset, g)) * slots.maxRank;
-  float acc[kLoraTileRows];
+  for (int c = 0; c < kExpandColumns; ++c) {
+    const int column = firstColumn + c;
+    // Targets' widths are multiples of 8, so one thread's columns never straddle two targets; still, each
+    // column finds its own.
+    int g = -1;
 #pragma unroll
-  for (int i = 0; i < kLoraTileRows; ++i) acc[i] = 0.0f;
-  for (int r0 = 0; r0 < rank; r0 += 8) {
-    float weights[8];
-    load8(bRow + r0, weights);  // zero past the rank
+    for (int t = 0; t < kMaxLoraGroupTargets; ++t) {
+      if (t < group.numTargets && column >= group.outOffset[t] && column < group.outOffset[t] + group.outDim[t]) g = t;
+    }
+    if (g < 0) continue;
+    const int rank = targetRank(slots, tile.slot, group.layer, pick(group.target, g));
+    if (rank == 0) continue;
+    const T* bRow = slots.weights[tile.slot] + pick(group.bOffset, g) +
+                    static_cast<int64_t>(column - pick(group.outOffset, g)) * slots.maxRank;
+    float acc[kRows];
 #pragma unroll
-    for (int i = 0; i < kLoraTileRows; ++i) {
-      if (i < tile.numRows) {
-        const float* vRow = tileV + i * width + g * slots.maxRank + r0;
+    for (int i = 0; i < kRows; ++i) acc[i] = 0.0f;
+    for (int r0 = 0; r0 < rank; r0 += 8) {
+      float weights[8];
+      load8(bRow + r0, weights);  // zero past the rank
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[i] += weights[e] * vRow[e];
+      for (int i = 0; i < kRows; ++i) {
+        if (i < tile.numRows) {
+          const float* vRow = tileV + i * width + g * slots.maxRank + r0;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[i] += weights[e] * vRow[e];
+        }
       }
     }
-  }
 #pragma unroll
-  for (int i = 0; i < kLoraTileRows; ++i) {
-    if (i < tile.numRows) y[static_cast<int64_t>(tile.firstRow + i) * yStride + column] += acc[i];
+    for (int i = 0; i < kRows; ++i) {
+      if (i < tile.numRows) y[static_cast<int64_t>(tile.firstRow + i) * yStride + column] += acc[i];
+    }
   }
 }
 
 }  // namespace
 
 template <typename T>
-void loraShrink(const T* x, const LoraTile* tiles, int numTiles, const LoraSlots<T>& slots, const LoraGroup& group,
-                float* v, cudaStream_t stream) {
+void loraShrink(const T* x, const LoraTile* tiles, int numTiles, int maxTileRows, const LoraSlots<T>& slots,
+                const LoraGroup& group, float* v, cudaStream_t stream) {
   if (numTiles == 0) return;
-  loraShrinkKernel<<<dim3(numTiles, group.numTargets, kLoraShrinkSplits), kShrinkWarps * 32, 0, stream>>>(x, tiles, slots,
-                                                                                                        group, v);
+  const int rankGroups = (slots.maxRank + kShrinkWarps - 1) / kShrinkWarps;
+  const dim3 grid(numTiles, group.numTargets, kLoraShrinkSplits * rankGroups);
+  if (maxTileRows == 1) {
+    loraShrinkKernel<T, 1><<<grid, kShrinkWarps * 32, 0, stream>>>(x, tiles, slots, group, v);
+  } else {
+    loraShrinkKernel<T, kLoraTileRows><<<grid, kShrinkWarps * 32, 0, stream>>>(x, tiles, slots, group, v);
+  }
   checkLaunch("loraShrinkKernel");
 }
 
 template <typename T>
-void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraSlots<T>& slots,
+void loraExpand(const float* v, const LoraTile* tiles, int numTiles, int maxTileRows, const LoraSlots<T>& slots,
                 const LoraGroup& group, float* y, int yStride, cudaStream_t stream) {
   if (numTiles == 0) return;
   const int last = group.numTargets - 1;
   const int columns = group.outOffset[last] + group.outDim[last];
-  const size_t shared = sizeof(float) * kLoraTileRows * kMaxLoraGroupTargets * slots.maxRank;
-  const dim3 grid(numTiles, (columns + kExpandThreads - 1) / kExpandThreads);
-  loraExpandKernel<<<grid, kExpandThreads, shared, stream>>>(v, tiles, slots, group, y, yStride);
+  const int perBlock = kExpandThreads * kExpandColumns;
+  const dim3 grid(numTiles, (columns + perBlock - 1) / perBlock);
+  const size_t shared = sizeof(float) * maxTileRows * kMaxLoraGroupTargets * slots.maxRank;
+  if (maxTileRows == 1) {
+    loraExpandKernel<T, 1><<<grid, kExpandThreads, shared, stream>>>(v, tiles, slots, group, y, yStride);
+  } else {
+    loraExpandKernel<T, kLoraTileRows><<<grid, kExpandThreads, shared, stream>>>(v, tiles, slots, group, y, yStride);
+  }
   checkLaunch("loraExpandKernel");
 }
 
-template void loraShrink(const __half*, const LoraTile*, int, const LoraSlots<__half>&, const LoraGroup&, float*,
+template void loraShrink(const __half*, const LoraTile*, int, int, const LoraSlots<__half>&, const LoraGroup&, float*,
                          cudaStream_t);
-template void loraShrink(const __nv_bfloat16*, const LoraTile*, int, const LoraSlots<__nv_bfloat16>&,
+template void loraShrink(const __nv_bfloat16*, const LoraTile*, int, int, const LoraSlots<__nv_bfloat16>&,
                          const LoraGroup&, float*, cudaStream_t);
-template void loraExpand(const float*, const LoraTile*, int, const LoraSlots<__half>&, const LoraGroup&, float*, int,
-                         cudaStream_t);
-template void loraExpand(const float*, const LoraTile*, int, const LoraSlots<__nv_bfloat16>&, const LoraGroup&,
+template void loraExpand(const float*, const LoraTile*, int, int, const LoraSlots<__half>&, const LoraGroup&, float*,
+                         int, cudaStream_t);
+template void loraExpand(const float*, const LoraTile*, int, int, const LoraSlots<__nv_bfloat16>&, const LoraGroup&,
                          float*, int, cudaStream_t);
 
 }  // namespace loraserve::cuda

@@ -52,14 +52,15 @@ __host__ __device__ inline int loraIntermediateStride(int maxRank) {
 }
 
 // v[row, split, g, r] = A_g[r, part] . x[row, part] over the split's part of the input, for the tile's slot,
-// every target g with a LoRA, r < rank. x: [rows, group.inDim].
+// every target g with a LoRA, r < rank. x: [rows, group.inDim]. maxTileRows: the most rows of any tile (1 in a
+// decode step, which takes kernels with fewer registers).
 template <typename T>
-void loraShrink(const T* x, const LoraTile* tiles, int numTiles, const LoraSlots<T>& slots, const LoraGroup& group,
-                float* v, cudaStream_t stream);
+void loraShrink(const T* x, const LoraTile* tiles, int numTiles, int maxTileRows, const LoraSlots<T>& slots,
+                const LoraGroup& group, float* v, cudaStream_t stream);
 
 // y[row, outOffset_g + c] += sum_r B_g[c, r] sum_split v[row, split, g, r]; y: [rows, yStride] float32.
 template <typename T>
-void loraExpand(const float* v, const LoraTile* tiles, int numTiles, const LoraSlots<T>& slots,
+void loraExpand(const float* v, const LoraTile* tiles, int numTiles, int maxTileRows, const LoraSlots<T>& slots,
                 const LoraGroup& group, float* y, int yStride, cudaStream_t stream);
 
 }  // namespace loraserve::cuda
