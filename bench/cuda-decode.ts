@@ -136,10 +136,16 @@ async function decode(engine: NativeEngine, blocks: Blocks, slots: number[]): Pr
   return (await decodeSteps(engine, blocks, slots)).map(ms);
 }
 
-/** The adapter with its files' bytes in host memory, as the shard's host tier hands it to a slot load. */
-function inHostMemory(weights: AdapterWeights): AdapterWeights {
+/** The adapter with its files' bytes in the engine's host memory, as the shard's host tier hands it to a slot load. */
+function inHostMemory(engine: NativeEngine, weights: AdapterWeights): AdapterWeights {
   const files = new Set(weights.pairs.flatMap((p) => [p.a.file, p.b.file]));
-  return { ...weights, fileBytes: Object.fromEntries([...files].map((file) => [file, readFileSync(file)])) };
+  const read = (file: string) => {
+    const bytes = readFileSync(file);
+    const memory = engine.allocateHostBuffer(bytes.length);
+    memory.set(bytes);
+    return memory;
+  };
+  return { ...weights, fileBytes: Object.fromEntries([...files].map((file) => [file, read(file)])) };
 }
 
 /** Milliseconds of one PREFILL-token prompt in one step (median of 3, after one warm-up). */
@@ -245,8 +251,8 @@ async function main(): Promise<void> {
     report("prefill TFLOP/s / GEMM rate (goal >= 0.60)", (tflops / (limits.gemmFlopsPerSecond / 1e12)).toFixed(3));
 
     // Reload one slot RELOADS times, one after another, while 31 adapters decode: each load runs on its own
-    // stream and worker thread from the adapter's bytes in host memory.
-    const reloaded = inHostMemory(adapters[ADAPTERS - 1]!);
+    // stream and worker thread from the adapter's bytes in the engine's (page-locked) host memory.
+    const reloaded = inHostMemory(engine, adapters[ADAPTERS - 1]!);
     const reload = async (): Promise<Interval> => {
       engine.unloadAdapter(ADAPTERS - 1);
       const start = performance.now();

@@ -213,6 +213,12 @@ export interface NativeEngine {
   loadAdapter(slot: number, adapter: AdapterWeights): Promise<void>;
   /** Frees a slot; no running sequence may still name it. */
   unloadAdapter(slot: number): void;
+  /**
+   * Memory for bytes the engine will load from again and again (the host tier's adapter files, passed back in
+   * AdapterWeights.fileBytes): page-locked on cuda, so that a slot load is one DMA at the bus rate; plain
+   * memory on cpu. Freed when no JS value holds it any more.
+   */
+  allocateHostBuffer(bytes: number): Uint8Array;
   /** Releases weights and KV cache; the engine is unusable afterwards. */
   close(): void;
 }
@@ -270,6 +276,9 @@ interface EngineBinding extends Omit<NativeEngine, "loadAdapter"> {
 
 /** NativeEngine over the binding: packs each adapter before it crosses. */
 class PackingEngine implements NativeEngine {
+  // A host-tier adapter is loaded into a slot again each time it comes back: it is packed once.
+  private readonly packed = new WeakMap<AdapterWeights, PackedAdapter>();
+
   constructor(private readonly binding: EngineBinding) {}
 
   info(): EngineInfo {
@@ -282,11 +291,17 @@ class PackingEngine implements NativeEngine {
 
   // async: a packing error rejects the promise like every other failure of a load.
   async loadAdapter(slot: number, adapter: AdapterWeights): Promise<void> {
-    return this.binding.loadAdapter(slot, packAdapter(adapter));
+    let packed = this.packed.get(adapter);
+    if (packed === undefined) this.packed.set(adapter, (packed = packAdapter(adapter)));
+    return this.binding.loadAdapter(slot, packed);
   }
 
   unloadAdapter(slot: number): void {
     this.binding.unloadAdapter(slot);
+  }
+
+  allocateHostBuffer(bytes: number): Uint8Array {
+    return this.binding.allocateHostBuffer(bytes);
   }
 
   close(): void {

@@ -93,6 +93,7 @@ function watch(native: NativeEngine, registry: () => AdapterRegistry): Watched {
       native.unloadAdapter(slot);
       watched.slots.delete(slot);
     },
+    allocateHostBuffer: (bytes) => native.allocateHostBuffer(bytes),
     close: () => native.close(),
   };
   return watched;

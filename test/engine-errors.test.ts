@@ -147,9 +147,17 @@ describe.skipIf(sets.length === 0)("engine errors and life cycle", () => {
       const tensors = [weights.embedTokens, weights.finalNorm, ...(weights.lmHead ? [weights.lmHead] : []), ...weights.layers.flatMap((l): TensorRef[] => Object.values(l))];
       const floats = tensors.reduce((sum, t) => sum + t.shape.reduce((a, d) => a * d, 1), 0);
       expect(engine.info()).toEqual({ device: "cpu", numKvBlocks: 64, blockSize: 4, maxLoras: 2, weightBytes: 4 * floats });
+      // Host buffers: plain memory on cpu, of the size asked; a size that is not a byte count is refused.
+      const buffer = engine.allocateHostBuffer(1000);
+      expect([buffer instanceof Uint8Array, buffer.length]).toEqual([true, 1000]);
+      expect(engine.allocateHostBuffer(0).length).toBe(0);
+      for (const bad of [-1, 1.5, Number.NaN, "8" as unknown as number]) {
+        expect(() => engine.allocateHostBuffer(bad), String(bad)).toThrow(/bytes must be a non-negative integer/);
+      }
       engine.close();
       expect(() => engine.info()).toThrow(/closed/);
       await expect(engine.step([])).rejects.toThrow(/closed/);
+      expect(() => engine.allocateHostBuffer(8)).toThrow(/closed/);
     });
   });
 });

@@ -33,6 +33,7 @@ function recording(engine: NativeEngine): { engine: NativeEngine; steps: SeqStep
       },
       loadAdapter: (slot, weights) => engine.loadAdapter(slot, weights),
       unloadAdapter: (slot) => engine.unloadAdapter(slot),
+      allocateHostBuffer: (bytes) => engine.allocateHostBuffer(bytes),
       close: () => engine.close(),
     },
   };

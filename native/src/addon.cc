@@ -108,6 +108,7 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
                        {InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::step>("step"),
                         InstanceMethod<&EngineWrap::loadAdapter>("loadAdapter"),
                         InstanceMethod<&EngineWrap::unloadAdapter>("unloadAdapter"),
+                        InstanceMethod<&EngineWrap::allocateHostBuffer>("allocateHostBuffer"),
                         InstanceMethod<&EngineWrap::close>("close")});
   }
 
@@ -146,6 +147,22 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   }
 
   void unloadAdapter(const Napi::CallbackInfo& info) { open(info.Env())->unloadAdapter(slotAt(info[0])); }
+
+  // A Uint8Array over the backend's host memory (page-locked on cuda), freed when JS lets go of it; a plain one
+  // where the backend has none.
+  Napi::Value allocateHostBuffer(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    const double requested = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1.0;
+    if (!(requested >= 0.0) || requested != static_cast<double>(static_cast<size_t>(requested))) {
+      throw Napi::TypeError::New(env, "bytes must be a non-negative integer");
+    }
+    const size_t bytes = static_cast<size_t>(requested);
+    void* data = bytes > 0 ? open(env)->allocateHostMemory(bytes) : nullptr;
+    if (data == nullptr) return Napi::Uint8Array::New(env, bytes);
+    const Napi::ArrayBuffer buffer =
+        Napi::ArrayBuffer::New(env, data, bytes, [](Napi::Env, void* block) { releaseHostMemory(block); });
+    return Napi::Uint8Array::New(env, bytes, buffer, 0);
+  }
 
   void close(const Napi::CallbackInfo&) { engine_.reset(); }
 

@@ -49,6 +49,9 @@ class Engine {
   // JS thread: frees a loaded slot that the running step (if any) does not use.
   void unloadAdapter(int slot);
 
+  // Backend::allocateHostMemory: null where plain memory serves as well.
+  void* allocateHostMemory(size_t bytes) { return backend_->allocateHostMemory(bytes); }
+
  private:
   enum class SlotState { Free, Loading, Ready };
 

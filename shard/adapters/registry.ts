@@ -285,7 +285,7 @@ export class AdapterRegistry implements AdapterResidency {
     while (!this.reserveHostRoom()) await new Promise<void>((wake) => this.hostWaiters.push(wake));
     let host: HostAdapter;
     try {
-      host = await readAdapter(entry.dir, entry.root, this.options);
+      host = await readAdapter(entry.dir, entry.root, this.options, (bytes) => this.engine.allocateHostBuffer(bytes));
     } catch (cause) {
       const reason = cause instanceof LoadError ? "is not valid for this model" : "cannot be read";
       const message = `adapter ${JSON.stringify(entry.id)} ${reason}: ${(cause as Error).message}`;

@@ -33,7 +33,7 @@ namespace {
 constexpr int kTokenBudget = 2048;
 // Decode steps up to this batch size are captured as CUDA graphs, one per size met.
 constexpr int kMaxGraphRows = 256;
-constexpr int kMaxDecodeSplits = 16;
+constexpr int kMaxDecodeSplits = 32;
 // Device memory kept out of an automatically sized KV cache beyond the logit rows: CUDA graphs, cuBLAS, the
 // driver's own growth.
 constexpr size_t kHeadroomBytes = 512u << 20;
@@ -171,6 +171,13 @@ void CudaBackend<T>::loadAdapter(int slot, const CheckedAdapter& adapter) { adap
 
 template <typename T>
 void CudaBackend<T>::unloadAdapter(int slot) { adapters_.unload(slot); }
+
+template <typename T>
+void* CudaBackend<T>::allocateHostMemory(size_t bytes) {
+  void* data = nullptr;
+  checkCuda(cudaMallocHost(&data, bytes), "cudaMallocHost (host tier)");
+  return data;
+}
 
 template <typename T>
 int CudaBackend<T>::decodeSplits(int items) const {

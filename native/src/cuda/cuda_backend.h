@@ -42,6 +42,7 @@ class CudaBackend final : public Backend {
   int sizedKvBlocks() const override { return numKvBlocks_; }
   void loadAdapter(int slot, const CheckedAdapter& adapter) override;
   void unloadAdapter(int slot) override;
+  void* allocateHostMemory(size_t bytes) override;
   std::vector<LogitResult> forward(const ForwardBatch& batch) override;
 
  private:

@@ -32,6 +32,12 @@ PinnedUpload::~PinnedUpload() {
 }
 
 void PinnedUpload::copy(void* dst, const void* src, size_t bytes) {
+  // Page-locked sources (the cuda backend's host tier) go straight to the DMA engine.
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, src) == cudaSuccess && attributes.type == cudaMemoryTypeHost) {
+    checkCuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync (pinned source)");
+    return;
+  }
   const auto* from = static_cast<const unsigned char*>(src);
   auto* to = static_cast<unsigned char*>(dst);
   for (size_t offset = 0; offset < bytes; offset += kChunkBytes) {
