@@ -4,6 +4,7 @@
 
 #include "block_reduce.cuh"
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "decode_attention.cuh"
 #include "half_types.cuh"
 
@@ -32,6 +33,7 @@ template <int kPerLane, typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     decodeAttentionKernel(const T* q, PagedKv<T> kv, const DecodeItem* items, float scaleLog2, float* scratch,
                           T* out) {
+  waitForPreviousKernel();
   constexpr int kDim = 32 * kPerLane;
   __shared__ float warpState[kWarps][kMaxGroup][kDim + 2];
   const int dim = kv.headDim;
@@ -65,13 +67,19 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int chunk = (item.seqLen + splits - 1) / splits;
   const int begin = split * chunk;
   const int end = min(item.seqLen, begin + chunk);
-  for (int position = begin + warp; position < end; position += kWarps) {
+  // Each position's key and value sit behind a block-table read; the next position's are fetched before this
+  // one's scores are worked out, so a warp waits on memory once, not once per position.
+  auto fetch = [&](int position, float* key, float* value) {
+    if (position >= end || !active) return;
     const int64_t offset = (pagedRow(kv, item.tableOffset, position) * kv.numKvHeads + kvHead) * dim + lane * kPerLane;
-    float key[kPerLane] = {}, value[kPerLane] = {};
-    if (active) {
-      loadRow<kPerLane>(kv.k + offset, key);
-      loadRow<kPerLane>(kv.v + offset, value);
-    }
+    loadRow<kPerLane>(kv.k + offset, key);
+    loadRow<kPerLane>(kv.v + offset, value);
+  };
+  float key[kPerLane] = {}, value[kPerLane] = {};
+  fetch(begin + warp, key, value);
+  for (int position = begin + warp; position < end; position += kWarps) {
+    float nextKey[kPerLane] = {}, nextValue[kPerLane] = {};
+    fetch(position + kWarps, nextKey, nextValue);
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g >= group) break;
@@ -86,6 +94,11 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int e = 0; e < kPerLane; ++e) acc[g][e] = acc[g][e] * correction + p * value[e];
       runningMax[g] = newMax;
+    }
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) {
+      key[e] = nextKey[e];
+      value[e] = nextValue[e];
     }
   }
 
@@ -130,6 +143,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 template <typename T>
 __global__ void mergeSplitsKernel(PagedKv<T> kv, const DecodeItem* items, int splits, const float* scratch, T* out) {
+  waitForPreviousKernel();
   const int head = blockIdx.y;
   const int dim = kv.headDim;
   const float* partials = scratch + (static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits * (dim + 2);
@@ -164,18 +178,20 @@ void decodeAttention(const T* q, const PagedKv<T>& kv, const DecodeItem* items, 
   }
   const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
   const dim3 grid(numItems, kv.numKvHeads, splits);
+  auto launch = [&](auto kernel) {
+    launchDependent("decodeAttentionKernel", kernel, grid, kWarps * 32, 0, stream, q, kv, items, scaleLog2, scratch, out);
+  };
   switch (kv.headDim) {
     case 16:
-    case 32: decodeAttentionKernel<1, T><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
-    case 64: decodeAttentionKernel<2, T><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
-    case 128: decodeAttentionKernel<4, T><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
-    case 256: decodeAttentionKernel<8, T><<<grid, kWarps * 32, 0, stream>>>(q, kv, items, scaleLog2, scratch, out); break;
+    case 32: launch(decodeAttentionKernel<1, T>); break;
+    case 64: launch(decodeAttentionKernel<2, T>); break;
+    case 128: launch(decodeAttentionKernel<4, T>); break;
+    case 256: launch(decodeAttentionKernel<8, T>); break;
     default: throw std::runtime_error("decode attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
   }
-  checkLaunch("decodeAttentionKernel");
   if (splits > 1) {
-    mergeSplitsKernel<<<dim3(numItems, kv.numHeads), 128, 0, stream>>>(kv, items, splits, scratch, out);
-    checkLaunch("mergeSplitsKernel");
+    launchDependent("mergeSplitsKernel", mergeSplitsKernel<T>, dim3(numItems, kv.numHeads), 128, 0, stream, kv, items,
+                    splits, scratch, out);
   }
 }
 

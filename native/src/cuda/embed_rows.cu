@@ -1,4 +1,5 @@
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "embed_rows.cuh"
 #include "half_types.cuh"
 
@@ -8,6 +9,7 @@ namespace {
 
 template <typename T>
 __global__ void embedRowsKernel(const T* table, const int32_t* tokens, int hidden, float* out) {
+  waitForPreviousKernel();
   const T* src = table + static_cast<int64_t>(tokens[blockIdx.x]) * hidden;
   float* dst = out + static_cast<int64_t>(blockIdx.x) * hidden;
   for (int c = threadIdx.x; c < hidden; c += blockDim.x) dst[c] = toFloat(src[c]);
@@ -19,8 +21,7 @@ template <typename T>
 void embedRows(const T* table, const int32_t* tokens, int rows, int hidden, float* out, cudaStream_t stream) {
   if (rows == 0) return;
   // Wide blocks: a decode step embeds one row, and a narrow block would walk it in many dependent rounds.
-  embedRowsKernel<<<rows, 1024, 0, stream>>>(table, tokens, hidden, out);
-  checkLaunch("embedRowsKernel");
+  launchDependent("embedRowsKernel", embedRowsKernel<T>, rows, 1024, 0, stream, table, tokens, hidden, out);
 }
 
 template void embedRows(const __half*, const int32_t*, int, int, float*, cudaStream_t);

@@ -1,5 +1,6 @@
 #include "block_reduce.cuh"
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "half_types.cuh"
 #include "lora_shrink_expand.cuh"
 
@@ -37,6 +38,7 @@ __device__ inline int targetRank(const LoraSlots<T>& slots, int slot, int layer,
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kShrinkWarps * 32)
     loraShrinkKernel(const T* x, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* v) {
+  waitForPreviousKernel();
   const LoraTile tile = tiles[blockIdx.x];
   if (tile.slot < 0) return;
   const int g = blockIdx.y;
@@ -87,6 +89,7 @@ template <typename T, int kRows>
 __global__ void __launch_bounds__(kExpandThreads)
     loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* y,
                      int yStride) {
+  waitForPreviousKernel();
   extern __shared__ float tileV[];  // [numRows][targets * maxRank]: the shrink's splits added up
   const LoraTile tile = tiles[blockIdx.x];
   if (tile.slot < 0) return;
@@ -146,12 +149,8 @@ void loraShrink(const T* x, const LoraTile* tiles, int numTiles, int maxTileRows
   if (numTiles == 0) return;
   const int rankGroups = (slots.maxRank + kShrinkWarps - 1) / kShrinkWarps;
   const dim3 grid(numTiles, group.numTargets, kLoraShrinkSplits * rankGroups);
-  if (maxTileRows == 1) {
-    loraShrinkKernel<T, 1><<<grid, kShrinkWarps * 32, 0, stream>>>(x, tiles, slots, group, v);
-  } else {
-    loraShrinkKernel<T, kLoraTileRows><<<grid, kShrinkWarps * 32, 0, stream>>>(x, tiles, slots, group, v);
-  }
-  checkLaunch("loraShrinkKernel");
+  launchDependent("loraShrinkKernel", maxTileRows == 1 ? loraShrinkKernel<T, 1> : loraShrinkKernel<T, kLoraTileRows>,
+                  grid, kShrinkWarps * 32, 0, stream, x, tiles, slots, group, v);
 }
 
 template <typename T>
@@ -163,12 +162,8 @@ void loraExpand(const float* v, const LoraTile* tiles, int numTiles, int maxTile
   const int perBlock = kExpandThreads * kExpandColumns;
   const dim3 grid(numTiles, (columns + perBlock - 1) / perBlock);
   const size_t shared = sizeof(float) * maxTileRows * kMaxLoraGroupTargets * slots.maxRank;
-  if (maxTileRows == 1) {
-    loraExpandKernel<T, 1><<<grid, kExpandThreads, shared, stream>>>(v, tiles, slots, group, y, yStride);
-  } else {
-    loraExpandKernel<T, kLoraTileRows><<<grid, kExpandThreads, shared, stream>>>(v, tiles, slots, group, y, yStride);
-  }
-  checkLaunch("loraExpandKernel");
+  launchDependent("loraExpandKernel", maxTileRows == 1 ? loraExpandKernel<T, 1> : loraExpandKernel<T, kLoraTileRows>,
+                  grid, kExpandThreads, shared, stream, v, tiles, slots, group, y, yStride);
 }
 
 template void loraShrink(const __half*, const LoraTile*, int, int, const LoraSlots<__half>&, const LoraGroup&, float*,

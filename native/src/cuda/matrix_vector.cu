@@ -1,5 +1,6 @@
 #include "block_reduce.cuh"
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "half_types.cuh"
 #include "matrix_vector.cuh"
 
@@ -13,6 +14,7 @@ constexpr int kWarps = 8;
 template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     matrixVectorKernel(const T* x, int in, const T* w, int out, float* y, float beta) {
+  waitForPreviousKernel();
   const int lane = threadIdx.x & 31;
   const int feature = blockIdx.x * kWarps + (threadIdx.x >> 5);
   if (feature >= out) return;
@@ -35,8 +37,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 template <typename T>
 void matrixVector(const T* x, int in, const T* w, int out, float* y, float beta, cudaStream_t stream) {
-  matrixVectorKernel<<<(out + kWarps - 1) / kWarps, kWarps * 32, 0, stream>>>(x, in, w, out, y, beta);
-  checkLaunch("matrixVectorKernel");
+  launchDependent("matrixVectorKernel", matrixVectorKernel<T>, (out + kWarps - 1) / kWarps, kWarps * 32, 0, stream, x,
+                  in, w, out, y, beta);
 }
 
 template void matrixVector(const __half*, int, const __half*, int, float*, float, cudaStream_t);

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "half_types.cuh"
 #include "prefill_attention.cuh"
 
@@ -53,6 +54,7 @@ __device__ inline void loadValueFragments(const T* rowStart, uint32_t* b) {
 template <int kDim, typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     prefillAttentionKernel(const T* q, PagedKv<T> kv, const PrefillTile* tiles, float scaleLog2, T* out) {
+  waitForPreviousKernel();
   __shared__ __align__(16) T keys[kKeys][kDim + kPad];
   __shared__ __align__(16) T values[kKeys][kDim + kPad];
   const PrefillTile tile = tiles[blockIdx.x];
@@ -203,15 +205,17 @@ void prefillAttention(const T* q, const PagedKv<T>& kv, const PrefillTile* tiles
   const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
   const dim3 grid(numTiles, kv.numHeads);
   constexpr int threads = kWarps * 32;
+  auto launch = [&](auto kernel) {
+    launchDependent("prefillAttentionKernel", kernel, grid, threads, 0, stream, q, kv, tiles, scaleLog2, out);
+  };
   switch (kv.headDim) {
-    case 16: prefillAttentionKernel<16, T><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
-    case 32: prefillAttentionKernel<32, T><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
-    case 64: prefillAttentionKernel<64, T><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
-    case 128: prefillAttentionKernel<128, T><<<grid, threads, 0, stream>>>(q, kv, tiles, scaleLog2, out); break;
+    case 16: launch(prefillAttentionKernel<16, T>); break;
+    case 32: launch(prefillAttentionKernel<32, T>); break;
+    case 64: launch(prefillAttentionKernel<64, T>); break;
+    case 128: launch(prefillAttentionKernel<128, T>); break;
     default:
       throw std::runtime_error("prefill attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
   }
-  checkLaunch("prefillAttentionKernel");
 }
 
 template void prefillAttention(const __half*, const PagedKv<__half>&, const PrefillTile*, int, __half*, cudaStream_t);

@@ -2,6 +2,7 @@
 
 #include "block_reduce.cuh"
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "half_types.cuh"
 #include "rmsnorm.cuh"
 
@@ -13,6 +14,7 @@ namespace {
 // single row, and a block that walks it in many dependent rounds waits on memory latency, not bandwidth.
 template <typename T>
 __global__ void rmsNormKernel(const float* x, const int32_t* rowIndex, const T* weight, T* out, int dim, float eps) {
+  waitForPreviousKernel();
   __shared__ float scratch[32];
   const int i = blockIdx.x;
   const float* row = x + static_cast<int64_t>(rowIndex ? rowIndex[i] : i) * dim;
@@ -54,8 +56,7 @@ void rmsNorm(const float* x, const int32_t* rowIndex, const T* weight, T* out, i
              cudaStream_t stream) {
   if (rows == 0) return;
   const int threads = std::clamp((dim / 4 + 31) / 32 * 32, 32, 1024);
-  rmsNormKernel<<<rows, threads, 0, stream>>>(x, rowIndex, weight, out, dim, eps);
-  checkLaunch("rmsNormKernel");
+  launchDependent("rmsNormKernel", rmsNormKernel<T>, rows, threads, 0, stream, x, rowIndex, weight, out, dim, eps);
 }
 
 template void rmsNorm(const float*, const int32_t*, const __half*, __half*, int, int, float, cudaStream_t);

@@ -1,4 +1,5 @@
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "half_types.cuh"
 #include "rope_kv_write.cuh"
 
@@ -11,6 +12,7 @@ namespace {
 template <typename T>
 __global__ void ropeAndWriteKvKernel(const float* qkv, const int32_t* positions, const int32_t* cacheSlots,
                                      const float* invFreq, T* q, T* kCache, T* vCache, RopeKvShape shape) {
+  waitForPreviousKernel();
   const int row = blockIdx.x;
   const int head = blockIdx.y;  // q heads, then k heads
   const int i = threadIdx.x;
@@ -46,9 +48,8 @@ void ropeAndWriteKv(const float* qkv, const int32_t* positions, const int32_t* c
                     T* kCache, T* vCache, int rows, RopeKvShape shape, cudaStream_t stream) {
   if (rows == 0) return;
   const dim3 grid(rows, shape.numHeads + shape.numKvHeads);
-  ropeAndWriteKvKernel<<<grid, shape.headDim / 2, 0, stream>>>(qkv, positions, cacheSlots, invFreq, q, kCache, vCache,
-                                                                shape);
-  checkLaunch("ropeAndWriteKvKernel");
+  launchDependent("ropeAndWriteKvKernel", ropeAndWriteKvKernel<T>, grid, shape.headDim / 2, 0, stream, qkv, positions,
+                  cacheSlots, invFreq, q, kCache, vCache, shape);
 }
 
 template void ropeAndWriteKv(const float*, const int32_t*, const int32_t*, const float*, __half*, __half*, __half*, int,

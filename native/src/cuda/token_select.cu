@@ -2,6 +2,7 @@
 
 #include "block_reduce.cuh"
 #include "cuda_check.h"
+#include "dependent_launch.cuh"
 #include "token_select.cuh"
 
 namespace loraserve::cuda {
@@ -162,6 +163,7 @@ __device__ int sampleToken(const Row& row, const TokenRequest& request, SharedSt
 
 __global__ void __launch_bounds__(kThreads)
     selectTokensKernel(const float* logits, int vocab, const TokenRequest* requests, TokenResult* results) {
+  waitForPreviousKernel();
   __shared__ SharedState s;
   const TokenRequest request = requests[blockIdx.x];
   Row row{logits + static_cast<int64_t>(blockIdx.x) * vocab, vocab, 0.0f, request.temperature};
@@ -208,8 +210,7 @@ __global__ void __launch_bounds__(kThreads)
 void selectTokens(const float* logits, int rows, int vocab, const TokenRequest* requests, TokenResult* results,
                   cudaStream_t stream) {
   if (rows == 0) return;
-  selectTokensKernel<<<rows, kThreads, 0, stream>>>(logits, vocab, requests, results);
-  checkLaunch("selectTokensKernel");
+  launchDependent("selectTokensKernel", selectTokensKernel, rows, kThreads, 0, stream, logits, vocab, requests, results);
 }
 
 }  // namespace loraserve::cuda
