@@ -215,8 +215,8 @@ export interface NativeEngine {
   unloadAdapter(slot: number): void;
   /**
    * Memory for bytes the engine will load from again and again (the host tier's adapter files, passed back in
-   * AdapterWeights.fileBytes): page-locked on cuda, so that a slot load is one DMA at the bus rate; plain
-   * memory on cpu. Freed when no JS value holds it any more.
+   * AdapterWeights.fileBytes): page-locked on cuda, so that a slot load is one DMA at the bus rate (plain memory
+   * where page-locked memory runs out); plain memory on cpu. Freed when no JS value holds it any more.
    */
   allocateHostBuffer(bytes: number): Uint8Array;
   /** Releases weights and KV cache; the engine is unusable afterwards. */

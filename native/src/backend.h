@@ -35,8 +35,8 @@ class Backend {
   virtual void unloadAdapter(int slot) = 0;
 
   // Host memory for bytes this backend copies to its device again and again (the host tier's adapters), or null
-  // when plain memory serves as well (cpu). The cuda backend gives page-locked memory: a slot load from it is
-  // one DMA at the bus rate instead of a copy through staging chunks. releaseHostMemory frees it.
+  // when plain memory serves as well (cpu) or none is left. The cuda backend gives page-locked memory: a slot
+  // load from it is one DMA at the bus rate instead of a copy through staging chunks. releaseHostMemory frees it.
   virtual void* allocateHostMemory(size_t /*bytes*/) { return nullptr; }
 
   // Runs the batch through the model: writes its K/V into the paged cache at each row's position through the

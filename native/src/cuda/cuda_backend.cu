@@ -175,7 +175,12 @@ void CudaBackend<T>::unloadAdapter(int slot) { adapters_.unload(slot); }
 template <typename T>
 void* CudaBackend<T>::allocateHostMemory(size_t bytes) {
   void* data = nullptr;
-  checkCuda(cudaMallocHost(&data, bytes), "cudaMallocHost (host tier)");
+  // Page-locked memory is scarcer than memory (RLIMIT_MEMLOCK, the host's RAM): where it runs out the caller
+  // falls back to plain memory, which a slot load copies through the staging chunks instead.
+  if (cudaMallocHost(&data, bytes) != cudaSuccess) {
+    cudaGetLastError();  // not sticky; clear it so the next check does not report it
+    return nullptr;
+  }
   return data;
 }
 
