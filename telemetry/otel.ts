@@ -11,8 +11,11 @@ export interface OpenTelemetry {
   shutdown(): Promise<void>;
 }
 
-/** How long shutdown waits for the last export. */
-const SHUTDOWN_LIMIT_MS = 3000;
+/**
+ * How long shutdown waits for the last export: long enough for a loaded 2-core machine to deliver it (3 s was
+ * seen to fall short there), well inside the launcher's 10 s before it kills a child that does not stop.
+ */
+const SHUTDOWN_LIMIT_MS = 5000;
 
 function listOf(value: string | undefined): string[] {
   return (value ?? "")
