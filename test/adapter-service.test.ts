@@ -89,7 +89,10 @@ describe.runIf(set !== undefined)("adapters at run time through the router", () 
     const expected = greedyIds(fixture, variant, promptIndex);
     expect(messages.map((m) => m.token!.id), adapterId).toEqual(expected);
     const logits = refs.steps(variant, promptIndex);
-    messages.forEach((m, step) => expect(Math.abs(m.token!.logprob - logprobAt(logits, step, m.token!.id)), `${adapterId} step ${step}`).toBeLessThan(TOLERANCE));
+    messages.forEach((m, step) => {
+      const token = m.token!;
+      expect(Math.abs(token.logprob! - logprobAt(logits, step, token.id)), `${adapterId} step ${step}`).toBeLessThan(TOLERANCE);
+    });
   }
 
   const http = (method: string, path: string, init: { body?: unknown; token?: string } = {}): Promise<Response> =>

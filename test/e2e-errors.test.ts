@@ -48,7 +48,7 @@ describe.runIf(set)(`bad requests to loraserve serve on ${set?.name}`, () => {
     return fetch(`${server.ready.url}${path}`, {
       method: "POST",
       headers: { "content-type": contentType },
-      body: typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body),
+      body: typeof body === "string" ? body : body instanceof Uint8Array ? (body as Uint8Array<ArrayBuffer>) : JSON.stringify(body),
     });
   }
 

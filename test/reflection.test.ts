@@ -19,7 +19,7 @@ import { registerReflection } from "../router/reflection.js";
 const BUF = new URL("../node_modules/.bin/buf", import.meta.url).pathname;
 
 /** Streams the prompt back one character per message; the last message carries the whole text. */
-const echoGenerate: ServiceImpl<typeof GenerateService> = {
+const echoGenerate: Partial<ServiceImpl<typeof GenerateService>> = {
   generate: (request) => ({ generatedText: request.inputs }),
   async *generateStream(request) {
     const characters = [...request.inputs];

@@ -73,7 +73,7 @@ class FakeShard {
   );
   port = 0;
 
-  private implementation(): ServiceImpl<typeof ShardService> {
+  private implementation(): Partial<ServiceImpl<typeof ShardService>> {
     const shard = this;
     return {
       status: () => ({

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { FinishReason, GenerateRequestSchema, type GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
+import { FinishReason, GenerateRequestSchema, GenerationParametersSchema, type GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import { startShard, type RunningShard } from "../shard/main.js";
 import { parseShardArgs } from "../shard/options.js";
@@ -44,7 +44,8 @@ describe.each(sets)("generation features on $name", (set: FixtureSet) => {
   };
   const ids = (messages: GenerateStreamResponse[]) => messages.map((m) => m.token!.id);
   const last = (messages: GenerateStreamResponse[]) => messages.at(-1)!;
-  const greedy = (maxNewTokens: number, extra: RequestFields = {}) => collect({ inputs: prompt.text!, parameters: { maxNewTokens }, ...extra });
+  const greedy = (maxNewTokens: number, extra: { parameters?: MessageInitShape<typeof GenerationParametersSchema> } = {}) =>
+    collect({ inputs: prompt.text!, parameters: { maxNewTokens }, ...extra });
 
   /** The reference's greedy ids for the base model, cut after the first EOS. */
   const referenceGreedy = (): number[] => {
@@ -228,7 +229,7 @@ describe.each(sets)("generation features on $name", (set: FixtureSet) => {
     ["nine stop sequences", { stop: Array.from({ length: 9 }, (_, i) => `s${i}`) }, /at most 8 stop sequences are accepted, got 9/],
     ["an empty stop sequence", { stop: ["ok", ""] }, /stop\[1\] must not be empty/],
     ["an overlong stop sequence", { stop: ["x".repeat(257)] }, /stop\[0\] is 257 characters; at most 256/],
-  ] as const)("answers INVALID_ARGUMENT for %s, and keeps serving", async (_, parameters, message) => {
+  ] as [string, MessageInitShape<typeof GenerationParametersSchema>, RegExp][])("answers INVALID_ARGUMENT for %s, and keeps serving", async (_, parameters, message) => {
     await expectInvalid(collect({ inputs: prompt.text!, parameters: { maxNewTokens: 2, ...parameters } }), message);
     expect(ids(await greedy(4))).toEqual(referenceGreedy().slice(0, 4));
   });
@@ -236,7 +237,7 @@ describe.each(sets)("generation features on $name", (set: FixtureSet) => {
   it.each([
     ["both inputs and messages", { inputs: "hi", messages: [{ role: "user", content: "hi" }] }, /either inputs or messages, not both/],
     ["a message without a role", { messages: [{ role: "", content: "hi" }] }, /messages\[0\]\.role must not be empty/],
-  ] as const)("answers INVALID_ARGUMENT for %s in Generate and Tokenize", async (_, fields, message) => {
+  ] as [string, { inputs?: string; messages?: { role: string; content: string }[] }, RegExp][])("answers INVALID_ARGUMENT for %s in Generate and Tokenize", async (_, fields, message) => {
     await expectInvalid(collect(fields), message);
     await expectInvalid(client.tokenize(fields), message);
     expect(ids(await greedy(4))).toEqual(referenceGreedy().slice(0, 4));

@@ -136,7 +136,8 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
       // leading space there; ours continues the prompt and keeps it (as TGI does).
       const ref = set.refs.variants[variant]!.find((v) => v.prompt === promptIndex)!;
       if (!ref.greedy_ids.some((id) => codec.isSpecial(id))) {
-        const stripped = codec.leadingStrip !== null && last.generatedText.startsWith(" ") ? last.generatedText.slice(1) : last.generatedText;
+        const text = last.generatedText!;
+        const stripped = codec.leadingStrip !== null && text.startsWith(" ") ? text.slice(1) : text;
         expect(stripped, variant).toBe(ref.greedy_text);
       }
       if (eos) expect(last.token!.special).toBe(true);
