@@ -15,7 +15,8 @@ export interface Attempt {
 /** UNAVAILABLE: refused connection, shutting down; ABORTED: connect-node's code for a reset connection. */
 const GROUP_FAILURES = new Set([Code.Unavailable, Code.Aborted]);
 
-function isGroupFailure(error: ConnectError, signal: AbortSignal | undefined): boolean {
+/** A failure of the group rather than an answer or the client's own cancellation: the request may move on. */
+export function isGroupFailure(error: ConnectError, signal: AbortSignal | undefined): boolean {
   // The client's own cancellation also surfaces as a reset stream: that is no reason to try elsewhere.
   return GROUP_FAILURES.has(error.code) && signal?.aborted !== true;
 }

@@ -71,14 +71,14 @@ export class ShardPool {
     return { candidates: candidates.map((view) => byUri.get(view.id)!), reason };
   }
 
-  private routed(group: ShardGroup, reason: string): ShardClient {
-    return this.telemetry ? this.telemetry.observe(group.client, { group: group.uri, reason }) : group.client;
+  private routed(group: ShardGroup, reason: string, hasNextCandidate: boolean): ShardClient {
+    return this.telemetry ? this.telemetry.observe(group.client, { group: group.uri, reason, hasNextCandidate }) : group.client;
   }
 
   /** The group that serves a request for this adapter (for calls without failover: Tokenize). */
   pick(request: Pick<GenerateRequest, "adapterId">): ShardClient {
     const { candidates, reason } = this.rank(request.adapterId);
-    return this.routed(candidates[0]!, reason);
+    return this.routed(candidates[0]!, reason, false);
   }
 
   /** Generates on the best group that takes the request, moving on while groups fail before the first token. */
@@ -89,7 +89,7 @@ export class ShardPool {
         group: group.uri,
         open: () => {
           group.sentSinceStatus += 1;
-          return this.routed(group, i === 0 ? reason : "failover").generate(request, options);
+          return this.routed(group, i === 0 ? reason : "failover", i + 1 < candidates.length).generate(request, options);
         },
       }),
     );

@@ -45,6 +45,16 @@ afterAll(async () => {
   await Promise.all(started.map((p) => p.stop("SIGKILL")));
 });
 
+/** loraserve_requests_total of one adapter, by outcome. */
+async function requests(adapter: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${routerUrl}/metrics`)).text();
+  const counts = new Map<string, number>();
+  for (const [, labelled, outcome, value] of text.matchAll(/^loraserve_requests_total\{adapter="([^"]+)",outcome="([^"]+)"\} (\d+)/gm)) {
+    if (labelled === adapter) counts.set(outcome!, Number(value));
+  }
+  return counts;
+}
+
 /** loraserve_router_routed_total by `group|reason|resident`. */
 async function routed(): Promise<Map<string, number>> {
   const text = await (await fetch(`${routerUrl}/metrics`)).text();
@@ -87,6 +97,8 @@ it.skipIf(!set)(
     const routedToB = after.get(`${uriOf(shardB)}|resident_host|false`) ?? 0;
     expect(failedOnA).toBe(movedToB);
     expect(movedToB + routedToB).toBe(1);
+    // Each request counts once, as answered, whether or not it failed over first.
+    expect(Object.fromEntries(await requests("sql"))).toEqual({ ok: 2 });
 
     // A group that failed a request, or whose Status does not answer, is not tried again: later requests go
     // straight to the other group (which has now loaded sql into its slot, in place of tone).

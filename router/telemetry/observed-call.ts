@@ -9,12 +9,15 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { FinishReason, type GenerateRequestSchema, type GenerateStreamResponse } from "../../gen/loraserve/v1/generate_pb.js";
 import { ATTR, operationName, SHARD_HEADER } from "../../telemetry/attributes.js";
 import type { Logger } from "../../telemetry/logger.js";
+import { isGroupFailure } from "../failover.js";
 import type { RouterMetrics } from "./router-metrics.js";
 
 /** Where a request went and why: what the `route` span and the routing series record. */
 export interface Route {
   group: string;
   reason: string;
+  /** Another group is left to try: a failure of this group before the first token moves the request there. */
+  hasNextCandidate: boolean;
 }
 
 export interface CallObservers {
@@ -63,6 +66,7 @@ export class ObservedCall {
   private label: string | null = null;
   private header: Headers | null = null;
   private trailer: Headers | null = null;
+  private signal: AbortSignal | undefined;
   private ended = false;
 
   constructor(
@@ -79,6 +83,7 @@ export class ObservedCall {
 
   /** The caller's options plus the hooks that read the shard's response header and trailer. */
   callOptions(options: CallOptions | undefined): CallOptions {
+    this.signal = options?.signal;
     return {
       ...options,
       onHeader: (header) => {
@@ -161,17 +166,21 @@ export class ObservedCall {
     if (this.ended) return;
     const connectError = ConnectError.from(error);
     this.span.setStatus({ code: SpanStatusCode.ERROR, message: connectError.rawMessage });
-    this.end(outcomeOf(connectError), SERVER_FAULTS.has(connectError.code) ? "warn" : "info", { error: connectError.rawMessage });
+    // router/failover.ts moves such a request to the next group: that attempt's outcome is the request's.
+    const movesOn = this.firstTokenAt === null && this.route.hasNextCandidate && isGroupFailure(connectError, this.signal);
+    const outcome = movesOn ? "failed_over" : outcomeOf(connectError);
+    this.end(outcome, SERVER_FAULTS.has(connectError.code) ? "warn" : "info", { error: connectError.rawMessage }, !movesOn);
   }
 
-  private end(outcome: string, level: "info" | "warn", fields: Record<string, string | number | null>): void {
+  /** `countRequest` false: another attempt of the same request follows and is counted instead. */
+  private end(outcome: string, level: "info" | "warn", fields: Record<string, string | number | null>, countRequest = true): void {
     this.ended = true;
     const { metrics, logger } = this.observers;
     const now = performance.now();
     const adapter = this.label ?? metrics.labels.labelOf(this.adapterId);
     const resident = this.header?.get(SHARD_HEADER.adapterResident) ?? "unknown";
     metrics.streamEnded(this.route.group);
-    metrics.requests.inc({ adapter, outcome });
+    if (countRequest) metrics.requests.inc({ adapter, outcome });
     metrics.routed.inc({ shard_group: this.route.group, reason: this.route.reason, adapter_resident: resident });
     metrics.admissions.inc({ shard_group: this.route.group, result: this.firstTokenAt === null ? "rejected" : "admitted" });
     const ttft = this.firstTokenAt === null ? null : this.firstTokenAt - this.startedAt;

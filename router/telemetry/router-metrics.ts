@@ -21,7 +21,7 @@ const STATUS_MAX_AGE_MS = 1000;
 export class RouterMetrics {
   readonly set = new MetricSet("loraserve-router");
   readonly labels: AdapterLabels;
-  readonly requests = this.set.counter("loraserve_requests_total", "Requests that reached a shard group, by adapter and outcome (ok or the error code)", ["adapter", "outcome"]);
+  readonly requests = this.set.counter("loraserve_requests_total", "Requests that reached a shard group, each counted once, by adapter and the outcome of its last attempt (ok or the error code)", ["adapter", "outcome"]);
   readonly inputTokens = this.set.counter("loraserve_input_tokens_total", "Prompt tokens of completed requests", ["adapter"]);
   readonly outputTokens = this.set.counter("loraserve_output_tokens_total", "Generated tokens of completed requests", ["adapter"]);
   readonly timeToFirstToken = this.set.histogram("loraserve_time_to_first_token_seconds", "From the request reaching the router to its first token", ["adapter"], LATENCY_BUCKETS);
