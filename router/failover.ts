@@ -1,4 +1,4 @@
-// Opens a request's token stream on the first group that takes it. A group that fails before the stream's
+// Opens a request's token stream (or makes a unary call: Tokenize) on the first group that takes it. A group that fails before the stream's
 // first message (unreachable, shutting down, connection reset) has done no visible work, so the request moves
 // to the next candidate; once a token has reached the client, moving would repeat or contradict it, so a
 // failure then ends the stream with an error that says so. The shard's refusals (INVALID_ARGUMENT,
@@ -63,6 +63,32 @@ export async function* streamWithFailover(
       await messages.return?.();
     }
     return;
+  }
+  throw lastFailure ?? new ConnectError("no shard group to send the request to", Code.Unavailable);
+}
+
+/** One group a unary call may be sent to. */
+export interface UnaryAttempt<T> {
+  group: string;
+  call(): Promise<T>;
+}
+
+/** The answer of the first group that gives one; a group's failure moves the call on as for a stream. */
+export async function callWithFailover<T>(
+  attempts: Iterable<UnaryAttempt<T>>,
+  signal: AbortSignal | undefined,
+  groupFailed: (group: string) => void,
+): Promise<T> {
+  let lastFailure: ConnectError | undefined;
+  for (const attempt of attempts) {
+    try {
+      return await attempt.call();
+    } catch (error) {
+      const failure = ConnectError.from(error);
+      if (!isGroupFailure(failure, signal)) throw failure;
+      groupFailed(attempt.group);
+      lastFailure = failure;
+    }
   }
   throw lastFailure ?? new ConnectError("no shard group to send the request to", Code.Unavailable);
 }

@@ -1,5 +1,5 @@
 // loraserve.v1.GenerateService: every call is forwarded to a shard group (moving to the next group if one fails
-// before the first token); the shard's ConnectErrors travel back with their codes, and the client's
+// before the first token, or before a Tokenize answer); the shard's ConnectErrors travel back with their codes, and the client's
 // cancellation (or deadline) stops the upstream call through the handler's signal.
 import type { ServiceImpl } from "@connectrpc/connect";
 import { GenerateService } from "../gen/loraserve/v1/generate_pb.js";
@@ -15,7 +15,7 @@ export function generateService(pool: ShardPool): ServiceImpl<typeof GenerateSer
       return pool.generate(request, { signal: context.signal });
     },
     tokenize(request, context) {
-      return pool.pick(request).tokenize(request, { signal: context.signal });
+      return pool.tokenize(request, { signal: context.signal });
     },
   };
 }

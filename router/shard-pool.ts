@@ -1,15 +1,15 @@
 // The shard groups this router forwards to and what it last heard of each. Every request's group is chosen
 // here, by router/affinity.ts, from the groups' last Status (read by whoever asks: the health sync's poll,
 // a metrics collection) plus the streams this router has sent each group since. `generate` opens a request's
-// stream with failover (router/failover.ts); `pick` is the first choice alone, for calls that are not streams.
+// stream and `tokenize` makes its call with failover (router/failover.ts).
 // With telemetry, each attempt's Generate is measured and traced as routed (router/telemetry/).
 import { createClient, type CallOptions, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import type { GenerateRequest, GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
+import type { GenerateRequest, GenerateStreamResponse, TokenizeRequest, TokenizeResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 import { propagateTraceContext } from "../telemetry/trace-context.js";
 import { rankGroups, type GroupView, type Residency, type RouteReason } from "./affinity.js";
-import { streamWithFailover, type Attempt } from "./failover.js";
+import { callWithFailover, streamWithFailover, type Attempt } from "./failover.js";
 import type { RouterTelemetry } from "./telemetry/router-telemetry.js";
 import type { GroupStatus } from "./telemetry/router-metrics.js";
 
@@ -75,10 +75,11 @@ export class ShardPool {
     return this.telemetry ? this.telemetry.observe(group.client, { group: group.uri, reason, hasNextCandidate }) : group.client;
   }
 
-  /** The group that serves a request for this adapter (for calls without failover: Tokenize). */
-  pick(request: Pick<GenerateRequest, "adapterId">): ShardClient {
-    const { candidates, reason } = this.rank(request.adapterId);
-    return this.routed(candidates[0]!, reason, false);
+  /** Tokenizes on the best group that answers (the adapter's tokenizer), moving on while groups fail. */
+  tokenize(request: TokenizeRequest, options: CallOptions): Promise<TokenizeResponse> {
+    const { candidates } = this.rank(request.adapterId);
+    const attempts = candidates.map((group) => ({ group: group.uri, call: () => group.client.tokenize(request, options) }));
+    return callWithFailover(attempts, options.signal, (uri) => this.groupFailed(uri));
   }
 
   /** Generates on the best group that takes the request, moving on while groups fail before the first token. */

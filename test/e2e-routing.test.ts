@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
-import { GenerateRequestSchema } from "../gen/loraserve/v1/generate_pb.js";
+import { GenerateRequestSchema, TokenizeRequestSchema } from "../gen/loraserve/v1/generate_pb.js";
 import { rankGroups } from "../router/affinity.js";
 import { collectGeneration } from "../router/collect.js";
 import { ShardPool } from "../router/shard-pool.js";
@@ -115,7 +115,7 @@ it.skipIf(!set)(
   START_TIMEOUT_MS,
 );
 
-it.skipIf(!set)("moves a request to the next group when its first choice cannot be reached, before any token", async () => {
+it.skipIf(!set)("moves a request (Generate, and Tokenize) to the next group when its first choice cannot be reached, before any answer", async () => {
   // A pool that has not read any Status yet ranks by the hash alone: pick an unreachable address it ranks first.
   const live = uriOf(shardB);
   const dead = Array.from({ length: 16 }, (_, i) => `http://127.0.0.${i + 2}:1`).find(
@@ -132,5 +132,13 @@ it.skipIf(!set)("moves a request to the next group when its first choice cannot 
     expect(answer.details!.tokens.map((t) => t.id)).toEqual(greedyIds(set!, "tone", 0));
   } finally {
     pool.close();
+  }
+  // Tokenize moves on the same way (a fresh pool: the one above has marked the dead group down).
+  const fresh = new ShardPool([dead, live]);
+  try {
+    const { tokens } = await fresh.tokenize(create(TokenizeRequestSchema, { inputs: set!.refs.prompts[0]!.text!, adapterId: "tone" }), {});
+    expect(tokens.map((t) => t.id)).toEqual(set!.refs.prompts[0]!.ids);
+  } finally {
+    fresh.close();
   }
 });

@@ -1,13 +1,14 @@
 // The router's routing policy (router/affinity.ts) and its failover (router/failover.ts), on given views and
 // scripted upstream streams: residency beats the hash, bounded load spreads a hot adapter, two routers with the
 // same view agree, unhealthy groups come last; a group failing before the first token is skipped, one failing
-// after it ends the stream with an error that says so, and a shard's refusal is never retried.
+// after it ends the stream with an error that says so, and a shard's refusal is never retried; Tokenize's unary
+// call moves on the same way.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { GenerateStreamResponseSchema, type GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { loadBound, rankGroups, type GroupView } from "../router/affinity.js";
-import { streamWithFailover, type Attempt } from "../router/failover.js";
+import { callWithFailover, streamWithFailover, type Attempt, type UnaryAttempt } from "../router/failover.js";
 
 const URIS = ["http://10.0.0.1:1", "http://10.0.0.2:1", "http://10.0.0.3:1", "http://10.0.0.4:1"];
 
@@ -155,5 +156,37 @@ describe("streamWithFailover", () => {
       ),
     );
     expect(error?.rawMessage).toBe("last");
+  });
+});
+
+describe("callWithFailover (Tokenize)", () => {
+  const answering = (group: string, answer: string | ConnectError) => {
+    const result = { group, called: 0, call: async () => {
+      result.called++;
+      if (answer instanceof ConnectError) throw answer;
+      return answer;
+    } };
+    return result satisfies UnaryAttempt<string>;
+  };
+
+  it("takes the first group's answer that comes, past groups that fail, and reports each failed group", async () => {
+    const failed: string[] = [];
+    const spare = answering("d", "late");
+    const attempts = [answering("a", new ConnectError("refused", Code.Unavailable)), answering("b", new ConnectError("reset", Code.Aborted)), answering("c", "ids"), spare];
+    expect(await callWithFailover(attempts, undefined, (g) => failed.push(g))).toBe("ids");
+    expect(failed).toEqual(["a", "b"]);
+    expect(spare.called).toBe(0);
+  });
+
+  it("never retries a shard's refusal or a client's cancellation, and fails with the last failure when all fail", async () => {
+    const spare = answering("b", "ids");
+    await expect(callWithFailover([answering("a", new ConnectError("bad", Code.InvalidArgument)), spare], undefined, () => undefined)).rejects.toMatchObject({ code: Code.InvalidArgument });
+    const cancelled = new AbortController();
+    cancelled.abort();
+    await expect(callWithFailover([answering("a", new ConnectError("reset", Code.Aborted)), spare], cancelled.signal, () => undefined)).rejects.toMatchObject({ code: Code.Aborted });
+    expect(spare.called).toBe(0);
+    await expect(
+      callWithFailover([answering("a", new ConnectError("first", Code.Unavailable)), answering("b", new ConnectError("last", Code.Unavailable))], undefined, () => undefined),
+    ).rejects.toMatchObject({ rawMessage: "last" });
   });
 });

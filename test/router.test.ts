@@ -9,7 +9,6 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   FinishReason,
-  GenerateRequestSchema,
   GenerateService,
   GenerateStreamResponseSchema,
   type GenerateRequest,
@@ -20,7 +19,6 @@ import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import type { OnePortServer } from "../router/one-port-server.js";
 import { VERSION } from "../router/version.js";
 import { startRouter } from "../router/server.js";
-import { ShardPool } from "../router/shard-pool.js";
 import { readEventData } from "./helpers/sse.js";
 
 const MAX_BODY_BYTES = 4096;
@@ -424,16 +422,5 @@ describe("shutdown", () => {
     await closing.close();
     await expect(consumed).rejects.toThrow(ConnectError);
     session.abort();
-  });
-});
-
-describe("shard pool", () => {
-  it("keeps each adapter on one group and spreads adapters over all groups", () => {
-    const pool = new ShardPool(["http://10.0.0.1:1", "http://10.0.0.2:1", "http://10.0.0.3:1"]);
-    const requestFor = (adapterId: string): GenerateRequest => create(GenerateRequestSchema, { inputs: "x", adapterId });
-    const chosen = Array.from({ length: 60 }, (_, i) => pool.pick(requestFor(`adapter-${i}`)));
-    chosen.forEach((client, i) => expect(pool.pick(requestFor(`adapter-${i}`))).toBe(client));
-    expect(new Set(chosen).size).toBe(3);
-    pool.close();
   });
 });

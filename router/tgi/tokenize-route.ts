@@ -5,7 +5,7 @@ import { tgiRoute } from "./tgi-error.js";
 
 export const tokenizeRoute = tgiRoute(async ({ pool, signal, response, body }) => {
   const request = toTokenizeRequest(await body());
-  const { tokens } = await pool.pick(request).tokenize(request, { signal });
+  const { tokens } = await pool.tokenize(request, { signal });
   sendJson(
     response,
     200,
