@@ -96,6 +96,7 @@ async function main(): Promise<void> {
     const boundSteps = bandwidth / weightBytes;
     await decodeRun(engine, [-1]); // warm-up: page in the weights, spin up the thread pools
     const single = await decodeRun(engine, [-1]);
+    const plain = await decodeRun(engine, Array.from({ length: 8 }, () => -1));
     const mixed = await decodeRun(engine, [-1, 0, 1, 2, 3, 4, 5, 6]);
     engine.close();
     const rows: [string, string][] = [
@@ -105,6 +106,7 @@ async function main(): Promise<void> {
       ["measured copy bandwidth", `${(bandwidth / 1e9).toFixed(2)} GB/s`],
       ["bound: steps/s", boundSteps.toFixed(1)],
       ["batch 1: tokens/s", `${single.tokensPerSecond.toFixed(1)}  (${(single.stepsPerSecond / boundSteps).toFixed(2)} of the bound)`],
+      ["batch 8 (base only): tokens/s", `${plain.tokensPerSecond.toFixed(1)}  (steps at ${(plain.stepsPerSecond / boundSteps).toFixed(2)} of the bound)`],
       ["batch 8 (base + 7 adapters): tokens/s", `${mixed.tokensPerSecond.toFixed(1)}  (steps at ${(mixed.stepsPerSecond / boundSteps).toFixed(2)} of the bound)`],
     ];
     const width = Math.max(...rows.map(([k]) => k.length));
