@@ -237,7 +237,7 @@ async function main(): Promise<void> {
 
     const plain = median(await decode(engine, blocks, Array.from({ length: 32 }, () => -1)));
     const mixed = median(await decode(engine, blocks, Array.from({ length: 32 }, (_, i) => i)));
-    // Each distinct adapter's A and B (bf16) are read once per step, on top of the base weights.
+    // Each distinct adapter's A and B (16-bit) are read once per step, on top of the base weights.
     const adapterBytes = ADAPTERS * SHAPE.numLayers * LORA_TARGETS.reduce((sum, t) => {
       const dims = projectionShape(SHAPE, t);
       return sum + 2 * RANK * (dims.in + dims.out);
