@@ -119,7 +119,11 @@ export async function launcherMain(args: string[]): Promise<void> {
     if (outcome !== undefined) throw new Error(outcome);
   } finally {
     stopping = true;
-    await Promise.all(children.map((child) => child.stop()));
+    // In the reverse order of starting: the router first, so that it stops taking requests, closes its HTTP/2
+    // sessions and flushes its telemetry while the shard still answers. Stopped together, the shard's GOAWAY could
+    // reach a session the router was closing, which connect-node then reports as an unhandled 'error' event that
+    // kills the router before its last spans and metrics are exported.
+    for (const child of [...children].reverse()) await child.stop();
     signal.dispose();
   }
 }

@@ -64,6 +64,8 @@ describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
   const grpc = newTraceparent();
   let httpAnswer: TgiAnswer;
   let grpcTokens: number[];
+  /** What the processes logged, shown when an export is missing. */
+  let serverLog = "";
 
   beforeAll(async () => {
     receiver = await startOtlpReceiver();
@@ -89,6 +91,7 @@ describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
     } finally {
       // Stopping flushes both processes' span exporters: no waiting on export timers.
       await server.stop();
+      serverLog = server.stderr().slice(-4000);
     }
     spans = receiver.spans;
   }, START_TIMEOUT_MS);
@@ -107,7 +110,7 @@ describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
   ])("continues the client's trace from %s: route under the client span, queue/prefill/decode under route", (_how, client) => {
     const { traceId, spanId } = client();
     const trace = spans.filter((span) => span.traceId === traceId);
-    expect(trace.map((span) => span.name).sort()).toEqual(["decode", "prefill", "queue", "route"]);
+    expect(trace.map((span) => span.name).sort(), `spans received: ${spans.length}; the processes' log:\n${serverLog}`).toEqual(["decode", "prefill", "queue", "route"]);
     const route = only(trace, "route");
     expect(route.parentSpanId).toBe(spanId);
     expect(route.service).toBe("loraserve-router");
@@ -145,7 +148,7 @@ describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
     const requests = points.find((p) => p.metric === "loraserve_requests" && p.attributes.adapter === adapter && p.attributes.outcome === "ok");
     const output = points.find((p) => p.metric === "loraserve_output_tokens" && p.attributes.adapter === adapter);
     // Two requests (HTTP and gRPC), each generating the expected tokens.
-    expect(requests?.value).toBe(2);
+    expect(requests?.value, `the processes' log:\n${serverLog}`).toBe(2);
     expect(output?.value).toBe(2 * expected.length);
   });
 
