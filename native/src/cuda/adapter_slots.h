@@ -1,10 +1,11 @@
 // LoRA adapters in device slots (lora_shrink_expand.cuh describes the layout the kernels read). All slots are
 // allocated at start-up, so their addresses never change under a captured CUDA graph. Loading an adapter runs on
 // its own stream while steps run: the stored bytes (bf16, float16 or float32, from the mapped file or the host
-// tier's memory) are copied as they are (through pinned chunks: pinned_upload.h), a few contiguous runs of the
-// file at a time, into a device staging area; one kernel per filling of that area converts them into the slot
-// (the backend's 16-bit type T, the scaling folded into B); only then are the ranks published, which is what makes the slot visible to
-// the kernels. No host pass touches a value.
+// tier's page-locked memory) are copied as they are (pinned_upload.h: straight from page-locked memory, through
+// pinned chunks from a mapping), a few contiguous runs of the file at a time, into a device staging area; one
+// kernel per filling of that area converts them into the slot (the backend's 16-bit type T, the scaling folded
+// into B); only then are the ranks published, which is what makes the slot visible to the kernels. No host pass
+// touches a value.
 #pragma once
 
 #include <cuda_runtime.h>
