@@ -42,6 +42,8 @@ from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from rope_frequencies import rope_inverse_frequencies
+
 STEPS = 24
 VOCAB_SIZE = 512
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
@@ -353,24 +355,6 @@ def random_weights(spec, config):
     return {name: value.astype(np.float32) for name, value in weights.items()}
 
 
-def expected_inv_freq(config):
-    """The RoPE inverse frequencies config.json asks for, computed here independently of transformers."""
-    dim = head_dim(config)
-    inv_freq = 1.0 / config.get("rope_theta", 10000.0) ** (np.arange(0, dim, 2) / dim)
-    scaling = config.get("rope_scaling")
-    kind = scaling.get("rope_type", scaling.get("type"))
-    if kind == "linear":
-        return inv_freq / scaling["factor"]
-    assert kind == "llama3", kind
-    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
-    original = scaling["original_max_position_embeddings"]
-    wavelen = 2 * math.pi / inv_freq
-    smooth = (original / wavelen - low) / (high - low)
-    smoothed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
-    return np.where(wavelen > original / low, inv_freq / factor,
-                    np.where(wavelen < original / high, inv_freq, smoothed))
-
-
 def load_base(model_dir):
     """The oracle's base: the stored (fp16/bf16) weights upcast to float32, eager attention, on the CPU."""
     model, info = LlamaForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, attn_implementation="eager",
@@ -402,7 +386,7 @@ def verify_base(model, model_dir, config):
     buffers = [b for n, b in model.named_buffers() if n.endswith("rotary_emb.inv_freq")]
     assert len(buffers) == 1, "rotary inv_freq buffer not found"
     actual = buffers[0].double().numpy()
-    expected = expected_inv_freq(config)
+    expected = rope_inverse_frequencies(config, head_dim(config))
     unscaled = 1.0 / config.get("rope_theta", 10000.0) ** (np.arange(0, head_dim(config), 2) / head_dim(config))
     print(f"  rope {config['rope_scaling']}: inv_freq / unscaled = {np.round(actual / unscaled, 4).tolist()}")
     assert np.allclose(actual, expected, rtol=1e-5, atol=0), f"inv_freq {actual} != expected {expected}"

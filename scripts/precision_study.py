@@ -38,6 +38,8 @@ from typing import Callable
 
 import numpy as np
 
+from rope_frequencies import rope_inverse_frequencies
+
 Rounding = Callable[[np.ndarray], np.ndarray]
 LORA_MODULES = {
     "q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
@@ -110,29 +112,6 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: {name} has dtype {entry['dtype']}; only F32, BF16 and F16 are expected")
         tensors[name] = values.astype(np.float64).reshape(entry["shape"])
     return tensors
-
-
-def rope_inverse_frequencies(config: dict, head_dim: int) -> np.ndarray:
-    """The rotary frequencies transformers' Llama uses for this config's rope_theta and rope_scaling."""
-    base = 1.0 / config.get("rope_theta", 10000.0) ** (np.arange(0, head_dim, 2) / head_dim)
-    scaling = config.get("rope_scaling") or {}
-    # Older configs spell the key "type", newer ones "rope_type".
-    kind = scaling.get("rope_type", scaling.get("type", "default"))
-    if kind == "default":
-        return base
-    if kind == "linear":
-        return base / scaling["factor"]
-    if kind == "llama3":
-        factor = scaling["factor"]
-        low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
-        original = scaling["original_max_position_embeddings"]
-        wavelength = 2 * math.pi / base
-        smooth = (original / wavelength - low) / (high - low)
-        smoothed = (1 - smooth) * base / factor + smooth * base
-        # Long wavelengths are stretched by the factor, short ones kept, those in between blended.
-        return np.where(wavelength > original / low, base / factor,
-                        np.where(wavelength < original / high, base, smoothed))
-    raise ValueError(f"rope_scaling type {kind!r} is not one this study knows")
 
 
 @dataclass
