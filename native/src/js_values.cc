@@ -2,9 +2,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <string>
+#include <utility>
 
 namespace loraserve {
 
@@ -73,12 +75,22 @@ std::vector<int32_t> int32ArrayAt(const Napi::Value& value, const std::string& p
   return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
 }
 
-DType dtypeAt(const Napi::Value& value, const std::string& path) {
+// The choice a string names; otherwise a TypeError that lists the names ("a", "b" or "c").
+template <typename E>
+E choiceAt(const Napi::Value& value, const std::string& path, std::initializer_list<std::pair<const char*, E>> choices) {
   const std::string name = stringAt(value, path);
-  if (name == "F32") return DType::F32;
-  if (name == "F16") return DType::F16;
-  if (name == "BF16") return DType::BF16;
-  typeError(value.Env(), path, "\"F32\", \"F16\" or \"BF16\"");
+  std::string expected;
+  size_t index = 0;
+  for (const auto& [choiceName, choice] : choices) {
+    if (name == choiceName) return choice;
+    expected += std::string(index == 0 ? "" : index + 1 == choices.size() ? " or " : ", ") + "\"" + choiceName + "\"";
+    ++index;
+  }
+  typeError(value.Env(), path, expected);
+}
+
+DType dtypeAt(const Napi::Value& value, const std::string& path) {
+  return choiceAt<DType>(value, path, {{"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}});
 }
 
 TensorRef tensorRefAt(const Napi::Value& value, const std::string& path) {
@@ -311,14 +323,7 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value) {
   const std::string path = "EngineOptions";
   const Napi::Object object = objectAt(value, path);
   EngineOptions options;
-  const std::string device = stringAt(field(object, "device"), path + ".device");
-  if (device == "cpu") {
-    options.device = Device::Cpu;
-  } else if (device == "cuda") {
-    options.device = Device::Cuda;
-  } else {
-    typeError(value.Env(), path + ".device", "\"cpu\" or \"cuda\"");
-  }
+  options.device = choiceAt<Device>(field(object, "device"), path + ".device", {{"cpu", Device::Cpu}, {"cuda", Device::Cuda}});
   options.rank = intAt(field(object, "rank"), path + ".rank");
   options.world = intAt(field(object, "world"), path + ".world", 1);
   options.spec = specAt(field(object, "spec"), path + ".spec");
@@ -332,14 +337,8 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value) {
       optionalNumberAt(field(object, "gpuMemoryFraction"), path + ".gpuMemoryFraction", options.gpuMemoryFraction);
   const Napi::Value dtype = field(object, "dtype");
   if (!dtype.IsUndefined()) {
-    const std::string name = stringAt(dtype, path + ".dtype");
-    if (name == "float16") {
-      options.dtype = DeviceDtype::Float16;
-    } else if (name == "bfloat16") {
-      options.dtype = DeviceDtype::Bfloat16;
-    } else {
-      typeError(value.Env(), path + ".dtype", "\"float16\" or \"bfloat16\"");
-    }
+    options.dtype = choiceAt<DeviceDtype>(dtype, path + ".dtype",
+                                          {{"float16", DeviceDtype::Float16}, {"bfloat16", DeviceDtype::Bfloat16}});
   }
   return options;
 }
