@@ -151,8 +151,13 @@ describe.skipIf(sets.length === 0)("engine errors and life cycle", () => {
       const buffer = engine.allocateHostBuffer(1000);
       expect([buffer instanceof Uint8Array, buffer.length]).toEqual([true, 1000]);
       expect(engine.allocateHostBuffer(0).length).toBe(0);
-      for (const bad of [-1, 1.5, Number.NaN, "8" as unknown as number]) {
-        expect(() => engine.allocateHostBuffer(bad), String(bad)).toThrow(/bytes must be a non-negative integer/);
+      for (const [bad, message] of [
+        [-1, /bytes must be an integer in \[0, 9007199254740991\]/],
+        [1.5, /bytes must be an integer in \[0, 9007199254740991\]/],
+        [Number.NaN, /bytes must be a finite number/],
+        ["8", /bytes must be a number/],
+      ] as [number, RegExp][]) {
+        expect(() => engine.allocateHostBuffer(bad), String(bad)).toThrow(message);
       }
       engine.close();
       expect(() => engine.info()).toThrow(/closed/);

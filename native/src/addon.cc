@@ -152,11 +152,7 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   // where the backend has none.
   Napi::Value allocateHostBuffer(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
-    const double requested = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1.0;
-    if (!(requested >= 0.0) || requested != static_cast<double>(static_cast<size_t>(requested))) {
-      throw Napi::TypeError::New(env, "bytes must be a non-negative integer");
-    }
-    const size_t bytes = static_cast<size_t>(requested);
+    const size_t bytes = hostBufferBytesFromJs(info[0]);
     void* data = bytes > 0 ? open(env)->allocateHostMemory(bytes) : nullptr;
     if (data == nullptr) return Napi::Uint8Array::New(env, bytes);
     const Napi::ArrayBuffer buffer =
