@@ -122,11 +122,16 @@ CudaBackend<T>::CudaBackend(const EngineOptions& options)
   gateUp_.resize(rows * 2 * intermediate_);
   activated_.resize(rows * intermediate_);
   loraV_.resize(rows * cuda::loraIntermediateStride(adapters_.maxRank()));
-  int64_t scratchItems = 0;
+  const int heads = static_cast<int>(layout_.localHeads());
+  int64_t scratchFloats = 0;
   for (int items = 1; items <= kTokenBudget; ++items) {
-    if (decodeSplits(items) > 1) scratchItems = std::max<int64_t>(scratchItems, int64_t{items} * decodeSplits(items));
+    const int splits = decodeSplits(items);
+    if (splits > 1) {
+      scratchFloats = std::max(scratchFloats,
+                               cuda::decodeAttentionScratchFloats(items, heads, static_cast<int>(spec_.headDim), splits));
+    }
   }
-  splitScratch_.resize(static_cast<size_t>(scratchItems * layout_.localHeads() * (spec_.headDim + 2)));
+  splitScratch_.resize(static_cast<size_t>(scratchFloats));
 
   // Last: with numKvBlocks 0 the cache takes what the allocations above left of the engine's share.
   numKvBlocks_ = options.numKvBlocks > 0 ? options.numKvBlocks : kvBlocksThatFit(options.gpuMemoryFraction);
