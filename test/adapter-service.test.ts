@@ -16,13 +16,13 @@ import { startRouter } from "../router/server.js";
 import { startShard, type RunningShard } from "../shard/main.js";
 import { loadModelFiles } from "../shard/model/model-files.js";
 import { parseShardArgs } from "../shard/options.js";
-import { fixtureSets } from "./helpers/fixture-sets.js";
+import { projectFixture } from "./helpers/fixture-sets.js";
 import { greedyIds, logprobAt } from "./helpers/greedy-reference.js";
 import { readRefLogits, type RefLogits } from "./helpers/refs.js";
 
 const TOLERANCE = 1e-4;
 const TOKEN = "s3cret-admin-token";
-const set = fixtureSets().find((s) => s.name === "demo");
+const set = projectFixture("demo");
 
 async function codeOf(call: Promise<unknown>): Promise<{ code: string; message: string }> {
   const error = await call.then(
@@ -33,8 +33,8 @@ async function codeOf(call: Promise<unknown>): Promise<{ code: string; message: 
   return { code: Code[(error as ConnectError).code], message: (error as ConnectError).rawMessage };
 }
 
-describe.runIf(set !== undefined)("adapters at run time through the router", () => {
-  const fixture = set!;
+describe("adapters at run time through the router", () => {
+  const fixture = set;
   const promptIndex = 0;
   const prompt = fixture.refs.prompts[promptIndex]!;
   let dir: string;
@@ -167,7 +167,8 @@ describe.runIf(set !== undefined)("adapters at run time through the router", () 
     abort.abort();
     await vi.waitFor(async () => expect((await adapters.getAdapter({ id: "custom" })).activeSequences).toBe(0));
 
-    expect(await adapters.unloadAdapter({ id: "custom" }, admin)).toBeDefined();
+    await adapters.unloadAdapter({ id: "custom" }, admin);
+    expect((await codeOf(adapters.getAdapter({ id: "custom" }))).code).toBe("NotFound");
     // Loaded by path under an id no root holds: gone for good.
     expect((await codeOf(stream("custom", 2)[Symbol.asyncIterator]().next())).code).toBe("NotFound");
     expect((await http("GET", "/adapters/custom")).status).toBe(404);

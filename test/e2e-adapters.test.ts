@@ -5,15 +5,15 @@ import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fixtureSets } from "./helpers/fixture-sets.js";
+import { projectFixture } from "./helpers/fixture-sets.js";
 import { greedyIds } from "./helpers/greedy-reference.js";
 import { serve, startCli, type ServeReady, type Started } from "./helpers/process.js";
 
-const set = fixtureSets().find((s) => s.name === "demo");
+const set = projectFixture("demo");
 const TOKEN = "e2e-admin-token";
 
-describe.runIf(set !== undefined)("loraserve serve with an adapter root", () => {
-  const fixture = set!;
+describe("loraserve serve with an adapter root", () => {
+  const fixture = set;
   let dir: string;
   let server: Started<ServeReady>;
   const prompt = fixture.refs.prompts[0]!;

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { ModelService } from "../gen/loraserve/v1/model_pb.js";
 import { fixtureSets } from "./helpers/fixture-sets.js";
+import { expectAdapterChangesGreedy } from "./helpers/adapter-effect.js";
 import { greedyIds } from "./helpers/greedy-reference.js";
 import { adapterFlag, serve, type ServeReady, type Started } from "./helpers/process.js";
 
@@ -19,7 +20,7 @@ const START_TIMEOUT_MS = 60_000;
 const BUF = new URL("../node_modules/.bin/buf", import.meta.url).pathname;
 const SYSTEM_PYTHON = "/usr/bin/python3";
 const pythonHasGrpc = spawnSync(SYSTEM_PYTHON, ["-c", "import grpc"]).status === 0;
-const set = fixtureSets()[0];
+const set = fixtureSets()[0]!;
 
 // GenerateRequest {1: inputs, 2: adapter_id, 3: parameters {1: max_new_tokens}}; the answers'
 // GenerateStreamResponse {1: token {1: id}}; other fields (a float logprob, text) are skipped by wire type.
@@ -82,19 +83,18 @@ function jsonDocuments(stdout: string): unknown[] {
   return JSON.parse(`[${stdout.trim().replace(/\n}\n{/g, "\n},\n{")}]`) as unknown[];
 }
 
-if (!set) it.skip("e2e gRPC clients: needs a fixture set; neither fixtures/*/ nor ../shared/fixtures/tiny-llama is present", () => {});
 
-describe.runIf(set)(`gRPC clients against loraserve serve on ${set?.name}`, () => {
-  const adapterIds = Object.keys(set!.refs.adapters);
+describe(`gRPC clients against loraserve serve on ${set.name}`, () => {
+  const adapterIds = Object.keys(set.refs.adapters);
   const adapter = adapterIds.at(-1)!;
-  const promptIndex = set!.refs.prompts.findIndex((p) => p.text !== null);
-  const prompt = set!.refs.prompts[promptIndex]!.text!;
-  const steps = set!.refs.steps;
+  const promptIndex = set.refs.prompts.findIndex((p) => p.text !== null);
+  const prompt = set.refs.prompts[promptIndex]!.text!;
+  const steps = set.refs.steps;
   let server: Started<ServeReady>;
   let session: Http2SessionManager;
 
   beforeAll(async () => {
-    server = await serve(["--model-id", set!.modelDir, ...adapterFlag(set!.adaptersDir, adapterIds)]);
+    server = await serve(["--model-id", set.modelDir, ...adapterFlag(set.adaptersDir, adapterIds)]);
     session = new Http2SessionManager(server.ready.url);
   }, START_TIMEOUT_MS);
 
@@ -120,10 +120,13 @@ describe.runIf(set)(`gRPC clients against loraserve serve on ${set?.name}`, () =
     const body = JSON.stringify({ inputs: prompt, adapterId: adapter, parameters: { maxNewTokens: steps } });
     const messages = jsonDocuments(await bufCurl("-d", body, `${server.ready.url}/loraserve.v1.GenerateService/GenerateStream`)) as {
       token: { id?: number };
+      text?: string;
       generatedText?: string;
     }[];
-    expect(messages.map((m) => m.token.id ?? 0)).toEqual(greedyIds(set!, adapter, promptIndex));
-    expect(messages.at(-1)!.generatedText).toBeDefined();
+    expectAdapterChangesGreedy(set, adapter, promptIndex);
+    expect(messages.map((m) => m.token.id ?? 0)).toEqual(greedyIds(set, adapter, promptIndex));
+    // The last message carries the whole text: the tokens' texts added up.
+    expect(messages.at(-1)!.generatedText).toBe(messages.map((m) => m.text ?? "").join(""));
   });
 
   it.skipIf(!pythonHasGrpc)(
@@ -138,24 +141,25 @@ describe.runIf(set)(`gRPC clients against loraserve serve on ${set?.name}`, () =
           variant === "base" ? "" : variant,
           String(steps),
         ]);
-        expect(JSON.parse(stdout), variant).toEqual(greedyIds(set!, variant, promptIndex));
+        expectAdapterChangesGreedy(set, variant, promptIndex);
+        expect(JSON.parse(stdout), variant).toEqual(greedyIds(set, variant, promptIndex));
       }
     },
   );
 
   it("ModelService.Info describes the model from its own files", async () => {
-    const config = JSON.parse(readFileSync(join(set!.modelDir, "config.json"), "utf8")) as { torch_dtype: string; vocab_size: number };
+    const config = JSON.parse(readFileSync(join(set.modelDir, "config.json"), "utf8")) as { torch_dtype: string; vocab_size: number };
     const client = createClient(ModelService, createGrpcTransport({ baseUrl: server.ready.url, sessionManager: session }));
     const info = await client.info({});
     expect(info).toMatchObject({
-      modelId: set!.modelDir,
+      modelId: set.modelDir,
       modelDtype: config.torch_dtype,
       device: "cpu",
       vocabSize: config.vocab_size,
     });
     // Room for every adapter it was started with, whatever the slot and rank limits default to.
     expect(info.maxLoras).toBeGreaterThanOrEqual(adapterIds.length);
-    expect(info.maxLoraRank).toBeGreaterThanOrEqual(Math.max(...Object.values(set!.refs.adapters).map((a) => a.r)));
+    expect(info.maxLoraRank).toBeGreaterThanOrEqual(Math.max(...Object.values(set.refs.adapters).map((a) => a.r)));
     expect(info.maxInputTokens).toBeLessThan(info.maxTotalTokens);
     expect(info.version).toBe((JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version);
   });

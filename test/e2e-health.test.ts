@@ -11,14 +11,14 @@ import { startCli, unusedPort, type Started } from "./helpers/process.js";
 const START_TIMEOUT_MS = 60_000;
 /** Room for a few of the router's Status polls. */
 const HEALTH_CHANGE_TIMEOUT_MS = 10_000;
-const set = fixtureSets()[0];
+const set = fixtureSets()[0]!;
 const started: Started<{ event: "ready"; port: number }>[] = [];
 
 afterAll(async () => {
   await Promise.all(started.map((p) => p.stop()));
 });
 
-it.skipIf(!set)(
+it(
   "is 503 and NOT_SERVING before the shard is ready, 200 and SERVING after, NOT_SERVING once it stops",
   async () => {
     const shardPort = await unusedPort();
@@ -45,7 +45,7 @@ it.skipIf(!set)(
       expect(((await before.json()) as { error_type: string }).error_type).toBe("healthcheck");
       await expectStatus(ServingStatus.NOT_SERVING);
 
-      const shard = await startCli<{ event: "ready"; port: number }>(["shard", "--model-id", set!.modelDir, "--shard-port", String(shardPort)]);
+      const shard = await startCli<{ event: "ready"; port: number }>(["shard", "--model-id", set.modelDir, "--shard-port", String(shardPort)]);
       expect((await fetch(`${url}/health`)).status).toBe(200);
       await expectStatus(ServingStatus.SERVING);
 

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fixtureSets } from "./helpers/fixture-sets.js";
+import { expectAdapterChangesGreedy } from "./helpers/adapter-effect.js";
 import { eosIds, greedyIds, logprobAt } from "./helpers/greedy-reference.js";
 import { adapterFlag, serve, type ServeReady, type Started } from "./helpers/process.js";
 import { readRefLogits, type RefLogits } from "./helpers/refs.js";
@@ -16,7 +17,7 @@ import { readEventData } from "./helpers/sse.js";
 
 const TOLERANCE = 1e-4;
 const START_TIMEOUT_MS = 60_000;
-const set = fixtureSets()[0];
+const set = fixtureSets()[0]!;
 
 interface TgiToken {
   id: number;
@@ -37,14 +38,13 @@ interface TgiStreamEvent {
   details: { finish_reason: string; generated_tokens: number; seed: number | null; input_length: number } | null;
 }
 
-if (!set) it.skip("e2e HTTP clients: needs a fixture set; neither fixtures/*/ nor ../shared/fixtures/tiny-llama is present", () => {});
 
-describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () => {
-  const adapterIds = Object.keys(set!.refs.adapters);
+describe(`HTTP clients against loraserve serve on ${set.name}`, () => {
+  const adapterIds = Object.keys(set.refs.adapters);
   const variants = ["base", ...adapterIds];
-  const eos = eosIds(set!.modelDir);
-  const prompts = set!.refs.prompts.flatMap((p, index) => (p.text === null ? [] : [{ index, text: p.text, ids: p.ids }]));
-  const steps = set!.refs.steps;
+  const eos = eosIds(set.modelDir);
+  const prompts = set.refs.prompts.flatMap((p, index) => (p.text === null ? [] : [{ index, text: p.text, ids: p.ids }]));
+  const steps = set.refs.steps;
   let server: Started<ServeReady>;
   let openai: OpenAI;
   let refs: RefLogits;
@@ -55,8 +55,8 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
   const modelName = (variant: string): string => (variant === "base" ? SERVED_NAME : variant);
 
   beforeAll(async () => {
-    refs = readRefLogits(set!.root);
-    server = await serve(["--model-id", set!.modelDir, "--served-model-name", SERVED_NAME, ...adapterFlag(set!.adaptersDir, adapterIds)]);
+    refs = readRefLogits(set.root);
+    server = await serve(["--model-id", set.modelDir, "--served-model-name", SERVED_NAME, ...adapterFlag(set.adaptersDir, adapterIds)]);
     openai = new OpenAI({ baseURL: `${server.ready.url}/v1`, apiKey: "unused", maxRetries: 0 });
   }, START_TIMEOUT_MS);
 
@@ -89,7 +89,8 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
     it.each(variants)("answers greedy completions with the reference's tokens and logprobs for %s", async (variant) => {
       for (const prompt of prompts) {
         const where = `${variant}, prompt ${prompt.index}`;
-        const expected = greedyIds(set!, variant, prompt.index);
+        const expected = greedyIds(set, variant, prompt.index);
+        expectAdapterChangesGreedy(set, variant, prompt.index);
         const completion = await openai.completions.create({
           model: modelName(variant),
           prompt: prompt.text,
@@ -236,7 +237,8 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
     it("/generate_stream sends TGI's events with the tokens of /generate", async () => {
       for (const variant of variants) {
         const prompt = prompts[0]!;
-        const expected = greedyIds(set!, variant, prompt.index);
+        const expected = greedyIds(set, variant, prompt.index);
+        expectAdapterChangesGreedy(set, variant, prompt.index);
         const res = await post("/generate_stream", {
           inputs: prompt.text,
           parameters: { ...(variant !== "base" && { adapter_id: variant }), max_new_tokens: steps },
@@ -277,7 +279,8 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
   describe("@huggingface/inference", () => {
     it.each(adapterIds)("generates with adapter_id %s through /generate and /generate_stream", async (adapter) => {
       const prompt = prompts[0]!;
-      const expected = greedyIds(set!, adapter, prompt.index);
+      const expected = greedyIds(set, adapter, prompt.index);
+      expectAdapterChangesGreedy(set, adapter, prompt.index);
       const parameters = { adapter_id: adapter, max_new_tokens: steps, do_sample: false, details: true };
       const answer = await textGeneration({ endpointUrl: `${server.ready.url}/generate`, inputs: prompt.text, parameters });
       expect(answer.details!.tokens.map((t) => t.id)).toEqual(expected);
@@ -292,7 +295,7 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
 
   describe("TGI's other routes", () => {
     it("/info describes the model and its limits", async () => {
-      const config = JSON.parse(readFileSync(join(set!.modelDir, "config.json"), "utf8")) as { torch_dtype: string };
+      const config = JSON.parse(readFileSync(join(set.modelDir, "config.json"), "utf8")) as { torch_dtype: string };
       const info = (await (await fetch(`${server.ready.url}/info`)).json()) as Record<string, unknown>;
       expect(info).toMatchObject({ model_id: SERVED_NAME, model_dtype: config.torch_dtype, model_device_type: "cpu", max_best_of: 1, router: "loraserve" });
       expect(info.max_input_tokens).toBeLessThan(info.max_total_tokens as number);
@@ -312,7 +315,7 @@ describe.runIf(set)(`HTTP clients against loraserve serve on ${set?.name}`, () =
     it("POST / answers like /generate, or like /generate_stream with stream: true", async () => {
       const body = { inputs: prompts[0]!.text, parameters: { max_new_tokens: 4, details: true } };
       const whole = (await (await post("/", body)).json()) as TgiAnswer;
-      expect(whole.details.tokens.map((t) => t.id)).toEqual(greedyIds(set!, "base", prompts[0]!.index).slice(0, 4));
+      expect(whole.details.tokens.map((t) => t.id)).toEqual(greedyIds(set, "base", prompts[0]!.index).slice(0, 4));
       const events = (await readEventData(await post("/", { ...body, stream: true }))).map((d) => JSON.parse(d) as TgiStreamEvent);
       expect(events.map((e) => e.token.id)).toEqual(whole.details.tokens.map((t) => t.id));
     });

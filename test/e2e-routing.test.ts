@@ -10,14 +10,15 @@ import { GenerateRequestSchema, TokenizeRequestSchema } from "../gen/loraserve/v
 import { rankGroups } from "../router/affinity.js";
 import { collectGeneration } from "../router/collect.js";
 import { ShardPool } from "../router/shard-pool.js";
-import { fixtureSets } from "./helpers/fixture-sets.js";
+import { projectFixture } from "./helpers/fixture-sets.js";
+import { expectAdapterChangesGreedy } from "./helpers/adapter-effect.js";
 import { greedyIds, postGreedyGenerate } from "./helpers/greedy-reference.js";
 import { startCli, type Started } from "./helpers/process.js";
 
 const START_TIMEOUT_MS = 60_000;
 /** Room for a few of the router's once-a-second Status polls. */
 const STATUS_CHANGE_TIMEOUT_MS = 10_000;
-const set = fixtureSets()[0];
+const set = projectFixture("demo");
 type Ready = { event: "ready"; port: number };
 const started: Started<Ready>[] = [];
 let shardA: Started<Ready>;
@@ -27,12 +28,11 @@ const uriOf = (shard: Started<Ready>): string => `http://127.0.0.1:${shard.ready
 
 /** A shard with one engine slot, so that its first adapter is resident in the slot and the other in host memory. */
 function startShard(first: string, second: string): Promise<Started<Ready>> {
-  const adapters = [first, second].map((id) => `${id}=${join(set!.adaptersDir, id)}`).join(",");
-  return startCli<Ready>(["shard", "--model-id", set!.modelDir, "--shard-port", "0", "--lora-adapters", adapters, "--max-loras", "1", "--threads", "1"]);
+  const adapters = [first, second].map((id) => `${id}=${join(set.adaptersDir, id)}`).join(",");
+  return startCli<Ready>(["shard", "--model-id", set.modelDir, "--shard-port", "0", "--lora-adapters", adapters, "--max-loras", "1", "--threads", "1"]);
 }
 
 beforeAll(async () => {
-  if (!set) return;
   [shardA, shardB] = await Promise.all([startShard("sql", "tone"), startShard("tone", "sql")]);
   started.push(shardA, shardB);
   const router = await startCli<Ready>(["router", "--port", "0", "--hostname", "127.0.0.1", "--shard-uri", uriOf(shardA), "--shard-uri", uriOf(shardB)]);
@@ -68,14 +68,15 @@ async function routed(): Promise<Map<string, number>> {
 }
 
 async function expectReference(variant: string): Promise<void> {
-  const prompt = set!.refs.prompts[0]!.text!;
-  const res = await postGreedyGenerate(routerUrl, set!, variant, prompt);
+  const prompt = set.refs.prompts[0]!.text!;
+  const res = await postGreedyGenerate(routerUrl, set, variant, prompt);
   expect(res.status).toBe(200);
   const body = (await res.json()) as { details: { tokens: { id: number }[] } };
-  expect(body.details.tokens.map((t) => t.id)).toEqual(greedyIds(set!, variant, 0));
+  expectAdapterChangesGreedy(set, variant, 0);
+  expect(body.details.tokens.map((t) => t.id)).toEqual(greedyIds(set, variant, 0));
 }
 
-it.skipIf(!set)(
+it(
   "sends each adapter to the group holding it in a slot, and keeps serving through the other group once one is killed",
   async () => {
     await expectReference("sql");
@@ -115,7 +116,7 @@ it.skipIf(!set)(
   START_TIMEOUT_MS,
 );
 
-it.skipIf(!set)("moves a request (Generate, and Tokenize) to the next group when its first choice cannot be reached, before any answer", async () => {
+it("moves a request (Generate, and Tokenize) to the next group when its first choice cannot be reached, before any answer", async () => {
   // A pool that has not read any Status yet ranks by the hash alone: pick an unreachable address it ranks first.
   const live = uriOf(shardB);
   const dead = Array.from({ length: 16 }, (_, i) => `http://127.0.0.${i + 2}:1`).find(
@@ -124,20 +125,21 @@ it.skipIf(!set)("moves a request (Generate, and Tokenize) to the next group when
   const pool = new ShardPool([dead, live]);
   try {
     const request = create(GenerateRequestSchema, {
-      inputs: set!.refs.prompts[0]!.text!,
+      inputs: set.refs.prompts[0]!.text!,
       adapterId: "tone",
-      parameters: { maxNewTokens: set!.refs.steps, details: true },
+      parameters: { maxNewTokens: set.refs.steps, details: true },
     });
     const answer = await collectGeneration(pool.generate(request, {}));
-    expect(answer.details!.tokens.map((t) => t.id)).toEqual(greedyIds(set!, "tone", 0));
+    expectAdapterChangesGreedy(set, "tone", 0);
+    expect(answer.details!.tokens.map((t) => t.id)).toEqual(greedyIds(set, "tone", 0));
   } finally {
     pool.close();
   }
   // Tokenize moves on the same way (a fresh pool: the one above has marked the dead group down).
   const fresh = new ShardPool([dead, live]);
   try {
-    const { tokens } = await fresh.tokenize(create(TokenizeRequestSchema, { inputs: set!.refs.prompts[0]!.text!, adapterId: "tone" }), {});
-    expect(tokens.map((t) => t.id)).toEqual(set!.refs.prompts[0]!.ids);
+    const { tokens } = await fresh.tokenize(create(TokenizeRequestSchema, { inputs: set.refs.prompts[0]!.text!, adapterId: "tone" }), {});
+    expect(tokens.map((t) => t.id)).toEqual(set.refs.prompts[0]!.ids);
   } finally {
     fresh.close();
   }

@@ -5,15 +5,14 @@ import { fixtureSets } from "./helpers/fixture-sets.js";
 import { isAlive, serve } from "./helpers/process.js";
 
 const START_TIMEOUT_MS = 60_000;
-const set = fixtureSets()[0];
+const set = fixtureSets()[0]!;
 
-if (!set) it.skip("e2e shutdown: needs a fixture set; neither fixtures/*/ nor ../shared/fixtures/tiny-llama is present", () => {});
 
-describe.runIf(set)("loraserve serve shutdown", () => {
+describe("loraserve serve shutdown", () => {
   it(
     "stops the shard and the router on SIGTERM and exits 0",
     async () => {
-      const server = await serve(["--model-id", set!.modelDir]);
+      const server = await serve(["--model-id", set.modelDir]);
       const { shard, router } = server.ready.pids;
       expect((await fetch(`${server.ready.url}/health`)).status).toBe(200);
       expect(await server.stop("SIGTERM")).toEqual({ code: 0, signal: null });
@@ -26,7 +25,7 @@ describe.runIf(set)("loraserve serve shutdown", () => {
   it(
     "stops the router and exits non-zero when the shard dies",
     async () => {
-      const server = await serve(["--model-id", set!.modelDir]);
+      const server = await serve(["--model-id", set.modelDir]);
       const { shard, router } = server.ready.pids;
       process.kill(shard, "SIGKILL");
       const exit = await server.exited;

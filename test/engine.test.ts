@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fixtureSets } from "./helpers/fixture-sets.js";
 import { expectRowClose, openHarness, runStep, TestSequence, type Harness } from "./helpers/engine-harness.js";
 import { rowOf } from "./helpers/refs.js";
+import { expectAdapterChangesLogits } from "./helpers/adapter-effect.js";
 
 /** float32 on the CPU against float32 transformers: max |diff| <= 1e-4 * max |ref| per row. */
 const REF_TOLERANCE = 1e-4;
@@ -12,7 +13,7 @@ const MARGIN = 1e-3;
 
 const sets = fixtureSets();
 
-describe.skipIf(sets.length === 0)("engine vs transformers", () => {
+describe("engine vs transformers", () => {
   describe.each(sets)("$name", (set) => {
     let h: Harness;
     beforeAll(async () => {
@@ -27,6 +28,7 @@ describe.skipIf(sets.length === 0)("engine vs transformers", () => {
           const seq = new TestSequence(h, h.slots.get(variant)!);
           const [result] = await runStep(h.engine, [[seq, seq.step(prompt.ids, { returnLogits: true })]]);
           const ref = h.ref.prompt(variant, index);
+          expectAdapterChangesLogits(h.ref, variant, index, REF_TOLERANCE);
           expect(result!.logits.length).toBe(prompt.ids.length * vocab);
           for (let row = 0; row < ref.rows; row++) {
             expectRowClose(rowOf(result!.logits, vocab, row), rowOf(ref.data, vocab, row), REF_TOLERANCE, `${variant}/${index} position ${row}`);

@@ -15,7 +15,7 @@ import { adapterFlag, serve, unusedPort, type ServeReady, type Started } from ".
 const START_TIMEOUT_MS = 60_000;
 const PROMETHEUS = "/usr/bin/prometheus";
 const hasPrometheus = spawnSync(PROMETHEUS, ["--version"]).status === 0;
-const set = fixtureSets()[0];
+const set = fixtureSets()[0]!;
 const MAX_ADAPTERS = 2;
 
 interface Sample {
@@ -30,8 +30,8 @@ interface Sent {
   maxNewTokens: number;
 }
 
-describe.runIf(set && hasPrometheus)("Prometheus scraping loraserve serve", () => {
-  const adapterIds = Object.keys(set!.refs.adapters);
+describe.runIf(hasPrometheus)("Prometheus scraping loraserve serve", () => {
+  const adapterIds = Object.keys(set.refs.adapters);
   // Requests per adapter, busiest first: with two labels the two busiest keep theirs, the third is `other`.
   const perAdapter = new Map<string, number>([
     [adapterIds[0]!, 6],
@@ -40,8 +40,8 @@ describe.runIf(set && hasPrometheus)("Prometheus scraping loraserve serve", () =
     ["", 1],
   ]);
   const labelOf = (adapter: string): string => (adapter === "" ? "base" : [...perAdapter.keys()].indexOf(adapter) < MAX_ADAPTERS ? adapter : "other");
-  const prompts = set!.refs.prompts.flatMap((p, index) => (p.text === null ? [] : [index]));
-  const eos = eosIds(set!.modelDir);
+  const prompts = set.refs.prompts.flatMap((p, index) => (p.text === null ? [] : [index]));
+  const eos = eosIds(set.modelDir);
   const sent: Sent[] = [];
   let server: Started<ServeReady>;
   let prometheus: ChildProcess;
@@ -50,7 +50,7 @@ describe.runIf(set && hasPrometheus)("Prometheus scraping loraserve serve", () =
 
   /** Tokens the model generates: max_new_tokens, or fewer when the reference's greedy text reaches EOS first. */
   function outputTokens({ adapter, prompt, maxNewTokens }: Sent): number {
-    const ids = set!.refs.variants[adapter === "" ? "base" : adapter]!.find((v) => v.prompt === prompt)!.greedy_ids.slice(0, maxNewTokens);
+    const ids = set.refs.variants[adapter === "" ? "base" : adapter]!.find((v) => v.prompt === prompt)!.greedy_ids.slice(0, maxNewTokens);
     const eosAt = ids.findIndex((id) => eos.has(id));
     return eosAt < 0 ? ids.length : eosAt + 1;
   }
@@ -71,7 +71,7 @@ describe.runIf(set && hasPrometheus)("Prometheus scraping loraserve serve", () =
     const response = await fetch(`${server.ready.url}/generate`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ inputs: set!.refs.prompts[request.prompt]!.text, parameters: { adapter_id: request.adapter, max_new_tokens: request.maxNewTokens } }),
+      body: JSON.stringify({ inputs: set.refs.prompts[request.prompt]!.text, parameters: { adapter_id: request.adapter, max_new_tokens: request.maxNewTokens } }),
     });
     expect(response.status).toBe(200);
     sent.push(request);
@@ -79,7 +79,7 @@ describe.runIf(set && hasPrometheus)("Prometheus scraping loraserve serve", () =
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "loraserve-prometheus-"));
-    server = await serve(["--model-id", set!.modelDir, ...adapterFlag(set!.adaptersDir, adapterIds), "--threads", "2", "--metrics-max-adapters", String(MAX_ADAPTERS)]);
+    server = await serve(["--model-id", set.modelDir, ...adapterFlag(set.adaptersDir, adapterIds), "--threads", "2", "--metrics-max-adapters", String(MAX_ADAPTERS)]);
     const port = await unusedPort();
     prometheusUrl = `http://127.0.0.1:${port}`;
     writeFileSync(
@@ -129,7 +129,7 @@ describe.runIf(set && hasPrometheus)("Prometheus scraping loraserve serve", () =
     for (const request of sent) {
       const label = labelOf(request.adapter);
       expected.requests[label] = (expected.requests[label] ?? 0) + 1;
-      expected.input[label] = (expected.input[label] ?? 0) + set!.refs.prompts[request.prompt]!.ids.length;
+      expected.input[label] = (expected.input[label] ?? 0) + set.refs.prompts[request.prompt]!.ids.length;
       expected.output[label] = (expected.output[label] ?? 0) + outputTokens(request);
     }
     expect(await byLabel('sum by (adapter) (loraserve_requests_total{outcome="ok"})', "adapter")).toEqual(expected.requests);
@@ -184,6 +184,6 @@ describe.runIf(set && hasPrometheus)("Prometheus scraping loraserve serve", () =
   });
 });
 
-if (!set || !hasPrometheus) {
-  it.skip(`Prometheus scraping (SKIPPED: ${!set ? "no fixture set" : `${PROMETHEUS} missing; apt-get install prometheus`})`, () => {});
+if (!hasPrometheus) {
+  it.skip(`Prometheus scraping (SKIPPED: ${PROMETHEUS} missing; apt-get install prometheus)`, () => {});
 }

@@ -16,7 +16,7 @@ import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpe
 import { adapterFlag, startCli, unusedPort, type ServeReady, type Started } from "./helpers/process.js";
 
 const START_TIMEOUT_MS = 60_000;
-const set = fixtureSets()[0];
+const set = fixtureSets()[0]!;
 /** Every OTEL_* variable a run could inherit, emptied: each test states its own configuration. */
 const NO_OTEL = Object.fromEntries(Object.keys(process.env).filter((key) => key.startsWith("OTEL_")).map((key) => [key, ""]));
 
@@ -31,7 +31,7 @@ function newTraceparent(): { traceparent: string; traceId: string; spanId: strin
 }
 
 function serveWith(env: NodeJS.ProcessEnv, adapters: string[]): Promise<Started<ServeReady>> {
-  return startCli<ServeReady>(["serve", "--port", "0", "--model-id", set!.modelDir, ...adapterFlag(set!.adaptersDir, adapters), "--threads", "2"], {
+  return startCli<ServeReady>(["serve", "--port", "0", "--model-id", set.modelDir, ...adapterFlag(set.adaptersDir, adapters), "--threads", "2"], {
     ...NO_OTEL,
     ...env,
   });
@@ -49,15 +49,14 @@ function only(spans: ReceivedSpan[], name: string): ReceivedSpan {
   return named[0]!;
 }
 
-if (!set) it.skip("observability traces: needs a fixture set", () => {});
 
-describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
-  const adapterIds = Object.keys(set!.refs.adapters);
+describe("OpenTelemetry traces through loraserve serve", () => {
+  const adapterIds = Object.keys(set.refs.adapters);
   const adapter = adapterIds[0]!;
-  const prompt = set!.refs.prompts.findIndex((p) => p.text !== null);
-  const promptText = set!.refs.prompts[prompt]!.text!;
-  const promptTokens = set!.refs.prompts[prompt]!.ids.length;
-  const expected = greedyIds(set!, adapter, prompt).slice(0, 6);
+  const prompt = set.refs.prompts.findIndex((p) => p.text !== null);
+  const promptText = set.refs.prompts[prompt]!.text!;
+  const promptTokens = set.refs.prompts[prompt]!.ids.length;
+  const expected = greedyIds(set, adapter, prompt).slice(0, 6);
   let receiver: OtlpReceiver;
   let spans: ReceivedSpan[];
   const http = newTraceparent();
@@ -120,7 +119,7 @@ describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
       expect(span.service).toBe("loraserve-shard");
       expect(span.attributes["loraserve.adapter.id"]).toBe(adapter);
       expect(span.attributes["loraserve.adapter.resident"]).toBe(true);
-      expect(span.attributes["gen_ai.request.model"]).toBe(set!.modelDir);
+      expect(span.attributes["gen_ai.request.model"]).toBe(set.modelDir);
       expect(span.attributes["gen_ai.request.max_tokens"]).toBe(expected.length);
     }
     expect(route.attributes).toMatchObject({
@@ -158,7 +157,7 @@ describe.runIf(set)("OpenTelemetry traces through loraserve serve", () => {
   });
 });
 
-describe.runIf(set)("OpenTelemetry off or unreachable", () => {
+describe("OpenTelemetry off or unreachable", () => {
   it("serves normally when the collector is down (gRPC exporter to a closed port)", async () => {
     const server = await serveWith({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await unusedPort()}`, OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" }, []);
     try {

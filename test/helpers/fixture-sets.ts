@@ -1,6 +1,6 @@
-// Every fixture set the tests run against: the project's own (fixtures/*, always present in a clone) and the
-// independent one in ../shared when this checkout sits beside it.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+// Every fixture set the tests run against: the project's own (fixtures/*, committed: a missing one is an error)
+// and the independent one in ../shared when this checkout sits beside it (the only one that may be absent).
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,26 +22,32 @@ export interface FixtureSet {
   refs: RefsJson;
 }
 
+/**
+ * The project's own fixture sets (fixtures/<name>/, made by scripts/make_fixtures.py and committed). Named here,
+ * not discovered, so that a missing or unreadable one fails the suite instead of turning into skipped tests.
+ */
+export const PROJECT_FIXTURES = ["demo", "linear"] as const;
+export type ProjectFixtureName = (typeof PROJECT_FIXTURES)[number];
+
 function fixtureAt(name: string, root: string): FixtureSet {
-  return {
-    name,
-    root,
-    modelDir: join(root, "model"),
-    adaptersDir: join(root, "adapters"),
-    refs: JSON.parse(readFileSync(join(root, "refs.json"), "utf8")) as RefsJson,
-  };
+  const refsPath = join(root, "refs.json");
+  let refs: RefsJson;
+  try {
+    refs = JSON.parse(readFileSync(refsPath, "utf8")) as RefsJson;
+  } catch (error) {
+    throw new Error(`fixture set ${name}: cannot read ${refsPath} (${(error as Error).message}); the project's fixtures are committed, regenerate them with scripts/make_fixtures.py`);
+  }
+  for (const dir of ["model", "adapters"]) {
+    if (!existsSync(join(root, dir))) throw new Error(`fixture set ${name}: ${join(root, dir)} is missing`);
+  }
+  return { name, root, modelDir: join(root, "model"), adaptersDir: join(root, "adapters"), refs };
 }
 
 let announced = false;
 
+/** The project's fixture sets in PROJECT_FIXTURES order, then ../shared's tiny-llama when this checkout sits beside it. */
 export function fixtureSets(): FixtureSet[] {
-  const own = join(PROJECT_ROOT, "fixtures");
-  const sets = existsSync(own)
-    ? readdirSync(own)
-        .filter((d) => existsSync(join(own, d, "refs.json")))
-        .sort()
-        .map((d) => fixtureAt(d, join(own, d)))
-    : [];
+  const sets = PROJECT_FIXTURES.map((name) => projectFixture(name));
   if (existsSync(join(SHARED_FIXTURE, "refs.json"))) {
     sets.push(fixtureAt("shared/tiny-llama", SHARED_FIXTURE));
   } else if (!announced) {
@@ -49,4 +55,9 @@ export function fixtureSets(): FixtureSet[] {
     console.warn(`NOTE: ${SHARED_FIXTURE} is absent: the independent shared fixture is NOT checked in this run; only the project's own fixtures are.`);
   }
   return sets;
+}
+
+/** One of the project's own fixture sets; throws when it is missing or unreadable. */
+export function projectFixture(name: ProjectFixtureName): FixtureSet {
+  return fixtureAt(name, join(PROJECT_ROOT, "fixtures", name));
 }
