@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { listen } from "../common/listen.js";
+import { deviceToProto, dtypeToProto, type DeviceName, type DtypeName } from "../common/model-enums.js";
 import { TokenizeResponseSchema } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
 import { AdapterService } from "../gen/loraserve/v1/adapter_pb.js";
@@ -23,8 +24,8 @@ import type { TextCodec } from "./text/tokenizer.js";
 
 /** What Status reports of the model and the engine beyond the limits (ModelService.Info and TGI /info show it). */
 export interface ShardModelInfo {
-  dtype: "float32" | "float16" | "bfloat16";
-  device: "cpu" | "cuda";
+  dtype: DtypeName;
+  device: DeviceName;
   vocabSize: number;
   maxLoras: number;
   maxLoraRank: number;
@@ -109,8 +110,8 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
         maxTotalTokens: limits.maxTotalTokens,
         maxNewTokensLimit: limits.maxNewTokensLimit,
         maxInputTokens: limits.maxInputTokens,
-        modelDtype: shard.model.dtype,
-        device: shard.model.device,
+        modelDtype: dtypeToProto(shard.model.dtype),
+        device: deviceToProto(shard.model.device),
         vocabSize: shard.model.vocabSize,
         maxLoras: shard.model.maxLoras,
         maxLoraRank: shard.model.maxLoraRank,

@@ -2,17 +2,19 @@
 // @generated from file loraserve/v1/model.proto (package loraserve.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file loraserve/v1/model.proto.
  */
 export const file_loraserve_v1_model: GenFile = /*@__PURE__*/
-  fileDesc("Chhsb3Jhc2VydmUvdjEvbW9kZWwucHJvdG8SDGxvcmFzZXJ2ZS52MSINCgtJbmZvUmVxdWVzdCLmAQoMSW5mb1Jlc3BvbnNlEhAKCG1vZGVsX2lkGAEgASgJEhMKC21vZGVsX2R0eXBlGAIgASgJEg4KBmRldmljZRgDIAEoCRIYChBtYXhfaW5wdXRfdG9rZW5zGAQgASgNEhgKEG1heF90b3RhbF90b2tlbnMYBSABKA0SHAoUbWF4X25ld190b2tlbnNfbGltaXQYBiABKA0SEQoJbWF4X2xvcmFzGAcgASgNEhUKDW1heF9sb3JhX3JhbmsYCCABKA0SDwoHdmVyc2lvbhgJIAEoCRISCgp2b2NhYl9zaXplGAogASgNMk0KDE1vZGVsU2VydmljZRI9CgRJbmZvEhkubG9yYXNlcnZlLnYxLkluZm9SZXF1ZXN0GhoubG9yYXNlcnZlLnYxLkluZm9SZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Chhsb3Jhc2VydmUvdjEvbW9kZWwucHJvdG8SDGxvcmFzZXJ2ZS52MSINCgtJbmZvUmVxdWVzdCKRAgoMSW5mb1Jlc3BvbnNlEhAKCG1vZGVsX2lkGAEgASgJEigKC21vZGVsX2R0eXBlGAIgASgOMhMubG9yYXNlcnZlLnYxLkR0eXBlEiQKBmRldmljZRgDIAEoDjIULmxvcmFzZXJ2ZS52MS5EZXZpY2USGAoQbWF4X2lucHV0X3Rva2VucxgEIAEoDRIYChBtYXhfdG90YWxfdG9rZW5zGAUgASgNEhwKFG1heF9uZXdfdG9rZW5zX2xpbWl0GAYgASgNEhEKCW1heF9sb3JhcxgHIAEoDRIVCg1tYXhfbG9yYV9yYW5rGAggASgNEg8KB3ZlcnNpb24YCSABKAkSEgoKdm9jYWJfc2l6ZRgKIAEoDSpYCgVEdHlwZRIVChFEVFlQRV9VTlNQRUNJRklFRBAAEhEKDURUWVBFX0ZMT0FUMzIQARIRCg1EVFlQRV9GTE9BVDE2EAISEgoORFRZUEVfQkZMT0FUMTYQAypBCgZEZXZpY2USFgoSREVWSUNFX1VOU1BFQ0lGSUVEEAASDgoKREVWSUNFX0NQVRABEg8KC0RFVklDRV9DVURBEAIyTQoMTW9kZWxTZXJ2aWNlEj0KBEluZm8SGS5sb3Jhc2VydmUudjEuSW5mb1JlcXVlc3QaGi5sb3Jhc2VydmUudjEuSW5mb1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
+ * Info takes no arguments.
+ *
  * @generated from message loraserve.v1.InfoRequest
  */
 export type InfoRequest = Message<"loraserve.v1.InfoRequest"> & {
@@ -26,55 +28,77 @@ export const InfoRequestSchema: GenMessage<InfoRequest> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_model, 0);
 
 /**
+ * The facts a client needs before sending requests (TGI's /info shows the same).
+ *
  * @generated from message loraserve.v1.InfoResponse
  */
 export type InfoResponse = Message<"loraserve.v1.InfoResponse"> & {
   /**
+   * The model's name: the --model-id the shard was started with.
+   *
    * @generated from field: string model_id = 1;
    */
   modelId: string;
 
   /**
-   * @generated from field: string model_dtype = 2;
+   * How the base weights are stored.
+   *
+   * @generated from field: loraserve.v1.Dtype model_dtype = 2;
    */
-  modelDtype: string;
+  modelDtype: Dtype;
 
   /**
-   * @generated from field: string device = 3;
+   * The engine's backend.
+   *
+   * @generated from field: loraserve.v1.Device device = 3;
    */
-  device: string;
+  device: Device;
 
   /**
+   * Longest prompt a request may send, in tokens.
+   *
    * @generated from field: uint32 max_input_tokens = 4;
    */
   maxInputTokens: number;
 
   /**
+   * Largest prompt + generated length a request may reach, in tokens.
+   *
    * @generated from field: uint32 max_total_tokens = 5;
    */
   maxTotalTokens: number;
 
   /**
+   * Largest max_new_tokens a request may ask for.
+   *
    * @generated from field: uint32 max_new_tokens_limit = 6;
    */
   maxNewTokensLimit: number;
 
   /**
+   * Adapters the engine holds in slots at once.
+   *
    * @generated from field: uint32 max_loras = 7;
    */
   maxLoras: number;
 
   /**
+   * Largest rank an adapter may have.
+   *
    * @generated from field: uint32 max_lora_rank = 8;
    */
   maxLoraRank: number;
 
   /**
+   * The server's version (package.json).
+   *
    * @generated from field: string version = 9;
    */
   version: string;
 
   /**
+   * Width of the model's logits (the embedding rows).
+   *
    * @generated from field: uint32 vocab_size = 10;
    */
   vocabSize: number;
@@ -88,12 +112,89 @@ export const InfoResponseSchema: GenMessage<InfoResponse> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_model, 1);
 
 /**
- * What the server runs: the base model and its limits.
+ * How the base weights are stored. An enum, not a string, because the engine supports exactly these.
+ *
+ * @generated from enum loraserve.v1.Dtype
+ */
+export enum Dtype {
+  /**
+   * Not reported (an old shard); never sent by this server.
+   *
+   * @generated from enum value: DTYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * 32-bit IEEE floats.
+   *
+   * @generated from enum value: DTYPE_FLOAT32 = 1;
+   */
+  FLOAT32 = 1,
+
+  /**
+   * 16-bit IEEE floats (half).
+   *
+   * @generated from enum value: DTYPE_FLOAT16 = 2;
+   */
+  FLOAT16 = 2,
+
+  /**
+   * bfloat16: float32's exponent with a 7-bit mantissa.
+   *
+   * @generated from enum value: DTYPE_BFLOAT16 = 3;
+   */
+  BFLOAT16 = 3,
+}
+
+/**
+ * Describes the enum loraserve.v1.Dtype.
+ */
+export const DtypeSchema: GenEnum<Dtype> = /*@__PURE__*/
+  enumDesc(file_loraserve_v1_model, 0);
+
+/**
+ * The engine's backend: where the forward passes run.
+ *
+ * @generated from enum loraserve.v1.Device
+ */
+export enum Device {
+  /**
+   * Not reported (an old shard); never sent by this server.
+   *
+   * @generated from enum value: DEVICE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The CPU backend (OpenBLAS GEMM, Gloo collectives).
+   *
+   * @generated from enum value: DEVICE_CPU = 1;
+   */
+  CPU = 1,
+
+  /**
+   * The CUDA backend (cuBLAS GEMM, NCCL collectives).
+   *
+   * @generated from enum value: DEVICE_CUDA = 2;
+   */
+  CUDA = 2,
+}
+
+/**
+ * Describes the enum loraserve.v1.Device.
+ */
+export const DeviceSchema: GenEnum<Device> = /*@__PURE__*/
+  enumDesc(file_loraserve_v1_model, 1);
+
+/**
+ * What the server runs: the base model and its limits. The router answers it from the shards' Status.
  *
  * @generated from service loraserve.v1.ModelService
  */
 export const ModelService: GenService<{
   /**
+   * The base model's identity, storage, backend and request limits.
+   *
    * @generated from rpc loraserve.v1.ModelService.Info
    */
   info: {

@@ -6,15 +6,19 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { GenerateRequestSchema, GenerateStreamResponseSchema, TokenizeRequestSchema, TokenizeResponseSchema } from "./generate_pb.js";
 import { file_loraserve_v1_generate } from "./generate_pb.js";
+import type { Device, Dtype } from "./model_pb.js";
+import { file_loraserve_v1_model } from "./model_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file loraserve/v1/shard.proto.
  */
 export const file_loraserve_v1_shard: GenFile = /*@__PURE__*/
-  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IpgDCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDRIYChBtYXhfaW5wdXRfdG9rZW5zGAogASgNEhMKC21vZGVsX2R0eXBlGAsgASgJEg4KBmRldmljZRgMIAEoCRISCgp2b2NhYl9zaXplGA0gASgNEhEKCW1heF9sb3JhcxgOIAEoDRIVCg1tYXhfbG9yYV9yYW5rGA8gASgNEhoKEmRldmljZV9hZGFwdGVyX2lkcxgQIAMoCRIYChBob3N0X2FkYXB0ZXJfaWRzGBEgAygJMvEBCgxTaGFyZFNlcnZpY2USUQoIR2VuZXJhdGUSHS5sb3Jhc2VydmUudjEuR2VuZXJhdGVSZXF1ZXN0GiQubG9yYXNlcnZlLnYxLkdlbmVyYXRlU3RyZWFtUmVzcG9uc2UwARJDCgZTdGF0dXMSGy5sb3Jhc2VydmUudjEuU3RhdHVzUmVxdWVzdBocLmxvcmFzZXJ2ZS52MS5TdGF0dXNSZXNwb25zZRJJCghUb2tlbml6ZRIdLmxvcmFzZXJ2ZS52MS5Ub2tlbml6ZVJlcXVlc3QaHi5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXNwb25zZWIGcHJvdG8z", [file_loraserve_v1_generate]);
+  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IsMDCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDRIYChBtYXhfaW5wdXRfdG9rZW5zGAogASgNEigKC21vZGVsX2R0eXBlGAsgASgOMhMubG9yYXNlcnZlLnYxLkR0eXBlEiQKBmRldmljZRgMIAEoDjIULmxvcmFzZXJ2ZS52MS5EZXZpY2USEgoKdm9jYWJfc2l6ZRgNIAEoDRIRCgltYXhfbG9yYXMYDiABKA0SFQoNbWF4X2xvcmFfcmFuaxgPIAEoDRIaChJkZXZpY2VfYWRhcHRlcl9pZHMYECADKAkSGAoQaG9zdF9hZGFwdGVyX2lkcxgRIAMoCTLxAQoMU2hhcmRTZXJ2aWNlElEKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAESQwoGU3RhdHVzEhsubG9yYXNlcnZlLnYxLlN0YXR1c1JlcXVlc3QaHC5sb3Jhc2VydmUudjEuU3RhdHVzUmVzcG9uc2USSQoIVG9rZW5pemUSHS5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXF1ZXN0Gh4ubG9yYXNlcnZlLnYxLlRva2VuaXplUmVzcG9uc2ViBnByb3RvMw", [file_loraserve_v1_generate, file_loraserve_v1_model]);
 
 /**
+ * Status takes no arguments.
+ *
  * @generated from message loraserve.v1.StatusRequest
  */
 export type StatusRequest = Message<"loraserve.v1.StatusRequest"> & {
@@ -28,6 +32,8 @@ export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_shard, 0);
 
 /**
+ * One shard group as its leader sees it now; polled by the router once a second.
+ *
  * @generated from message loraserve.v1.StatusResponse
  */
 export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
@@ -39,6 +45,8 @@ export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
   ready: boolean;
 
   /**
+   * The model's name: the shard's --model-id.
+   *
    * @generated from field: string model_id = 2;
    */
   modelId: string;
@@ -51,21 +59,29 @@ export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
   adapterIds: string[];
 
   /**
+   * Sequences in the continuous batch now.
+   *
    * @generated from field: uint32 running_sequences = 4;
    */
   runningSequences: number;
 
   /**
+   * Sequences queued for admission (the router's load measure counts them too).
+   *
    * @generated from field: uint32 waiting_sequences = 5;
    */
   waitingSequences: number;
 
   /**
+   * KV-cache blocks not held by any sequence.
+   *
    * @generated from field: uint32 free_kv_blocks = 6;
    */
   freeKvBlocks: number;
 
   /**
+   * KV-cache blocks the engine has in all.
+   *
    * @generated from field: uint32 total_kv_blocks = 7;
    */
   totalKvBlocks: number;
@@ -78,6 +94,8 @@ export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
   maxTotalTokens: number;
 
   /**
+   * Largest max_new_tokens a request may ask for.
+   *
    * @generated from field: uint32 max_new_tokens_limit = 9;
    */
   maxNewTokensLimit: number;
@@ -90,18 +108,18 @@ export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
   maxInputTokens: number;
 
   /**
-   * How the base weights are stored: "float32", "float16" or "bfloat16".
+   * How the base weights are stored.
    *
-   * @generated from field: string model_dtype = 11;
+   * @generated from field: loraserve.v1.Dtype model_dtype = 11;
    */
-  modelDtype: string;
+  modelDtype: Dtype;
 
   /**
-   * The engine's backend: "cpu" or "cuda".
+   * The engine's backend.
    *
-   * @generated from field: string device = 12;
+   * @generated from field: loraserve.v1.Device device = 12;
    */
-  device: string;
+  device: Device;
 
   /**
    * Width of the model's logits (the embedding rows).
@@ -111,26 +129,30 @@ export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
   vocabSize: number;
 
   /**
-   * Adapters the engine holds at once, and the largest rank one may have.
+   * Adapters the engine holds in slots at once.
    *
    * @generated from field: uint32 max_loras = 14;
    */
   maxLoras: number;
 
   /**
+   * Largest rank an adapter may have.
+   *
    * @generated from field: uint32 max_lora_rank = 15;
    */
   maxLoraRank: number;
 
   /**
    * Where adapters are now (a subset of adapter_ids): in an engine slot, or read and validated in host memory.
-   * The router prefers a group where the request's adapter is resident.
+   * The router prefers a group where the request's adapter is resident. These are in an engine slot:
    *
    * @generated from field: repeated string device_adapter_ids = 16;
    */
   deviceAdapterIds: string[];
 
   /**
+   * and these in host memory, one slot load away.
+   *
    * @generated from field: repeated string host_adapter_ids = 17;
    */
   hostAdapterIds: string[];
@@ -170,6 +192,8 @@ export const ShardService: GenService<{
     output: typeof StatusResponseSchema;
   },
   /**
+   * Splits text into the model's tokens with the shard's tokenizer (the router holds none).
+   *
    * @generated from rpc loraserve.v1.ShardService.Tokenize
    */
   tokenize: {
