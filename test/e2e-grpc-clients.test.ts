@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
-import { ModelService } from "../gen/loraserve/v1/model_pb.js";
+import { dtypeToProto, type DtypeName } from "../common/model-enums.js";
+import { Device, ModelService } from "../gen/loraserve/v1/model_pb.js";
 import { fixtureSets } from "./helpers/fixture-sets.js";
 import { expectAdapterChangesGreedy } from "./helpers/adapter-effect.js";
 import { greedyIds } from "./helpers/greedy-reference.js";
@@ -153,8 +154,8 @@ describe(`gRPC clients against loraserve serve on ${set.name}`, () => {
     const info = await client.info({});
     expect(info).toMatchObject({
       modelId: set.modelDir,
-      modelDtype: config.torch_dtype,
-      device: "cpu",
+      modelDtype: dtypeToProto(config.torch_dtype as DtypeName),
+      device: Device.CPU,
       vocabSize: config.vocab_size,
     });
     // Room for every adapter it was started with, whatever the slot and rank limits default to.

@@ -14,7 +14,7 @@ import {
   type GenerateRequest,
   type GenerateStreamResponse,
 } from "../gen/loraserve/v1/generate_pb.js";
-import { ModelService } from "../gen/loraserve/v1/model_pb.js";
+import { Device, Dtype, ModelService } from "../gen/loraserve/v1/model_pb.js";
 import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import type { OnePortServer } from "../router/one-port-server.js";
 import { VERSION } from "../router/version.js";
@@ -81,8 +81,8 @@ class FakeShard {
         maxTotalTokens: 64,
         maxInputTokens: 60,
         maxNewTokensLimit: 32,
-        modelDtype: "bfloat16",
-        device: "cpu",
+        modelDtype: Dtype.BFLOAT16,
+        device: Device.CPU,
         vocabSize: 512,
         maxLoras: 4,
         maxLoraRank: 16,
@@ -275,8 +275,8 @@ describe("what the router knows of the model", () => {
     const info = await createClient(ModelService, createGrpcTransport({ baseUrl: base })).info({});
     expect(info).toMatchObject({
       modelId: "org/base",
-      modelDtype: "bfloat16",
-      device: "cpu",
+      modelDtype: Dtype.BFLOAT16,
+      device: Device.CPU,
       maxInputTokens: 60,
       maxTotalTokens: 64,
       maxNewTokensLimit: 32,

@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { dtypeToProto, type DtypeName } from "../common/model-enums.js";
 import { FinishReason, GenerateRequestSchema, type GenerateRequest, type GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
+import { Device } from "../gen/loraserve/v1/model_pb.js";
 import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import type { SeqStep } from "../native/addon.js";
 import { LlmEngine } from "../shard/engine/llm-engine.js";
@@ -192,8 +194,8 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
       maxTotalTokens: MAX_TOTAL_TOKENS,
       maxNewTokensLimit: MAX_NEW_TOKENS_LIMIT,
       maxInputTokens: MAX_INPUT_TOKENS,
-      modelDtype: config.torch_dtype,
-      device: "cpu",
+      modelDtype: dtypeToProto(config.torch_dtype as DtypeName),
+      device: Device.CPU,
       vocabSize: config.vocab_size,
       maxLoras: adapterIds.length,
       maxLoraRank,
