@@ -13,10 +13,14 @@ export const file_loraserve_v1_adapter: GenFile = /*@__PURE__*/
   fileDesc("Chpsb3Jhc2VydmUvdjEvYWRhcHRlci5wcm90bxIMbG9yYXNlcnZlLnYxIrYBCgdBZGFwdGVyEgoKAmlkGAEgASgJEgwKBHBhdGgYAiABKAkSJwoEdGllchgDIAEoDjIZLmxvcmFzZXJ2ZS52MS5BZGFwdGVyVGllchIMCgRyYW5rGAQgASgNEg0KBWFscGhhGAUgASgCEhYKDnRhcmdldF9tb2R1bGVzGAYgAygJEhgKEGFjdGl2ZV9zZXF1ZW5jZXMYByABKA0SGQoRaGFzX2NoYXRfdGVtcGxhdGUYCCABKAgiFQoTTGlzdEFkYXB0ZXJzUmVxdWVzdCI/ChRMaXN0QWRhcHRlcnNSZXNwb25zZRInCghhZGFwdGVycxgBIAMoCzIVLmxvcmFzZXJ2ZS52MS5BZGFwdGVyIh8KEUdldEFkYXB0ZXJSZXF1ZXN0EgoKAmlkGAEgASgJIi4KEkxvYWRBZGFwdGVyUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRwYXRoGAIgASgJIiIKFFVubG9hZEFkYXB0ZXJSZXF1ZXN0EgoKAmlkGAEgASgJIhcKFVVubG9hZEFkYXB0ZXJSZXNwb25zZSpyCgtBZGFwdGVyVGllchIcChhBREFQVEVSX1RJRVJfVU5TUEVDSUZJRUQQABIVChFBREFQVEVSX1RJRVJfRElTSxABEhUKEUFEQVBURVJfVElFUl9IT1NUEAISFwoTQURBUFRFUl9USUVSX0RFVklDRRADMs8CCg5BZGFwdGVyU2VydmljZRJVCgxMaXN0QWRhcHRlcnMSIS5sb3Jhc2VydmUudjEuTGlzdEFkYXB0ZXJzUmVxdWVzdBoiLmxvcmFzZXJ2ZS52MS5MaXN0QWRhcHRlcnNSZXNwb25zZRJECgpHZXRBZGFwdGVyEh8ubG9yYXNlcnZlLnYxLkdldEFkYXB0ZXJSZXF1ZXN0GhUubG9yYXNlcnZlLnYxLkFkYXB0ZXISRgoLTG9hZEFkYXB0ZXISIC5sb3Jhc2VydmUudjEuTG9hZEFkYXB0ZXJSZXF1ZXN0GhUubG9yYXNlcnZlLnYxLkFkYXB0ZXISWAoNVW5sb2FkQWRhcHRlchIiLmxvcmFzZXJ2ZS52MS5VbmxvYWRBZGFwdGVyUmVxdWVzdBojLmxvcmFzZXJ2ZS52MS5VbmxvYWRBZGFwdGVyUmVzcG9uc2ViBnByb3RvMw");
 
 /**
+ * One servable adapter as the registry knows it.
+ *
  * @generated from message loraserve.v1.Adapter
  */
 export type Adapter = Message<"loraserve.v1.Adapter"> & {
   /**
+   * The name requests use as adapter_id.
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -29,21 +33,29 @@ export type Adapter = Message<"loraserve.v1.Adapter"> & {
   path: string;
 
   /**
+   * Where it lives now.
+   *
    * @generated from field: loraserve.v1.AdapterTier tier = 3;
    */
   tier: AdapterTier;
 
   /**
+   * LoRA rank r (adapter_config.json).
+   *
    * @generated from field: uint32 rank = 4;
    */
   rank: number;
 
   /**
+   * LoRA alpha; the update is scaled by alpha / r.
+   *
    * @generated from field: float alpha = 5;
    */
   alpha: number;
 
   /**
+   * The base modules it changes, e.g. q_proj.
+   *
    * @generated from field: repeated string target_modules = 6;
    */
   targetModules: string[];
@@ -71,6 +83,8 @@ export const AdapterSchema: GenMessage<Adapter> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_adapter, 0);
 
 /**
+ * ListAdapters takes no arguments.
+ *
  * @generated from message loraserve.v1.ListAdaptersRequest
  */
 export type ListAdaptersRequest = Message<"loraserve.v1.ListAdaptersRequest"> & {
@@ -84,10 +98,14 @@ export const ListAdaptersRequestSchema: GenMessage<ListAdaptersRequest> = /*@__P
   messageDesc(file_loraserve_v1_adapter, 1);
 
 /**
+ * ListAdapters' answer.
+ *
  * @generated from message loraserve.v1.ListAdaptersResponse
  */
 export type ListAdaptersResponse = Message<"loraserve.v1.ListAdaptersResponse"> & {
   /**
+   * Every servable adapter, by id.
+   *
    * @generated from field: repeated loraserve.v1.Adapter adapters = 1;
    */
   adapters: Adapter[];
@@ -101,10 +119,14 @@ export const ListAdaptersResponseSchema: GenMessage<ListAdaptersResponse> = /*@_
   messageDesc(file_loraserve_v1_adapter, 2);
 
 /**
+ * Which adapter GetAdapter describes.
+ *
  * @generated from message loraserve.v1.GetAdapterRequest
  */
 export type GetAdapterRequest = Message<"loraserve.v1.GetAdapterRequest"> & {
   /**
+   * The adapter's id.
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -118,10 +140,14 @@ export const GetAdapterRequestSchema: GenMessage<GetAdapterRequest> = /*@__PURE_
   messageDesc(file_loraserve_v1_adapter, 3);
 
 /**
+ * Which adapter LoadAdapter brings in.
+ *
  * @generated from message loraserve.v1.LoadAdapterRequest
  */
 export type LoadAdapterRequest = Message<"loraserve.v1.LoadAdapterRequest"> & {
   /**
+   * The id requests will use for it.
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -142,10 +168,14 @@ export const LoadAdapterRequestSchema: GenMessage<LoadAdapterRequest> = /*@__PUR
   messageDesc(file_loraserve_v1_adapter, 4);
 
 /**
+ * Which adapter UnloadAdapter forgets.
+ *
  * @generated from message loraserve.v1.UnloadAdapterRequest
  */
 export type UnloadAdapterRequest = Message<"loraserve.v1.UnloadAdapterRequest"> & {
   /**
+   * The adapter's id.
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -159,6 +189,8 @@ export const UnloadAdapterRequestSchema: GenMessage<UnloadAdapterRequest> = /*@_
   messageDesc(file_loraserve_v1_adapter, 5);
 
 /**
+ * UnloadAdapter answers nothing beyond success.
+ *
  * @generated from message loraserve.v1.UnloadAdapterResponse
  */
 export type UnloadAdapterResponse = Message<"loraserve.v1.UnloadAdapterResponse"> & {
@@ -172,10 +204,14 @@ export const UnloadAdapterResponseSchema: GenMessage<UnloadAdapterResponse> = /*
   messageDesc(file_loraserve_v1_adapter, 6);
 
 /**
+ * Where an adapter lives now, from slowest to fastest to serve.
+ *
  * @generated from enum loraserve.v1.AdapterTier
  */
 export enum AdapterTier {
   /**
+   * Never sent: every known adapter has a tier.
+   *
    * @generated from enum value: ADAPTER_TIER_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
@@ -216,6 +252,8 @@ export const AdapterTierSchema: GenEnum<AdapterTier> = /*@__PURE__*/
  */
 export const AdapterService: GenService<{
   /**
+   * Every servable adapter with its tier; on the router, merged over all shard groups.
+   *
    * @generated from rpc loraserve.v1.AdapterService.ListAdapters
    */
   listAdapters: {
@@ -224,6 +262,8 @@ export const AdapterService: GenService<{
     output: typeof ListAdaptersResponseSchema;
   },
   /**
+   * One adapter by id; NOT_FOUND when no registration or root holds it.
+   *
    * @generated from rpc loraserve.v1.AdapterService.GetAdapter
    */
   getAdapter: {

@@ -13,6 +13,8 @@ export const file_loraserve_v1_generate: GenFile = /*@__PURE__*/
   fileDesc("Chtsb3Jhc2VydmUvdjEvZ2VuZXJhdGUucHJvdG8SDGxvcmFzZXJ2ZS52MSKaAQoPR2VuZXJhdGVSZXF1ZXN0Eg4KBmlucHV0cxgBIAEoCRISCgphZGFwdGVyX2lkGAIgASgJEjYKCnBhcmFtZXRlcnMYAyABKAsyIi5sb3Jhc2VydmUudjEuR2VuZXJhdGlvblBhcmFtZXRlcnMSKwoIbWVzc2FnZXMYBCADKAsyGS5sb3Jhc2VydmUudjEuQ2hhdE1lc3NhZ2UiLAoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJIpEEChRHZW5lcmF0aW9uUGFyYW1ldGVycxIbCg5tYXhfbmV3X3Rva2VucxgBIAEoDUgAiAEBEhEKCWRvX3NhbXBsZRgCIAEoCBIYCgt0ZW1wZXJhdHVyZRgDIAEoAkgBiAEBEhIKBXRvcF9rGAQgASgNSAKIAQESEgoFdG9wX3AYBSABKAJIA4gBARIRCgRzZWVkGAYgASgESASIAQESDwoHZGV0YWlscxgHIAEoCBIdChVkZWNvZGVyX2lucHV0X2RldGFpbHMYCCABKAgSFAoMdG9wX25fdG9rZW5zGAkgASgNEhYKCXR5cGljYWxfcBgKIAEoAkgFiAEBEh8KEnJlcGV0aXRpb25fcGVuYWx0eRgLIAEoAkgGiAEBEh4KEWZyZXF1ZW5jeV9wZW5hbHR5GAwgASgCSAeIAQESHQoQcHJlc2VuY2VfcGVuYWx0eRgNIAEoAkgIiAEBEgwKBHN0b3AYDiADKAkSGAoQcmV0dXJuX2Z1bGxfdGV4dBgPIAEoCEIRCg9fbWF4X25ld190b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3Bfa0IICgZfdG9wX3BCBwoFX3NlZWRCDAoKX3R5cGljYWxfcEIVChNfcmVwZXRpdGlvbl9wZW5hbHR5QhQKEl9mcmVxdWVuY3lfcGVuYWx0eUITChFfcHJlc2VuY2VfcGVuYWx0eSJGCghUb3BUb2tlbhIKCgJpZBgBIAEoDRIMCgR0ZXh0GAIgASgJEg8KB2xvZ3Byb2IYAyABKAISDwoHc3BlY2lhbBgEIAEoCCKAAQoFVG9rZW4SCgoCaWQYASABKA0SDAoEdGV4dBgCIAEoCRIUCgdsb2dwcm9iGAMgASgCSACIAQESDwoHc3BlY2lhbBgEIAEoCBIqCgp0b3BfdG9rZW5zGAUgAygLMhYubG9yYXNlcnZlLnYxLlRvcFRva2VuQgoKCF9sb2dwcm9iItwBCg9HZW5lcmF0ZURldGFpbHMSMQoNZmluaXNoX3JlYXNvbhgBIAEoDjIaLmxvcmFzZXJ2ZS52MS5GaW5pc2hSZWFzb24SGAoQZ2VuZXJhdGVkX3Rva2VucxgCIAEoDRIVCg1wcm9tcHRfdG9rZW5zGAMgASgNEhEKBHNlZWQYBCABKARIAIgBARIkCgdwcmVmaWxsGAUgAygLMhMubG9yYXNlcnZlLnYxLlRva2VuEiMKBnRva2VucxgGIAMoCzITLmxvcmFzZXJ2ZS52MS5Ub2tlbkIHCgVfc2VlZCJaChBHZW5lcmF0ZVJlc3BvbnNlEhYKDmdlbmVyYXRlZF90ZXh0GAEgASgJEi4KB2RldGFpbHMYAiABKAsyHS5sb3Jhc2VydmUudjEuR2VuZXJhdGVEZXRhaWxzImIKD1Rva2VuaXplUmVxdWVzdBIOCgZpbnB1dHMYASABKAkSKwoIbWVzc2FnZXMYAiADKAsyGS5sb3Jhc2VydmUudjEuQ2hhdE1lc3NhZ2USEgoKYWRhcHRlcl9pZBgDIAEoCSJCCglUb2tlblNwYW4SCgoCaWQYASABKA0SDAoEdGV4dBgCIAEoCRINCgVzdGFydBgDIAEoDRIMCgRzdG9wGAQgASgNIjsKEFRva2VuaXplUmVzcG9uc2USJwoGdG9rZW5zGAEgAygLMhcubG9yYXNlcnZlLnYxLlRva2VuU3BhbiKqAQoWR2VuZXJhdGVTdHJlYW1SZXNwb25zZRIiCgV0b2tlbhgBIAEoCzITLmxvcmFzZXJ2ZS52MS5Ub2tlbhIMCgR0ZXh0GAIgASgJEhsKDmdlbmVyYXRlZF90ZXh0GAMgASgJSACIAQESLgoHZGV0YWlscxgEIAEoCzIdLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZURldGFpbHNCEQoPX2dlbmVyYXRlZF90ZXh0KoUBCgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JFQVNPTl9VTlNQRUNJRklFRBAAEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAESGwoXRklOSVNIX1JFQVNPTl9FT1NfVE9LRU4QAhIfChtGSU5JU0hfUkVBU09OX1NUT1BfU0VRVUVOQ0UQAzKAAgoPR2VuZXJhdGVTZXJ2aWNlEkkKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBoeLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVJlc3BvbnNlElcKDkdlbmVyYXRlU3RyZWFtEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAESSQoIVG9rZW5pemUSHS5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXF1ZXN0Gh4ubG9yYXNlcnZlLnYxLlRva2VuaXplUmVzcG9uc2ViBnByb3RvMw");
 
 /**
+ * One generation request: a prompt (or a conversation), an optional adapter and the sampling parameters.
+ *
  * @generated from message loraserve.v1.GenerateRequest
  */
 export type GenerateRequest = Message<"loraserve.v1.GenerateRequest"> & {
@@ -31,6 +33,8 @@ export type GenerateRequest = Message<"loraserve.v1.GenerateRequest"> & {
   adapterId: string;
 
   /**
+   * How to generate; unset means greedy with the server's limits.
+   *
    * @generated from field: loraserve.v1.GenerationParameters parameters = 3;
    */
   parameters?: GenerationParameters | undefined;
@@ -52,15 +56,21 @@ export const GenerateRequestSchema: GenMessage<GenerateRequest> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_generate, 0);
 
 /**
+ * One turn of a conversation, as chat templates expect it.
+ *
  * @generated from message loraserve.v1.ChatMessage
  */
 export type ChatMessage = Message<"loraserve.v1.ChatMessage"> & {
   /**
+   * Who speaks: "system", "user" or "assistant" (whatever the template knows).
+   *
    * @generated from field: string role = 1;
    */
   role: string;
 
   /**
+   * What was said.
+   *
    * @generated from field: string content = 2;
    */
   content: string;
@@ -74,6 +84,8 @@ export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_generate, 1);
 
 /**
+ * TGI's generation parameters; unset fields take the documented defaults.
+ *
  * @generated from message loraserve.v1.GenerationParameters
  */
 export type GenerationParameters = Message<"loraserve.v1.GenerationParameters"> & {
@@ -191,25 +203,35 @@ export const GenerationParametersSchema: GenMessage<GenerationParameters> = /*@_
   messageDesc(file_loraserve_v1_generate, 2);
 
 /**
+ * One of the most likely alternatives at a position (top_n_tokens).
+ *
  * @generated from message loraserve.v1.TopToken
  */
 export type TopToken = Message<"loraserve.v1.TopToken"> & {
   /**
+   * The token's id in the vocabulary.
+   *
    * @generated from field: uint32 id = 1;
    */
   id: number;
 
   /**
+   * The token's own text.
+   *
    * @generated from field: string text = 2;
    */
   text: string;
 
   /**
+   * Natural log of its probability.
+   *
    * @generated from field: float logprob = 3;
    */
   logprob: number;
 
   /**
+   * True for special tokens (BOS, EOS, ...).
+   *
    * @generated from field: bool special = 4;
    */
   special: boolean;
@@ -223,10 +245,14 @@ export const TopTokenSchema: GenMessage<TopToken> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_generate, 3);
 
 /**
+ * One prompt or generated token with its details.
+ *
  * @generated from message loraserve.v1.Token
  */
 export type Token = Message<"loraserve.v1.Token"> & {
   /**
+   * The token's id in the vocabulary.
+   *
    * @generated from field: uint32 id = 1;
    */
   id: number;
@@ -246,11 +272,15 @@ export type Token = Message<"loraserve.v1.Token"> & {
   logprob?: number | undefined;
 
   /**
+   * True for special tokens (BOS, EOS, ...).
+   *
    * @generated from field: bool special = 4;
    */
   special: boolean;
 
   /**
+   * The top_n_tokens most likely alternatives at this position.
+   *
    * @generated from field: repeated loraserve.v1.TopToken top_tokens = 5;
    */
   topTokens: TopToken[];
@@ -264,25 +294,35 @@ export const TokenSchema: GenMessage<Token> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_generate, 4);
 
 /**
+ * What happened during generation (TGI's details).
+ *
  * @generated from message loraserve.v1.GenerateDetails
  */
 export type GenerateDetails = Message<"loraserve.v1.GenerateDetails"> & {
   /**
+   * Why generation stopped.
+   *
    * @generated from field: loraserve.v1.FinishReason finish_reason = 1;
    */
   finishReason: FinishReason;
 
   /**
+   * Tokens generated, stop-sequence tokens included.
+   *
    * @generated from field: uint32 generated_tokens = 2;
    */
   generatedTokens: number;
 
   /**
+   * Tokens in the prompt.
+   *
    * @generated from field: uint32 prompt_tokens = 3;
    */
   promptTokens: number;
 
   /**
+   * The sampler's seed, when sampling.
+   *
    * @generated from field: optional uint64 seed = 4;
    */
   seed?: bigint | undefined;
@@ -310,15 +350,21 @@ export const GenerateDetailsSchema: GenMessage<GenerateDetails> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_generate, 5);
 
 /**
+ * Generate's answer: the whole text at once.
+ *
  * @generated from message loraserve.v1.GenerateResponse
  */
 export type GenerateResponse = Message<"loraserve.v1.GenerateResponse"> & {
   /**
+   * The generated text (after the prompt when return_full_text is set).
+   *
    * @generated from field: string generated_text = 1;
    */
   generatedText: string;
 
   /**
+   * Always set; its token lists only when asked for.
+   *
    * @generated from field: loraserve.v1.GenerateDetails details = 2;
    */
   details?: GenerateDetails | undefined;
@@ -332,10 +378,14 @@ export const GenerateResponseSchema: GenMessage<GenerateResponse> = /*@__PURE__*
   messageDesc(file_loraserve_v1_generate, 6);
 
 /**
+ * What to tokenize, and with which adapter's chat template.
+ *
  * @generated from message loraserve.v1.TokenizeRequest
  */
 export type TokenizeRequest = Message<"loraserve.v1.TokenizeRequest"> & {
   /**
+   * The text to tokenize.
+   *
    * @generated from field: string inputs = 1;
    */
   inputs: string;
@@ -348,6 +398,8 @@ export type TokenizeRequest = Message<"loraserve.v1.TokenizeRequest"> & {
   messages: ChatMessage[];
 
   /**
+   * The adapter whose chat template renders `messages`; empty means the base model's.
+   *
    * @generated from field: string adapter_id = 3;
    */
   adapterId: string;
@@ -361,15 +413,21 @@ export const TokenizeRequestSchema: GenMessage<TokenizeRequest> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_generate, 7);
 
 /**
+ * One token of the input and where it came from.
+ *
  * @generated from message loraserve.v1.TokenSpan
  */
 export type TokenSpan = Message<"loraserve.v1.TokenSpan"> & {
   /**
+   * The token's id in the vocabulary.
+   *
    * @generated from field: uint32 id = 1;
    */
   id: number;
 
   /**
+   * The input's text that the token covers.
+   *
    * @generated from field: string text = 2;
    */
   text: string;
@@ -382,6 +440,8 @@ export type TokenSpan = Message<"loraserve.v1.TokenSpan"> & {
   start: number;
 
   /**
+   * End of that span (exclusive).
+   *
    * @generated from field: uint32 stop = 4;
    */
   stop: number;
@@ -395,10 +455,14 @@ export const TokenSpanSchema: GenMessage<TokenSpan> = /*@__PURE__*/
   messageDesc(file_loraserve_v1_generate, 8);
 
 /**
+ * Tokenize's answer.
+ *
  * @generated from message loraserve.v1.TokenizeResponse
  */
 export type TokenizeResponse = Message<"loraserve.v1.TokenizeResponse"> & {
   /**
+   * The input's tokens, in order.
+   *
    * @generated from field: repeated loraserve.v1.TokenSpan tokens = 1;
    */
   tokens: TokenSpan[];
@@ -412,6 +476,8 @@ export const TokenizeResponseSchema: GenMessage<TokenizeResponse> = /*@__PURE__*
   messageDesc(file_loraserve_v1_generate, 9);
 
 /**
+ * One streamed token; the last message also carries the whole text and the details.
+ *
  * @generated from message loraserve.v1.GenerateStreamResponse
  */
 export type GenerateStreamResponse = Message<"loraserve.v1.GenerateStreamResponse"> & {
@@ -452,10 +518,14 @@ export const GenerateStreamResponseSchema: GenMessage<GenerateStreamResponse> = 
   messageDesc(file_loraserve_v1_generate, 10);
 
 /**
+ * Why a sequence stopped.
+ *
  * @generated from enum loraserve.v1.FinishReason
  */
 export enum FinishReason {
   /**
+   * Never sent: every finished sequence has a reason.
+   *
    * @generated from enum value: FINISH_REASON_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
