@@ -7,8 +7,8 @@ import type { ShardPool } from "./shard-pool.js";
 import { servedModels } from "./shard-status.js";
 import { VERSION } from "./version.js";
 
-export async function modelInfo(pool: ShardPool, signal: AbortSignal): Promise<InfoResponse> {
-  const { base } = await servedModels(pool, signal);
+export async function modelInfo(pool: ShardPool): Promise<InfoResponse> {
+  const { base } = await servedModels(pool);
   return create(InfoResponseSchema, {
     modelId: base.modelId,
     modelDtype: base.modelDtype,
@@ -25,6 +25,6 @@ export async function modelInfo(pool: ShardPool, signal: AbortSignal): Promise<I
 
 export function modelService(pool: ShardPool): ServiceImpl<typeof ModelService> {
   return {
-    info: (_, context) => modelInfo(pool, context.signal),
+    info: () => modelInfo(pool),
   };
 }

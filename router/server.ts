@@ -29,7 +29,7 @@ function registerServices(router: ConnectRouter, pool: ShardPool, adapters: Adap
 }
 
 export async function startRouter(options: RouterOptions): Promise<OnePortServer> {
-  const telemetry = routerTelemetry(options, () => pool);
+  const telemetry = routerTelemetry(options, () => pool.groupStatuses());
   const pool = new ShardPool(options.shardUris, telemetry);
   const adapters = new AdapterForwarder(pool, new AdminAuth(options.adminToken ?? null));
   const routeSettings = { pool, maxBodyBytes: options.maxBodyBytes };

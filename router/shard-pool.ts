@@ -1,19 +1,19 @@
 // The shard groups this router forwards to and what it last heard of each. Every request's group is chosen
-// here, by router/affinity.ts, from the groups' last Status (read by whoever asks: the health sync's poll,
-// a metrics collection) plus the streams this router has sent each group since. `generate` opens a request's
+// here, by router/affinity.ts, from each group's StatusWatcher (router/status-watcher.ts, the only caller of
+// Status) plus the streams this router has sent each group since that view. `generate` opens a request's
 // stream and `tokenize` makes its call with failover (router/failover.ts).
 // With telemetry, each attempt's Generate is measured and traced as routed (router/telemetry/).
-import { createClient, type CallOptions, type Client, type Transport } from "@connectrpc/connect";
+import { createClient, type CallOptions, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { GenerateRequest, GenerateStreamResponse, TokenizeRequest, TokenizeResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 import { propagateTraceContext } from "../telemetry/trace-context.js";
 import { rankGroups, type GroupView, type Residency, type RouteReason } from "./affinity.js";
 import { callWithFailover, streamWithFailover, type Attempt } from "./failover.js";
+import type { ShardClient } from "./shard-client.js";
+import { StatusWatcher } from "./status-watcher.js";
 import type { RouterTelemetry } from "./telemetry/router-telemetry.js";
 import type { GroupStatus } from "./telemetry/router-metrics.js";
-
-export type ShardClient = Client<typeof ShardService>;
 
 interface ShardGroup {
   uri: string;
@@ -22,11 +22,9 @@ interface ShardGroup {
   transport: Transport;
   /** Held so that shutdown can close the HTTP/2 connection instead of waiting for its idle timeout. */
   session: Http2SessionManager;
-  /** The last Status: undefined before the first answer and while the group does not answer. */
-  status: StatusResponse | undefined;
-  /** False until a Status was asked: a group not asked yet counts as healthy and idle. */
-  asked: boolean;
-  /** Streams this router opened on the group since its last Status, which that Status's load cannot show. */
+  /** The group's Status as last seen. */
+  watcher: StatusWatcher;
+  /** Streams this router opened on the group since its last view, which that view's load cannot show. */
   sentSinceStatus: number;
 }
 
@@ -37,10 +35,11 @@ function residencyOf(status: StatusResponse | undefined, adapterId: string): Res
 }
 
 function viewOf(group: ShardGroup, adapterId: string): GroupView {
-  const { status } = group;
+  const { status, hasView } = group.watcher;
   return {
     id: group.uri,
-    healthy: group.asked ? status?.ready === true : true,
+    // A group not seen yet counts as healthy and idle.
+    healthy: hasView ? status?.ready === true : true,
     residency: residencyOf(status, adapterId),
     load: (status ? status.runningSequences + status.waitingSequences : 0) + group.sentSinceStatus,
   };
@@ -57,7 +56,10 @@ export class ShardPool {
     this.groups = uris.map((uri) => {
       const session = new Http2SessionManager(uri);
       const transport = createGrpcTransport({ baseUrl: uri, sessionManager: session, interceptors: [propagateTraceContext] });
-      return { uri, session, transport, client: createClient(ShardService, transport), status: undefined, asked: false, sentSinceStatus: 0 };
+      const client = createClient(ShardService, transport);
+      const group: ShardGroup = { uri, session, transport, client, watcher: new StatusWatcher(client), sentSinceStatus: 0 };
+      group.watcher.onView(() => (group.sentSinceStatus = 0));
+      return group;
     });
   }
 
@@ -99,27 +101,23 @@ export class ShardPool {
 
   /** Until its next Status, a group that failed a request counts as down. */
   private groupFailed(uri: string): void {
-    const group = this.groups.find((candidate) => candidate.uri === uri)!;
-    group.status = undefined;
-    group.asked = true;
+    this.groups.find((candidate) => candidate.uri === uri)!.watcher.markDown();
   }
 
-  /** Every group's Status with its URI (the group's label in metrics). */
-  async groupStatuses(timeoutMs: number): Promise<GroupStatus[]> {
-    const statuses = await this.statuses({ timeoutMs });
-    return this.groups.map((group, i) => ({ uri: group.uri, status: statuses[i] }));
+  /** Resolves once every group has been polled once, so that the views below say something. */
+  async firstViews(): Promise<void> {
+    await Promise.all(this.groups.map((group) => group.watcher.firstView()));
   }
 
-  /** Every group leader's Status, in order; undefined for a leader that does not answer. */
-  statuses(options: { timeoutMs?: number; signal?: AbortSignal }): Promise<(StatusResponse | undefined)[]> {
-    return Promise.all(
-      this.groups.map(async (group) => {
-        const status = await group.client.status({}, options).catch(() => undefined);
-        // A Status cut short by the caller's signal says nothing about the group.
-        if (options.signal?.aborted !== true) Object.assign(group, { status, asked: true, sentSinceStatus: 0 });
-        return status;
-      }),
-    );
+  /** Every group's last Status with its URI (the group's label in metrics). */
+  groupStatuses(): GroupStatus[] {
+    return this.groups.map((group) => ({ uri: group.uri, status: group.watcher.status }));
+  }
+
+  /** Calls listener after any group's view changes; returns the function that stops the calls. */
+  onView(listener: () => void): () => void {
+    const stops = this.groups.map((group) => group.watcher.onView(listener));
+    return () => stops.forEach((stop) => stop());
   }
 
   /** Every group leader's transport, in order, for the services that go to all groups. */
@@ -127,12 +125,15 @@ export class ShardPool {
     return this.groups.map((group) => group.transport);
   }
 
-  /** True when every group's leader answers Status with ready. */
-  async ready(timeoutMs: number): Promise<boolean> {
-    return (await this.statuses({ timeoutMs })).every((status) => status?.ready === true);
+  /** True when every group's leader last answered Status with ready. */
+  ready(): boolean {
+    return this.groups.every((group) => group.watcher.status?.ready === true);
   }
 
   close(): void {
-    for (const group of this.groups) group.session.abort();
+    for (const group of this.groups) {
+      group.watcher.stop();
+      group.session.abort();
+    }
   }
 }

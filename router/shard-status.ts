@@ -1,11 +1,8 @@
-// What the router knows of the model it serves, from the shard groups' Status: the base model and its limits
-// (the same in every group) and the adapters a request may name (the union over the groups).
+// What the router knows of the model it serves, from the shard groups' last Status: the base model and its
+// limits (the same in every group) and the adapters a request may name (the union over the groups).
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 import type { ShardPool } from "./shard-pool.js";
-
-/** How long a Status may take before the group counts as not answering. */
-const STATUS_TIMEOUT_MS = 2000;
 
 export interface ServedModels {
   /** The Status of the first ready group: model id, dtype, device and limits. */
@@ -14,9 +11,11 @@ export interface ServedModels {
 }
 
 /** Fails with UNAVAILABLE while no group is ready. */
-export async function servedModels(pool: ShardPool, signal: AbortSignal): Promise<ServedModels> {
-  const ready = (await pool.statuses({ timeoutMs: STATUS_TIMEOUT_MS, signal })).filter((status) => status?.ready === true);
+export async function servedModels(pool: ShardPool): Promise<ServedModels> {
+  // A request that arrives with the router waits for the first views rather than finding none.
+  await pool.firstViews();
+  const ready = pool.groupStatuses().flatMap(({ status }) => (status?.ready === true ? [status] : []));
   const base = ready[0];
   if (base === undefined) throw new ConnectError("no shard is ready to serve", Code.Unavailable);
-  return { base, adapterIds: [...new Set(ready.flatMap((status) => status!.adapterIds))] };
+  return { base, adapterIds: [...new Set(ready.flatMap((status) => status.adapterIds))] };
 }

@@ -6,7 +6,7 @@ import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/
 import { connectNodeAdapter, createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   FinishReason,
   GenerateService,
@@ -19,9 +19,12 @@ import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import type { OnePortServer } from "../router/one-port-server.js";
 import { VERSION } from "../router/version.js";
 import { startRouter } from "../router/server.js";
+import { STATUS_POLL } from "../router/status-watcher.js";
 import { readEventData } from "./helpers/sse.js";
 
 const MAX_BODY_BYTES = 4096;
+/** Long enough for the router's status watcher to poll the shard twice. */
+const STATUS_POLL_WAIT = { timeout: 3 * STATUS_POLL.periodMs, interval: 100 };
 
 /** What the stand-in shard streams for an ordinary request: three tokens, then the final details. */
 function answer(request: GenerateRequest): GenerateStreamResponse[] {
@@ -381,12 +384,15 @@ describe("one port, every protocol", () => {
 
 describe("/health", () => {
   it("is 503 while the shard is not ready and 200 once it is", async () => {
+    // /health answers from the router's view of the shard, which follows it within a Status poll.
     shard.ready = false;
-    const before = await fetch(`${base}/health`);
-    expect(before.status).toBe(503);
-    expect(await before.json()).toEqual({ error: "the shard is not ready", error_type: "healthcheck" });
+    await vi.waitFor(async () => {
+      const before = await fetch(`${base}/health`);
+      expect(before.status).toBe(503);
+      expect(await before.json()).toEqual({ error: "the shard is not ready", error_type: "healthcheck" });
+    }, STATUS_POLL_WAIT);
     shard.ready = true;
-    expect((await fetch(`${base}/health`)).status).toBe(200);
+    await vi.waitFor(async () => expect((await fetch(`${base}/health`)).status).toBe(200), STATUS_POLL_WAIT);
   });
 });
 

@@ -55,7 +55,7 @@ function messagesOf(value: unknown): ChatMessageInit[] {
   });
 }
 
-async function readRequest({ body, pool, signal }: Exchange): Promise<ChatRequest> {
+async function readRequest({ body, pool }: Exchange): Promise<ChatRequest> {
   const request = readOpenAiRequest(await body(), ["messages", "max_completion_tokens", "top_logprobs", "response_format"]);
   const { fields } = request;
   const responseType = fields.object("response_format")?.string("type");
@@ -67,7 +67,7 @@ async function readRequest({ body, pool, signal }: Exchange): Promise<ChatReques
   if (topLogprobs !== undefined && !logprobs) throw invalidField("top_logprobs", "`top_logprobs` needs `logprobs: true`");
   const generate = create(GenerateRequestSchema, {
     messages: messagesOf(fields.raw("messages")),
-    adapterId: await adapterOf(request.model, pool, signal),
+    adapterId: await adapterOf(request.model, pool),
     parameters: {
       ...request.parameters,
       maxNewTokens: fields.integer("max_completion_tokens", 0, UINT32_MAX) ?? request.parameters.maxNewTokens,

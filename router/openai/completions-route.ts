@@ -29,7 +29,7 @@ function promptOf(value: unknown): string {
   return prompts[0];
 }
 
-async function readRequest({ body, pool, signal }: Exchange): Promise<CompletionRequest> {
+async function readRequest({ body, pool }: Exchange): Promise<CompletionRequest> {
   const request = readOpenAiRequest(await body(), ["prompt", "best_of"]);
   const { fields } = request;
   // One sequence is generated: best_of may only ask for that.
@@ -37,7 +37,7 @@ async function readRequest({ body, pool, signal }: Exchange): Promise<Completion
   const logprobs = fields.integer("logprobs", 0, MAX_LOGPROBS);
   const generate = create(GenerateRequestSchema, {
     inputs: promptOf(fields.raw("prompt")),
-    adapterId: await adapterOf(request.model, pool, signal),
+    adapterId: await adapterOf(request.model, pool),
     parameters: {
       ...request.parameters,
       maxNewTokens: request.parameters.maxNewTokens ?? DEFAULT_MAX_TOKENS,

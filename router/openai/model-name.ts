@@ -4,7 +4,7 @@
 import type { ShardPool } from "../shard-pool.js";
 import { servedModels } from "../shard-status.js";
 
-export async function adapterOf(model: string, pool: ShardPool, signal: AbortSignal): Promise<string> {
-  const { base } = await servedModels(pool, signal);
+export async function adapterOf(model: string, pool: ShardPool): Promise<string> {
+  const { base } = await servedModels(pool);
   return model === base.modelId ? "" : model;
 }

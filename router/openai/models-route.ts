@@ -11,15 +11,15 @@ const modelObject = (id: string) => ({ id, object: "model", created: STARTED, ow
 
 export const MODEL_PATH_PREFIX = "/v1/models/";
 
-export const modelsRoute = openAiRoute(async ({ pool, signal, response }) => {
-  const { base, adapterIds } = await servedModels(pool, signal);
+export const modelsRoute = openAiRoute(async ({ pool, response }) => {
+  const { base, adapterIds } = await servedModels(pool);
   sendJson(response, 200, { object: "list", data: [base.modelId, ...adapterIds].map(modelObject) });
 });
 
-export const modelRoute = openAiRoute(async ({ pool, signal, request, response }) => {
+export const modelRoute = openAiRoute(async ({ pool, request, response }) => {
   // The id is the rest of the path: a base model's id is often a path or an ORG/NAME, slashes included.
   const id = decodeURIComponent(new URL(request.url ?? "/", "http://router").pathname.slice(MODEL_PATH_PREFIX.length));
-  const { base, adapterIds } = await servedModels(pool, signal);
+  const { base, adapterIds } = await servedModels(pool);
   if (id !== base.modelId && !adapterIds.includes(id)) throw new OpenAiError(404, `the model ${JSON.stringify(id)} does not exist`, "model", "model_not_found");
   sendJson(response, 200, modelObject(id));
 });

@@ -1,8 +1,8 @@
 // The router's metrics, served on the public port's /metrics. Per adapter (label bounded by AdapterLabels):
 // requests by outcome, input and output tokens, time to first token, time per output token, end-to-end latency
 // and queue time, all measured where the router sees each stream. Routing (which group, why, whether the
-// adapter was resident there), admission (did the shard take the request) and every group's state (read from
-// ShardService.Status when collected).
+// adapter was resident there), admission (did the shard take the request) and every group's state (its status
+// watcher's last view: a scrape asks no shard anything).
 import { AdapterLabels } from "../../telemetry/adapter-labels.js";
 import { MetricSet, type GaugeSample } from "../../telemetry/metric-set.js";
 import type { StatusResponse } from "../../gen/loraserve/v1/shard_pb.js";
@@ -15,8 +15,6 @@ export interface GroupStatus {
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const PER_TOKEN_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28];
-/** Group states are read at most this often, however many gauges and readers ask. */
-const STATUS_MAX_AGE_MS = 1000;
 
 export class RouterMetrics {
   readonly set = new MetricSet("loraserve-router");
@@ -44,24 +42,18 @@ export class RouterMetrics {
     ["shard_group", "result"],
   );
   private readonly inFlight = new Map<string, number>();
-  private statuses: { at: number; read: Promise<GroupStatus[]> } | null = null;
 
-  constructor(maxAdapters: number, readGroups: () => Promise<GroupStatus[]>) {
+  constructor(maxAdapters: number, groups: () => GroupStatus[]) {
     this.labels = new AdapterLabels(maxAdapters, (adapter) => void this.set.removeSeries("adapter", adapter));
     this.set.observedGauge("loraserve_router_in_flight_requests", "Requests being streamed from each shard group", ["shard_group"], () =>
       [...this.inFlight].map(([group, value]) => ({ labels: { shard_group: group }, value })),
     );
-    const groups = (): Promise<GroupStatus[]> => {
-      const now = Date.now();
-      if (this.statuses === null || now - this.statuses.at > STATUS_MAX_AGE_MS) this.statuses = { at: now, read: readGroups() };
-      return this.statuses.read;
-    };
     const perGroup =
       <L extends string>(values: (uri: string, status: StatusResponse) => GaugeSample<L>[]) =>
-      async (): Promise<GaugeSample<L>[]> =>
-        (await groups()).flatMap(({ uri, status }) => (status ? values(uri, status) : []));
-    this.set.observedGauge("loraserve_shard_group_up", "1 when the group's leader answered Status ready, else 0", ["shard_group"], async () =>
-      (await groups()).map(({ uri, status }) => ({ labels: { shard_group: uri }, value: status?.ready ? 1 : 0 })),
+      (): GaugeSample<L>[] =>
+        groups().flatMap(({ uri, status }) => (status ? values(uri, status) : []));
+    this.set.observedGauge("loraserve_shard_group_up", "1 when the group's leader answered Status ready, else 0", ["shard_group"], () =>
+      groups().map(({ uri, status }) => ({ labels: { shard_group: uri }, value: status?.ready ? 1 : 0 })),
     );
     this.set.observedGauge(
       "loraserve_shard_group_sequences",

@@ -2,7 +2,7 @@
 // Generate call to a shard group; and the request handler that serves /metrics and continues a client's trace.
 import { context, propagation, ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import type { NodeHandler } from "../node-handler.js";
-import type { ShardClient, ShardPool } from "../shard-pool.js";
+import type { ShardClient } from "../shard-client.js";
 import { Logger } from "../../telemetry/logger.js";
 import { answerMetrics, isMetricsRequest } from "../../telemetry/metrics-endpoint.js";
 import { DEFAULT_TELEMETRY, type TelemetryOptions } from "../../telemetry/options.js";
@@ -16,7 +16,7 @@ export class RouterTelemetry {
   constructor(
     readonly logger: Logger,
     maxAdapters: number,
-    readGroups: () => Promise<GroupStatus[]>,
+    readGroups: () => GroupStatus[],
   ) {
     this.metrics = new RouterMetrics(maxAdapters, readGroups);
   }
@@ -48,11 +48,8 @@ export class RouterTelemetry {
   }
 }
 
-/** How long a metrics collection waits for a group's Status. */
-const STATUS_TIMEOUT_MS = 1000;
-
-/** The router's telemetry as its options ask; `pool` is read lazily (the pool itself is built with the telemetry). */
-export function routerTelemetry(options: Partial<TelemetryOptions>, pool: () => ShardPool): RouterTelemetry {
+/** The router's telemetry as its options ask; `readGroups` is called lazily (the pool is built with the telemetry). */
+export function routerTelemetry(options: Partial<TelemetryOptions>, readGroups: () => GroupStatus[]): RouterTelemetry {
   const logger = new Logger("router", options.logLevel ?? DEFAULT_TELEMETRY.logLevel);
-  return new RouterTelemetry(logger, options.metricsMaxAdapters ?? DEFAULT_TELEMETRY.metricsMaxAdapters, () => pool().groupStatuses(STATUS_TIMEOUT_MS));
+  return new RouterTelemetry(logger, options.metricsMaxAdapters ?? DEFAULT_TELEMETRY.metricsMaxAdapters, readGroups);
 }

@@ -4,8 +4,8 @@ import { sendJson } from "../json-response.js";
 import { modelInfo } from "../model-service.js";
 import { tgiRoute } from "./tgi-error.js";
 
-export const infoRoute = tgiRoute(async ({ pool, signal, response }) => {
-  const info = await modelInfo(pool, signal);
+export const infoRoute = tgiRoute(async ({ pool, response }) => {
+  const info = await modelInfo(pool);
   sendJson(response, 200, {
     model_id: info.modelId,
     model_sha: null,
