@@ -119,7 +119,8 @@ it(
 it("moves a request (Generate, and Tokenize) to the next group when its first choice cannot be reached, before any answer", async () => {
   // A pool that has not read any Status yet ranks by the hash alone: pick an unreachable address it ranks first.
   const live = uriOf(shardB);
-  const dead = Array.from({ length: 16 }, (_, i) => `http://127.0.0.${i + 2}:1`).find(
+  // Enough candidates that one outranks the live group whatever its port hashes to (16 missed about 1 run in 17).
+  const dead = Array.from({ length: 4096 }, (_, i) => `http://127.0.${i >> 7}.${(i & 127) + 2}:1`).find(
     (uri) => rankGroups("tone", [live, uri].map((id) => ({ id, healthy: true, residency: "none" as const, load: 0 }))).candidates[0]!.id === uri,
   )!;
   const pool = new ShardPool([dead, live]);

@@ -189,7 +189,7 @@ describe("@grpc/grpc-js, hand-encoded reflection", () => {
     ]);
     const names = responses.map((response) => fileDescriptors(response).map((file) => file.name));
     expect(names).toEqual([
-      ["loraserve/v1/shard.proto", "loraserve/v1/generate.proto"],
+      ["loraserve/v1/shard.proto", "loraserve/v1/generate.proto", "loraserve/v1/model.proto"],
       ["grpc/health/v1/health.proto"],
       ["loraserve/v1/generate.proto"],
       ["loraserve/v1/generate.proto"],
