@@ -196,7 +196,7 @@ describe("@grpc/grpc-js, hand-encoded reflection", () => {
       ["grpc/reflection/v1alpha/reflection.proto"],
     ]);
     const [shard] = fileDescriptors(responses[0]!);
-    expect(shard!.dependency).toEqual(["loraserve/v1/generate.proto"]);
+    expect(shard!.dependency).toEqual(["loraserve/v1/generate.proto", "loraserve/v1/model.proto"]);
     expect(shard!.service.map((service) => [service.name, service.method.map((method) => method.name)])).toEqual([
       ["ShardService", ShardService.methods.map((m) => m.name)],
     ]);
