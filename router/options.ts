@@ -1,5 +1,7 @@
 // The router's command line (and environment), checked before anything starts.
 import { parseArgs } from "node:util";
+import { flagOrEnv } from "../common/flag-or-env.js";
+import { parseInteger } from "../common/parse-integer.js";
 import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
 
 export interface RouterOptions extends Partial<TelemetryOptions> {
@@ -19,18 +21,12 @@ export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL .
   --shard-uri URL        a shard group leader's ShardService (h2c), e.g. http://127.0.0.1:50051; repeatable
   --port N               public port for HTTP/1.1 and HTTP/2 (env PORT, default 3000; 0 picks a free one)
   --hostname H           address to listen on (default 0.0.0.0)
-  --max-body-bytes N     largest request body accepted (default ${DEFAULT_MAX_BODY_BYTES})
+  --max-body-bytes N     largest request body accepted (env MAX_BODY_BYTES, default ${DEFAULT_MAX_BODY_BYTES})
   --admin-token TOKEN    allows loading and unloading adapters to callers that send \`authorization: Bearer TOKEN\`
                          (env LORASERVE_ADMIN_TOKEN, which keeps it out of the process list); without it they are refused
 ${telemetryUsage(25)}
 
   GET /metrics on the same port serves Prometheus metrics; OTEL_* variables configure OpenTelemetry export.`;
-
-function nonNegativeInteger(flag: string, text: string): number {
-  const value = Number(text);
-  if (text.trim() === "" || !Number.isSafeInteger(value) || value < 0) throw new Error(`${flag} must be a non-negative integer, got "${text}"`);
-  return value;
-}
 
 export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): RouterOptions {
   const { values } = parseArgs({
@@ -51,13 +47,13 @@ export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): Rout
   for (const uri of shardUris) {
     if (!URL.canParse(uri)) throw new Error(`--shard-uri ${uri} is not a URL`);
   }
-  const port = nonNegativeInteger("--port", values.port ?? env.PORT ?? "3000");
-  if (port > 65535) throw new Error(`--port must be at most 65535, got ${port}`);
+  const port = parseInteger(flagOrEnv("port", values.port, env), 0, 65535) ?? 3000;
   return {
     port,
+    // Not from HOSTNAME: Docker and shells set it to the machine's name, which is no address to listen on.
     hostname: values.hostname,
     shardUris,
-    maxBodyBytes: values["max-body-bytes"] === undefined ? DEFAULT_MAX_BODY_BYTES : nonNegativeInteger("--max-body-bytes", values["max-body-bytes"]),
+    maxBodyBytes: parseInteger(flagOrEnv("max-body-bytes", values["max-body-bytes"], env), 0) ?? DEFAULT_MAX_BODY_BYTES,
     adminToken: (values["admin-token"] ?? env.LORASERVE_ADMIN_TOKEN) || null,
     ...parseTelemetryOptions(values),
   };

@@ -1,6 +1,8 @@
 // `loraserve shard` flags (with MODEL_ID / LORA_ADAPTERS / ADAPTER_ROOTS from the environment) → the shard's settings.
 // Limits that depend on the model (its context length) are resolved once its config is read.
 import { parseArgs } from "node:util";
+import { flagOrEnv, type Setting } from "../common/flag-or-env.js";
+import { parseInteger } from "../common/parse-integer.js";
 import type { DeviceDtype, ModelSpec } from "../native/addon.js";
 import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
 import type { AdapterSource } from "./adapters/registry.js";
@@ -86,14 +88,12 @@ const DEFAULT_CONTEXT_CAP = 2048;
 /** Full-context sequences the default KV cache holds at once. */
 const DEFAULT_FULL_SEQUENCES = 4;
 
-function integer(flag: string, text: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | null {
-  if (text === undefined) return null;
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
-    throw new UsageError(`--${flag} must be an integer ${range}, got ${JSON.stringify(text)}`);
+function integer(setting: Setting | undefined, min: number, max?: number): number | null {
+  try {
+    return parseInteger(setting, min, max);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
   }
-  return value;
 }
 
 function fraction(flag: string, text: string | undefined): number | null {
@@ -166,21 +166,21 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     servedModelName: values["served-model-name"] ?? modelDir,
     adapters: parseAdapterList(adapterText),
     adapterRoots: values["adapter-root"] ?? (env.ADAPTER_ROOTS ?? "").split(":").filter((dir) => dir !== ""),
-    maxLoras: integer("max-loras", values["max-loras"], 1) ?? DEFAULT_MAX_LORAS,
-    maxCpuLoras: integer("max-cpu-loras", values["max-cpu-loras"], 1) ?? DEFAULT_MAX_CPU_LORAS,
-    maxLoraRank: integer("max-lora-rank", values["max-lora-rank"], 1) ?? DEFAULT_MAX_LORA_RANK,
-    port: integer("shard-port", values["shard-port"], 0, 65535) ?? 0,
+    maxLoras: integer(flagOrEnv("max-loras", values["max-loras"], env), 1) ?? DEFAULT_MAX_LORAS,
+    maxCpuLoras: integer(flagOrEnv("max-cpu-loras", values["max-cpu-loras"], env), 1) ?? DEFAULT_MAX_CPU_LORAS,
+    maxLoraRank: integer(flagOrEnv("max-lora-rank", values["max-lora-rank"], env), 1) ?? DEFAULT_MAX_LORA_RANK,
+    port: integer(flagOrEnv("shard-port", values["shard-port"], env), 0, 65535) ?? 0,
     device,
     dtype,
     gpuMemoryFraction: fraction("gpu-memory-fraction", values["gpu-memory-fraction"]) ?? DEFAULT_GPU_MEMORY_FRACTION,
-    threads: integer("threads", values.threads, 0) ?? 0,
-    blockSize: integer("block-size", values["block-size"], 1) ?? 16,
-    maxBatchPrefillTokens: integer("max-batch-prefill-tokens", values["max-batch-prefill-tokens"], 1) ?? 4096,
-    maxInputTokens: integer("max-input-tokens", values["max-input-tokens"], 1),
-    maxTotalTokens: integer("max-total-tokens", values["max-total-tokens"], 2),
-    maxNewTokensLimit: integer("max-new-tokens-limit", values["max-new-tokens-limit"], 1),
-    numKvBlocks: integer("num-kv-blocks", values["num-kv-blocks"], 1),
-    metricsPort: integer("metrics-port", values["metrics-port"], 0, 65535),
+    threads: integer(flagOrEnv("threads", values.threads, env), 0) ?? 0,
+    blockSize: integer(flagOrEnv("block-size", values["block-size"], env), 1) ?? 16,
+    maxBatchPrefillTokens: integer(flagOrEnv("max-batch-prefill-tokens", values["max-batch-prefill-tokens"], env), 1) ?? 4096,
+    maxInputTokens: integer(flagOrEnv("max-input-tokens", values["max-input-tokens"], env), 1),
+    maxTotalTokens: integer(flagOrEnv("max-total-tokens", values["max-total-tokens"], env), 2),
+    maxNewTokensLimit: integer(flagOrEnv("max-new-tokens-limit", values["max-new-tokens-limit"], env), 1),
+    numKvBlocks: integer(flagOrEnv("num-kv-blocks", values["num-kv-blocks"], env), 1),
+    metricsPort: integer(flagOrEnv("metrics-port", values["metrics-port"], env), 0, 65535),
     metricsHostname: values["metrics-hostname"] ?? "127.0.0.1",
     ...telemetryOptions(values),
   };

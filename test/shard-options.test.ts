@@ -62,6 +62,17 @@ describe("parseShardArgs", () => {
     expect(parseShardArgs(["--model-id", "/m"], { ADAPTER_ROOTS: "/e1::/e2:" }).adapterRoots).toEqual(["/e1", "/e2"]);
   });
 
+  it("reads each integer flag's same-named environment variable, and the flag wins", () => {
+    const env = { MAX_NEW_TOKENS_LIMIT: "50", MAX_LORAS: "3", SHARD_PORT: "7000", NUM_KV_BLOCKS: "40" };
+    expect(parseShardArgs(["--model-id", "/m"], env)).toMatchObject({ maxNewTokensLimit: 50, maxLoras: 3, port: 7000, numKvBlocks: 40 });
+    expect(parseShardArgs(["--model-id", "/m", "--max-loras", "5"], env).maxLoras).toBe(5);
+  });
+
+  it("names the environment variable when its integer is bad", () => {
+    expect(() => parseShardArgs(["--model-id", "/m"], { MAX_TOTAL_TOKENS: "12x" })).toThrow(UsageError);
+    expect(() => parseShardArgs(["--model-id", "/m"], { MAX_TOTAL_TOKENS: "12x" })).toThrow(/^MAX_TOTAL_TOKENS must be an integer >= 2, got "12x"\n/);
+  });
+
   it.each([
     [[], /--model-id \(or MODEL_ID\) is required/],
     [["--model-id", "/m", "--lora-adapters", "/just/a/dir"], /entries are ID=DIR, got "\/just\/a\/dir"/],

@@ -1,0 +1,18 @@
+// `loraserve router` flags and their same-named environment variables.
+import { describe, expect, it } from "vitest";
+import { parseRouterOptions } from "../router/options.js";
+
+const SHARD = ["--shard-uri", "http://127.0.0.1:1"];
+
+describe("parseRouterOptions", () => {
+  it("reads PORT and MAX_BODY_BYTES, and the flag wins", () => {
+    expect(parseRouterOptions(SHARD, { PORT: "8080", MAX_BODY_BYTES: "1000" })).toMatchObject({ port: 8080, maxBodyBytes: 1000 });
+    expect(parseRouterOptions([...SHARD, "--port", "9090"], { PORT: "8080" }).port).toBe(9090);
+    expect(parseRouterOptions(SHARD, {})).toMatchObject({ port: 3000, maxBodyBytes: 2_000_000 });
+  });
+
+  it("names the environment variable when its integer is bad", () => {
+    expect(() => parseRouterOptions(SHARD, { MAX_BODY_BYTES: "lots" })).toThrow('MAX_BODY_BYTES must be an integer >= 0, got "lots"');
+    expect(() => parseRouterOptions(SHARD, { PORT: "70000" })).toThrow('PORT must be an integer from 0 to 65535, got "70000"');
+  });
+});
