@@ -46,12 +46,14 @@ it(
       await expectStatus(ServingStatus.NOT_SERVING);
 
       const shard = await startCli<{ event: "ready"; port: number }>(["shard", "--model-id", set.modelDir, "--shard-port", String(shardPort)]);
-      expect((await fetch(`${url}/health`)).status).toBe(200);
+      // /health reads the router's status view, which follows the shard within a poll (backing off to 4 s).
+      const expectHealth = (code: number) => vi.waitFor(async () => expect((await fetch(`${url}/health`)).status).toBe(code), HEALTH_CHANGE_TIMEOUT_MS);
+      await expectHealth(200);
       await expectStatus(ServingStatus.SERVING);
 
       await shard.stop();
       await expectStatus(ServingStatus.NOT_SERVING);
-      expect((await fetch(`${url}/health`)).status).toBe(503);
+      await expectHealth(503);
     } finally {
       session.abort();
     }
