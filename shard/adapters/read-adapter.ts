@@ -9,7 +9,7 @@ import { parseJsonObject } from "../model/config.js";
 import { LoadError } from "../model/load-error.js";
 import { safetensorsFromBytes } from "../model/safetensors.js";
 import { AdapterError } from "./errors.js";
-import { isInside, isMissing } from "./roots.js";
+import { assertInside, realpathInside } from "./path-containment.js";
 
 export interface HostAdapter {
   dir: string;
@@ -32,19 +32,14 @@ const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
 const JINJA_TEMPLATE_FILE = "chat_template.jinja";
 const SPECIAL_TOKENS_FILE = "special_tokens_map.json";
 
-/** The real path of `path` (null when absent), refused when it leads outside `root`. */
-async function realpathInside(path: string, root: string | null): Promise<string | null> {
-  let real: string;
+/** The real path of `path` (null when absent), refused when it leads outside `root`; any other failure names the file. */
+async function resolveInside(path: string, root: string | null): Promise<string | null> {
   try {
-    real = await fs.realpath(path);
+    return await realpathInside(path, root, path);
   } catch (error) {
-    if (isMissing(error)) return null;
+    if (error instanceof AdapterError) throw error;
     throw new LoadError(path, `cannot resolve: ${(error as Error).message}`);
   }
-  if (root !== null && !isInside(real, root)) {
-    throw new AdapterError("outside_root", `${path} leads outside the adapter root ${root} (a symlink out of it)`);
-  }
-  return real;
 }
 
 /** Memory for a file's bytes (NativeEngine.allocateHostBuffer: page-locked on cuda). */
@@ -58,7 +53,7 @@ const plainMemory: HostBufferAllocator = (bytes) => Buffer.allocUnsafe(bytes);
  * symlink swapped in between cannot lead out).
  */
 async function readFileInside(path: string, root: string | null, allocate = plainMemory): Promise<Buffer | null> {
-  const real = await realpathInside(path, root);
+  const real = await resolveInside(path, root);
   if (real === null) return null;
   // O_NONBLOCK: a FIFO planted under the name must not hang the open.
   const handle = await fs.open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -66,9 +61,7 @@ async function readFileInside(path: string, root: string | null, allocate = plai
     if (!(await handle.stat()).isFile()) throw new LoadError(path, "is not a regular file");
     // Linux names the opened file under /proc; elsewhere the check before opening is the only one.
     const opened = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => real);
-    if (root !== null && !isInside(opened, root)) {
-      throw new AdapterError("outside_root", `${path} leads outside the adapter root ${root} (a symlink out of it)`);
-    }
+    assertInside(opened, root, path);
     const size = (await handle.stat()).size;
     const memory = allocate(size);
     const bytes = Buffer.from(memory.buffer, memory.byteOffset, size);
@@ -93,7 +86,7 @@ export async function readAdapter(dir: string, root: string | null, limits: Adap
   const tokenizerConfigPath = join(dir, TOKENIZER_CONFIG_FILE);
   // Every file is checked before any is read, the text layer's included: one that leads out means nothing is read.
   const [, , , jinjaTemplate] = await Promise.all(
-    [configPath, weightsPath, tokenizerConfigPath, join(dir, JINJA_TEMPLATE_FILE), join(dir, SPECIAL_TOKENS_FILE)].map((path) => realpathInside(path, root)),
+    [configPath, weightsPath, tokenizerConfigPath, join(dir, JINJA_TEMPLATE_FILE), join(dir, SPECIAL_TOKENS_FILE)].map((path) => resolveInside(path, root)),
   );
   const configText = await readFileInside(configPath, root);
   if (configText === null) throw new LoadError(configPath, "missing: not a PEFT adapter directory");

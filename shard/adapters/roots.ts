@@ -1,10 +1,11 @@
 // The adapter roots (`--adapter-root`): where an adapter id that nobody registered is looked up, as ROOT/ID/ or
 // in the Hugging Face cache layout ROOT/models--ORG--NAME/snapshots/REV/. Ids and paths come from users, so
-// every name is checked before the file system sees it, and every path is resolved (symlinks included) and
-// refused unless it stays inside the real path of its root, before any file under it is opened.
+// every name is checked before the file system sees it, and every path is checked by path-containment.ts
+// before any file under it is opened.
 import { promises as fs, realpathSync, statSync } from "node:fs";
-import { join, resolve, sep } from "node:path";
+import { join, resolve } from "node:path";
 import { AdapterError } from "./errors.js";
+import { realpathInside } from "./path-containment.js";
 
 /** An adapter directory found inside a root: both are real paths (no symlinks left). */
 export interface FoundAdapter {
@@ -34,17 +35,6 @@ export function nameSegments(what: string, name: string): string[] {
   if (segments.some((s) => s === "")) refuse("has an empty path segment");
   if (segments.some((s) => s === "." || s === "..")) refuse('has a "." or ".." segment');
   return segments;
-}
-
-/** True when `path` is `root` or below it; both must be real paths. */
-export function isInside(path: string, root: string): boolean {
-  return path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
-}
-
-/** The error of a path that does not exist (or runs through a file). */
-export function isMissing(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException).code;
-  return code === "ENOENT" || code === "ENOTDIR";
 }
 
 export class AdapterRoots {
@@ -92,23 +82,9 @@ export class AdapterRoots {
    * `root`: a name that leads out is refused even if another root could have answered it.
    */
   private async directoryInside(root: string, path: string, name: string): Promise<string | null> {
-    const real = await this.realpathInside(root, path, name);
+    const real = await realpathInside(path, root, JSON.stringify(name));
     if (real === null) return null;
     return (await fs.stat(real)).isDirectory() ? real : null;
-  }
-
-  private async realpathInside(root: string, path: string, name: string): Promise<string | null> {
-    let real: string;
-    try {
-      real = await fs.realpath(path);
-    } catch (error) {
-      if (isMissing(error)) return null;
-      throw error;
-    }
-    if (!isInside(real, root)) {
-      throw new AdapterError("outside_root", `${JSON.stringify(name)} leads outside the adapter root ${root} (a symlink or path out of it)`);
-    }
-    return real;
   }
 
   /** ROOT/models--ORG--NAME/snapshots/REV for id ORG/NAME: the revision refs/main names, else the newest snapshot. */
@@ -120,7 +96,7 @@ export class AdapterRoots {
   }
 
   private async mainRevision(root: string, repo: string, id: string): Promise<string | null> {
-    const ref = await this.realpathInside(root, join(repo, "refs", "main"), id);
+    const ref = await realpathInside(join(repo, "refs", "main"), root, JSON.stringify(id));
     if (ref === null) return null;
     const revision = (await fs.readFile(ref, "utf8")).trim();
     if (!REVISION.test(revision) || revision === "." || revision === "..") {
