@@ -26,15 +26,17 @@ interface Refs {
   decode_each?: string[];
   decode_out_of_range?: { id: number; text: string };
 }
-const REFS = (JSON.parse(readFileSync(FIXTURES + "refs.json", "utf8")) as { tokenizers: Record<string, Refs> }).tokenizers;
+/** The tokenizer directories scripts/make_tokenizer_refs.py writes, each with its references in refs.json. */
+type TokenizerName = "llama2" | "metaspace" | "add-bos-false" | "no-post-processor" | "eos-in-vocab" | "extra-special";
+const REFS = (JSON.parse(readFileSync(FIXTURES + "refs.json", "utf8")) as { tokenizers: Record<TokenizerName, Refs> }).tokenizers;
 
-const load = (name: string) => TextCodec.load(FIXTURES + name);
-const encoded = (name: string, text: string, key: "encode" | "encode_no_special" = "encode"): number[] => {
+const load = (name: TokenizerName) => TextCodec.load(FIXTURES + name);
+const encoded = (name: TokenizerName, text: string, key: "encode" | "encode_no_special" = "encode"): number[] => {
   const found = REFS[name][key]?.find((e) => e.text === text);
   if (!found) throw new Error(`refs.json has no ${key} of ${JSON.stringify(text)} for ${name}`);
   return found.ids;
 };
-const decoded = (name: string, ids: number[]): { text: string; skipped: string } => {
+const decoded = (name: TokenizerName, ids: number[]): { text: string; skipped: string } => {
   const found = REFS[name].decode?.find((e) => JSON.stringify(e.ids) === JSON.stringify(ids));
   if (!found) throw new Error(`refs.json has no decode of ${JSON.stringify(ids)} for ${name}`);
   return found;
