@@ -1,0 +1,147 @@
+// cuda::loraShrink + cuda::loraExpand (through cuda::AdapterSlots, the slot load's dtype conversions included)
+// against the CPU addLoraDelta(): the delta each adds to a float32 output, compared element-wise.
+#include <memory>
+
+#include "../src/cpu/lora.h"
+#include "../src/cuda/adapter_slots.h"
+#include "../src/cuda/lora_shrink_expand.cuh"
+#include "check_common.cuh"
+
+namespace loraserve::check {
+namespace {
+
+// Mixed adapters: ranks 4/16/8, targets left out, rows without an adapter; `segments` are (slot, rows) pairs:
+// prefill-sized and decode segments together, or decode rows alone (the kernels' one-row form).
+template <typename T>
+void checkSegments(const std::string& shape, const std::vector<std::pair<int, int>>& segments) {
+  ModelSpec spec;
+  spec.hiddenSize = 256;
+  spec.intermediateSize = 512;
+  spec.numLayers = 2;
+  spec.numHeads = 8;
+  spec.numKvHeads = 2;
+  spec.headDim = 32;
+  spec.vocabSize = 64;
+  const ShardLayout layout(spec, 0, 1);
+  const int maxRank = 16;
+  const std::vector<int> ranks = {4, 16, 8};
+  // Each adapter stored in another dtype, so the slot load's conversions are all checked.
+  const std::vector<DType> dtypes = {DType::F32, DType::BF16, DType::F16};
+  cuda::AdapterSlots<T> slots(spec, layout, static_cast<int>(ranks.size()), maxRank);
+  std::vector<std::shared_ptr<const HostAdapter>> adapters(ranks.size());
+  std::vector<std::vector<uint8_t>> files(ranks.size());
+  for (size_t s = 0; s < ranks.size(); ++s) {
+    AdapterRefs refs;
+    refs.rank = ranks[s];
+    refs.scaling = 0.5 + static_cast<double>(s);
+    const std::string name = "adapter-" + std::to_string(s) + ".safetensors";
+    std::vector<uint8_t>& bytes = files[s];
+    bytes.assign(3, 0);  // an odd header length: tensors start at unaligned offsets, as they may in real files
+    auto store = [&](int64_t rows, int64_t cols) {
+      TensorRef ref{name, dtypes[s], {rows, cols}, bytes.size(), 0};
+      for (float value : randomFloats(static_cast<size_t>(rows * cols), 0.1f)) {
+        uint8_t raw[4];
+        if (ref.dtype == DType::F32) {
+          std::memcpy(raw, &value, 4);
+        } else {
+          const uint16_t bits = ref.dtype == DType::BF16 ? __nv_bfloat16_raw(__float2bfloat16(value)).x
+                                                         : __half_raw(__float2half(value)).x;
+          std::memcpy(raw, &bits, 2);
+        }
+        bytes.insert(bytes.end(), raw, raw + dtypeSize(ref.dtype));
+      }
+      ref.nbytes = bytes.size() - ref.offset;
+      return ref;
+    };
+    for (int layer = 0; layer < spec.numLayers; ++layer) {
+      for (int t = 0; t < kNumLoraTargets; ++t) {
+        if ((t + layer + static_cast<int>(s)) % 3 == 0) continue;  // this adapter leaves the target alone
+        const TargetShape shape = layout.localShape(static_cast<LoraTarget>(t));
+        LoraPairRef pair;
+        pair.layer = layer;
+        pair.target = static_cast<LoraTarget>(t);
+        pair.a = store(refs.rank, shape.in);
+        pair.b = store(shape.out, refs.rank);
+        refs.pairs.push_back(pair);
+      }
+    }
+    refs.fileBytes[name] = BorrowedBytes{bytes.data(), bytes.size()};
+    const CheckedAdapter checked = checkAdapter(refs, spec, layout, maxRank);
+    slots.load(static_cast<int>(s), checked);
+    // The reference reads the stored values exactly; the slot holds them rounded to T.
+    adapters[s] = std::make_shared<const HostAdapter>(readHostAdapter(checked));
+  }
+  ForwardBatch batch;
+  for (const auto& [slot, rows] : segments) {
+    BatchSegment segment;
+    segment.firstRow = static_cast<int64_t>(batch.tokens.size());
+    segment.numRows = rows;
+    segment.adapterSlot = slot;
+    batch.segments.push_back(segment);
+    batch.tokens.resize(batch.tokens.size() + rows, 0);
+  }
+  const int rows = static_cast<int>(batch.tokens.size());
+  const std::vector<LoraGroup> groups = groupRowsByAdapter(batch, adapters);
+  // The group layout the CUDA backend uses: q/k/v, o, gate/up and down.
+  const std::vector<std::vector<LoraTarget>> fused = {
+      {LoraTarget::Q, LoraTarget::K, LoraTarget::V}, {LoraTarget::O}, {LoraTarget::Gate, LoraTarget::Up}, {LoraTarget::Down}};
+  std::vector<cuda::LoraTile> tiles;
+  for (const BatchSegment& segment : batch.segments) {
+    if (segment.adapterSlot < 0) continue;
+    for (int64_t r = 0; r < segment.numRows; r += cuda::kLoraTileRows) {
+      tiles.push_back({static_cast<int>(segment.firstRow + r), static_cast<int>(std::min<int64_t>(cuda::kLoraTileRows, segment.numRows - r)), segment.adapterSlot});
+    }
+  }
+  int maxTileRows = 0;
+  for (const cuda::LoraTile& tile : tiles) maxTileRows = std::max(maxTileRows, tile.numRows);
+  auto dtiles = toDevice(tiles);
+  cuda::DeviceBuffer<float> v(static_cast<size_t>(rows) * cuda::loraIntermediateStride(slots.maxRank()));
+  for (int layer = 0; layer < spec.numLayers; ++layer) {
+    for (const std::vector<LoraTarget>& targets : fused) {
+      const int in = static_cast<int>(layout.localShape(targets[0]).in);
+      int width = 0;
+      for (LoraTarget t : targets) width += static_cast<int>(layout.localShape(t).out);
+      const std::vector<float> x = exactIn<T>(randomFloats(static_cast<size_t>(rows) * in));
+      const std::vector<float> y = randomFloats(static_cast<size_t>(rows) * width);
+      std::vector<float> expected(y.size());
+      int column = 0;
+      for (LoraTarget t : targets) {
+        const int out = static_cast<int>(layout.localShape(t).out);
+        std::vector<float> part(static_cast<size_t>(rows) * out);
+        for (int r = 0; r < rows; ++r) std::copy_n(y.begin() + static_cast<size_t>(r) * width + column, out, part.begin() + static_cast<size_t>(r) * out);
+        addLoraDelta(groups, layer, t, x.data(), in, part.data(), out);
+        for (int r = 0; r < rows; ++r) std::copy_n(part.begin() + static_cast<size_t>(r) * out, out, expected.begin() + static_cast<size_t>(r) * width + column);
+        column += out;
+      }
+      const cuda::LoraGroup group = slots.group(layer, targets);
+      auto dx = toDevice(narrow<T>(x));
+      auto dy = toDevice(y);
+      cuda::loraShrink(dx.data(), dtiles.data(), static_cast<int>(tiles.size()), maxTileRows, slots.view(), group, v.data(), nullptr);
+      cuda::loraExpand(v.data(), dtiles.data(), static_cast<int>(tiles.size()), maxTileRows, slots.view(), group, dy.data(), width, nullptr);
+      std::vector<float> deltaOurs = toHost(dy), deltaRef = expected;
+      for (size_t i = 0; i < y.size(); ++i) {
+        deltaOurs[i] -= y[i];
+        deltaRef[i] -= y[i];
+      }
+      std::string names;
+      for (LoraTarget t : targets) names += std::string(names.empty() ? "" : "+") + loraTargetName(t);
+      compare(tagged<T>("lora shrink/expand " + shape + " layer " + std::to_string(layer) + " " + names + " (delta)"), deltaOurs,
+              deltaRef, tolerance<T>(), {rows, width});
+    }
+  }
+}
+
+template <typename T>
+void checkAll() {
+  checkSegments<T>("mixed", {{0, 37}, {-1, 5}, {1, 1}, {2, 20}, {-1, 1}, {1, 1}, {2, 1}});
+  checkSegments<T>("decode", {{0, 1}, {-1, 1}, {1, 1}, {2, 1}, {1, 1}, {0, 1}});
+}
+
+}  // namespace
+
+void checkLora() {
+  checkAll<__half>();
+  checkAll<__nv_bfloat16>();
+}
+
+}  // namespace loraserve::check
