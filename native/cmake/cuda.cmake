@@ -7,8 +7,9 @@ if(NOT DEFINED ENV{CUDAARCHS})
 endif()
 set_target_properties(${PROJECT_NAME} PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
 
-# native/check/kernel_checks.cu runs every kernel against the CPU backend's function for the same job, so it
-# links the kernels and the CPU reference code, not the addon.
+# native/check/ (check_main.cu and one check_<family>.cu per kernel family) runs every kernel against the CPU
+# backend's function for the same job, element by element, so it links the kernels and the CPU reference code,
+# not the addon.
 file(GLOB LORASERVE_CHECK_KERNELS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/*.cu
      ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/*.cc)
 list(FILTER LORASERVE_CHECK_KERNELS EXCLUDE REGEX "/(cuda_backend|device_weights)\\.cu$")
@@ -17,8 +18,8 @@ file(GLOB LORASERVE_CHECK_REFERENCE CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR
 list(FILTER LORASERVE_CHECK_REFERENCE EXCLUDE REGEX
      "/(addon|js_values|engine|backend_factory|cpu_backend|decoder_layer)\\.cc$")
 find_package(Threads REQUIRED)
-add_executable(loraserve_kernel_checks ${CMAKE_CURRENT_SOURCE_DIR}/check/kernel_checks.cu ${LORASERVE_CHECK_KERNELS}
-                                       ${LORASERVE_CHECK_REFERENCE})
+file(GLOB LORASERVE_CHECK_FAMILIES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/check/check_*.cu)
+add_executable(loraserve_kernel_checks ${LORASERVE_CHECK_FAMILIES} ${LORASERVE_CHECK_KERNELS} ${LORASERVE_CHECK_REFERENCE})
 set_target_properties(loraserve_kernel_checks PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
                                                          RUNTIME_OUTPUT_DIRECTORY $<TARGET_FILE_DIR:${PROJECT_NAME}>)
 if(NOT DEFINED ENV{CUDAARCHS})
