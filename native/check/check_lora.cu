@@ -10,6 +10,14 @@
 namespace loraserve::check {
 namespace {
 
+// Adapter values that float16 and bfloat16 both hold exactly, so the slot load's conversion to T (from any stored
+// dtype) is exact and the reference, which reads the stored values, sees what the kernels read. A wrong conversion
+// still shows: it changes values, not roundings.
+std::vector<float> exactInBoth(std::vector<float> v) {
+  for (int pass = 0; pass < 3; ++pass) v = exactIn<__half>(exactIn<__nv_bfloat16>(std::move(v)));
+  return v;
+}
+
 // Mixed adapters: ranks 4/16/8, targets left out, rows without an adapter; `segments` are (slot, rows) pairs:
 // prefill-sized and decode segments together, or decode rows alone (the kernels' one-row form).
 template <typename T>
@@ -33,13 +41,15 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
   for (size_t s = 0; s < ranks.size(); ++s) {
     AdapterRefs refs;
     refs.rank = ranks[s];
-    refs.scaling = 0.5 + static_cast<double>(s);
+    // Powers of two: the slot folds the scaling into B before rounding to T (adapter_slots.cu), which is then
+    // exact, so the reference's B times scaling is what the kernels read.
+    refs.scaling = std::ldexp(0.5, static_cast<int>(s));
     const std::string name = "adapter-" + std::to_string(s) + ".safetensors";
     std::vector<uint8_t>& bytes = files[s];
     bytes.assign(3, 0);  // an odd header length: tensors start at unaligned offsets, as they may in real files
     auto store = [&](int64_t rows, int64_t cols) {
       TensorRef ref{name, dtypes[s], {rows, cols}, bytes.size(), 0};
-      for (float value : randomFloats(static_cast<size_t>(rows * cols), 0.1f)) {
+      for (float value : exactInBoth(randomFloats(static_cast<size_t>(rows * cols), 0.1f))) {
         uint8_t raw[4];
         if (ref.dtype == DType::F32) {
           std::memcpy(raw, &value, 4);
@@ -68,7 +78,7 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
     refs.fileBytes[name] = BorrowedBytes{bytes.data(), bytes.size()};
     const CheckedAdapter checked = checkAdapter(refs, spec, layout, maxRank);
     slots.load(static_cast<int>(s), checked);
-    // The reference reads the stored values exactly; the slot holds them rounded to T.
+    // The reference reads the stored values exactly; the slot holds the same values in T (exactInBoth).
     adapters[s] = std::make_shared<const HostAdapter>(readHostAdapter(checked));
   }
   ForwardBatch batch;
