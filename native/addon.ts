@@ -6,7 +6,12 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export type DType = "F32" | "F16" | "BF16";
+/**
+ * The safetensors dtypes the engine reads. A value only so that loading can hold the built addon's table to it
+ * (contract.dtypes numbers them); the type is its keys.
+ */
+const DTYPE_NAMES = { F32: true, F16: true, BF16: true } as const;
+export type DType = keyof typeof DTYPE_NAMES;
 
 /** One tensor inside a safetensors file, already checked against the file's size by the TS loader. */
 export interface TensorRef {
@@ -45,9 +50,20 @@ export interface ModelSpec {
   maxPositionEmbeddings: number;
 }
 
-/** The seven projections a LoRA adapter may target, in the engine's order. */
-export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
-export type LoraTarget = (typeof LORA_TARGETS)[number];
+/**
+ * The seven projections a LoRA adapter may target. A value only so that loading can hold the built addon's table to
+ * it; the type is its keys, the engine's order is LORA_TARGETS.
+ */
+const LORA_TARGET_NAMES = {
+  q_proj: true,
+  k_proj: true,
+  v_proj: true,
+  o_proj: true,
+  gate_proj: true,
+  up_proj: true,
+  down_proj: true,
+} as const;
+export type LoraTarget = keyof typeof LORA_TARGET_NAMES;
 
 export interface LayerWeights {
   inputNorm: TensorRef;
@@ -223,13 +239,10 @@ export interface NativeEngine {
   close(): void;
 }
 
-/** The order in which the binding numbers dtypes (native/src/js_values.cc kDTypeByCode). */
-const DTYPES: readonly DType[] = ["F32", "F16", "BF16"];
-
 /**
  * AdapterWeights as the binding takes it: every pair's numbers in one Float64Array and each distinct file name once,
- * so the handoff is a few N-API calls instead of several per tensor ref. The layout, and the checks of every value,
- * are native/src/js_values.cc PackedPairs.
+ * so the handoff is a few N-API calls instead of several per tensor ref. The order of the numbers is the addon's
+ * (contract.packedLayout); the checks of every value are native/src/js_values.cc PackedPairs.
  */
 interface PackedAdapter {
   rank: number;
@@ -239,34 +252,59 @@ interface PackedAdapter {
   fileBytes?: Readonly<Record<string, Uint8Array>>;
 }
 
-function packAdapter(adapter: AdapterWeights): PackedAdapter {
-  const fileIndex = new Map<string, number>();
-  const numbers: number[] = [];
-  // What cannot be encoded becomes -1 (a file that is not a string, an unknown name, a shape that is not an array)
-  // or NaN (a non-number): the binding refuses those naming the field, so the checks stay in one place.
-  const numberOf = (value: unknown) => (typeof value === "number" ? value : Number.NaN);
-  const fileOf = (file: unknown) => {
-    if (typeof file !== "string") return -1;
-    let index = fileIndex.get(file);
-    if (index === undefined) fileIndex.set(file, (index = fileIndex.size));
-    return index;
-  };
-  const pushRef = (ref: TensorRef) => {
-    numbers.push(fileOf(ref.file), DTYPES.indexOf(ref.dtype), numberOf(ref.offset), numberOf(ref.nbytes));
+/** The numbers of one adapter so far, and the index of each file name they name. */
+interface PackState {
+  numbers: number[];
+  fileIndex: Map<string, number>;
+}
+
+// What cannot be encoded becomes -1 (a file that is not a string, an unknown name, a shape that is not an array) or
+// NaN (a non-number): the binding refuses those naming the field, so the checks stay in one place.
+const numberOf = (value: unknown) => (typeof value === "number" ? value : Number.NaN);
+
+function fileCode(state: PackState, file: unknown): number {
+  if (typeof file !== "string") return -1;
+  let index = state.fileIndex.get(file);
+  if (index === undefined) state.fileIndex.set(file, (index = state.fileIndex.size));
+  return index;
+}
+
+/** How each property of a TensorRef becomes numbers; the addon's layout says in which order. */
+const TENSOR_REF_PACKERS: Record<keyof TensorRef, (state: PackState, ref: TensorRef) => void> = {
+  file: (state, ref) => state.numbers.push(fileCode(state, ref.file)),
+  dtype: (state, ref) => state.numbers.push(CONTRACT.dtypeCodes.get(ref.dtype) ?? -1),
+  offset: (state, ref) => state.numbers.push(numberOf(ref.offset)),
+  nbytes: (state, ref) => state.numbers.push(numberOf(ref.nbytes)),
+  shape: (state, ref) => {
     if (!Array.isArray(ref.shape)) {
-      numbers.push(-1);
+      state.numbers.push(-1);
       return;
     }
-    numbers.push(ref.shape.length);
-    for (const dim of ref.shape) numbers.push(numberOf(dim));
-  };
+    state.numbers.push(ref.shape.length);
+    for (const dim of ref.shape) state.numbers.push(numberOf(dim));
+  },
+};
+
+function packRef(state: PackState, ref: TensorRef): void {
+  for (const field of CONTRACT.packedLayout.tensorRef) TENSOR_REF_PACKERS[field](state, ref);
+}
+
+/** How each property of a LoraTensorPair becomes numbers; the addon's layout says in which order. */
+const PAIR_PACKERS: Record<keyof LoraTensorPair, (state: PackState, pair: LoraTensorPair) => void> = {
+  layer: (state, pair) => state.numbers.push(numberOf(pair.layer)),
+  target: (state, pair) => state.numbers.push(CONTRACT.targetCodes.get(pair.target) ?? -1),
+  a: (state, pair) => packRef(state, pair.a),
+  b: (state, pair) => packRef(state, pair.b),
+};
+
+function packAdapter(adapter: AdapterWeights): PackedAdapter {
+  const state: PackState = { numbers: [], fileIndex: new Map() };
+  const { pair: pairLayout } = CONTRACT.packedLayout;
   for (const pair of adapter.pairs) {
-    numbers.push(numberOf(pair.layer), LORA_TARGETS.indexOf(pair.target));
-    pushRef(pair.a);
-    pushRef(pair.b);
+    for (const field of pairLayout) PAIR_PACKERS[field](state, pair);
   }
   const { rank, scaling, fileBytes } = adapter;
-  return { rank, scaling, files: [...fileIndex.keys()], pairs: new Float64Array(numbers), fileBytes };
+  return { rank, scaling, files: [...state.fileIndex.keys()], pairs: new Float64Array(state.numbers), fileBytes };
 }
 
 /** The engine class of the binding: NativeEngine, but loadAdapter takes the packed form. */
@@ -309,9 +347,21 @@ class PackingEngine implements NativeEngine {
   }
 }
 
+/** The tables the addon exports (native/src/contract.h), in the engine's own order and codes. */
+export interface NativeContract {
+  loraTargets: string[];
+  /** Name -> the code a packed adapter carries. */
+  dtypes: Record<string, number>;
+  /** The order of the numbers of one pair and of one tensor ref in PackedAdapter.pairs. */
+  packedLayout: { pair: string[]; tensorRef: string[] };
+  /** The instance methods of the Engine class. */
+  engineMethods: string[];
+}
+
 interface Addon {
   Engine: new (options: EngineOptions) => EngineBinding;
   hasCuda(): boolean;
+  contract: NativeContract;
 }
 
 let cached: Addon | null = null;
@@ -340,3 +390,57 @@ export function loadAddon(): Addon {
 export function createEngine(options: EngineOptions): NativeEngine {
   return new PackingEngine(new (loadAddon().Engine)(options));
 }
+
+/** What differs between two sets of names: each problem names the table and the name. */
+function nameMismatches(table: string, native: readonly string[], declared: readonly string[]): string[] {
+  const problems = declared.filter((name) => !native.includes(name)).map((name) => `${table} lacks ${name}`);
+  for (const name of native) if (!declared.includes(name)) problems.push(`${table} has ${name}, which native/addon.ts does not declare`);
+  if (new Set(native).size !== native.length) problems.push(`${table} names something twice`);
+  return problems;
+}
+
+/**
+ * Where the built addon's tables disagree with this file's types: the LoRA targets and dtypes, the properties the
+ * packer encodes, and the methods PackingEngine forwards. Empty when they agree.
+ */
+export function contractMismatches(native: NativeContract): string[] {
+  const forwarded = Object.getOwnPropertyNames(PackingEngine.prototype).filter((name) => name !== "constructor");
+  return [
+    ...nameMismatches("loraTargets", native.loraTargets, Object.keys(LORA_TARGET_NAMES)),
+    ...nameMismatches("dtypes", Object.keys(native.dtypes), Object.keys(DTYPE_NAMES)),
+    ...nameMismatches("packedLayout.pair", native.packedLayout.pair, Object.keys(PAIR_PACKERS)),
+    ...nameMismatches("packedLayout.tensorRef", native.packedLayout.tensorRef, Object.keys(TENSOR_REF_PACKERS)),
+    ...nameMismatches("engineMethods", native.engineMethods, forwarded),
+  ];
+}
+
+/** NativeContract once it is known to agree with this file's types. */
+interface Contract {
+  loraTargets: readonly LoraTarget[];
+  targetCodes: ReadonlyMap<unknown, number>;
+  dtypeCodes: ReadonlyMap<unknown, number>;
+  packedLayout: { pair: readonly (keyof LoraTensorPair)[]; tensorRef: readonly (keyof TensorRef)[] };
+}
+
+function checkedContract(): Contract {
+  const native = loadAddon().contract;
+  const problems = contractMismatches(native);
+  if (problems.length > 0) {
+    throw new Error(
+      `native addon ${addonPath()} does not match native/addon.ts (rebuild it: npm run build:native): ${problems.join("; ")}`,
+    );
+  }
+  const loraTargets = native.loraTargets as LoraTarget[];
+  return {
+    loraTargets,
+    targetCodes: new Map(loraTargets.map((target, code) => [target, code])),
+    dtypeCodes: new Map(Object.entries(native.dtypes)),
+    packedLayout: native.packedLayout as Contract["packedLayout"],
+  };
+}
+
+// Read when this module is imported, so that a stale build fails at once and by name, not at the first adapter load.
+const CONTRACT = checkedContract();
+
+/** The seven projections a LoRA adapter may target, in the engine's order (native/src/lora_target.h). */
+export const LORA_TARGETS: readonly LoraTarget[] = CONTRACT.loraTargets;

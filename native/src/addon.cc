@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "contract.h"
 #include "engine.h"
 #include "js_values.h"
 
@@ -179,7 +180,9 @@ Napi::Value hasCuda(const Napi::CallbackInfo& info) {
 
 // NODE_API_MODULE pastes the function's name into an identifier, so it must be a plain global name.
 static Napi::Object initLoraserve(Napi::Env env, Napi::Object exports) {
-  exports.Set("Engine", loraserve::EngineWrap::define(env));
+  const Napi::Function engineClass = loraserve::EngineWrap::define(env);
+  exports.Set("Engine", engineClass);
+  exports.Set("contract", loraserve::contractToJs(env, engineClass));
   exports.Set("hasCuda", Napi::Function::New(env, loraserve::hasCuda, "hasCuda"));
   return exports;
 }

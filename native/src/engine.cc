@@ -36,11 +36,21 @@ const EngineOptions& validated(const EngineOptions& options) {
   return options;
 }
 
+// The one refusal of a group, for every device, until tensor parallelism brings a collective backend. Checked on
+// the layout, so a rank outside its group is reported as that, and before the backend reads any weight.
+const ShardLayout& requireSingleRank(const ShardLayout& layout) {
+  if (layout.world() > 1) {
+    throw std::runtime_error("tensor parallelism needs a collective backend; not built yet (world " +
+                             std::to_string(layout.world()) + ")");
+  }
+  return layout;
+}
+
 }  // namespace
 
 Engine::Engine(const EngineOptions& options)
     : options_(validated(options)),
-      layout_(options.spec, options.rank, options.world),
+      layout_(requireSingleRank(ShardLayout(options.spec, options.rank, options.world))),
       backend_(createBackend(options)),
       slots_(static_cast<size_t>(options.maxLoras), SlotState::Free) {
   // The file references are only needed while the backend reads the weights.

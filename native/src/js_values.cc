@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "packed_adapter_layout.h"
+
 namespace loraserve {
 
 namespace {
@@ -75,22 +77,36 @@ std::vector<int32_t> int32ArrayAt(const Napi::Value& value, const std::string& p
   return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
 }
 
-// The choice a string names; otherwise a TypeError that lists the names ("a", "b" or "c").
+// The names a TypeError lists for a choice: "a", "b" or "c".
+template <typename Names>
+std::string quotedChoices(const Names& names) {
+  std::string text;
+  size_t index = 0;
+  for (const char* name : names) {
+    text += std::string(index == 0 ? "" : index + 1 == std::size(names) ? " or " : ", ") + "\"" + name + "\"";
+    ++index;
+  }
+  return text;
+}
+
+// The choice a string names; otherwise a TypeError that lists the names.
 template <typename E>
 E choiceAt(const Napi::Value& value, const std::string& path, std::initializer_list<std::pair<const char*, E>> choices) {
   const std::string name = stringAt(value, path);
-  std::string expected;
-  size_t index = 0;
+  std::vector<const char*> names;
   for (const auto& [choiceName, choice] : choices) {
     if (name == choiceName) return choice;
-    expected += std::string(index == 0 ? "" : index + 1 == choices.size() ? " or " : ", ") + "\"" + choiceName + "\"";
-    ++index;
+    names.push_back(choiceName);
   }
-  typeError(value.Env(), path, expected);
+  typeError(value.Env(), path, quotedChoices(names));
 }
 
 DType dtypeAt(const Napi::Value& value, const std::string& path) {
-  return choiceAt<DType>(value, path, {{"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}});
+  const std::string name = stringAt(value, path);
+  for (int code = 0; code < kNumDTypes; ++code) {
+    if (name == kDTypeNames[code]) return static_cast<DType>(code);
+  }
+  typeError(value.Env(), path, quotedChoices(kDTypeNames));
 }
 
 TensorRef tensorRefAt(const Napi::Value& value, const std::string& path) {
@@ -174,12 +190,10 @@ BaseWeightRefs weightsAt(const Napi::Value& value, const std::string& path) {
   return weights;
 }
 
-// AdapterWeights.pairs as native/addon.ts packAdapter lays them out in one Float64Array: a few N-API calls per load
-// instead of several per tensor ref (448 refs took 2.1 ms of a 5.9 ms load that way). Per pair: layer, target (index into
-// LORA_TARGETS), then lora_A and lora_B, each as file (index into AdapterWeights.files), dtype (index into
-// kDTypeByCode), offset, nbytes, the shape's length and its dims. The packer writes -1 for what it cannot encode (a
-// file that is not a string, an unknown name, a shape that is not an array) and NaN for a non-number, so every
-// check of the object form stays here, and errors name the field of the caller's AdapterWeights.
+// AdapterWeights.pairs as native/addon.ts packAdapter lays them out (packed_adapter_layout.h). The packer writes -1
+// for what it cannot encode (a file that is not a string, an unknown name, a shape that is not an array) and NaN for
+// a non-number, so every check of the object form stays here, and errors name the field of the caller's
+// AdapterWeights.
 class PackedPairs {
  public:
   PackedPairs(Napi::Env env, const Napi::Float64Array& numbers, const std::vector<std::string>& files)
@@ -189,18 +203,37 @@ class PackedPairs {
 
   LoraPairRef next() {
     LoraPairRef pair;
-    pair.layer = static_cast<int>(integer({pair_, nullptr, "layer"}, std::numeric_limits<int32_t>::max()));
-    pair.target = static_cast<LoraTarget>(
-        code({pair_, nullptr, "target"}, kNumLoraTargets, "one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"));
-    pair.a = tensor("a");
-    pair.b = tensor("b");
+    for (const auto& [field, name] : kPackedPairLayout) {
+      switch (field) {
+        case PackedPairField::Layer:
+          pair.layer = static_cast<int>(integer({pair_, nullptr, name}, std::numeric_limits<int32_t>::max()));
+          break;
+        case PackedPairField::Target:
+          pair.target = static_cast<LoraTarget>(code({pair_, nullptr, name}, kNumLoraTargets, targetChoices()));
+          break;
+        case PackedPairField::A: pair.a = tensor(name); break;
+        case PackedPairField::B: pair.b = tensor(name); break;
+      }
+    }
     ++pair_;
     return pair;
   }
 
  private:
-  // The packer numbers dtypes in this order (native/addon.ts DTYPES).
-  static constexpr DType kDTypeByCode[] = {DType::F32, DType::F16, DType::BF16};
+  // What a bad target or dtype code is expected to be, built once rather than for every pair.
+  static const std::string& targetChoices() {
+    static const std::string text = [] {
+      std::string list = "one of ";
+      for (int t = 0; t < kNumLoraTargets; ++t) list += std::string(t == 0 ? "" : ", ") + kLoraTargetNames[t];
+      return list;
+    }();
+    return text;
+  }
+
+  static const std::string& dtypeChoices() {
+    static const std::string text = quotedChoices(kDTypeNames);
+    return text;
+  }
 
   // A field of pairs[pair], spelled out only when it fails, so a good adapter builds no path strings.
   struct Field {
@@ -246,14 +279,27 @@ class PackedPairs {
 
   TensorRef tensor(const char* half) {
     TensorRef ref;
-    ref.file = files_[code({pair_, half, "file"}, files_.size(), "a string")];
-    ref.dtype = kDTypeByCode[code({pair_, half, "dtype"}, std::size(kDTypeByCode), "\"F32\", \"F16\" or \"BF16\"")];
-    ref.offset = static_cast<uint64_t>(integer({pair_, half, "offset"}, kMaxSafeInteger));
-    ref.nbytes = static_cast<uint64_t>(integer({pair_, half, "nbytes"}, kMaxSafeInteger));
-    const size_t dims = code({pair_, half, "shape"}, size_ - next_ + 1, "an array");
-    ref.shape.reserve(dims);
-    for (size_t d = 0; d < dims; ++d) {
-      ref.shape.push_back(integer({pair_, half, "shape", static_cast<int64_t>(d)}, kMaxSafeInteger));
+    for (const auto& [field, name] : kPackedTensorLayout) {
+      switch (field) {
+        case PackedTensorField::File: ref.file = files_[code({pair_, half, name}, files_.size(), "a string")]; break;
+        case PackedTensorField::DType:
+          ref.dtype = static_cast<DType>(code({pair_, half, name}, kNumDTypes, dtypeChoices()));
+          break;
+        case PackedTensorField::Offset:
+          ref.offset = static_cast<uint64_t>(integer({pair_, half, name}, kMaxSafeInteger));
+          break;
+        case PackedTensorField::Nbytes:
+          ref.nbytes = static_cast<uint64_t>(integer({pair_, half, name}, kMaxSafeInteger));
+          break;
+        case PackedTensorField::Shape: {
+          const size_t dims = code({pair_, half, name}, size_ - next_ + 1, "an array");
+          ref.shape.reserve(dims);
+          for (size_t d = 0; d < dims; ++d) {
+            ref.shape.push_back(integer({pair_, half, name, static_cast<int64_t>(d)}, kMaxSafeInteger));
+          }
+          break;
+        }
+      }
     }
     return ref;
   }

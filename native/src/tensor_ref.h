@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-namespace loraserve {
+#include "dtype.h"
 
-enum class DType { F32, F16, BF16 };
+namespace loraserve {
 
 struct TensorRef {
   std::string file;
@@ -16,8 +16,5 @@ struct TensorRef {
   uint64_t offset = 0;
   uint64_t nbytes = 0;
 };
-
-size_t dtypeSize(DType dtype);
-const char* dtypeName(DType dtype);
 
 }  // namespace loraserve

@@ -20,20 +20,11 @@ int resolveThreads(int requested) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Runs before any weight is read, so a group that cannot run fails at once.
-const ShardLayout& requireSingleRank(const ShardLayout& layout) {
-  if (layout.world() > 1) {
-    throw std::runtime_error("tensor parallelism needs a collective backend; not built yet (world " +
-                             std::to_string(layout.world()) + ")");
-  }
-  return layout;
-}
-
 }  // namespace
 
 CpuBackend::CpuBackend(const EngineOptions& options)
     : spec_(options.spec),
-      layout_(requireSingleRank(ShardLayout(options.spec, options.rank, options.world))),
+      layout_(options.spec, options.rank, options.world),
       attention_{layout_.localHeads(), layout_.localKvHeads(), options.spec.headDim},
       weights_(loadHostWeights(options, layout_)),
       weightBytes_(weights_.bytes()),

@@ -65,7 +65,7 @@ class AdapterSlots {
   cudaStream_t loadStream_ = nullptr;
   std::unique_ptr<PinnedUpload> upload_;
   DeviceBuffer<uint8_t> staging_;                // stored bytes on their way into a slot: one slot's size
-  PinnedBuffer<ConvertWindow<T>> windowsHost_;   // [numLayers * 7 * 2]: every A and B of one load
+  PinnedBuffer<ConvertWindow<T>> windowsHost_;   // [numLayers * kNumLoraTargets * 2]: every A and B of one load
   DeviceBuffer<ConvertWindow<T>> windows_;
 };
 

@@ -46,8 +46,6 @@ const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptio
   auto require = [](bool ok, const std::string& message) {
     if (!ok) throw std::runtime_error("device \"cuda\": " + message);
   };
-  require(layout.world() == 1, "tensor parallelism needs the collective backend; not built yet (world " +
-                                   std::to_string(layout.world()) + ")");
   require(spec.headDim == 16 || spec.headDim == 32 || spec.headDim == 64 || spec.headDim == 128,
           "head_dim " + std::to_string(spec.headDim) + " is not supported (16, 32, 64 or 128)");
   require(spec.numHeads / spec.numKvHeads <= 8, "more than 8 query heads per kv head are not supported");

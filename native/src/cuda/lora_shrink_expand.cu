@@ -1,3 +1,4 @@
+#include "../lora_target.h"
 #include "block_reduce.cuh"
 #include "cuda_check.h"
 #include "dependent_launch.cuh"
@@ -11,7 +12,6 @@ namespace {
 constexpr int kShrinkWarps = 8;      // rank rows per shrink block: one warp each
 constexpr int kExpandThreads = 128;
 constexpr int kExpandColumns = 4;    // consecutive output columns per expand thread
-constexpr int kNumTargets = 7;
 
 // group.x[g] with a run-time g would copy the whole parameter struct to local memory for every thread (real
 // memory traffic in kernels of thousands of blocks); compile-time indices keep it in the parameter bank.
@@ -27,7 +27,7 @@ __device__ inline V pick(const V (&values)[kMaxLoraGroupTargets], int g) {
 
 template <typename T>
 __device__ inline int targetRank(const LoraSlots<T>& slots, int slot, int layer, int target) {
-  return slots.ranks[(static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumTargets + target];
+  return slots.ranks[(static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumLoraTargets + target];
 }
 
 // One block per (tile, target, split of the input, group of kShrinkWarps rank rows); each warp streams one rank

@@ -29,7 +29,7 @@ struct LoraTile {
 template <typename T>
 struct LoraSlots {
   const T* const* weights = nullptr;  // [maxLoras]: each slot's allocation
-  const int32_t* ranks = nullptr;     // [maxLoras][numLayers][7]: 0 where the target has no LoRA
+  const int32_t* ranks = nullptr;     // [maxLoras][numLayers][kNumLoraTargets]: 0 where the target has no LoRA
   int numLayers = 0;
   int maxRank = 0;  // the stride of A rows and B columns; a multiple of 8
 };
