@@ -72,15 +72,15 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
   const chatTemplates = new ChatTemplates(model.dir);
   const requested = resolveLimits(args, model.spec);
   const roots = new AdapterRoots(args.adapterRoots);
-  const engine = telemetry.observeEngine(
-    telemetry.loadingModel(() => createShardEngine(model, requested, args)),
-    args.adapters,
-  );
+  const engine = telemetry.loadingModel(() => createShardEngine(model, requested, args));
   try {
     const limits = requested.numKvBlocks === 0 ? withEngineKvBlocks(requested, engine.info().numKvBlocks, args.gpuMemoryFraction) : requested;
     const { maxLoras, maxCpuLoras, maxLoraRank } = args;
-    const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots }, args.adapters);
-    const llm = new LlmEngine(engine, { ...limits, eosTokenIds: codec.eosTokenIds, adapters });
+    const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots }, args.adapters, {
+      listeners: [telemetry.slotListener],
+      progress,
+    });
+    const llm = new LlmEngine(telemetry.timeSteps(engine), { ...limits, eosTokenIds: codec.eosTokenIds, adapters });
     telemetry.watch(llm, adapters, maxLoras);
     const server = await startShardServer(
       { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, chatTemplates, adapters, limits, telemetry },

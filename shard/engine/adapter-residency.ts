@@ -1,12 +1,26 @@
 // What the engine loop needs from the adapter tiers (shard/adapters/registry.ts): the slot that holds a
 // sequence's adapter, and a say in what may be evicted. A sequence whose adapter is not in a slot yet waits in
-// the queue while the others run.
+// the queue while the others run. Whoever listens (the engine loop, telemetry) hears each slot change with the
+// adapter's id, so that nobody keeps a second copy of which adapter is in which slot.
+
+/** One copy of an adapter into an engine slot, as it ended. */
+export interface SlotLoad {
+  slot: number;
+  /** The adapter's LoRA rank. */
+  rank: number;
+  seconds: number;
+}
 
 export interface ResidencyListener {
   /** An adapter reached a slot: the sequences waiting for it can be scheduled. */
-  resident(): void;
-  /** An adapter could not be brought into a slot: its waiting sequences end with this error. */
-  failed(adapterId: string, error: Error): void;
+  loaded(adapterId: string, load: SlotLoad): void;
+  /** An adapter left its slot (evicted for another, or unloaded): steps may no longer name the slot for it. */
+  evicted(adapterId: string, slot: number): void;
+  /**
+   * An adapter could not be brought into a slot: its waiting sequences end with this error. `load` is the slot
+   * load that failed; null when the adapter could not be read.
+   */
+  failed(adapterId: string, error: Error, load: SlotLoad | null): void;
 }
 
 export interface AdapterResidency {
@@ -18,5 +32,6 @@ export interface AdapterResidency {
   release(adapterId: string): void;
   /** The engine slot holding the adapter, -1 for the base model (""), null while it is not in a slot. */
   slotOf(adapterId: string): number | null;
+  /** Adds a listener; every listener hears every change from then on. */
   listen(listener: ResidencyListener): void;
 }

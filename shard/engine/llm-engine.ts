@@ -61,7 +61,8 @@ export class LlmEngine {
   private releasedDuringStep: string[] = [];
 
   constructor(
-    private readonly engine: NativeEngine,
+    /** Only steps: adapter loads are the registry's (shard/adapters/slot-tier.ts). */
+    private readonly engine: Pick<NativeEngine, "step">,
     private readonly options: LlmEngineOptions,
   ) {
     this.scheduler = new Scheduler(new BlockManager(options.numKvBlocks, options.blockSize), options.maxBatchPrefillTokens, (seq) => {
@@ -69,7 +70,9 @@ export class LlmEngine {
       this.observers.get(seq)?.preempted();
     }, (seq) => options.adapters.slotOf(seq.request.adapterId) !== null);
     options.adapters.listen({
-      resident: () => this.wake(),
+      loaded: () => this.wake(),
+      // A slot is only given up by an adapter no sequence uses: nothing queued here is affected.
+      evicted: () => undefined,
       failed: (adapterId, error) => {
         for (const seq of [...this.outputs.keys()]) {
           if (seq.status === "waiting" && seq.request.adapterId === adapterId) this.end(seq, "cancelled", error);

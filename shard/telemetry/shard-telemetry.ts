@@ -1,45 +1,42 @@
 // The shard's observability in one place: logger, tracer and engine metrics; the engine wrapper that times
-// steps and adapter loads; the trace of each request; and the metrics port.
+// steps; the listener that traces and counts adapter slot loads; the trace of each request; and the metrics port.
 import { createServer, type Server } from "node:http";
 import { listen } from "../../common/listen.js";
 import type { HandlerContext } from "@connectrpc/connect";
 import { context, trace } from "@opentelemetry/api";
 import type { GenerateRequest } from "../../gen/loraserve/v1/generate_pb.js";
-import { basename, dirname, resolve } from "node:path";
-import type { AdapterWeights, NativeEngine } from "../../native/addon.js";
+import type { NativeEngine } from "../../native/addon.js";
 import type { ProgressSink } from "../../telemetry/progress.js";
 import { ATTR, operationName, SHARD_HEADER } from "../../telemetry/attributes.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { answerMetrics, isMetricsRequest } from "../../telemetry/metrics-endpoint.js";
 import { extractTraceContext } from "../../telemetry/trace-context.js";
 import type { LlmEngine, TokenEvent } from "../engine/llm-engine.js";
+import type { ResidencyListener } from "../engine/adapter-residency.js";
 import type { SequenceObserver } from "../engine/sequence-observer.js";
 import type { SequenceRequest } from "../engine/sequence.js";
-
-/** An adapter as named on the command line. */
-export interface AdapterSource {
-  id: string;
-  dir: string;
-}
-import { ObservedEngine } from "./observed-engine.js";
 import { SequenceTrace } from "./sequence-trace.js";
 import { ShardMetrics } from "./shard-metrics.js";
+import { SlotTelemetry } from "./slot-telemetry.js";
+import { timedSteps } from "./timed-steps.js";
 
 export interface MetricsServer {
   port: number;
   close(): Promise<void>;
 }
 
-/** Where the shard's adapters live, to name the adapter whose weights the engine loads. */
-export interface AdapterDirectory {
-  list(): { id: string; dir: string }[];
+/** What telemetry asks the adapter registry: which adapters are in an engine slot now. */
+export interface AdapterSlots {
+  deviceIds(): string[];
+  slotOf(adapterId: string): number | null;
 }
 
 export class ShardTelemetry {
   readonly metrics: ShardMetrics;
   private readonly tracer = trace.getTracer("loraserve-shard");
-  private observed: ObservedEngine | null = null;
-  private directory: AdapterDirectory | null = null;
+  /** Hears the adapter registry from its opening: give it to AdapterRegistry.open. */
+  readonly slotListener: ResidencyListener;
+  private slots: AdapterSlots | null = null;
 
   constructor(
     readonly logger: Logger,
@@ -48,6 +45,7 @@ export class ShardTelemetry {
     private readonly progress: ProgressSink,
   ) {
     this.metrics = new ShardMetrics(maxAdapters);
+    this.slotListener = new SlotTelemetry(this.metrics, this.tracer, logger);
   }
 
   /** Reports the base model's loading (one step: the engine maps or uploads every weight). */
@@ -58,35 +56,15 @@ export class ShardTelemetry {
     return loaded;
   }
 
-  /**
-   * The engine with its steps and adapter loads measured. `startup` are the adapters named on the command line:
-   * their loads are reported as progress, and they name adapters until the registry exists (watch()).
-   */
-  observeEngine(engine: NativeEngine, startup: readonly AdapterSource[]): NativeEngine {
-    const dirs = new Map(startup.map(({ id, dir }) => [resolve(dir), id]));
-    let loaded = 0;
-    if (startup.length > 0) this.progress.update("loading adapters", 0, startup.length);
-    this.observed = new ObservedEngine(
-      engine,
-      { metrics: this.metrics, tracer: this.tracer, logger: this.logger },
-      (weights) => this.adapterOf(weights, dirs),
-      () => {
-        if (this.directory === null && loaded < startup.length) this.progress.update("loading adapters", ++loaded, startup.length);
-      },
-    );
-    return this.observed.engine;
+  /** The engine with its steps timed, for the engine loop. */
+  timeSteps(engine: Pick<NativeEngine, "step">): Pick<NativeEngine, "step"> {
+    return timedSteps(engine, this.metrics);
   }
 
-  /** Registers the series read from the running engine loop; `adapters` names adapters from now on. */
-  watch(llm: LlmEngine, adapters: AdapterDirectory, maxSlots: number): void {
-    this.directory = adapters;
-    this.metrics.watch(llm, () => this.observed?.residentAdapters() ?? [], maxSlots);
-  }
-
-  /** An adapter's weights file lies in its directory. */
-  private adapterOf(weights: AdapterWeights, startup: ReadonlyMap<string, string>): string {
-    const dir = dirname(weights.pairs[0]?.a.file ?? "");
-    return this.directory?.list().find((adapter) => resolve(adapter.dir) === dir)?.id ?? startup.get(dir) ?? basename(dir);
+  /** Registers the series read from the running engine loop and the registry's slots. */
+  watch(llm: LlmEngine, slots: AdapterSlots, maxSlots: number): void {
+    this.slots = slots;
+    this.metrics.watch(llm, () => slots.deviceIds(), maxSlots);
   }
 
   /**
@@ -105,7 +83,7 @@ export class ShardTelemetry {
 
   /** The trace of one request. Tells the router (response header) whether the adapter was resident when it came. */
   private sequence(request: GenerateRequest, sequence: SequenceRequest, handler: HandlerContext): SequenceTrace {
-    const resident = this.observed?.isResident(request.adapterId) ?? true;
+    const resident = this.slots ? this.slots.slotOf(request.adapterId) !== null : true;
     handler.responseHeader.set(SHARD_HEADER.adapterResident, String(resident));
     this.metrics.labels.count(request.adapterId);
     return new SequenceTrace({
