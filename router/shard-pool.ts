@@ -2,14 +2,15 @@
 // here, by router/affinity.ts, from each group's StatusWatcher (router/status-watcher.ts, the only caller of
 // Status) plus the streams this router has sent each group since that view. `generate` opens a request's
 // stream and `tokenize` makes its call with failover (router/failover.ts).
-// With telemetry, each attempt's Generate is measured and traced as routed (router/telemetry/).
+// With telemetry, each attempt's Generate is measured and traced as routed, and ended as the failover loop
+// reports it (router/telemetry/).
 import { createClient, type CallOptions, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { GenerateRequest, GenerateStreamResponse, TokenizeRequest, TokenizeResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 import { propagateTraceContext } from "../telemetry/trace-context.js";
 import { rankGroups, type GroupView, type Residency, type RouteReason } from "./affinity.js";
-import { callWithFailover, streamWithFailover, type Attempt } from "./failover.js";
+import { callWithFailover, streamWithFailover, type Attempt, type FailoverObserver } from "./failover.js";
 import type { ShardClient } from "./shard-client.js";
 import { StatusWatcher } from "./status-watcher.js";
 import type { RouterTelemetry } from "./telemetry/router-telemetry.js";
@@ -73,35 +74,38 @@ export class ShardPool {
     return { candidates: candidates.map((view) => byUri.get(view.id)!), reason };
   }
 
-  private routed(group: ShardGroup, reason: string, hasNextCandidate: boolean): ShardClient {
-    return this.telemetry ? this.telemetry.observe(group.client, { group: group.uri, reason, hasNextCandidate }) : group.client;
-  }
-
   /** Tokenizes on the best group that answers (the adapter's tokenizer), moving on while groups fail. */
   tokenize(request: TokenizeRequest, options: CallOptions): Promise<TokenizeResponse> {
     const { candidates } = this.rank(request.adapterId);
     const attempts = candidates.map((group) => ({ group: group.uri, call: () => group.client.tokenize(request, options) }));
-    return callWithFailover(attempts, options.signal, (uri) => this.groupFailed(uri));
+    return callWithFailover(attempts, options.signal, this.failoverObserver());
   }
 
   /** Generates on the best group that takes the request, moving on while groups fail before the first token. */
   generate(request: GenerateRequest, options: CallOptions): AsyncIterable<GenerateStreamResponse> {
     const { candidates, reason } = this.rank(request.adapterId);
+    const observed = this.telemetry?.observeAttempts();
     const attempts = candidates.map(
       (group, i): Attempt => ({
         group: group.uri,
         open: () => {
           group.sentSinceStatus += 1;
-          return this.routed(group, i === 0 ? reason : "failover", i + 1 < candidates.length).generate(request, options);
+          const route = { group: group.uri, reason: i === 0 ? reason : "failover" };
+          return observed ? observed.generate(group.client, request, route, options) : group.client.generate(request, options);
         },
       }),
     );
-    return streamWithFailover(attempts, options.signal, (uri) => this.groupFailed(uri));
+    return streamWithFailover(attempts, options.signal, this.failoverObserver(observed));
   }
 
-  /** Until its next Status, a group that failed a request counts as down. */
-  private groupFailed(uri: string): void {
-    this.groups.find((candidate) => candidate.uri === uri)!.watcher.markDown();
+  /** Until its next Status, a group that failed a request counts as down; `next` (telemetry) hears every attempt. */
+  private failoverObserver(next?: FailoverObserver): FailoverObserver {
+    return {
+      attempt: (uri, outcome) => {
+        if (outcome.kind !== "ok" && outcome.groupFailed) this.groups.find((group) => group.uri === uri)!.watcher.markDown();
+        next?.attempt(uri, outcome);
+      },
+    };
   }
 
   /** Resolves once every group has been polled once, so that the views below say something. */

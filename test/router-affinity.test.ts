@@ -8,7 +8,14 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { GenerateStreamResponseSchema, type GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { loadBound, rankGroups, type GroupView } from "../router/affinity.js";
-import { callWithFailover, streamWithFailover, type Attempt, type UnaryAttempt } from "../router/failover.js";
+import {
+  callWithFailover,
+  streamWithFailover,
+  type Attempt,
+  type AttemptOutcome,
+  type FailoverObserver,
+  type UnaryAttempt,
+} from "../router/failover.js";
 
 const URIS = ["http://10.0.0.1:1", "http://10.0.0.2:1", "http://10.0.0.3:1", "http://10.0.0.4:1"];
 
@@ -97,6 +104,19 @@ function attempt(group: string, texts: string[], error?: ConnectError): Attempt 
   return result;
 }
 
+/** An observer that lists the groups reported as failed (the ones the router marks down). */
+function failedGroups(failed: string[]): FailoverObserver {
+  return { attempt: (group, outcome) => (outcome.kind !== "ok" && outcome.groupFailed ? failed.push(group) : undefined) };
+}
+
+const UNHEARD: FailoverObserver = { attempt: () => undefined };
+
+/** An observer that lists every report as `group kind code`. */
+function reports(heard: string[]): FailoverObserver {
+  const codeOf = (outcome: AttemptOutcome): string => (outcome.kind === "ok" ? "" : ` ${Code[outcome.error.code]}`);
+  return { attempt: (group, outcome) => heard.push(`${group} ${outcome.kind}${codeOf(outcome)}`) };
+}
+
 async function drain(stream: AsyncIterable<GenerateStreamResponse>): Promise<{ texts: string[]; error?: ConnectError }> {
   const texts: string[] = [];
   try {
@@ -114,7 +134,7 @@ describe("streamWithFailover", () => {
     const reset = attempt("b", [], new ConnectError("socket hang up", Code.Aborted));
     const good = attempt("c", ["x", "y"]);
     const spare = attempt("d", ["z"]);
-    expect(await drain(streamWithFailover([refused, reset, good, spare], undefined, (g) => failed.push(g)))).toEqual({ texts: ["x", "y"] });
+    expect(await drain(streamWithFailover([refused, reset, good, spare], undefined, failedGroups(failed)))).toEqual({ texts: ["x", "y"] });
     expect(failed).toEqual(["a", "b"]);
     expect(spare.opened).toBe(0);
   });
@@ -123,7 +143,7 @@ describe("streamWithFailover", () => {
     const failed: string[] = [];
     const spare = attempt("b", ["z"]);
     const { texts, error } = await drain(
-      streamWithFailover([attempt("a", ["x"], new ConnectError("stream reset", Code.Unavailable)), spare], undefined, (g) => failed.push(g)),
+      streamWithFailover([attempt("a", ["x"], new ConnectError("stream reset", Code.Unavailable)), spare], undefined, failedGroups(failed)),
     );
     expect(texts).toEqual(["x"]);
     expect(error?.code).toBe(Code.Unavailable);
@@ -135,14 +155,14 @@ describe("streamWithFailover", () => {
   it("never retries a shard's refusal or a client's cancellation", async () => {
     for (const code of [Code.InvalidArgument, Code.NotFound, Code.Internal]) {
       const spare = attempt("b", ["z"]);
-      const { error } = await drain(streamWithFailover([attempt("a", [], new ConnectError("no", code)), spare], undefined, () => undefined));
+      const { error } = await drain(streamWithFailover([attempt("a", [], new ConnectError("no", code)), spare], undefined, UNHEARD));
       expect(error?.code).toBe(code);
       expect(spare.opened).toBe(0);
     }
     const cancelled = new AbortController();
     cancelled.abort();
     const spare = attempt("b", ["z"]);
-    const { error } = await drain(streamWithFailover([attempt("a", [], new ConnectError("reset", Code.Aborted)), spare], cancelled.signal, () => undefined));
+    const { error } = await drain(streamWithFailover([attempt("a", [], new ConnectError("reset", Code.Aborted)), spare], cancelled.signal, UNHEARD));
     expect(error?.code).toBe(Code.Aborted);
     expect(spare.opened).toBe(0);
   });
@@ -152,10 +172,38 @@ describe("streamWithFailover", () => {
       streamWithFailover(
         [attempt("a", [], new ConnectError("first", Code.Unavailable)), attempt("b", [], new ConnectError("last", Code.Unavailable))],
         undefined,
-        () => undefined,
+        UNHEARD,
       ),
     );
     expect(error?.rawMessage).toBe("last");
+  });
+});
+
+describe("the failover loop's reports", () => {
+  it("reports each attempt once, when its outcome is decided: failed over, then the stream's group when it ends", async () => {
+    const heard: string[] = [];
+    const failing = attempt("a", [], new ConnectError("refused", Code.Unavailable));
+    const stream = streamWithFailover([failing, attempt("b", ["x", "y"])], undefined, reports(heard));
+    const iterator = stream[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.text).toBe("x");
+    expect(heard).toEqual(["a failed_over Unavailable"]);
+    await drain({ [Symbol.asyncIterator]: () => iterator });
+    expect(heard).toEqual(["a failed_over Unavailable", "b ok"]);
+  });
+
+  it("reports a reader that stops early as ok, and an attempt that ends the request as failed", async () => {
+    const stopped: string[] = [];
+    for await (const message of streamWithFailover([attempt("a", ["x", "y"])], undefined, reports(stopped))) if (message.text === "x") break;
+    expect(stopped).toEqual(["a ok"]);
+    const last: string[] = [];
+    await drain(streamWithFailover([attempt("a", [], new ConnectError("gone", Code.Unavailable))], undefined, reports(last)));
+    expect(last).toEqual(["a failed Unavailable"]);
+    const refused: string[] = [];
+    await drain(streamWithFailover([attempt("a", [], new ConnectError("no", Code.NotFound)), attempt("b", ["z"])], undefined, reports(refused)));
+    expect(refused).toEqual(["a failed NotFound"]);
+    const midStream: string[] = [];
+    await drain(streamWithFailover([attempt("a", ["x"], new ConnectError("reset", Code.Aborted)), attempt("b", ["z"])], undefined, reports(midStream)));
+    expect(midStream).toEqual(["a failed Aborted"]);
   });
 });
 
@@ -173,20 +221,20 @@ describe("callWithFailover (Tokenize)", () => {
     const failed: string[] = [];
     const spare = answering("d", "late");
     const attempts = [answering("a", new ConnectError("refused", Code.Unavailable)), answering("b", new ConnectError("reset", Code.Aborted)), answering("c", "ids"), spare];
-    expect(await callWithFailover(attempts, undefined, (g) => failed.push(g))).toBe("ids");
+    expect(await callWithFailover(attempts, undefined, failedGroups(failed))).toBe("ids");
     expect(failed).toEqual(["a", "b"]);
     expect(spare.called).toBe(0);
   });
 
   it("never retries a shard's refusal or a client's cancellation, and fails with the last failure when all fail", async () => {
     const spare = answering("b", "ids");
-    await expect(callWithFailover([answering("a", new ConnectError("bad", Code.InvalidArgument)), spare], undefined, () => undefined)).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(callWithFailover([answering("a", new ConnectError("bad", Code.InvalidArgument)), spare], undefined, UNHEARD)).rejects.toMatchObject({ code: Code.InvalidArgument });
     const cancelled = new AbortController();
     cancelled.abort();
-    await expect(callWithFailover([answering("a", new ConnectError("reset", Code.Aborted)), spare], cancelled.signal, () => undefined)).rejects.toMatchObject({ code: Code.Aborted });
+    await expect(callWithFailover([answering("a", new ConnectError("reset", Code.Aborted)), spare], cancelled.signal, UNHEARD)).rejects.toMatchObject({ code: Code.Aborted });
     expect(spare.called).toBe(0);
     await expect(
-      callWithFailover([answering("a", new ConnectError("first", Code.Unavailable)), answering("b", new ConnectError("last", Code.Unavailable))], undefined, () => undefined),
+      callWithFailover([answering("a", new ConnectError("first", Code.Unavailable)), answering("b", new ConnectError("last", Code.Unavailable))], undefined, UNHEARD),
     ).rejects.toMatchObject({ rawMessage: "last" });
   });
 });

@@ -1,7 +1,8 @@
 // One Generate call from the router to a shard group, measured where the router sees the stream: the `route`
 // span (its group and why, the adapter, the GenAI request and usage attributes), the per-adapter series of
 // RouterMetrics and one log line when it ends. The span is the parent of the shard's spans: the call is made
-// with it active, and propagateTraceContext puts it in the call's headers.
+// with it active, and propagateTraceContext puts it in the call's headers. The call ends when router/failover.ts
+// reports the attempt's outcome (`settle`): whether a failure moved the request on is the loop's to say.
 import { performance } from "node:perf_hooks";
 import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from "@opentelemetry/api";
@@ -9,15 +10,13 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { FinishReason, type GenerateRequestSchema, type GenerateStreamResponse } from "../../gen/loraserve/v1/generate_pb.js";
 import { ATTR, operationName, SHARD_HEADER } from "../../telemetry/attributes.js";
 import type { Logger } from "../../telemetry/logger.js";
-import { isGroupFailure } from "../failover.js";
+import type { AttemptOutcome } from "../failover.js";
 import type { RouterMetrics } from "./router-metrics.js";
 
 /** Where a request went and why: what the `route` span and the routing series record. */
 export interface Route {
   group: string;
   reason: string;
-  /** Another group is left to try: a failure of this group before the first token moves the request there. */
-  hasNextCandidate: boolean;
 }
 
 export interface CallObservers {
@@ -30,8 +29,8 @@ export interface CallObservers {
 export type GenerateInput = MessageInitShape<typeof GenerateRequestSchema>;
 
 /** `InvalidArgument` → `invalid_argument`, the outcome label of a failed request. */
-function outcomeOf(error: unknown): string {
-  return Code[ConnectError.from(error).code].replace(/[A-Z]/g, (c, at: number) => (at === 0 ? "" : "_") + c.toLowerCase());
+function outcomeOf(error: ConnectError): string {
+  return Code[error.code].replace(/[A-Z]/g, (c, at: number) => (at === 0 ? "" : "_") + c.toLowerCase());
 }
 
 const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.Unavailable, Code.DataLoss]);
@@ -66,7 +65,10 @@ export class ObservedCall {
   private label: string | null = null;
   private header: Headers | null = null;
   private trailer: Headers | null = null;
-  private signal: AbortSignal | undefined;
+  /** The shard's final message (the one with the whole text), once it came. */
+  private final: GenerateStreamResponse | null = null;
+  /** The shard's stream reached its end (rather than its reader stopping). */
+  private drained = false;
   private ended = false;
 
   constructor(
@@ -83,7 +85,6 @@ export class ObservedCall {
 
   /** The caller's options plus the hooks that read the shard's response header and trailer. */
   callOptions(options: CallOptions | undefined): CallOptions {
-    this.signal = options?.signal;
     return {
       ...options,
       onHeader: (header) => {
@@ -97,33 +98,32 @@ export class ObservedCall {
     };
   }
 
-  /** Passes the shard's messages on unchanged, measuring as they go. */
+  /** Passes the shard's messages on unchanged, measuring as they go; `settle` ends the call. */
   async *watch(stream: AsyncIterable<GenerateStreamResponse>): AsyncGenerator<GenerateStreamResponse> {
     const messages = stream[Symbol.asyncIterator]();
-    try {
-      for (;;) {
-        const next = await messages.next();
-        if (next.done) {
-          this.fail(new ConnectError("the shard ended the stream without its final message", Code.Internal));
-          return;
-        }
-        if (this.firstTokenAt === null) this.admitted();
-        if (next.value.generatedText === undefined) {
-          yield next.value;
-          continue;
-        }
+    for (let next = await messages.next(); !next.done; next = await messages.next()) {
+      if (this.firstTokenAt === null) this.admitted();
+      if (next.value.generatedText !== undefined) {
         // The final message: let the call end so that its trailer (the queue time) has been read.
         await messages.next().catch(() => undefined);
-        this.succeeded(next.value);
+        this.final = next.value;
+        this.drained = true;
         yield next.value;
         return;
       }
-    } catch (error) {
-      this.fail(error);
-      throw error;
-    } finally {
-      if (!this.ended) this.fail(new ConnectError("the client went away", Code.Canceled));
+      yield next.value;
     }
+    this.drained = true;
+  }
+
+  /** Ends the call with the outcome the failover loop decided for this attempt. */
+  settle(outcome: AttemptOutcome): void {
+    if (this.ended) return;
+    if (outcome.kind === "failed_over") this.fail(outcome.error, "failed_over");
+    else if (outcome.kind === "failed") this.fail(outcome.error);
+    else if (this.final) this.succeeded(this.final);
+    else if (this.drained) this.fail(new ConnectError("the shard ended the stream without its final message", Code.Internal));
+    else this.fail(new ConnectError("the client went away", Code.Canceled));
   }
 
   private admitted(): void {
@@ -162,14 +162,10 @@ export class ObservedCall {
     });
   }
 
-  private fail(error: unknown): void {
-    if (this.ended) return;
-    const connectError = ConnectError.from(error);
-    this.span.setStatus({ code: SpanStatusCode.ERROR, message: connectError.rawMessage });
-    // router/failover.ts moves such a request to the next group: that attempt's outcome is the request's.
-    const movesOn = this.firstTokenAt === null && this.route.hasNextCandidate && isGroupFailure(connectError, this.signal);
-    const outcome = movesOn ? "failed_over" : outcomeOf(connectError);
-    this.end(outcome, SERVER_FAULTS.has(connectError.code) ? "warn" : "info", { error: connectError.rawMessage }, !movesOn);
+  /** A failed-over attempt is not counted as a request: the attempt that follows it is. */
+  private fail(error: ConnectError, outcome: string = outcomeOf(error)): void {
+    this.span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
+    this.end(outcome, SERVER_FAULTS.has(error.code) ? "warn" : "info", { error: error.rawMessage }, outcome !== "failed_over");
   }
 
   /** `countRequest` false: another attempt of the same request follows and is counted instead. */

@@ -1,12 +1,11 @@
-// The router's observability in one place: its logger, metrics and tracer; the wrapper that measures every
-// Generate call to a shard group; and the request handler that serves /metrics and continues a client's trace.
+// The router's observability in one place: its logger, metrics and tracer; the observer that measures every
+// Generate attempt on a shard group; and the request handler that serves /metrics and continues a client's trace.
 import { context, propagation, ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import type { NodeHandler } from "../node-handler.js";
-import type { ShardClient } from "../shard-client.js";
 import { Logger } from "../../telemetry/logger.js";
 import { answerMetrics, isMetricsRequest } from "../../telemetry/metrics-endpoint.js";
 import { DEFAULT_TELEMETRY, type TelemetryOptions } from "../../telemetry/options.js";
-import { ObservedCall, type Route } from "./observed-call.js";
+import { ObservedAttempts } from "./observed-attempts.js";
 import { RouterMetrics, type GroupStatus } from "./router-metrics.js";
 
 export class RouterTelemetry {
@@ -21,16 +20,9 @@ export class RouterTelemetry {
     this.metrics = new RouterMetrics(maxAdapters, readGroups);
   }
 
-  /** The group's client, with Generate measured and traced as routed to `route`. */
-  observe(client: ShardClient, route: Route): ShardClient {
-    const observers = { tracer: this.tracer, metrics: this.metrics, logger: this.logger };
-    return {
-      ...client,
-      generate: (request, options) => {
-        const call = new ObservedCall(request, route, observers);
-        return call.watch(context.with(call.context, () => client.generate(request, call.callOptions(options))));
-      },
-    };
+  /** Measures and traces one request's Generate attempts, as the failover loop reports them. */
+  observeAttempts(): ObservedAttempts {
+    return new ObservedAttempts({ tracer: this.tracer, metrics: this.metrics, logger: this.logger });
   }
 
   /**
