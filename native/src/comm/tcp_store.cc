@@ -97,7 +97,12 @@ TcpStore::TcpStore(int rank, int world, const std::string& host, int port, std::
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   std::vector<char> reply;
-  request("hello", std::to_string(rank), {}, timeout, &reply);
+  try {
+    request("hello", std::to_string(rank), {}, timeout, &reply);
+  } catch (...) {
+    close();  // a throwing constructor runs no destructor
+    throw;
+  }
 }
 
 TcpStore::~TcpStore() { close(); }
