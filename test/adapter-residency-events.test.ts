@@ -55,6 +55,7 @@ describe("residency listeners", () => {
   const metrics = new ShardMetrics(8);
   const first: string[] = [];
   const second: string[] = [];
+  const progress: string[] = [];
 
   beforeAll(async () => {
     context.setGlobalContextManager(new AsyncContextManager());
@@ -64,6 +65,7 @@ describe("residency listeners", () => {
     // Listening from the opening on, as the shard does: the start-up load of the one slot is heard too.
     registry = await AdapterRegistry.open(engine, registryOptions(model.spec, { maxLoras: 1 }), sources, {
       listeners: [recorder(first), new SlotTelemetry(metrics, provider.getTracer("test"), new Logger("shard", "error"))],
+      progress: { update: (task, done, total) => progress.push(`${task} ${done}/${total}`) },
     });
     registry.listen(recorder(second));
   });
@@ -71,6 +73,10 @@ describe("residency listeners", () => {
     engine?.close();
     await provider.shutdown();
     context.disable();
+  });
+
+  it("reports start-up progress per slot load (the one slot takes the first adapter; the second stays in host memory)", () => {
+    expect(progress).toEqual(["loading adapters 0/2", "loading adapters 1/2"]);
   });
 
   it("tells every listener of each load and eviction, by id, while the registry says what is in the slot", async () => {
