@@ -90,6 +90,12 @@ export interface EngineOptions {
   /** Tensor-parallel rank of this process and the group size; the engine loads only its slice. */
   rank: number;
   world: number;
+  /**
+   * world > 1: where the group meets (torchrun's MASTER_ADDR / MASTER_PORT). Rank 0 listens there, the others
+   * connect; the constructor returns once every rank has met. Absent: 127.0.0.1:29500.
+   */
+  masterAddr?: string;
+  masterPort?: number;
   spec: ModelSpec;
   weights: BaseWeights;
   /**
@@ -235,7 +241,17 @@ export interface NativeEngine {
    * where page-locked memory runs out); plain memory on cpu. Freed when no JS value holds it any more.
    */
   allocateHostBuffer(bytes: number): Uint8Array;
-  /** Releases weights and KV cache; the engine is unusable afterwards. */
+  /**
+   * A follower (rank > 0) of a group: runs the leader's steps and adapter loads natively until the leader stops
+   * the group (resolves) or the group fails (rejects, naming why). Such an engine takes no other call but close().
+   */
+  follow(): Promise<void>;
+  /**
+   * The leader (rank 0) of a group of several: resolves with why the group failed (a rank died or stopped
+   * answering), or with a note once close() stops the group. Occupies one libuv worker thread while it waits.
+   */
+  watchGroup(): Promise<string>;
+  /** Releases weights and KV cache; the engine is unusable afterwards. A leader first tells its followers to stop. */
   close(): void;
 }
 
@@ -340,6 +356,14 @@ class PackingEngine implements NativeEngine {
 
   allocateHostBuffer(bytes: number): Uint8Array {
     return this.binding.allocateHostBuffer(bytes);
+  }
+
+  async follow(): Promise<void> {
+    await this.binding.follow();
+  }
+
+  watchGroup(): Promise<string> {
+    return this.binding.watchGroup();
   }
 
   close(): void {

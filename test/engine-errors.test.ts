@@ -132,7 +132,11 @@ describe("engine errors and life cycle", () => {
       expect(() => createEngine(options({ weights: outOfFile }))).toThrow(/norm: bytes .* lie outside the file/);
       const missingFile = { ...weights, embedTokens: { ...weights.embedTokens, file: "/nonexistent/model.safetensors" } };
       expect(() => createEngine(options({ weights: missingFile }))).toThrow(/\/nonexistent\/model.safetensors: cannot open/);
-      expect(() => createEngine(options({ world: 2, rank: 0 }))).toThrow(/tensor parallelism needs a collective backend; not built yet/);
+      // More ranks than query heads cannot split them: refused before any rank waits for the others.
+      const world = model().spec.numHeads + 1;
+      expect(() => createEngine(options({ world, rank: 0 }))).toThrow(
+        new RegExp(`cannot be split over ${world} ranks \\(num_attention_heads ${world - 1} does not divide by it.*group sizes that work: 1(, \\d+)*$`),
+      );
       expect(() => createEngine(options({ world: 2, rank: 2 }))).toThrow(/rank 2 is not in a group of 2/);
       expect(() => createEngine(options({ blockSize: 0 }))).toThrow(/blockSize/);
       expect(() => createEngine(options({ numKvBlocks: 0 }))).toThrow(/numKvBlocks 0 \(size the cache from GPU memory\) needs device "cuda"/);

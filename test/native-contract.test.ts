@@ -15,6 +15,8 @@ const NATIVE_ENGINE_METHODS: Record<keyof NativeEngine, true> = {
   loadAdapter: true,
   unloadAdapter: true,
   allocateHostBuffer: true,
+  follow: true,
+  watchGroup: true,
   close: true,
 };
 

@@ -3,7 +3,9 @@
 // so JS may reuse its typed arrays at once. Every failure of step/loadAdapter rejects the promise.
 #include <napi.h>
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -102,6 +104,26 @@ class AdapterLoadWorker final : public Napi::AsyncWorker {
   std::vector<Napi::ObjectReference> keepAlive_;
 };
 
+// Runs a long wait of the engine's on a worker thread: a follower's loop, or the leader's watch over its group.
+class GroupWorker final : public Napi::AsyncWorker {
+ public:
+  GroupWorker(Napi::Env env, std::shared_ptr<Engine> engine, std::function<std::string(Engine&)> wait)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), engine_(std::move(engine)),
+        wait_(std::move(wait)) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override { outcome_ = wait_(*engine_); }
+  void OnOK() override { deferred_.Resolve(Napi::String::New(Env(), outcome_)); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Engine> engine_;
+  std::function<std::string(Engine&)> wait_;
+  std::string outcome_;
+};
+
 class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -110,6 +132,8 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::loadAdapter>("loadAdapter"),
                         InstanceMethod<&EngineWrap::unloadAdapter>("unloadAdapter"),
                         InstanceMethod<&EngineWrap::allocateHostBuffer>("allocateHostBuffer"),
+                        InstanceMethod<&EngineWrap::follow>("follow"),
+                        InstanceMethod<&EngineWrap::watchGroup>("watchGroup"),
                         InstanceMethod<&EngineWrap::close>("close")});
   }
 
@@ -161,7 +185,28 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Uint8Array::New(env, bytes, buffer, 0);
   }
 
-  void close(const Napi::CallbackInfo&) { engine_.reset(); }
+  // A follower rank's whole life: resolves when the leader stops the group, rejects when the group fails.
+  Napi::Value follow(const Napi::CallbackInfo& info) {
+    return startWork(info.Env(), [&] {
+      return new GroupWorker(info.Env(), open(info.Env()), [](Engine& engine) {
+        engine.follow();
+        return std::string();
+      });
+    });
+  }
+
+  // The leader's: resolves with why the group failed, or once the engine closes. Holds a libuv worker thread
+  // for as long as it waits.
+  Napi::Value watchGroup(const Napi::CallbackInfo& info) {
+    return startWork(info.Env(), [&] {
+      return new GroupWorker(info.Env(), open(info.Env()), [](Engine& engine) { return engine.waitUntilGroupFails(); });
+    });
+  }
+
+  void close(const Napi::CallbackInfo&) {
+    if (engine_) engine_->stopGroup();
+    engine_.reset();
+  }
 
   std::shared_ptr<Engine> engine_;
 };

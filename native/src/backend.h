@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "comm/communicator.h"
 #include "engine_options.h"
 #include "forward_batch.h"
 #include "host_adapter.h"
@@ -21,6 +22,10 @@ namespace loraserve {
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // The group's collectives: the engine sends the leader's commands through it (tp/leader_link.h), the backend
+  // all-reduces and gathers inside forward(). A world of one has a SingleRankCommunicator.
+  virtual Communicator& communicator() = 0;
 
   // Bytes of base weights this rank holds.
   virtual size_t weightBytes() const = 0;
@@ -42,7 +47,8 @@ class Backend {
   // Runs the batch through the model: writes its K/V into the paged cache at each row's position through the
   // segment's block table, attends causally over each sequence's cached positions, and answers every
   // batch.logitRequests entry (same order) from that row's float32 logits, as sampler.h's evaluateLogits
-  // defines. Inputs are validated (engine.h).
+  // defines. Inputs are validated (engine.h). In a group every rank runs the same batch; only rank 0 answers
+  // (the others return no results).
   virtual std::vector<LogitResult> forward(const ForwardBatch& batch) = 0;
 };
 

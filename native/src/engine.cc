@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -9,6 +10,8 @@
 #include "forward_batch.h"
 #include "host_adapter.h"
 #include "step_validation.h"
+#include "tp/follower_loop.h"
+#include "tp/rank_commands.h"
 
 namespace loraserve {
 
@@ -36,23 +39,19 @@ const EngineOptions& validated(const EngineOptions& options) {
   return options;
 }
 
-// The one refusal of a group, for every device, until tensor parallelism brings a collective backend. Checked on
-// the layout, so a rank outside its group is reported as that, and before the backend reads any weight.
-const ShardLayout& requireSingleRank(const ShardLayout& layout) {
-  if (layout.world() > 1) {
-    throw std::runtime_error("tensor parallelism needs a collective backend; not built yet (world " +
-                             std::to_string(layout.world()) + ")");
-  }
-  return layout;
-}
+// Sent when a group has been idle this long: well inside the followers' collective timeout (comm_config.h).
+constexpr std::chrono::milliseconds kHeartbeatInterval{1000};
 
 }  // namespace
 
 Engine::Engine(const EngineOptions& options)
     : options_(validated(options)),
-      layout_(requireSingleRank(ShardLayout(options.spec, options.rank, options.world))),
+      layout_(options.spec, options.rank, options.world),
       backend_(createBackend(options)),
       slots_(static_cast<size_t>(options.maxLoras), SlotState::Free) {
+  if (options.world > 1 && options.rank == 0) {
+    leader_ = std::make_unique<LeaderLink>(backend_->communicator(), kHeartbeatInterval);
+  }
   // The file references are only needed while the backend reads the weights.
   options_.weights = BaseWeightRefs{};
   if (options_.numKvBlocks == 0) options_.numKvBlocks = backend_->sizedKvBlocks();
@@ -78,7 +77,9 @@ std::vector<SeqResult> Engine::runStep(const std::vector<SeqStep>& seqs) {
   std::vector<SeqResult> results;
   if (seqs.empty()) return results;
   const ForwardBatch batch = buildForwardBatch(seqs);
-  std::vector<LogitResult> answers = backend_->forward(batch);
+  std::vector<LogitResult> answers =
+      leader_ ? leader_->runStep<std::vector<LogitResult>>(encodeStep(seqs), [&] { return backend_->forward(batch); })
+              : backend_->forward(batch);
   results.reserve(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i) results.push_back(resultFor(seqs[i], batch.segments[i], batch, answers));
   return results;
@@ -130,7 +131,10 @@ void Engine::beginAdapterLoad(int slot) {
 }
 
 void Engine::loadAdapter(int slot, const AdapterRefs& refs) {
-  backend_->loadAdapter(slot, checkAdapter(refs, options_.spec, layout_, options_.maxLoraRank));
+  const CheckedAdapter checked = checkAdapter(refs, options_.spec, layout_, options_.maxLoraRank);
+  backend_->loadAdapter(slot, checked);
+  // The followers load the same bytes before the first step that can name the slot (it is not ready yet).
+  if (leader_) leader_->enqueue(encodeLoadAdapter(slot, checked));
 }
 
 void Engine::endAdapterLoad(int slot, bool loaded) {
@@ -149,7 +153,22 @@ void Engine::unloadAdapter(int slot) {
     throw std::invalid_argument("adapter slot " + std::to_string(slot) + " is used by the running step");
   }
   backend_->unloadAdapter(slot);
+  if (leader_) leader_->enqueue(encodeUnloadAdapter(slot));
   slots_[static_cast<size_t>(slot)] = SlotState::Free;
+}
+
+void Engine::follow() {
+  if (options_.rank == 0) throw std::logic_error("rank 0 leads its group; only the other ranks follow");
+  followLeader(backend_->communicator(), *backend_, options_.spec, layout_, options_.maxLoraRank);
+}
+
+void Engine::stopGroup() {
+  if (leader_) leader_->stop();
+}
+
+std::string Engine::waitUntilGroupFails() {
+  if (!leader_) throw std::logic_error("only the leader of a group of several ranks watches it");
+  return leader_->waitUntilBroken();
 }
 
 }  // namespace loraserve

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "adapter_refs.h"
@@ -16,6 +17,7 @@
 #include "engine_options.h"
 #include "step_io.h"
 #include "tensor_parallel.h"
+#include "tp/leader_link.h"
 
 namespace loraserve {
 
@@ -49,6 +51,14 @@ class Engine {
   // JS thread: frees a loaded slot that the running step (if any) does not use.
   void unloadAdapter(int slot);
 
+  // Worker thread, on a rank other than 0: obeys the leader's commands until it stops the group (returns) or the
+  // group fails (throws). Such an engine takes no other call.
+  void follow();
+  // Worker thread, on the leader of a group: blocks until the group fails (returns why) or is stopped.
+  std::string waitUntilGroupFails();
+  // JS thread: the leader tells its followers to stop (after the running step); nothing for a single rank.
+  void stopGroup();
+
   // Backend::allocateHostMemory: null where plain memory serves as well.
   void* allocateHostMemory(size_t bytes) { return backend_->allocateHostMemory(bytes); }
 
@@ -62,6 +72,9 @@ class Engine {
   EngineOptions options_;
   ShardLayout layout_;
   std::unique_ptr<Backend> backend_;
+  // Rank 0 of a group of several: declared after backend_, so it is destroyed first and its last command
+  // (stop) still has the backend's communicator.
+  std::unique_ptr<LeaderLink> leader_;
   std::vector<SlotState> slots_;
   bool stepRunning_ = false;
   std::vector<int> slotsOfRunningStep_;

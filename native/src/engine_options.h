@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/comm_config.h"
 #include "model_spec.h"
 #include "tensor_ref.h"
 
@@ -35,6 +36,9 @@ struct EngineOptions {
   Device device = Device::Cpu;
   int rank = 0;
   int world = 1;
+  // Where a group of world > 1 meets: rank 0 listens here, the others connect (comm/comm_config.h).
+  std::string masterAddr = "127.0.0.1";
+  int masterPort = 29500;
   ModelSpec spec;
   BaseWeightRefs weights;
   int numKvBlocks = 0;  // 0: the device backend sizes the cache from gpuMemoryFraction
@@ -45,5 +49,14 @@ struct EngineOptions {
   double gpuMemoryFraction = 0.9;  // share of the GPU's total memory the engine may take (numKvBlocks 0)
   DeviceDtype dtype = DeviceDtype::Float16;  // device cuda only
 };
+
+inline CommConfig groupConfig(const EngineOptions& options) {
+  CommConfig config;
+  config.rank = options.rank;
+  config.world = options.world;
+  config.masterAddr = options.masterAddr;
+  config.masterPort = options.masterPort;
+  return config;
+}
 
 }  // namespace loraserve

@@ -13,11 +13,12 @@ std::vector<float> readVector(MappedFiles& files, const TensorRef& ref, int64_t 
   return readFloat32(file, ref, {0, 1}, {0, length});
 }
 
-HostMatrix readWholeMatrix(MappedFiles& files, const TensorRef& ref, int64_t rows, int64_t cols,
-                           const std::string& what) {
+// This rank's vocabulary rows of a [vocab, hidden] table (the embedding or the output projection).
+HostMatrix readVocabRows(MappedFiles& files, const TensorRef& ref, const ModelSpec& spec, const ShardLayout& layout,
+                         const std::string& what) {
   const MappedFile& file = files.get(ref.file);
-  checkTensorRef(file, ref, {rows, cols}, what);
-  return readMatrix(file, ref, {0, rows}, {0, cols});
+  checkTensorRef(file, ref, {spec.vocabSize, spec.hiddenSize}, what);
+  return readMatrix(file, ref, layout.vocabRows(), {0, spec.hiddenSize});
 }
 
 HostMatrix readProjection(MappedFiles& files, const TensorRef& ref, const ModelSpec& spec, const ShardLayout& layout,
@@ -48,9 +49,9 @@ HostModelWeights loadHostWeights(const EngineOptions& options, const ShardLayout
   }
   MappedFiles files;
   HostModelWeights weights;
-  // Embeddings, the output projection and the norms are replicated on every rank.
-  weights.embedTokens = readWholeMatrix(files, refs.embedTokens, spec.vocabSize, spec.hiddenSize, "embed_tokens");
-  if (refs.lmHead) weights.lmHead = readWholeMatrix(files, *refs.lmHead, spec.vocabSize, spec.hiddenSize, "lm_head");
+  // The embedding and the output projection are split by vocabulary rows; the norms are replicated.
+  weights.embedTokens = readVocabRows(files, refs.embedTokens, spec, layout, "embed_tokens");
+  if (refs.lmHead) weights.lmHead = readVocabRows(files, *refs.lmHead, spec, layout, "lm_head");
   weights.finalNorm = readVector(files, refs.finalNorm, spec.hiddenSize, "norm");
   weights.layers.resize(refs.layers.size());
   for (int i = 0; i < spec.numLayers; ++i) {

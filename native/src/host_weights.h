@@ -24,8 +24,8 @@ struct HostLayerWeights {
 };
 
 struct HostModelWeights {
-  HostMatrix embedTokens;
-  std::optional<HostMatrix> lmHead;  // empty when tied to embedTokens
+  HostMatrix embedTokens;            // this rank's vocabulary rows (ShardLayout::vocabRows)
+  std::optional<HostMatrix> lmHead;  // the same rows; empty when tied to embedTokens
   std::vector<float> finalNorm;
   std::vector<HostLayerWeights> layers;
 

@@ -374,6 +374,10 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value) {
   options.device = choiceAt<Device>(field(object, "device"), path + ".device", {{"cpu", Device::Cpu}, {"cuda", Device::Cuda}});
   options.rank = intAt(field(object, "rank"), path + ".rank");
   options.world = intAt(field(object, "world"), path + ".world", 1);
+  const Napi::Value masterAddr = field(object, "masterAddr");
+  if (!masterAddr.IsUndefined()) options.masterAddr = stringAt(masterAddr, path + ".masterAddr");
+  const Napi::Value masterPort = field(object, "masterPort");
+  if (!masterPort.IsUndefined()) options.masterPort = intAt(masterPort, path + ".masterPort", 1);
   options.spec = specAt(field(object, "spec"), path + ".spec");
   options.weights = weightsAt(field(object, "weights"), path + ".weights");
   options.numKvBlocks = intAt(field(object, "numKvBlocks"), path + ".numKvBlocks");

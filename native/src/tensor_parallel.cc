@@ -1,5 +1,6 @@
 #include "tensor_parallel.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -22,23 +23,59 @@ TargetShape fullTargetShape(const ModelSpec& spec, LoraTarget target) {
 
 bool isRowParallel(LoraTarget target) { return target == LoraTarget::O || target == LoraTarget::Down; }
 
+namespace {
+
+// A group of `world` ranks can split the model when every rank gets whole attention heads, a share of the
+// intermediate size, and either a share of the KV heads or one of them (replicated, as vLLM does).
+bool splits(const ModelSpec& spec, int world) {
+  const bool kvHeads = spec.numKvHeads % world == 0 || world % spec.numKvHeads == 0;
+  return spec.numHeads % world == 0 && spec.intermediateSize % world == 0 && kvHeads;
+}
+
+std::string workingGroupSizes(const ModelSpec& spec) {
+  std::string sizes;
+  for (int world = 1; world <= spec.numHeads; ++world) {
+    if (splits(spec, world)) sizes += (sizes.empty() ? "" : ", ") + std::to_string(world);
+  }
+  return sizes;
+}
+
+}  // namespace
+
 ShardLayout::ShardLayout(const ModelSpec& spec, int rank, int world) : spec_(spec), rank_(rank), world_(world) {
   if (world < 1 || rank < 0 || rank >= world) {
     throw std::runtime_error("tensor parallelism: rank " + std::to_string(rank) + " is not in a group of " +
                              std::to_string(world));
   }
-  auto requireDivisible = [world](int64_t value, const char* what) {
-    if (value % world != 0) {
-      throw std::runtime_error(std::string("tensor parallelism: ") + what + " (" + std::to_string(value) +
-                               ") does not divide by the group size " + std::to_string(world));
+  if (!splits(spec, world)) {
+    std::string why;
+    auto add = [&](const std::string& text) { why += (why.empty() ? "" : ", ") + text; };
+    if (spec.numHeads % world != 0) add("num_attention_heads " + std::to_string(spec.numHeads) + " does not divide by it");
+    if (spec.intermediateSize % world != 0) {
+      add("intermediate_size " + std::to_string(spec.intermediateSize) + " does not divide by it");
     }
-  };
-  requireDivisible(spec.numHeads, "num_attention_heads");
-  requireDivisible(spec.numKvHeads, "num_key_value_heads");
-  requireDivisible(spec.intermediateSize, "intermediate_size");
+    if (spec.numKvHeads % world != 0 && world % spec.numKvHeads != 0) {
+      add("num_key_value_heads " + std::to_string(spec.numKvHeads) + " neither divides by it nor divides it");
+    }
+    throw std::runtime_error("tensor parallelism: this model cannot be split over " + std::to_string(world) +
+                             " ranks (" + why + "); group sizes that work: " + workingGroupSizes(spec));
+  }
   localHeads_ = spec.numHeads / world;
-  localKvHeads_ = spec.numKvHeads / world;
   localIntermediate_ = spec.intermediateSize / world;
+  if (world <= spec.numKvHeads) {
+    localKvHeads_ = spec.numKvHeads / world;
+    firstKvHead_ = rank * localKvHeads_;
+  } else {
+    // More ranks than KV heads: each rank keeps the one KV head its query heads read.
+    localKvHeads_ = 1;
+    firstKvHead_ = rank * spec.numKvHeads / world;
+  }
+  vocabPerRank_ = (spec.vocabSize + world - 1) / world;
+}
+
+IndexRange ShardLayout::vocabRows() const {
+  const int64_t begin = std::min<int64_t>(spec_.vocabSize, rank_ * vocabPerRank_);
+  return {begin, std::min<int64_t>(spec_.vocabSize, begin + vocabPerRank_)};
 }
 
 IndexRange ShardLayout::splitRange(LoraTarget target) const {
@@ -50,8 +87,7 @@ IndexRange ShardLayout::splitRange(LoraTarget target) const {
     }
     case LoraTarget::K:
     case LoraTarget::V: {
-      const int64_t width = localKvHeads_ * spec_.headDim;
-      return {rank_ * width, (rank_ + 1) * width};
+      return {firstKvHead_ * spec_.headDim, (firstKvHead_ + localKvHeads_) * spec_.headDim};
     }
     case LoraTarget::Gate:
     case LoraTarget::Up:

@@ -2,7 +2,9 @@
 // keep a range of output rows: whole attention heads for q/k/v, a range of the intermediate size for gate/up.
 // Row-parallel projections (o, down) keep the matching range of input columns, so each rank's partial output
 // sums to the full one in the all-reduce. LoRA follows the base: column-parallel targets split B's rows and
-// keep A whole; row-parallel targets split A's columns and keep B whole.
+// keep A whole; row-parallel targets split A's columns and keep B whole. With more ranks than KV heads each
+// rank keeps the one KV head its query heads read (replicated). The embedding and the output projection are
+// split by vocabulary rows: ceil(vocab / world) a rank, the last one shorter.
 #pragma once
 
 #include <cstdint>
@@ -25,13 +27,19 @@ bool isRowParallel(LoraTarget target);
 
 class ShardLayout {
  public:
-  // Throws unless 0 <= rank < world and the heads, kv heads and intermediate size divide by world.
+  // Throws unless 0 <= rank < world and the heads and intermediate size divide by world, and the KV heads divide
+  // by world or world by them; the message names the dimension and the group sizes that work.
   ShardLayout(const ModelSpec& spec, int rank, int world);
 
+  int rank() const { return rank_; }
   int world() const { return world_; }
   int localHeads() const { return localHeads_; }
   int localKvHeads() const { return localKvHeads_; }
   int64_t localIntermediate() const { return localIntermediate_; }
+  // This rank's rows of the embedding and of the output projection.
+  IndexRange vocabRows() const;
+  // vocabRows().size() on every rank but the last: what each rank contributes to the gathered logits.
+  int64_t vocabPerRank() const { return vocabPerRank_; }
 
   // This rank's rows of the target's output (all rows for row-parallel targets).
   IndexRange outputRows(LoraTarget target) const;
@@ -48,6 +56,8 @@ class ShardLayout {
   int world_;
   int localHeads_;
   int localKvHeads_;
+  int firstKvHead_;
+  int64_t vocabPerRank_;
   int64_t localIntermediate_;
 };
 

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "../comm/create_communicator.h"
 #include "../rope_frequencies.h"
 #include "../sampler.h"
 #include "decoder_layer.h"
@@ -25,6 +26,7 @@ int resolveThreads(int requested) {
 CpuBackend::CpuBackend(const EngineOptions& options)
     : spec_(options.spec),
       layout_(options.spec, options.rank, options.world),
+      communicator_(createCpuCommunicator(groupConfig(options))),
       attention_{layout_.localHeads(), layout_.localKvHeads(), options.spec.headDim},
       weights_(loadHostWeights(options, layout_)),
       weightBytes_(weights_.bytes()),
@@ -56,13 +58,19 @@ std::vector<LogitResult> CpuBackend::forward(const ForwardBatch& batch) {
     lora = groupRowsByAdapter(batch, adapters_);
   }
 
-  std::vector<float> x(static_cast<size_t>(rows * hidden));
+  // This rank's vocabulary rows of the embedding; the others are zero here and come from their ranks in the sum.
+  const IndexRange vocab = layout_.vocabRows();
+  std::vector<float> x(static_cast<size_t>(rows * hidden), 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
-    const float* embedding = weights_.embedTokens.data.data() + batch.tokens[static_cast<size_t>(r)] * hidden;
+    const int64_t token = batch.tokens[static_cast<size_t>(r)];
+    if (token < vocab.begin || token >= vocab.end) continue;
+    const float* embedding = weights_.embedTokens.data.data() + (token - vocab.begin) * hidden;
     std::copy_n(embedding, hidden, x.begin() + r * hidden);
   }
+  communicator_->allReduceSum(x.data(), x.size());
 
-  const LayerContext context{batch, lora, spec_, attention_, layout_.localIntermediate(), ropeInvFreq_, cache_, pool_};
+  const LayerContext context{batch,  lora,   spec_, attention_, layout_.localIntermediate(), ropeInvFreq_,
+                             cache_, pool_, *communicator_};
   LayerScratch scratch(rows, spec_, attention_, layout_.localIntermediate());
   for (int layer = 0; layer < spec_.numLayers; ++layer) {
     decoderLayerForward(context, layer, weights_.layers[static_cast<size_t>(layer)], x.data(), scratch);
@@ -77,17 +85,44 @@ std::vector<LogitResult> CpuBackend::forward(const ForwardBatch& batch) {
             static_cast<float>(spec_.rmsNormEps), normed.data() + i * hidden);
   }
   const HostMatrix& head = weights_.outputProjection();
-  std::vector<float> logits(static_cast<size_t>(outputs * head.rows));
-  linear(normed.data(), outputs, hidden, head.data.data(), head.rows, logits.data());
+  std::vector<float> local(static_cast<size_t>(outputs * head.rows));
+  linear(normed.data(), outputs, hidden, head.data.data(), head.rows, local.data());
+  const std::vector<float> logits = wholeLogitRows(std::move(local), outputs);
+  if (communicator_->rank() != 0) return {};
+  const int64_t vocabSize = spec_.vocabSize;
 
   std::vector<LogitResult> results(static_cast<size_t>(outputs));
   pool_.parallelFor(outputs, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       results[static_cast<size_t>(i)] =
-          evaluateLogits(logits.data() + i * head.rows, head.rows, requests[static_cast<size_t>(i)]);
+          evaluateLogits(logits.data() + i * vocabSize, vocabSize, requests[static_cast<size_t>(i)]);
     }
   });
   return results;
+}
+
+std::vector<float> CpuBackend::wholeLogitRows(std::vector<float> local, int64_t rows) const {
+  if (communicator_->world() == 1 || rows == 0) return local;
+  // Every rank contributes vocabPerRank columns a row (the last rank pads its shorter slice), so one gather of
+  // equal parts holds every logit; token selection then sees exactly the rows one rank would have computed.
+  const int64_t width = layout_.vocabPerRank();
+  const int64_t localWidth = layout_.vocabRows().size();
+  std::vector<float> padded(static_cast<size_t>(rows * width), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(local.begin() + r * localWidth, localWidth, padded.begin() + r * width);
+  }
+  const int world = communicator_->world();
+  std::vector<float> gathered(padded.size() * static_cast<size_t>(world));
+  communicator_->allGather(padded.data(), padded.size(), gathered.data());
+  const int64_t vocabSize = spec_.vocabSize;
+  std::vector<float> whole(static_cast<size_t>(rows * vocabSize));
+  for (int rank = 0; rank < world; ++rank) {
+    const int64_t begin = rank * width;
+    const int64_t columns = std::max<int64_t>(0, std::min(width, vocabSize - begin));
+    const float* part = gathered.data() + static_cast<size_t>(rank) * padded.size();
+    for (int64_t r = 0; r < rows; ++r) std::copy_n(part + r * width, columns, whole.begin() + r * vocabSize + begin);
+  }
+  return whole;
 }
 
 }  // namespace loraserve

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../backend.h"
+#include "../comm/communicator.h"
 #include "../host_weights.h"
 #include "../tensor_parallel.h"
 #include "kv_cache.h"
@@ -18,14 +19,20 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const EngineOptions& options);
 
+  Communicator& communicator() override { return *communicator_; }
   size_t weightBytes() const override { return weightBytes_; }
   void loadAdapter(int slot, const CheckedAdapter& adapter) override;
   void unloadAdapter(int slot) override;
   std::vector<LogitResult> forward(const ForwardBatch& batch) override;
 
  private:
+  // The output projection's logits of this rank's vocabulary rows, gathered into whole rows on rank 0.
+  std::vector<float> wholeLogitRows(std::vector<float> local, int64_t rows) const;
+
   ModelSpec spec_;
   ShardLayout layout_;
+  // First: a group that cannot meet fails before any weight is read.
+  std::unique_ptr<Communicator> communicator_;
   AttentionShape attention_;
   HostModelWeights weights_;
   size_t weightBytes_;

@@ -52,7 +52,9 @@ void decoderLayerForward(const LayerContext& context, int layer, const HostLayer
   context.cache.write(layer, batch, scratch.k.data(), scratch.v.data());
   pagedAttention(batch, layer, scratch.q.data(), context.cache, shape, context.pool, scratch.attended.data());
   project(context, layer, weights, LoraTarget::O, scratch.attended.data(), scratch.projected.data());
-  // With tensor parallelism, o_proj and down_proj outputs are partial sums: the all-reduce goes before each add.
+  // o_proj and down_proj (and their LoRA terms) hold this rank's share of the input: partial sums, added up over
+  // the group before they join the residual stream, which every rank keeps whole.
+  context.communicator.allReduceSum(scratch.projected.data(), scratch.projected.size());
   addInto(x, scratch.projected);
 
   rmsNorm(x, rows, hidden, weights.postAttentionNorm.data(), eps, scratch.normed.data());
@@ -60,6 +62,7 @@ void decoderLayerForward(const LayerContext& context, int layer, const HostLayer
   project(context, layer, weights, LoraTarget::Up, scratch.normed.data(), scratch.up.data());
   siluMultiply(scratch.gate.data(), scratch.up.data(), rows * context.localIntermediate);
   project(context, layer, weights, LoraTarget::Down, scratch.gate.data(), scratch.projected.data());
+  context.communicator.allReduceSum(scratch.projected.data(), scratch.projected.size());
   addInto(x, scratch.projected);
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../comm/communicator.h"
 #include "../forward_batch.h"
 #include "../host_weights.h"
 #include "../model_spec.h"
@@ -27,6 +28,8 @@ struct LayerContext {
   const std::vector<float>& ropeInvFreq;
   KvCache& cache;
   ThreadPool& pool;
+  // Sums the row-parallel projections' partial outputs over the group (a no-op for one rank).
+  Communicator& communicator;
 };
 
 // Activations of one forward pass, sized for its rows once and reused by every layer.

@@ -53,6 +53,8 @@ const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptio
               (layout.localKvHeads() * spec.headDim) % 8 == 0,
           "hidden, intermediate and kv widths must be multiples of 8 (16-byte vector loads)");
   require(options.maxLoraRank <= 128, "maxLoraRank above 128 is not supported");
+  // The NCCL communicator exists (comm/nccl_communicator.h); the forward's all-reduces and gathers do not yet.
+  require(layout.world() == 1, "tensor parallelism (world " + std::to_string(layout.world()) + ") is not built yet");
   return layout;
 }
 

@@ -38,6 +38,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(const EngineOptions& options);
   ~CudaBackend() override;
 
+  Communicator& communicator() override { return communicator_; }
   size_t weightBytes() const override { return weights_.bytes(); }
   int sizedKvBlocks() const override { return numKvBlocks_; }
   void loadAdapter(int slot, const CheckedAdapter& adapter) override;
@@ -46,6 +47,7 @@ class CudaBackend final : public Backend {
   std::vector<LogitResult> forward(const ForwardBatch& batch) override;
 
  private:
+  SingleRankCommunicator communicator_;
   // Where one part's step descriptors sit in the device copy of the staging area.
   struct DeviceStep {
     int rows = 0, logitRows = 0, loraTiles = 0, maxLoraTileRows = 0, decodeItems = 0, prefillTiles = 0;
