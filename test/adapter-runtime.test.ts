@@ -94,6 +94,8 @@ function watch(native: NativeEngine, registry: () => AdapterRegistry): Watched {
       watched.slots.delete(slot);
     },
     allocateHostBuffer: (bytes) => native.allocateHostBuffer(bytes),
+    follow: () => native.follow(),
+    watchGroup: () => native.watchGroup(),
     close: () => native.close(),
   };
   return watched;
