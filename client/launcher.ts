@@ -1,19 +1,23 @@
 // `loraserve serve`: starts a shard and a router as separate processes, waits until the router is healthy,
 // and stops both on SIGINT/SIGTERM (or stops the other when one dies). It holds no serving logic.
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseRouterOptions } from "../router/options.js";
-import { DEFAULT_TELEMETRY } from "../telemetry/options.js";
+import { isSet } from "../common/flag-or-env.js";
+import { parseRouterOptions, ROUTER_FLAGS } from "../router/options.js";
+import { DEFAULT_TELEMETRY, TELEMETRY_FLAGS } from "../telemetry/options.js";
 import { startServerProcess, type ServerProcess } from "./child.js";
 
 export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=DIR,...] [--port N] [options]
 
-  --model-id DIR         the base model: config.json, *.safetensors, tokenizer.json (env MODEL_ID)
-  --lora-adapters LIST   PEFT adapters as id=dir, comma-separated (env LORA_ADAPTERS)
-  --adapter-root DIR     where adapters are found by id on first use; repeatable (env ADAPTER_ROOTS)
+  Each flag but --hostname may instead be set by its environment variable, named after it: --max-total-tokens N
+  is MAX_TOTAL_TOKENS=N. The flag wins when both are set; both processes inherit the environment.
+
+  --model-id DIR         the base model: config.json, *.safetensors, tokenizer.json
+  --lora-adapters LIST   PEFT adapters as id=dir, comma-separated
+  --adapter-root DIR     where adapters are found by id on first use; repeatable (ADAPTER_ROOT: colon-separated)
   --admin-token TOKEN    lets callers with \`authorization: Bearer TOKEN\` load and unload adapters
-                         (env LORASERVE_ADMIN_TOKEN)
-  --port N               public port (env PORT, default 3000; 0 picks a free one)
-  --hostname H           address to listen on (default 0.0.0.0)
+                         (ADMIN_TOKEN; the former LORASERVE_ADMIN_TOKEN is still read)
+  --port N               public port (default 3000; 0 picks a free one)
+  --hostname H           address to listen on (default 0.0.0.0; not read from HOSTNAME, the machine's name)
   --max-body-bytes N     largest request body the router accepts
   --metrics-port N       the shard's Prometheus metrics port (default 0: a free one; the ready line's
                          shardMetricsPort). The router's metrics are GET /metrics on --port.
@@ -23,10 +27,15 @@ export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=D
 Every other option goes to the shard (\`loraserve shard --help\`), e.g. --max-total-tokens.
 OpenTelemetry export is configured by the standard OTEL_* variables, which both processes inherit.`;
 
-/** The launcher's options that belong to the router; everything else is the shard's. */
-const ROUTER_FLAGS = new Set(["--port", "--hostname", "--max-body-bytes", "--admin-token"]);
 /** Options that both processes take. */
-const SHARED_FLAGS = new Set(["--log-level", "--metrics-max-adapters"]);
+const SHARED_FLAGS = new Set(Object.keys(TELEMETRY_FLAGS).map((flag) => `--${flag}`));
+/** The launcher's options that belong to the router (serve names the shard itself); everything else is the shard's. */
+const ROUTER_ONLY_FLAGS = new Set(
+  Object.keys(ROUTER_FLAGS)
+    .filter((flag) => flag !== "shard-uri")
+    .map((flag) => `--${flag}`)
+    .filter((flag) => !SHARED_FLAGS.has(flag)),
+);
 const HEALTH_POLL_MS = 100;
 
 function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] } {
@@ -35,12 +44,12 @@ function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] 
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const flag = arg.split("=")[0]!;
-    if (!ROUTER_FLAGS.has(flag) && !SHARED_FLAGS.has(flag)) {
+    if (!ROUTER_ONLY_FLAGS.has(flag) && !SHARED_FLAGS.has(flag)) {
       shardArgs.push(arg);
       continue;
     }
     const option = !arg.includes("=") && i + 1 < args.length ? [arg, args[++i]!] : [arg];
-    if (ROUTER_FLAGS.has(flag)) routerArgs.push(...option);
+    if (ROUTER_ONLY_FLAGS.has(flag)) routerArgs.push(...option);
     else {
       routerArgs.push(...option);
       shardArgs.push(...option);
@@ -49,10 +58,17 @@ function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] 
   return { routerArgs, shardArgs };
 }
 
-/** The shard serves its metrics where serve listens, on a free port unless --metrics-port names one. */
-function shardMetricsArgs(shardArgs: string[], hostname: string): string[] {
-  const named = shardArgs.some((arg) => arg === "--metrics-port" || arg.startsWith("--metrics-port="));
-  return [...(named ? [] : ["--metrics-port", "0"]), "--metrics-hostname", hostname];
+/**
+ * What serve sets for the shard unless the user did, by flag or variable: a free internal port, and its metrics
+ * where serve listens, on a free port.
+ */
+export function shardDefaults(shardArgs: readonly string[], hostname: string, env: NodeJS.ProcessEnv): string[] {
+  const defaults: [string, string][] = [
+    ["shard-port", "0"],
+    ["metrics-port", "0"],
+    ["metrics-hostname", hostname],
+  ];
+  return defaults.filter(([flag]) => !isSet(flag, shardArgs, env)).flatMap(([flag, value]) => [`--${flag}`, value]);
 }
 
 /** Where this host reaches the router, whatever address it listens on. */
@@ -101,7 +117,7 @@ export async function launcherMain(args: string[]): Promise<void> {
     return child;
   };
   const serve = async (): Promise<string> => {
-    const shard = start("shard", ["shard", "--shard-port", "0", ...shardMetricsArgs(shardArgs, hostname), ...shardArgs]);
+    const shard = start("shard", ["shard", ...shardDefaults(shardArgs, hostname, process.env), ...shardArgs]);
     const shardReady = await shard.ready;
     const router = start("router", ["router", "--shard-uri", `http://127.0.0.1:${shardReady.port}`, ...routerArgs]);
     const url = localUrl(hostname, (await router.ready).port);

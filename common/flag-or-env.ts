@@ -7,13 +7,36 @@ export interface Setting {
   source: string;
 }
 
+/** The names these variables had before the rule; still read, after the rule's name, so that setups keep working. */
+const FORMER_VARIABLES: Readonly<Record<string, string>> = {
+  "adapter-root": "ADAPTER_ROOTS",
+  "admin-token": "LORASERVE_ADMIN_TOKEN",
+};
+
 export function envVariableOf(flag: string): string {
   return flag.toUpperCase().replaceAll("-", "_");
 }
 
+function fromEnv(flag: string, env: NodeJS.ProcessEnv): Setting | undefined {
+  const former = FORMER_VARIABLES[flag];
+  const source = [envVariableOf(flag), ...(former === undefined ? [] : [former])].find((name) => env[name] !== undefined);
+  return source === undefined ? undefined : { text: env[source] as string, source };
+}
+
 export function flagOrEnv(flag: string, flagText: string | undefined, env: NodeJS.ProcessEnv): Setting | undefined {
-  if (flagText !== undefined) return { text: flagText, source: `--${flag}` };
-  const variable = envVariableOf(flag);
-  const envText = env[variable];
-  return envText === undefined ? undefined : { text: envText, source: variable };
+  return flagText !== undefined ? { text: flagText, source: `--${flag}` } : fromEnv(flag, env);
+}
+
+/**
+ * A repeatable flag's values, else its variable's text split at `separator` (empty parts dropped); undefined
+ * when neither is set.
+ */
+export function flagsOrEnv(flag: string, flagValues: readonly string[] | undefined, env: NodeJS.ProcessEnv, separator: string): string[] | undefined {
+  if (flagValues !== undefined) return [...flagValues];
+  return fromEnv(flag, env)?.text.split(separator).filter((part) => part !== "");
+}
+
+/** Whether a flag is on this command line (`--flag V` or `--flag=V`) or set through its variable. */
+export function isSet(flag: string, args: readonly string[], env: NodeJS.ProcessEnv): boolean {
+  return args.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`)) || fromEnv(flag, env) !== undefined;
 }

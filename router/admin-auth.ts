@@ -17,7 +17,7 @@ export class AdminAuth {
   /** Throws UNAUTHENTICATED without a bearer token, PERMISSION_DENIED for a wrong one or when none is configured. */
   check(authorization: string | null | undefined): void {
     if (this.token === null) {
-      throw new ConnectError("loading and unloading adapters is disabled: start the router with --admin-token (or LORASERVE_ADMIN_TOKEN)", Code.PermissionDenied);
+      throw new ConnectError("loading and unloading adapters is disabled: start the router with --admin-token (or ADMIN_TOKEN)", Code.PermissionDenied);
     }
     const presented = BEARER.exec(authorization ?? "")?.[1];
     if (presented === undefined) throw new ConnectError("this call needs the admin token: send `authorization: Bearer TOKEN`", Code.Unauthenticated);

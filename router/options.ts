@@ -1,6 +1,7 @@
-// The router's command line (and environment), checked before anything starts.
+// The router's command line and environment, checked before anything starts. Each flag is also read from its
+// same-named environment variable (common/flag-or-env.ts), except --hostname (see below).
 import { parseArgs } from "node:util";
-import { flagOrEnv } from "../common/flag-or-env.js";
+import { flagOrEnv, flagsOrEnv } from "../common/flag-or-env.js";
 import { parseInteger } from "../common/parse-integer.js";
 import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
 
@@ -18,31 +19,34 @@ const DEFAULT_MAX_BODY_BYTES = 2_000_000;
 
 export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL ...] [options]
 
+  Each flag but --hostname may instead be set by its environment variable, named after it: --max-body-bytes N
+  is MAX_BODY_BYTES=N. The flag wins when both are set.
+
   --shard-uri URL        a shard group leader's ShardService (h2c), e.g. http://127.0.0.1:50051; repeatable
-  --port N               public port for HTTP/1.1 and HTTP/2 (env PORT, default 3000; 0 picks a free one)
-  --hostname H           address to listen on (default 0.0.0.0)
-  --max-body-bytes N     largest request body accepted (env MAX_BODY_BYTES, default ${DEFAULT_MAX_BODY_BYTES})
+                         (SHARD_URI: comma-separated)
+  --port N               public port for HTTP/1.1 and HTTP/2 (default 3000; 0 picks a free one)
+  --hostname H           address to listen on (default 0.0.0.0; not read from HOSTNAME, the machine's name)
+  --max-body-bytes N     largest request body accepted (default ${DEFAULT_MAX_BODY_BYTES})
   --admin-token TOKEN    allows loading and unloading adapters to callers that send \`authorization: Bearer TOKEN\`
-                         (env LORASERVE_ADMIN_TOKEN, which keeps it out of the process list); without it they are refused
+                         (ADMIN_TOKEN keeps it out of the process list; the former LORASERVE_ADMIN_TOKEN is still
+                         read); without it they are refused
 ${telemetryUsage(25)}
 
   GET /metrics on the same port serves Prometheus metrics; OTEL_* variables configure OpenTelemetry export.`;
 
+/** parseArgs option specs of the router's flags. */
+export const ROUTER_FLAGS = {
+  port: { type: "string" },
+  hostname: { type: "string" },
+  "shard-uri": { type: "string", multiple: true },
+  "max-body-bytes": { type: "string" },
+  "admin-token": { type: "string" },
+  ...TELEMETRY_FLAGS,
+} as const;
+
 export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): RouterOptions {
-  const { values } = parseArgs({
-    args,
-    options: {
-      port: { type: "string" },
-      hostname: { type: "string", default: "0.0.0.0" },
-      "shard-uri": { type: "string", multiple: true, default: [] },
-      "max-body-bytes": { type: "string" },
-      "admin-token": { type: "string" },
-      ...TELEMETRY_FLAGS,
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  const shardUris = values["shard-uri"];
+  const { values } = parseArgs({ args, options: ROUTER_FLAGS, strict: true, allowPositionals: false });
+  const shardUris = flagsOrEnv("shard-uri", values["shard-uri"], env, ",") ?? [];
   if (shardUris.length === 0) throw new Error(`at least one --shard-uri is required\n\n${ROUTER_USAGE}`);
   for (const uri of shardUris) {
     if (!URL.canParse(uri)) throw new Error(`--shard-uri ${uri} is not a URL`);
@@ -51,10 +55,10 @@ export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): Rout
   return {
     port,
     // Not from HOSTNAME: Docker and shells set it to the machine's name, which is no address to listen on.
-    hostname: values.hostname,
+    hostname: values.hostname ?? "0.0.0.0",
     shardUris,
     maxBodyBytes: parseInteger(flagOrEnv("max-body-bytes", values["max-body-bytes"], env), 0) ?? DEFAULT_MAX_BODY_BYTES,
-    adminToken: (values["admin-token"] ?? env.LORASERVE_ADMIN_TOKEN) || null,
-    ...parseTelemetryOptions(values),
+    adminToken: flagOrEnv("admin-token", values["admin-token"], env)?.text || null,
+    ...parseTelemetryOptions(values, env),
   };
 }

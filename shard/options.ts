@@ -1,7 +1,8 @@
-// `loraserve shard` flags (with MODEL_ID / LORA_ADAPTERS / ADAPTER_ROOTS from the environment) → the shard's settings.
+// `loraserve shard` flags, each also read from its same-named environment variable (common/flag-or-env.ts),
+// → the shard's settings.
 // Limits that depend on the model (its context length) are resolved once its config is read.
 import { parseArgs } from "node:util";
-import { flagOrEnv, type Setting } from "../common/flag-or-env.js";
+import { flagOrEnv, flagsOrEnv, type Setting } from "../common/flag-or-env.js";
 import { parseInteger } from "../common/parse-integer.js";
 import type { DeviceDtype, ModelSpec } from "../native/addon.js";
 import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
@@ -13,12 +14,14 @@ const DEFAULT_MAX_LORA_RANK = 64;
 const DEFAULT_GPU_MEMORY_FRACTION = 0.9;
 
 export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
-  --model-id DIR                 base model directory (env MODEL_ID)
+Each flag may instead be set by its environment variable, named after it: --max-new-tokens-limit N is
+MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
+  --model-id DIR                 base model directory
   --served-model-name NAME       the base model's id in the API (OpenAI "model", TGI /info); default: --model-id
-  --lora-adapters ID=DIR,...     PEFT LoRA adapters to serve (env LORA_ADAPTERS)
+  --lora-adapters ID=DIR,...     PEFT LoRA adapters to serve
   --adapter-root DIR             where adapters not named above are found by id, as DIR/ID/ or in the Hugging Face
-                                 cache layout DIR/models--ORG--NAME/snapshots/REV/; repeatable (env ADAPTER_ROOTS,
-                                 colon-separated)
+                                 cache layout DIR/models--ORG--NAME/snapshots/REV/; repeatable (ADAPTER_ROOT:
+                                 colon-separated; the former ADAPTER_ROOTS is still read)
   --max-loras N                  engine adapter slots (default ${DEFAULT_MAX_LORAS})
   --max-cpu-loras N              adapters held validated in host memory (default ${DEFAULT_MAX_CPU_LORAS})
   --max-lora-rank N              largest adapter rank accepted (default ${DEFAULT_MAX_LORA_RANK})
@@ -96,10 +99,11 @@ function integer(setting: Setting | undefined, min: number, max?: number): numbe
   }
 }
 
-function fraction(flag: string, text: string | undefined): number | null {
-  if (text === undefined) return null;
+function fraction(setting: Setting | undefined): number | null {
+  if (setting === undefined) return null;
+  const { text, source } = setting;
   const value = Number(text);
-  if (text.trim() === "" || !(value > 0 && value <= 1)) throw new UsageError(`--${flag} must be a number in (0, 1], got ${JSON.stringify(text)}`);
+  if (text.trim() === "" || !(value > 0 && value <= 1)) throw new UsageError(`${source} must be a number in (0, 1], got ${JSON.stringify(text)}`);
   return value;
 }
 
@@ -118,77 +122,76 @@ export function parseAdapterList(text: string): AdapterSource[] {
     });
 }
 
+/** parseArgs option specs of the shard's flags; every one is also read from its environment variable. */
+export const SHARD_FLAGS = {
+  "model-id": { type: "string" },
+  "served-model-name": { type: "string" },
+  "lora-adapters": { type: "string", multiple: true },
+  "adapter-root": { type: "string", multiple: true },
+  "max-loras": { type: "string" },
+  "max-cpu-loras": { type: "string" },
+  "max-lora-rank": { type: "string" },
+  "shard-port": { type: "string" },
+  "max-input-tokens": { type: "string" },
+  "max-total-tokens": { type: "string" },
+  "max-new-tokens-limit": { type: "string" },
+  "max-batch-prefill-tokens": { type: "string" },
+  "num-kv-blocks": { type: "string" },
+  "block-size": { type: "string" },
+  threads: { type: "string" },
+  device: { type: "string" },
+  dtype: { type: "string" },
+  "gpu-memory-fraction": { type: "string" },
+  "metrics-port": { type: "string" },
+  "metrics-hostname": { type: "string" },
+  ...TELEMETRY_FLAGS,
+} as const;
+
 /** `defaultDevice` is what --device means when absent (shard/main.ts asks the addon and the machine). */
 export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env, defaultDevice: "cpu" | "cuda" = "cpu"): ShardArgs {
   let values;
   try {
-    ({ values } = parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        "model-id": { type: "string" },
-        "served-model-name": { type: "string" },
-        "lora-adapters": { type: "string", multiple: true },
-        "adapter-root": { type: "string", multiple: true },
-        "max-loras": { type: "string" },
-        "max-cpu-loras": { type: "string" },
-        "max-lora-rank": { type: "string" },
-        "shard-port": { type: "string" },
-        "max-input-tokens": { type: "string" },
-        "max-total-tokens": { type: "string" },
-        "max-new-tokens-limit": { type: "string" },
-        "max-batch-prefill-tokens": { type: "string" },
-        "num-kv-blocks": { type: "string" },
-        "block-size": { type: "string" },
-        threads: { type: "string" },
-        device: { type: "string" },
-        dtype: { type: "string" },
-        "gpu-memory-fraction": { type: "string" },
-        "metrics-port": { type: "string" },
-        "metrics-hostname": { type: "string" },
-        ...TELEMETRY_FLAGS,
-      },
-    }));
+    ({ values } = parseArgs({ args: [...args], strict: true, allowPositionals: false, options: SHARD_FLAGS }));
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const modelDir = values["model-id"] ?? env.MODEL_ID;
+  const setting = (flag: Exclude<keyof typeof SHARD_FLAGS, "lora-adapters" | "adapter-root">): Setting | undefined => flagOrEnv(flag, values[flag], env);
+  const modelDir = setting("model-id")?.text;
   if (!modelDir) throw new UsageError("--model-id (or MODEL_ID) is required");
-  const device = values.device ?? defaultDevice;
+  const device = setting("device")?.text ?? defaultDevice;
   if (device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(device)}`);
-  const dtype = values.dtype ?? "float16";
+  const dtypeSetting = setting("dtype");
+  const dtype = dtypeSetting?.text ?? "float16";
   if (dtype !== "float16" && dtype !== "bfloat16") throw new UsageError(`--dtype must be float16 or bfloat16, got ${JSON.stringify(dtype)}`);
-  if (values.dtype !== undefined && device !== "cuda") throw new UsageError("--dtype applies to --device cuda; the CPU backend computes in float32");
-  const adapterText = values["lora-adapters"]?.join(",") ?? env.LORA_ADAPTERS ?? "";
+  if (dtypeSetting !== undefined && device !== "cuda") throw new UsageError("--dtype applies to --device cuda; the CPU backend computes in float32");
   return {
     modelDir,
-    servedModelName: values["served-model-name"] ?? modelDir,
-    adapters: parseAdapterList(adapterText),
-    adapterRoots: values["adapter-root"] ?? (env.ADAPTER_ROOTS ?? "").split(":").filter((dir) => dir !== ""),
-    maxLoras: integer(flagOrEnv("max-loras", values["max-loras"], env), 1) ?? DEFAULT_MAX_LORAS,
-    maxCpuLoras: integer(flagOrEnv("max-cpu-loras", values["max-cpu-loras"], env), 1) ?? DEFAULT_MAX_CPU_LORAS,
-    maxLoraRank: integer(flagOrEnv("max-lora-rank", values["max-lora-rank"], env), 1) ?? DEFAULT_MAX_LORA_RANK,
-    port: integer(flagOrEnv("shard-port", values["shard-port"], env), 0, 65535) ?? 0,
+    servedModelName: setting("served-model-name")?.text ?? modelDir,
+    adapters: parseAdapterList(flagOrEnv("lora-adapters", values["lora-adapters"]?.join(","), env)?.text ?? ""),
+    adapterRoots: flagsOrEnv("adapter-root", values["adapter-root"], env, ":") ?? [],
+    maxLoras: integer(setting("max-loras"), 1) ?? DEFAULT_MAX_LORAS,
+    maxCpuLoras: integer(setting("max-cpu-loras"), 1) ?? DEFAULT_MAX_CPU_LORAS,
+    maxLoraRank: integer(setting("max-lora-rank"), 1) ?? DEFAULT_MAX_LORA_RANK,
+    port: integer(setting("shard-port"), 0, 65535) ?? 0,
     device,
     dtype,
-    gpuMemoryFraction: fraction("gpu-memory-fraction", values["gpu-memory-fraction"]) ?? DEFAULT_GPU_MEMORY_FRACTION,
-    threads: integer(flagOrEnv("threads", values.threads, env), 0) ?? 0,
-    blockSize: integer(flagOrEnv("block-size", values["block-size"], env), 1) ?? 16,
-    maxBatchPrefillTokens: integer(flagOrEnv("max-batch-prefill-tokens", values["max-batch-prefill-tokens"], env), 1) ?? 4096,
-    maxInputTokens: integer(flagOrEnv("max-input-tokens", values["max-input-tokens"], env), 1),
-    maxTotalTokens: integer(flagOrEnv("max-total-tokens", values["max-total-tokens"], env), 2),
-    maxNewTokensLimit: integer(flagOrEnv("max-new-tokens-limit", values["max-new-tokens-limit"], env), 1),
-    numKvBlocks: integer(flagOrEnv("num-kv-blocks", values["num-kv-blocks"], env), 1),
-    metricsPort: integer(flagOrEnv("metrics-port", values["metrics-port"], env), 0, 65535),
-    metricsHostname: values["metrics-hostname"] ?? "127.0.0.1",
-    ...telemetryOptions(values),
+    gpuMemoryFraction: fraction(setting("gpu-memory-fraction")) ?? DEFAULT_GPU_MEMORY_FRACTION,
+    threads: integer(setting("threads"), 0) ?? 0,
+    blockSize: integer(setting("block-size"), 1) ?? 16,
+    maxBatchPrefillTokens: integer(setting("max-batch-prefill-tokens"), 1) ?? 4096,
+    maxInputTokens: integer(setting("max-input-tokens"), 1),
+    maxTotalTokens: integer(setting("max-total-tokens"), 2),
+    maxNewTokensLimit: integer(setting("max-new-tokens-limit"), 1),
+    numKvBlocks: integer(setting("num-kv-blocks"), 1),
+    metricsPort: integer(setting("metrics-port"), 0, 65535),
+    metricsHostname: setting("metrics-hostname")?.text ?? "127.0.0.1",
+    ...telemetryOptions(values, env),
   };
 }
 
-function telemetryOptions(values: Parameters<typeof parseTelemetryOptions>[0]): TelemetryOptions {
+function telemetryOptions(values: Parameters<typeof parseTelemetryOptions>[0], env: NodeJS.ProcessEnv): TelemetryOptions {
   try {
-    return parseTelemetryOptions(values);
+    return parseTelemetryOptions(values, env);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

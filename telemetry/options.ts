@@ -1,4 +1,6 @@
 // The observability flags every server process takes (router and shard; `loraserve serve` passes them to both).
+import { flagOrEnv } from "../common/flag-or-env.js";
+import { parseInteger } from "../common/parse-integer.js";
 import { parseLogLevel, type LogLevel } from "./logger.js";
 
 export interface TelemetryOptions {
@@ -25,11 +27,18 @@ export const TELEMETRY_FLAGS = {
   "metrics-max-adapters": { type: "string" },
 } as const;
 
-export function parseTelemetryOptions(values: { "log-level"?: string; "metrics-max-adapters"?: string }): TelemetryOptions {
-  const max = values["metrics-max-adapters"];
-  const metricsMaxAdapters = max === undefined ? DEFAULT_TELEMETRY.metricsMaxAdapters : Number(max);
-  if (!/^\d+$/.test(max?.trim() ?? "0") || !Number.isSafeInteger(metricsMaxAdapters)) {
-    throw new Error(`--metrics-max-adapters must be a non-negative integer, got ${JSON.stringify(max)}`);
+export function parseTelemetryOptions(
+  values: { "log-level"?: string; "metrics-max-adapters"?: string },
+  env: NodeJS.ProcessEnv,
+): TelemetryOptions {
+  const logLevel = flagOrEnv("log-level", values["log-level"], env);
+  const max = flagOrEnv("metrics-max-adapters", values["metrics-max-adapters"], env);
+  let metricsMaxAdapters: number;
+  try {
+    metricsMaxAdapters = parseInteger(max, 0) ?? DEFAULT_TELEMETRY.metricsMaxAdapters;
+  } catch {
+    // This flag's refusal has always said "non-negative"; parseInteger says ">= 0".
+    throw new Error(`${max!.source} must be a non-negative integer, got ${JSON.stringify(max!.text)}`);
   }
-  return { logLevel: values["log-level"] === undefined ? DEFAULT_TELEMETRY.logLevel : parseLogLevel(values["log-level"]), metricsMaxAdapters };
+  return { logLevel: logLevel === undefined ? DEFAULT_TELEMETRY.logLevel : parseLogLevel(logLevel.text), metricsMaxAdapters };
 }
