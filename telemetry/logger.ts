@@ -5,9 +5,10 @@ import { trace, type SpanContext } from "@opentelemetry/api";
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export function parseLogLevel(text: string): LogLevel {
+/** `source`: the flag or variable the text came from, which the error names. */
+export function parseLogLevel(text: string, source: string): LogLevel {
   const level = LOG_LEVELS.find((name) => name === text.trim().toLowerCase());
-  if (level === undefined) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(text)}`);
+  if (level === undefined) throw new Error(`${source} must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(text)}`);
   return level;
 }
 

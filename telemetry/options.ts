@@ -40,5 +40,5 @@ export function parseTelemetryOptions(
     // This flag's refusal has always said "non-negative"; parseInteger says ">= 0".
     throw new Error(`${max!.source} must be a non-negative integer, got ${JSON.stringify(max!.text)}`);
   }
-  return { logLevel: logLevel === undefined ? DEFAULT_TELEMETRY.logLevel : parseLogLevel(logLevel.text), metricsMaxAdapters };
+  return { logLevel: logLevel === undefined ? DEFAULT_TELEMETRY.logLevel : parseLogLevel(logLevel.text, logLevel.source), metricsMaxAdapters };
 }

@@ -74,6 +74,7 @@ describe("shard flags", () => {
 
   it("names the variable when its value is bad, not only when it is an integer", () => {
     expect(() => parseShardArgs(["--model-id", "/m"], { GPU_MEMORY_FRACTION: "2" })).toThrow('GPU_MEMORY_FRACTION must be a number in (0, 1], got "2"');
+    expect(() => parseShardArgs(["--model-id", "/m"], { LOG_LEVEL: "loud" })).toThrow('LOG_LEVEL must be one of error, warn, info, debug, got "loud"');
     expect(() => parseShardArgs(["--model-id", "/m"], { METRICS_MAX_ADAPTERS: "-3" })).toThrow('METRICS_MAX_ADAPTERS must be a non-negative integer, got "-3"');
   });
 
