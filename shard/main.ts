@@ -13,7 +13,11 @@ import { parseShardArgs, resolveLimits, SHARD_USAGE, withEngineKvBlocks, type Sh
 import { startShardServer, type ShardModelInfo } from "./server.js";
 import { ShardTelemetry } from "./telemetry/shard-telemetry.js";
 import { ChatTemplates } from "./text/chat-template.js";
+import { EncoderPool } from "./text/encoder-pool.js";
 import { TextCodec } from "./text/tokenizer.js";
+
+/** Tokenizer threads: TGI's --validation-workers default. */
+const VALIDATION_WORKERS = 2;
 
 /** The one stdout line the launcher waits for. */
 export interface ReadyLine {
@@ -73,6 +77,7 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
   const requested = resolveLimits(args, model.spec);
   const roots = new AdapterRoots(args.adapterRoots);
   const engine = telemetry.loadingModel(() => createShardEngine(model, requested, args));
+  const encoder = EncoderPool.start(model.dir, VALIDATION_WORKERS);
   try {
     const limits = requested.numKvBlocks === 0 ? withEngineKvBlocks(requested, engine.info().numKvBlocks, args.gpuMemoryFraction) : requested;
     const { maxLoras, maxCpuLoras, maxLoraRank } = args;
@@ -83,7 +88,7 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
     const llm = new LlmEngine(telemetry.timeSteps(engine), { ...limits, eosTokenIds: codec.eosTokenIds, adapters });
     telemetry.watch(llm, adapters, maxLoras);
     const server = await startShardServer(
-      { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, chatTemplates, adapters, limits, telemetry },
+      { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, encoder, chatTemplates, adapters, limits, telemetry },
       args.port,
     );
     const metrics = args.metricsPort === null ? null : await telemetry.serveMetrics(args.metricsPort, args.metricsHostname);
@@ -94,10 +99,12 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
         await llm.close();
         await server.close();
         await metrics?.close();
+        await encoder.close();
         engine.close();
       },
     };
   } catch (error) {
+    await encoder.close();
     engine.close();
     throw error;
   }

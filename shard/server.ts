@@ -19,6 +19,7 @@ import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm
 import type { ShardLimits } from "./options.js";
 import { submitObserved, type ShardTelemetry } from "./telemetry/shard-telemetry.js";
 import type { ChatTemplates } from "./text/chat-template.js";
+import type { PromptEncoder } from "./text/encoder-pool.js";
 import { tokenizeWithSpans } from "./text/tokenize.js";
 import type { TextCodec } from "./text/tokenizer.js";
 
@@ -36,6 +37,8 @@ export interface ShardContext {
   model: ShardModelInfo;
   llm: LlmEngine;
   codec: TextCodec;
+  /** Tokenizes prompts off the event loop (EncoderPool), so that a long one stalls no other request. */
+  encoder: PromptEncoder;
   chatTemplates: ChatTemplates;
   adapters: AdapterRegistry;
   limits: ShardLimits;
@@ -60,8 +63,10 @@ function toConnectError(error: unknown): ConnectError {
 export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardService> {
   const { llm, codec, adapters, limits } = shard;
   const prompts: PromptContext = {
-    encode: (text, options) => codec.encode(text, options),
+    encode: (text, options) => shard.encoder.encode(text, options),
     chatTemplate: (id) => shard.chatTemplates.forAdapter(id === "" ? null : adapters.dirOf(id)),
+    limits,
+    maxBytesPerToken: codec.maxBytesPerToken,
   };
   return {
     async *generate(request, context) {
@@ -70,7 +75,7 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
       try {
         // First use of an adapter from a root reads and validates it here; its slot load happens in the queue.
         await adapters.prepare(request.adapterId);
-        const prepared = prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize });
+        const prepared = await prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize });
         stream = new GenerateStream(codec, prepared);
         events = submitObserved(shard.telemetry, request, prepared.sequence, context, (observer) =>
           llm.submit({ ...prepared.sequence, stopCheck: stream }, context.signal, observer),
@@ -89,7 +94,7 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
       try {
         // Only a conversation needs the adapter (its chat template); plain text tokenizes the same for every adapter.
         if (request.messages.length > 0) await adapters.prepare(request.adapterId);
-        return create(TokenizeResponseSchema, { tokens: tokenizeWithSpans(codec, encodePrompt(request, prompts).ids) });
+        return create(TokenizeResponseSchema, { tokens: tokenizeWithSpans(codec, (await encodePrompt(request, prompts)).ids) });
       } catch (error) {
         throw toConnectError(error);
       }

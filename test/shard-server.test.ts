@@ -238,6 +238,7 @@ describe("ShardService when a client goes away", () => {
         model: { dtype: "float32", device: "cpu", vocabSize: model.spec.vocabSize, maxLoras: 1, maxLoraRank: 1 },
         llm,
         codec,
+        encoder: { encode: async (text, options) => codec.encode(text, options) },
         chatTemplates: new ChatTemplates(set.modelDir),
         adapters,
         limits,

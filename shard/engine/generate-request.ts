@@ -9,7 +9,7 @@ import { randomInt } from "node:crypto";
 import type { GenerateRequest, GenerationParameters } from "../../gen/loraserve/v1/generate_pb.js";
 import type { ShardLimits } from "../options.js";
 import { ChatTemplateError, type ChatMessage, type ChatTemplate } from "../text/chat-template.js";
-import type { EncodeOptions } from "../text/tokenizer.js";
+import type { PromptEncoder } from "../text/encoder-pool.js";
 import type { SequenceRequest } from "./sequence.js";
 
 export class InvalidRequestError extends Error {
@@ -20,10 +20,12 @@ export class InvalidRequestError extends Error {
 }
 
 /** What turning a prompt into tokens needs. */
-export interface PromptContext {
-  encode(text: string, options?: EncodeOptions): Int32Array;
+export interface PromptContext extends PromptEncoder {
   /** The template for requests naming `adapterId` ("" for the base model), null when there is none; throws for an adapter the shard does not know. */
   chatTemplate(adapterId: string): ChatTemplate | null;
+  limits: Pick<ShardLimits, "maxInputTokens">;
+  /** The most input bytes one token stands for (TextCodec.maxBytesPerToken); null: no bound before tokenizing. */
+  maxBytesPerToken: number | null;
 }
 
 export interface RequestContext extends PromptContext {
@@ -62,15 +64,11 @@ const MAX_STOP_LENGTH = 256;
 /** OpenAI's range for frequency_penalty and presence_penalty. */
 const MAX_ABS_PENALTY = 2;
 
-/**
- * The prompt's text and ids: `inputs` encoded as the tokenizer's post-processor says (BOS added), or `messages`
- * rendered with the chat template and encoded without adding special tokens (the template writes them), as
- * transformers' apply_chat_template does.
- */
-export function encodePrompt(input: PromptInput, context: PromptContext): { text: string; ids: Int32Array } {
+/** The text, as `inputs` or rendered from `messages`, and whether the tokenizer adds BOS/EOS to it. */
+function promptTextOf(input: PromptInput, context: PromptContext): { text: string; addSpecialTokens: boolean } {
   if (input.messages.length === 0) {
     if (input.inputs === "") throw new InvalidRequestError("inputs must not be empty");
-    return { text: input.inputs, ids: context.encode(input.inputs) };
+    return { text: input.inputs, addSpecialTokens: true };
   }
   if (input.inputs !== "") throw new InvalidRequestError("give either inputs or messages, not both");
   input.messages.forEach((message, i) => {
@@ -81,14 +79,43 @@ export function encodePrompt(input: PromptInput, context: PromptContext): { text
     const whose = input.adapterId === "" ? "the model" : `neither adapter ${JSON.stringify(input.adapterId)} nor the model`;
     throw new InvalidRequestError(`${whose} has no chat template (chat_template in tokenizer_config.json): send inputs instead of messages`);
   }
-  let text: string;
   try {
-    text = template.render(input.messages);
+    return { text: template.render(input.messages), addSpecialTokens: false };
   } catch (error) {
     if (error instanceof ChatTemplateError) throw new InvalidRequestError(error.message);
     throw error;
   }
-  return { text, ids: context.encode(text, { addSpecialTokens: false }) };
+}
+
+/** Refuses, from its byte length alone, a text that cannot fit max_input_tokens (see text/bytes-per-token.ts). */
+function refuseSurelyTooLong(text: string, context: PromptContext): void {
+  if (context.maxBytesPerToken === null) return;
+  const bytes = Buffer.byteLength(text, "utf8");
+  const fewest = Math.ceil(bytes / context.maxBytesPerToken);
+  const { maxInputTokens } = context.limits;
+  if (fewest > maxInputTokens) {
+    throw new InvalidRequestError(
+      `inputs is ${bytes} bytes, so at least ${fewest} tokens (no token of this tokenizer spans more than ${context.maxBytesPerToken} bytes); ` +
+        `at most ${maxInputTokens} (max_input_tokens) are accepted`,
+    );
+  }
+}
+
+/**
+ * The prompt's text and ids: `inputs` encoded as the tokenizer's post-processor says (BOS added), or `messages`
+ * rendered with the chat template and encoded without adding special tokens (the template writes them), as
+ * transformers' apply_chat_template does. A prompt longer than max_input_tokens is refused, before it is
+ * tokenized when its byte length already says so.
+ */
+export async function encodePrompt(input: PromptInput, context: PromptContext): Promise<{ text: string; ids: Int32Array }> {
+  const { text, addSpecialTokens } = promptTextOf(input, context);
+  refuseSurelyTooLong(text, context);
+  const ids = await context.encode(text, { addSpecialTokens });
+  const { maxInputTokens } = context.limits;
+  if (ids.length > maxInputTokens) {
+    throw new InvalidRequestError(`inputs is ${ids.length} tokens; at most ${maxInputTokens} (max_input_tokens) are accepted`);
+  }
+  return { text, ids };
 }
 
 /** The sampling and penalty fields, checked; throws InvalidRequestError naming the first bad one. */
@@ -125,7 +152,7 @@ function stopSequencesOf(params: GenerationParameters | undefined): string[] {
   return [...stop];
 }
 
-export function prepareRequest(request: GenerateRequest, context: RequestContext): PreparedRequest {
+export async function prepareRequest(request: GenerateRequest, context: RequestContext): Promise<PreparedRequest> {
   const { limits } = context;
   const params = request.parameters;
   const maxNewTokens = params?.maxNewTokens;
@@ -141,11 +168,8 @@ export function prepareRequest(request: GenerateRequest, context: RequestContext
   if (topN > context.vocabSize) throw new InvalidRequestError(`top_n_tokens must be <= ${context.vocabSize} (the vocabulary), got ${topN}`);
   const stop = stopSequencesOf(params);
 
-  const prompt = encodePrompt(request, context);
+  const prompt = await encodePrompt(request, context);
   const promptIds = prompt.ids;
-  if (promptIds.length > limits.maxInputTokens) {
-    throw new InvalidRequestError(`inputs is ${promptIds.length} tokens; at most ${limits.maxInputTokens} (max_input_tokens) are accepted`);
-  }
   const room = limits.maxTotalTokens - promptIds.length;
   if (maxNewTokens !== undefined && maxNewTokens > room) {
     throw new InvalidRequestError(

@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { readJsonFile } from "../model/config.js";
 import { LoadError } from "../model/load-error.js";
+import { maxBytesPerToken } from "./bytes-per-token.js";
 import { decodeTokens, type DetokenizerVocab } from "./detokenizer.js";
 import { TokenByteTable, type LeadingStrip } from "./token-bytes.js";
 
@@ -108,6 +109,49 @@ function tokenIds(path: string, value: unknown): number[] {
   return list as number[];
 }
 
+/** What `new Tokenizer` is built from: tokenizer.json with the added tokens transformers registers, and its configs. */
+export interface TokenizerSource {
+  /** tokenizer.json, named in errors. */
+  path: string;
+  /** tokenizer.json with `added_tokens` completed (see addedTokens). */
+  tokenizerJson: Json;
+  tokenizerConfig: Json;
+  added: AddedTokenJson[];
+  /** tokenizer_config.json overridden by special_tokens_map.json, as transformers reads the special tokens. */
+  config: Json;
+}
+
+/** Reads a model directory's tokenizer files; errors are LoadErrors naming the file. */
+export function readTokenizerSource(modelDir: string): TokenizerSource {
+  const dir = resolve(modelDir);
+  const path = join(dir, "tokenizer.json");
+  const json = readJsonFile(path);
+  const tokenizerConfig = optionalJson(join(dir, "tokenizer_config.json"));
+  // transformers lets special_tokens_map.json override tokenizer_config.json's special tokens.
+  const config = { ...tokenizerConfig, ...optionalJson(join(dir, "special_tokens_map.json")) };
+  const added = addedTokens(path, json, config);
+  return { path, tokenizerJson: { ...json, added_tokens: added }, tokenizerConfig, added, config };
+}
+
+export function buildTokenizer({ path, tokenizerJson, tokenizerConfig }: TokenizerSource): Tokenizer {
+  try {
+    return new Tokenizer(tokenizerJson, tokenizerConfig);
+  } catch (err) {
+    throw new LoadError(path, `cannot build the tokenizer: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The library's ids for `text` as an Int32Array; it yields undefined for a piece with no token when the model
+ * has no unknown token, which is refused here.
+ */
+export function checkedIds(text: string, ids: readonly (number | undefined)[]): Int32Array {
+  if (ids.some((id) => id === undefined)) {
+    throw new Error(`cannot encode ${JSON.stringify(text.slice(0, 80))}: a piece has no token and the tokenizer has no unknown token`);
+  }
+  return Int32Array.from(ids as number[]);
+}
+
 export class TextCodec implements DetokenizerVocab {
   /** Ids 0 .. vocabSize-1 cover the model vocab and every added token (HF's `len(tokenizer)`). */
   readonly vocabSize: number;
@@ -115,6 +159,8 @@ export class TextCodec implements DetokenizerVocab {
   /** generation_config.json's `eos_token_id` (one or a list) and the tokenizer's `eos_token`. */
   readonly eosTokenIds: ReadonlySet<number>;
   readonly leadingStrip: LeadingStrip | null;
+  /** The most input bytes one token stands for; null when this tokenizer gives no such bound (bytes-per-token.ts). */
+  readonly maxBytesPerToken: number | null;
 
   private constructor(
     private readonly tokenizer: Tokenizer,
@@ -123,8 +169,10 @@ export class TextCodec implements DetokenizerVocab {
     vocabSize: number,
     bosTokenId: number | null,
     eosTokenIds: ReadonlySet<number>,
+    maxBytesPerToken: number | null,
   ) {
     this.vocabSize = vocabSize;
+    this.maxBytesPerToken = maxBytesPerToken;
     this.bosTokenId = bosTokenId;
     this.eosTokenIds = eosTokenIds;
     this.leadingStrip = table.leadingStrip;
@@ -135,22 +183,11 @@ export class TextCodec implements DetokenizerVocab {
    * generation_config.json from `modelDir`. Errors are LoadErrors naming the file.
    */
   static load(modelDir: string): TextCodec {
-    const dir = resolve(modelDir);
-    const tokenizerPath = join(dir, "tokenizer.json");
-    const tokenizerJson = readJsonFile(tokenizerPath);
-    const tokenizerConfig = optionalJson(join(dir, "tokenizer_config.json"));
-    const generationPath = join(dir, "generation_config.json");
+    const source = readTokenizerSource(modelDir);
+    const { path: tokenizerPath, tokenizerJson, added, config } = source;
+    const generationPath = join(resolve(modelDir), "generation_config.json");
     const generationConfig = optionalJson(generationPath);
-    // transformers lets special_tokens_map.json override tokenizer_config.json's special tokens.
-    const config = { ...tokenizerConfig, ...optionalJson(join(dir, "special_tokens_map.json")) };
-
-    const added = addedTokens(tokenizerPath, tokenizerJson, config);
-    let tokenizer: Tokenizer;
-    try {
-      tokenizer = new Tokenizer({ ...tokenizerJson, added_tokens: added }, tokenizerConfig);
-    } catch (err) {
-      throw new LoadError(tokenizerPath, `cannot build the tokenizer: ${(err as Error).message}`);
-    }
+    const tokenizer = buildTokenizer(source);
 
     const ids = [...tokenizer.get_vocab(true).values(), ...added.map((t) => t.id)];
     const vocabSize = ids.reduce((max, id) => Math.max(max, id + 1), 0);
@@ -167,7 +204,7 @@ export class TextCodec implements DetokenizerVocab {
     const eosTokenIds = new Set(tokenIds(generationPath, generationConfig.eos_token_id));
     if (eosTokenId !== null) eosTokenIds.add(eosTokenId);
 
-    return new TextCodec(tokenizer, table, specialIds, vocabSize, bosTokenId, eosTokenIds);
+    return new TextCodec(tokenizer, table, specialIds, vocabSize, bosTokenId, eosTokenIds, maxBytesPerToken(tokenizerJson, tokens));
   }
 
   /**
@@ -177,11 +214,7 @@ export class TextCodec implements DetokenizerVocab {
    */
   encode(text: string, options: EncodeOptions = {}): Int32Array {
     const { ids } = this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true });
-    // The library yields undefined for a piece with no token when the model has no unknown token.
-    if (ids.some((id: number | undefined) => id === undefined)) {
-      throw new Error(`cannot encode ${JSON.stringify(text.slice(0, 80))}: a piece has no token and the tokenizer has no unknown token`);
-    }
-    return Int32Array.from(ids);
+    return checkedIds(text, ids);
   }
 
   /** The raw bytes the token stands for inside a text; empty for an id the tokenizer lacks. */
