@@ -6,6 +6,7 @@ import { Logger } from "../telemetry/logger.js";
 import { startOpenTelemetry } from "../telemetry/otel.js";
 import { NO_PROGRESS, ProgressDisplay, type ProgressSink } from "../telemetry/progress.js";
 import { AdapterRegistry } from "./adapters/registry.js";
+import { runFollower } from "./follower.js";
 import { AdapterRoots } from "./adapters/roots.js";
 import { LlmEngine } from "./engine/llm-engine.js";
 import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
@@ -30,20 +31,27 @@ export interface ReadyLine {
 export interface RunningShard {
   port: number;
   metricsPort: number | null;
+  /** Resolves with why, if the shard's tensor-parallel group fails (a rank died or stopped answering); never for one rank. */
+  groupFailed: Promise<string>;
   /** Stops accepting, ends in-flight requests, closes the server and the engine. */
   stop(): Promise<void>;
 }
 
-/** The native engine for a model, sized by the shard's limits and adapter slots (none loaded yet). */
+/**
+ * The native engine for a model, sized by the shard's limits and adapter slots (none loaded yet). In a group of
+ * several ranks it returns once every rank has met.
+ */
 export function createShardEngine(
   model: ModelFiles,
   limits: ShardLimits,
-  { device, dtype, threads, maxLoras, maxLoraRank, gpuMemoryFraction }: Pick<ShardArgs, "device" | "dtype" | "threads" | "maxLoras" | "maxLoraRank" | "gpuMemoryFraction">,
+  { device, dtype, threads, maxLoras, maxLoraRank, gpuMemoryFraction, group }: Pick<ShardArgs, "device" | "dtype" | "threads" | "maxLoras" | "maxLoraRank" | "gpuMemoryFraction" | "group">,
 ): NativeEngine {
   return createEngine({
     device,
-    rank: 0,
-    world: 1,
+    rank: group.rank,
+    world: group.world,
+    masterAddr: group.masterAddr,
+    masterPort: group.masterPort,
     spec: model.spec,
     weights: model.weights,
     numKvBlocks: limits.numKvBlocks,
@@ -92,10 +100,15 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
       args.port,
     );
     const metrics = args.metricsPort === null ? null : await telemetry.serveMetrics(args.metricsPort, args.metricsHostname);
+    let stopping = false;
+    const groupFailed =
+      args.group.world > 1 ? engine.watchGroup().then((why) => (stopping ? new Promise<string>(() => undefined) : why)) : new Promise<string>(() => undefined);
     return {
       port: server.port,
       metricsPort: metrics?.port ?? null,
+      groupFailed,
       async stop() {
+        stopping = true;
         await llm.close();
         await server.close();
         await metrics?.close();
@@ -121,6 +134,12 @@ export async function shardMain(args: string[]): Promise<void> {
   const progress = new ProgressDisplay();
   try {
     const shardArgs = parseShardArgs(args, process.env, defaultDevice());
+    if (shardArgs.group.rank > 0) {
+      progress.close();
+      await runFollower(shardArgs, (model, limits) => createShardEngine(model, limits, shardArgs));
+      process.exitCode = 0;
+      return;
+    }
     // Before the shard exists: its tracer and meters are taken from the SDK this starts.
     openTelemetry = startOpenTelemetry("loraserve-shard", new Logger("shard", shardArgs.logLevel));
     shard = await startShard(shardArgs, progress);
@@ -133,16 +152,18 @@ export async function shardMain(args: string[]): Promise<void> {
   }
   const ready: ReadyLine = { event: "ready", port: shard.port, ...(shard.metricsPort === null ? {} : { metricsPort: shard.metricsPort }) };
   process.stdout.write(JSON.stringify(ready) + "\n");
-  await new Promise<void>((resolve) => {
+  const groupFailure = await new Promise<string | null>((resolve) => {
     const onSignal = (): void => {
       process.off("SIGTERM", onSignal);
       process.off("SIGINT", onSignal);
-      resolve();
+      resolve(null);
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    void shard.groupFailed.then(resolve);
   });
+  if (groupFailure !== null) process.stderr.write(`loraserve shard: tensor-parallel group failed: ${groupFailure}\n`);
   await shard.stop();
   await openTelemetry?.shutdown();
-  process.exitCode = 0;
+  process.exitCode = groupFailure === null ? 0 : 1;
 }

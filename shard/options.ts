@@ -43,6 +43,12 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --metrics-port N               serve the engine's Prometheus metrics on GET /metrics here; 0 picks a free one
                                  (printed in the ready line as metricsPort); absent: no metrics port
   --metrics-hostname H           address of the metrics port (default 127.0.0.1)
+Tensor parallelism (torchrun's names; \`loraserve serve --num-shard N\` starts every rank on this host):
+  --num-shard N                  ranks in this shard's group, each holding 1/N of every projection (default 1)
+  --rank R                       this process's rank, 0 to N-1; rank 0 leads: it schedules, tokenizes and serves
+                                 ShardService, the others follow it and serve nothing (default 0)
+  --master-addr H                where the group meets: rank 0 listens, the others connect (default 127.0.0.1)
+  --master-port N                the port there (default 29500)
 ${telemetryUsage(33)}`;
 
 export class UsageError extends Error {
@@ -50,6 +56,14 @@ export class UsageError extends Error {
     super(`${message}\n${SHARD_USAGE}`);
     this.name = "UsageError";
   }
+}
+
+/** This shard's place in its tensor-parallel group; a group of one is a plain shard. */
+export interface TensorParallelGroup {
+  rank: number;
+  world: number;
+  masterAddr: string;
+  masterPort: number;
 }
 
 export interface ShardArgs extends TelemetryOptions {
@@ -76,6 +90,7 @@ export interface ShardArgs extends TelemetryOptions {
   numKvBlocks: number | null;
   metricsPort: number | null;
   metricsHostname: string;
+  group: TensorParallelGroup;
 }
 
 export interface ShardLimits {
@@ -144,6 +159,10 @@ export const SHARD_FLAGS = {
   "gpu-memory-fraction": { type: "string" },
   "metrics-port": { type: "string" },
   "metrics-hostname": { type: "string" },
+  "num-shard": { type: "string" },
+  rank: { type: "string" },
+  "master-addr": { type: "string" },
+  "master-port": { type: "string" },
   ...TELEMETRY_FLAGS,
 } as const;
 
@@ -185,8 +204,17 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     numKvBlocks: integer(setting("num-kv-blocks"), 1),
     metricsPort: integer(setting("metrics-port"), 0, 65535),
     metricsHostname: setting("metrics-hostname")?.text ?? "127.0.0.1",
+    group: parseGroup(setting),
     ...telemetryOptions(values, env),
   };
+}
+
+function parseGroup(setting: (flag: "num-shard" | "rank" | "master-addr" | "master-port") => Setting | undefined): TensorParallelGroup {
+  const world = integer(setting("num-shard"), 1) ?? 1;
+  const rank = integer(setting("rank"), 0, world - 1) ?? 0;
+  const masterAddr = setting("master-addr")?.text ?? "127.0.0.1";
+  if (masterAddr.trim() === "") throw new UsageError("--master-addr must not be empty");
+  return { rank, world, masterAddr, masterPort: integer(setting("master-port"), 1, 65535) ?? 29500 };
 }
 
 function telemetryOptions(values: Parameters<typeof parseTelemetryOptions>[0], env: NodeJS.ProcessEnv): TelemetryOptions {

@@ -33,6 +33,10 @@ const SHARD_SAMPLES: Samples = {
   "gpu-memory-fraction": ["0.5", "0.7"],
   "metrics-port": ["9000", "9001"],
   "metrics-hostname": ["0.0.0.0", "::1"],
+  "num-shard": ["2", "3"],
+  rank: ["1", "2"],
+  "master-addr": ["10.0.0.2", "10.0.0.3"],
+  "master-port": ["29501", "29502"],
   ...TELEMETRY_SAMPLES,
 };
 
@@ -63,7 +67,9 @@ describe("shard flags", () => {
 
   it("each is read from its environment variable when absent, and wins over it when given", () => {
     // Every parse but --model-id's own names the model; on cuda, so that --dtype applies.
-    checkEveryFlag(SHARD_SAMPLES, (flag, args, env) => parseShardArgs(flag === "model-id" ? args : ["--model-id", "/m", ...args], env, "cuda"));
+    // A rank needs a group that has it.
+    const group = (flag: string) => (flag === "rank" ? ["--num-shard", "4"] : []);
+    checkEveryFlag(SHARD_SAMPLES, (flag, args, env) => parseShardArgs(flag === "model-id" ? args : ["--model-id", "/m", ...group(flag), ...args], env, "cuda"));
   });
 
   it("refuses --shard-port -1 with a message that names the flag", () => {

@@ -44,9 +44,19 @@ describe("parseShardArgs", () => {
       numKvBlocks: null,
       metricsPort: null,
       metricsHostname: "127.0.0.1",
+      group: { rank: 0, world: 1, masterAddr: "127.0.0.1", masterPort: 29500 },
       logLevel: "info",
       metricsMaxAdapters: 32,
     });
+  });
+
+  it("places the shard in its tensor-parallel group, refusing a rank outside it", () => {
+    const group = parseShardArgs(["--model-id", "/m", "--num-shard", "4", "--rank", "3", "--master-addr", "10.1.2.3", "--master-port", "29600"], {}).group;
+    expect(group).toEqual({ rank: 3, world: 4, masterAddr: "10.1.2.3", masterPort: 29600 });
+    expect(parseShardArgs(["--model-id", "/m"], { NUM_SHARD: "2", RANK: "1" }).group).toMatchObject({ rank: 1, world: 2 });
+    expect(() => parseShardArgs(["--model-id", "/m", "--num-shard", "2", "--rank", "2"], {})).toThrow(/--rank/);
+    expect(() => parseShardArgs(["--model-id", "/m", "--num-shard", "0"], {})).toThrow(/--num-shard/);
+    expect(() => parseShardArgs(["--model-id", "/m", "--master-port", "0"], {})).toThrow(/--master-port/);
   });
 
   it("takes MODEL_ID and LORA_ADAPTERS from the environment when the flags are absent", () => {
