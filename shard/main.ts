@@ -17,9 +17,6 @@ import { ChatTemplates } from "./text/chat-template.js";
 import { EncoderPool } from "./text/encoder-pool.js";
 import { TextCodec } from "./text/tokenizer.js";
 
-/** Tokenizer threads: TGI's --validation-workers default. */
-const VALIDATION_WORKERS = 2;
-
 /** The one stdout line the launcher waits for. */
 export interface ReadyLine {
   event: "ready";
@@ -85,7 +82,7 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
   const requested = resolveLimits(args, model.spec);
   const roots = new AdapterRoots(args.adapterRoots);
   const engine = telemetry.loadingModel(() => createShardEngine(model, requested, args));
-  const encoder = EncoderPool.start(model.dir, VALIDATION_WORKERS);
+  const encoder = EncoderPool.start(model.dir, args.validationWorkers);
   try {
     const limits = requested.numKvBlocks === 0 ? withEngineKvBlocks(requested, engine.info().numKvBlocks, args.gpuMemoryFraction) : requested;
     const { maxLoras, maxCpuLoras, maxLoraRank } = args;

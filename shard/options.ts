@@ -12,6 +12,9 @@ const DEFAULT_MAX_LORAS = 8;
 const DEFAULT_MAX_CPU_LORAS = 64;
 const DEFAULT_MAX_LORA_RANK = 64;
 const DEFAULT_GPU_MEMORY_FRACTION = 0.9;
+/** TGI's defaults. */
+const DEFAULT_MAX_TOP_N_TOKENS = 5;
+const DEFAULT_VALIDATION_WORKERS = 2;
 
 export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
 Each flag may instead be set by its environment variable, named after it: --max-new-tokens-limit N is
@@ -30,6 +33,9 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --max-total-tokens N           longest prompt + generated tokens (default: min(model context, 2048))
   --max-new-tokens-limit N       most tokens one request may generate (default: max total tokens - 1)
   --max-batch-prefill-tokens N   prompt tokens computed per step; longer prompts are chunked (default 4096)
+  --max-top-n-tokens N           most alternatives a request may ask for per token: TGI's top_n_tokens, OpenAI's
+                                 logprobs and top_logprobs (default ${DEFAULT_MAX_TOP_N_TOKENS})
+  --validation-workers N         threads that tokenize prompts, off the event loop (default ${DEFAULT_VALIDATION_WORKERS})
   --block-size N                 tokens per KV-cache block (default 16)
   --num-kv-blocks N              KV-cache blocks (default on cpu: room for 4 full-context sequences; on cuda:
                                  what --gpu-memory-fraction leaves)
@@ -83,6 +89,9 @@ export interface ShardArgs extends TelemetryOptions {
   threads: number;
   blockSize: number;
   maxBatchPrefillTokens: number;
+  maxTopNTokens: number;
+  /** Tokenizer threads (EncoderPool). */
+  validationWorkers: number;
   /** Unset means the default derived from the model (see resolveLimits). */
   maxInputTokens: number | null;
   maxTotalTokens: number | null;
@@ -98,6 +107,8 @@ export interface ShardLimits {
   maxTotalTokens: number;
   maxNewTokensLimit: number;
   maxBatchPrefillTokens: number;
+  /** The most top_n_tokens a request may ask for: each generated token carries that many alternatives. */
+  maxTopNTokens: number;
   blockSize: number;
   numKvBlocks: number;
 }
@@ -151,6 +162,8 @@ export const SHARD_FLAGS = {
   "max-total-tokens": { type: "string" },
   "max-new-tokens-limit": { type: "string" },
   "max-batch-prefill-tokens": { type: "string" },
+  "max-top-n-tokens": { type: "string" },
+  "validation-workers": { type: "string" },
   "num-kv-blocks": { type: "string" },
   "block-size": { type: "string" },
   threads: { type: "string" },
@@ -198,6 +211,8 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     threads: integer(setting("threads"), 0) ?? 0,
     blockSize: integer(setting("block-size"), 1) ?? 16,
     maxBatchPrefillTokens: integer(setting("max-batch-prefill-tokens"), 1) ?? 4096,
+    maxTopNTokens: integer(setting("max-top-n-tokens"), 0) ?? DEFAULT_MAX_TOP_N_TOKENS,
+    validationWorkers: integer(setting("validation-workers"), 1) ?? DEFAULT_VALIDATION_WORKERS,
     maxInputTokens: integer(setting("max-input-tokens"), 1),
     maxTotalTokens: integer(setting("max-total-tokens"), 2),
     maxNewTokensLimit: integer(setting("max-new-tokens-limit"), 1),
@@ -238,7 +253,8 @@ export function resolveLimits(args: ShardArgs, spec: ModelSpec): ShardLimits {
   const { blockSize } = args;
   // On cuda the engine sizes the cache from GPU memory (numKvBlocks 0); withEngineKvBlocks takes its count.
   const numKvBlocks = args.numKvBlocks ?? (args.device === "cuda" ? 0 : DEFAULT_FULL_SEQUENCES * Math.ceil(maxTotalTokens / blockSize));
-  const limits = { maxInputTokens, maxTotalTokens, maxNewTokensLimit, maxBatchPrefillTokens: args.maxBatchPrefillTokens, blockSize, numKvBlocks };
+  const { maxBatchPrefillTokens, maxTopNTokens } = args;
+  const limits = { maxInputTokens, maxTotalTokens, maxNewTokensLimit, maxBatchPrefillTokens, maxTopNTokens, blockSize, numKvBlocks };
   if (numKvBlocks > 0) checkKvBlocks(limits, `--num-kv-blocks ${numKvBlocks}`);
   return limits;
 }

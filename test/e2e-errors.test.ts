@@ -163,6 +163,22 @@ describe(`bad requests to loraserve serve on ${set.name}`, () => {
     await expectStillServing();
   });
 
+  it("refuses more top tokens than --max-top-n-tokens (TGI's default 5) on every API, and gives 5", async () => {
+    const cap = /top_n_tokens .*must be <= 5 \(--max-top-n-tokens\), got 6/;
+    await expectTgiError(await postGenerate({ inputs: "hello", parameters: { max_new_tokens: 2, top_n_tokens: 6 } }), 422, cap);
+    const chat = { model: set.modelDir, messages: [{ role: "user", content: "hi" }], max_tokens: 2, logprobs: true, top_logprobs: 6 };
+    await expectOpenAiError(await post("/v1/chat/completions", chat), 400, cap);
+    const { code, message } = await grpcCode({ inputs: "hello", parameters: { maxNewTokens: 2, topNTokens: 6 } });
+    expect(code).toBe(Code.InvalidArgument);
+    expect(message).toMatch(cap);
+    const res = await postGenerate({ inputs: "hello", parameters: { max_new_tokens: 2, top_n_tokens: 5, details: true } });
+    expect(res.status).toBe(200);
+    const { details } = (await res.json()) as { details: { top_tokens: unknown[][] } };
+    expect(details.top_tokens.length).toBeGreaterThan(0);
+    expect(new Set(details.top_tokens.map((alternatives) => alternatives.length))).toEqual(new Set([5]));
+    await expectStillServing();
+  });
+
   it("refuses n > 1 over OpenAI with 400 naming `n`", async () => {
     await expectOpenAiError(await postCompletion({ n: 2 }), 400, /n/, "n");
     await expectStillServing();

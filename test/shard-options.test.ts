@@ -38,6 +38,8 @@ describe("parseShardArgs", () => {
       threads: 0,
       blockSize: 8,
       maxBatchPrefillTokens: 4096,
+      maxTopNTokens: 5,
+      validationWorkers: 2,
       maxInputTokens: null,
       maxTotalTokens: null,
       maxNewTokensLimit: null,
@@ -57,6 +59,15 @@ describe("parseShardArgs", () => {
     expect(() => parseShardArgs(["--model-id", "/m", "--num-shard", "2", "--rank", "2"], {})).toThrow(/--rank/);
     expect(() => parseShardArgs(["--model-id", "/m", "--num-shard", "0"], {})).toThrow(/--num-shard/);
     expect(() => parseShardArgs(["--model-id", "/m", "--master-port", "0"], {})).toThrow(/--master-port/);
+  });
+
+  it("reads --max-top-n-tokens and --validation-workers (TGI's names) or their variables; the cap reaches the limits", () => {
+    const args = parseShardArgs(["--model-id", "/m", "--max-top-n-tokens", "20", "--validation-workers", "1"], {});
+    expect([args.maxTopNTokens, args.validationWorkers]).toEqual([20, 1]);
+    expect(parseShardArgs(["--model-id", "/m"], { MAX_TOP_N_TOKENS: "0", VALIDATION_WORKERS: "4" })).toMatchObject({ maxTopNTokens: 0, validationWorkers: 4 });
+    expect(resolveLimits(args, spec(1024)).maxTopNTokens).toBe(20);
+    expect(() => parseShardArgs(["--model-id", "/m", "--validation-workers", "0"], {})).toThrow(/--validation-workers/);
+    expect(() => parseShardArgs(["--model-id", "/m"], { MAX_TOP_N_TOKENS: "-1" })).toThrow(/MAX_TOP_N_TOKENS/);
   });
 
   it("takes MODEL_ID and LORA_ADAPTERS from the environment when the flags are absent", () => {
@@ -115,6 +126,7 @@ describe("resolveLimits", () => {
       maxInputTokens: 1023,
       maxNewTokensLimit: 1023,
       maxBatchPrefillTokens: 4096,
+      maxTopNTokens: 5,
       blockSize: 16,
       numKvBlocks: 256,
     });

@@ -27,6 +27,8 @@ const sets = fixtureSets();
 const MAX_INPUT_TOKENS = 64;
 const MAX_TOTAL_TOKENS = 96;
 const MAX_NEW_TOKENS_LIMIT = 90;
+/** Below TGI's default of 5, so that the flag is seen to set the cap. */
+const MAX_TOP_N_TOKENS = 3;
 
 function request(fields: MessageInitShape<typeof GenerateRequestSchema>): GenerateRequest {
   return create(GenerateRequestSchema, fields);
@@ -93,6 +95,8 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
           String(MAX_TOTAL_TOKENS),
           "--max-new-tokens-limit",
           String(MAX_NEW_TOKENS_LIMIT),
+          "--max-top-n-tokens",
+          String(MAX_TOP_N_TOKENS),
           "--threads",
           "2",
         ],
@@ -169,10 +173,17 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
     ["prompt + max_new_tokens over max_total_tokens", { parameters: { maxNewTokens: MAX_NEW_TOKENS_LIMIT } }, /must be <= 96 \(max_total_tokens\)/],
     ["a negative temperature", { parameters: { doSample: true, temperature: -0.5 } }, /temperature must be >= 0 \(0 is greedy\), got -0.5/],
     ["top_p above 1", { parameters: { doSample: true, topP: 1.5 } }, /top_p must be in \(0, 1\]/],
+    ["top_n_tokens over --max-top-n-tokens", { parameters: { topNTokens: MAX_TOP_N_TOKENS + 1 } }, /top_n_tokens .*must be <= 3 \(--max-top-n-tokens\), got 4/],
   ] as const)("answers INVALID_ARGUMENT for %s, and keeps serving", async (_, fields, message) => {
     const req = request({ inputs: prompt.text!, ...fields });
     await expectCode(collect(req), Code.InvalidArgument, message);
     await expectGoodRequestWorks();
+  });
+
+  it("gives each token as many alternatives as --max-top-n-tokens allows", async () => {
+    const messages = await collect(request({ inputs: prompt.text!, parameters: { maxNewTokens: 2, topNTokens: MAX_TOP_N_TOKENS } }));
+    expect(messages.length).toBeGreaterThan(0);
+    expect(new Set(messages.map((m) => m.token!.topTokens.length))).toEqual(new Set([MAX_TOP_N_TOKENS]));
   });
 
   it("fills an unset max_new_tokens with what the context leaves, up to the limit", async () => {

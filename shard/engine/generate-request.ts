@@ -165,6 +165,10 @@ export async function prepareRequest(request: GenerateRequest, context: RequestC
   const seed = doSample ? (params?.seed ?? BigInt(randomInt(RANDOM_SEED_LIMIT))) : undefined;
   const sampling = samplingOf(params, seed);
   const topN = params?.topNTokens ?? 0;
+  // Each generated token carries top_n_tokens alternatives: the cap bounds what one small request can make the server send.
+  if (topN > limits.maxTopNTokens) {
+    throw new InvalidRequestError(`top_n_tokens (OpenAI: logprobs, top_logprobs) must be <= ${limits.maxTopNTokens} (--max-top-n-tokens), got ${topN}`);
+  }
   if (topN > context.vocabSize) throw new InvalidRequestError(`top_n_tokens must be <= ${context.vocabSize} (the vocabulary), got ${topN}`);
   const stop = stopSequencesOf(params);
 
