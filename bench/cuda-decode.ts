@@ -284,6 +284,29 @@ async function main(): Promise<void> {
     );
     engine.close();
 
+    // The tensor-parallel path at world 1: the same model through a one-rank NCCL communicator, whose all-reduce
+    // follows every o_proj and down_proj inside the decode graphs. What it adds is the cost of the path itself.
+    const tpEngine = createEngine({
+      device: "cuda",
+      rank: 0,
+      world: 1,
+      spec: model.spec,
+      weights: model.weights,
+      numKvBlocks: 0,
+      gpuMemoryFraction: GPU_MEMORY_FRACTION,
+      blockSize: BLOCK_SIZE,
+      maxLoras: ADAPTERS,
+      maxLoraRank: RANK,
+      threads: 0,
+      dtype,
+      tensorParallelPath: true,
+    });
+    for (const batch of [1, 32]) {
+      const tpMs = median(await decode(tpEngine, new Blocks(), Array.from({ length: batch }, () => -1)));
+      report(`decode batch ${batch}, tensor-parallel path at world 1 (goal <= 1.01x)`, `${tpMs.toFixed(2)} ms/step, ${(tpMs / stepMs.get(batch)!).toFixed(3)}x the plain path`);
+    }
+    tpEngine.close();
+
     if (withBaseline) {
       // After engine.close(), so the GPU's memory is free for the second model.
       const out = execFileSync("python3", ["bench/transformers_baseline.py"], {

@@ -124,6 +124,11 @@ export interface EngineOptions {
    * ignores this. Absent: float16.
    */
   dtype?: DeviceDtype;
+  /**
+   * Device "cuda", world 1: run the tensor-parallel path anyway (a one-rank NCCL communicator and its all-reduces
+   * in every layer), to check it and its cost against the plain path. World > 1 always takes it. Absent: false.
+   */
+  tensorParallelPath?: boolean;
 }
 
 export type DeviceDtype = "float16" | "bfloat16";

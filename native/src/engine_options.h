@@ -48,6 +48,9 @@ struct EngineOptions {
   int threads = 0;
   double gpuMemoryFraction = 0.9;  // share of the GPU's total memory the engine may take (numKvBlocks 0)
   DeviceDtype dtype = DeviceDtype::Float16;  // device cuda only
+  // Device cuda, world 1: run the tensor-parallel path anyway (a one-rank NCCL communicator and its
+  // all-reduces), to check it and its cost against the plain path. World > 1 always takes it.
+  bool tensorParallelPath = false;
 };
 
 inline CommConfig groupConfig(const EngineOptions& options) {

@@ -53,7 +53,8 @@ const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptio
               (layout.localKvHeads() * spec.headDim) % 8 == 0,
           "hidden, intermediate and kv widths must be multiples of 8 (16-byte vector loads)");
   require(options.maxLoraRank <= 128, "maxLoraRank above 128 is not supported");
-  // The NCCL communicator exists (comm/nccl_communicator.h); the forward's all-reduces and gathers do not yet.
+  // The forward's all-reduces run through NCCL (tensorParallelPath shows them at world 1); the vocabulary-parallel
+  // embedding and output projection do not yet.
   require(layout.world() == 1, "tensor parallelism (world " + std::to_string(layout.world()) + ") is not built yet");
   return layout;
 }
@@ -100,6 +101,7 @@ CudaBackend<T>::CudaBackend(const EngineOptions& options)
   checkCuda(cudaDeviceGetStreamPriorityRange(&lowest, &highest), "cudaDeviceGetStreamPriorityRange");
   checkCuda(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, highest), "cudaStreamCreate");
   gemm_ = std::make_unique<cuda::Gemm>(stream_);
+  if (options.world > 1 || options.tensorParallelPath) nccl_ = createCudaCommunicator(groupConfig(options), stream_);
 
   const std::vector<float> invFreq = ropeInverseFrequencies(spec_);
   ropeInvFreq_.resize(invFreq.size());
@@ -168,6 +170,7 @@ int CudaBackend<T>::kvBlocksThatFit(double gpuMemoryFraction) const {
 template <typename T>
 CudaBackend<T>::~CudaBackend() {
   dropGraphs();
+  nccl_.reset();  // it works on stream_
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -312,6 +315,13 @@ void CudaBackend<T>::enqueueForward(const DeviceStep& step, float* logits) {
                      stream_);
   };
 
+  // o_proj and down_proj (and their LoRA terms) add this rank's partial sums into the residual stream. Rank 0
+  // adds them to the residual, the others write theirs alone, so that one in-place all-reduce of the residual
+  // gives every rank the whole new residual.
+  const float residualBeta = layout_.rank() == 0 ? 1.0f : 0.0f;
+  auto reduceResidual = [&] {
+    if (nccl_) nccl_->allReduceSum(residual_.data(), static_cast<size_t>(step.rows) * hidden);
+  };
   cuda::embedRows(weights_.embedTokens.data(), step.tokens, step.rows, hidden, residual_.data(), stream_);
   for (int l = 0; l < spec_.numLayers; ++l) {
     const cuda::DeviceLayerWeights<T>& w = weights_.layers[static_cast<size_t>(l)];
@@ -326,9 +336,9 @@ void CudaBackend<T>::enqueueForward(const DeviceStep& step, float* logits) {
     cuda::decodeAttention(q_.data(), kv, step.decodeItemList, step.decodeItems, splits, splitScratch_.data(),
                           attention_.data(), stream_);
     cuda::prefillAttention(q_.data(), kv, step.prefillTileList, step.prefillTiles, attention_.data(), stream_);
-    // With tensor parallelism the all-reduce of o_proj's and down_proj's partial sums goes here.
-    gemm_->linear(attention_.data(), step.rows, qWidth_, w.o.data(), hidden, residual_.data(), hidden, 1.0f);
+    gemm_->linear(attention_.data(), step.rows, qWidth_, w.o.data(), hidden, residual_.data(), hidden, residualBeta);
     lora(attention_.data(), oGroups_[static_cast<size_t>(l)], residual_.data(), hidden);
+    reduceResidual();
 
     cuda::rmsNorm(residual_.data(), nullptr, w.postAttentionNorm.data(), normed_.data(), step.rows, hidden, eps,
                   stream_);
@@ -336,8 +346,10 @@ void CudaBackend<T>::enqueueForward(const DeviceStep& step, float* logits) {
                   2 * intermediate_, 0.0f);
     lora(normed_.data(), gateUpGroups_[static_cast<size_t>(l)], gateUp_.data(), 2 * intermediate_);
     cuda::siluAndMul(gateUp_.data(), activated_.data(), step.rows, intermediate_, stream_);
-    gemm_->linear(activated_.data(), step.rows, intermediate_, w.down.data(), hidden, residual_.data(), hidden, 1.0f);
+    gemm_->linear(activated_.data(), step.rows, intermediate_, w.down.data(), hidden, residual_.data(), hidden,
+                  residualBeta);
     lora(activated_.data(), downGroups_[static_cast<size_t>(l)], residual_.data(), hidden);
+    reduceResidual();
   }
   // Only the rows that need logits go through the final norm and the output projection.
   cuda::rmsNorm(residual_.data(), step.logitRowIndex, weights_.finalNorm.data(), logitInputs_.data(), step.logitRows,

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../backend.h"
+#include "../comm/nccl_communicator.h"
 #include "../tensor_parallel.h"
 #include "adapter_slots.h"
 #include "device_buffer.h"
@@ -38,7 +39,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(const EngineOptions& options);
   ~CudaBackend() override;
 
-  Communicator& communicator() override { return communicator_; }
+  Communicator& communicator() override { return nccl_ ? static_cast<Communicator&>(*nccl_) : singleRank_; }
   size_t weightBytes() const override { return weights_.bytes(); }
   int sizedKvBlocks() const override { return numKvBlocks_; }
   void loadAdapter(int slot, const CheckedAdapter& adapter) override;
@@ -47,7 +48,6 @@ class CudaBackend final : public Backend {
   std::vector<LogitResult> forward(const ForwardBatch& batch) override;
 
  private:
-  SingleRankCommunicator communicator_;
   // Where one part's step descriptors sit in the device copy of the staging area.
   struct DeviceStep {
     int rows = 0, logitRows = 0, loraTiles = 0, maxLoraTileRows = 0, decodeItems = 0, prefillTiles = 0;
@@ -85,6 +85,10 @@ class CudaBackend final : public Backend {
   int multiprocessors_ = 0;
   size_t freeBeforeLoad_ = 0;  // free device memory before the engine allocated anything
   cudaStream_t stream_ = nullptr;
+  // The tensor-parallel path: NCCL's all-reduces of the row-parallel projections' partial sums, on stream_ (and
+  // so inside the decode graphs). Null on the plain path (world 1 unless EngineOptions.tensorParallelPath).
+  std::unique_ptr<NcclCommunicator> nccl_;
+  SingleRankCommunicator singleRank_;
   cuda::DeviceModelWeights<T> weights_;
   cuda::AdapterSlots<T> adapters_;
   std::unique_ptr<cuda::Gemm> gemm_;
