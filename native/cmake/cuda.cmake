@@ -16,7 +16,7 @@ list(FILTER LORASERVE_CHECK_KERNELS EXCLUDE REGEX "/(cuda_backend|device_weights
 file(GLOB LORASERVE_CHECK_REFERENCE CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cc
      ${CMAKE_CURRENT_SOURCE_DIR}/src/cpu/*.cc)
 list(FILTER LORASERVE_CHECK_REFERENCE EXCLUDE REGEX
-     "/(addon|js_values|engine|backend_factory|cpu_backend|decoder_layer)\\.cc$")
+     "/(addon|contract|js_values|engine|backend_factory|cpu_backend|decoder_layer)\\.cc$")
 find_package(Threads REQUIRED)
 file(GLOB LORASERVE_CHECK_FAMILIES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/check/check_*.cu)
 add_executable(loraserve_kernel_checks ${LORASERVE_CHECK_FAMILIES} ${LORASERVE_CHECK_KERNELS} ${LORASERVE_CHECK_REFERENCE})
