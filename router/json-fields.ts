@@ -14,6 +14,8 @@ function asksForNothing(value: unknown): boolean {
 }
 
 export const UINT32_MAX = 2 ** 32 - 1;
+/** The largest float32: every number field of the API is a proto `float`, which cannot carry more. */
+const FLOAT32_MAX = 3.4028234663852886e38;
 
 export class JsonFields {
   constructor(
@@ -46,10 +48,11 @@ export class JsonFields {
     return value;
   }
 
-  number(field: string): number | undefined {
+  /** A number a proto `float` can carry: 1e308 is valid JSON, but would fail only later, in the serializer. */
+  float32(field: string): number | undefined {
     const value = this.present(field);
-    if (value !== undefined && (typeof value !== "number" || !Number.isFinite(value))) {
-      throw this.invalid(field, `\`${field}\` must be a number`);
+    if (value !== undefined && (typeof value !== "number" || !(Math.abs(value) <= FLOAT32_MAX))) {
+      throw this.invalid(field, `\`${field}\` must be a number of at most ${FLOAT32_MAX} in magnitude (a float32)`);
     }
     return value;
   }

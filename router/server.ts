@@ -16,6 +16,7 @@ import { modelService } from "./model-service.js";
 import { listenOnePort, type OnePortServer } from "./one-port-server.js";
 import type { RouterOptions } from "./options.js";
 import { registerReflection } from "./reflection.js";
+import { withRetryAfter } from "./retry-after.js";
 import { ShardPool } from "./shard-pool.js";
 import { routerTelemetry } from "./telemetry/router-telemetry.js";
 
@@ -46,7 +47,7 @@ export async function startRouter(options: RouterOptions): Promise<OnePortServer
   });
   let server: OnePortServer;
   try {
-    server = await listenOnePort(telemetry.handler(handler), options.port, options.hostname);
+    server = await listenOnePort(telemetry.handler(withRetryAfter(handler)), options.port, options.hostname);
   } catch (err) {
     stopHealth();
     pool.close();

@@ -1,5 +1,8 @@
 // Bad requests against a real `loraserve serve`: each is refused with TGI's status and body, OpenAI's status
 // and error body, and the matching gRPC code, and the server keeps answering good requests afterwards.
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -23,9 +26,15 @@ describe(`bad requests to loraserve serve on ${set.name}`, () => {
   let server: Started<ServeReady>;
   let session: Http2SessionManager;
   let grpcClient: ReturnType<typeof createClient<typeof GenerateService>>;
+  /** An adapter root whose only entry, `escape`, is a symlink to an adapter outside it. */
+  let adapterRoot: string;
 
   beforeAll(async () => {
+    adapterRoot = mkdtempSync(join(tmpdir(), "loraserve-errors-root-"));
+    symlinkSync(join(set.adaptersDir, adapterIds[0]!), join(adapterRoot, "escape"));
     server = await serve([
+      "--adapter-root",
+      adapterRoot,
       "--model-id",
       set.modelDir,
       ...adapterFlag(set.adaptersDir, adapterIds),
@@ -41,6 +50,7 @@ describe(`bad requests to loraserve serve on ${set.name}`, () => {
   afterAll(async () => {
     session?.abort();
     await server?.stop();
+    rmSync(adapterRoot, { recursive: true, force: true });
   });
 
   function post(path: string, body: unknown, contentType = "application/json"): Promise<Response> {
@@ -176,6 +186,23 @@ describe(`bad requests to loraserve serve on ${set.name}`, () => {
     const { details } = (await res.json()) as { details: { top_tokens: unknown[][] } };
     expect(details.top_tokens.length).toBeGreaterThan(0);
     expect(new Set(details.top_tokens.map((alternatives) => alternatives.length))).toEqual(new Set([5]));
+    await expectStillServing();
+  });
+
+  it("refuses an adapter that a symlink leads outside its root (HTTP 403, gRPC PERMISSION_DENIED), never 424", async () => {
+    const tgi = await postGenerate({ inputs: "hello", parameters: { adapter_id: "escape", max_new_tokens: 2 } });
+    expect(tgi.status).toBe(403);
+    expect(await tgi.json()).toEqual({ error: expect.stringMatching(/escape/), error_type: "forbidden" });
+    const openai = await postCompletion({ model: "escape" });
+    expect(openai.status).toBe(403);
+    expect(((await openai.json()) as { error: { type: string } }).error.type).toBe("permission_error");
+    expect((await grpcCode({ inputs: "hello", adapterId: "escape", parameters: { maxNewTokens: 2 } })).code).toBe(Code.PermissionDenied);
+    await expectStillServing();
+  });
+
+  it("refuses a temperature beyond float32's range (TGI 422, OpenAI 400 naming it), never 424", async () => {
+    await expectTgiError(await postGenerate({ inputs: "hello", parameters: { temperature: 1e308 } }), 422, /`temperature` .*float32/);
+    await expectOpenAiError(await postCompletion({ temperature: 1e308 }), 400, /`temperature` .*float32/, "temperature");
     await expectStillServing();
   });
 

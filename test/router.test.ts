@@ -91,6 +91,9 @@ class FakeShard {
         maxLoraRank: 16,
       }),
       async *generate(request, context) {
+        if (request.adapterId === "outside") {
+          throw new ConnectError('adapter "outside" leads outside every adapter root', Code.PermissionDenied);
+        }
         if (request.adapterId !== "" && request.adapterId !== "sql") {
           throw new ConnectError(`adapter "${request.adapterId}" is not loaded; known adapters: sql`, Code.NotFound);
         }
@@ -135,6 +138,11 @@ afterAll(async () => {
   await router.close();
   await shard.close();
 });
+
+/** A JSON POST to the router under test, or to another one at `to`. */
+function post(path: string, body: unknown, to = base): Promise<Response> {
+  return fetch(`${to}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+}
 
 function postGenerate(body: unknown): Promise<Response> {
   return fetch(`${base}/generate`, {
@@ -194,12 +202,41 @@ describe("TGI /generate", () => {
     ["a string where a number goes", { temperature: "hot" }, /temperature/],
     ["an unsupported parameter", { watermark: true }, /watermark/],
     ["a stop that is not a list of strings", { stop: "\n" }, /stop/],
+    // Valid JSON that a proto float cannot carry: it used to fail in the serializer and come back 424 "generation".
+    ["a temperature beyond float32's range", { temperature: 1e308 }, /^`temperature` must be a number of at most 3.4028234663852886e\+38 in magnitude \(a float32\)$/],
+    ["a top_p beyond float32's range", { top_p: -1e39 }, /`top_p` must be a number of at most/],
+    ["a repetition_penalty beyond float32's range", { repetition_penalty: 3.5e38 }, /`repetition_penalty` must be a number of at most/],
   ])("refuses %s with 422", async (_, parameters, message) => {
     const res = await postGenerate({ inputs: "x", parameters });
     expect(res.status).toBe(422);
     const body = (await res.json()) as { error: string; error_type: string };
     expect(body.error_type).toBe("validation");
     expect(body.error).toMatch(message);
+  });
+
+  it("answers 400 to a lone UTF-16 surrogate escape, which UTF-8 cannot carry, and takes an escaped pair", async () => {
+    const lone = await postGenerate('{"inputs": "caf\\ud800"}');
+    expect(lone.status).toBe(400);
+    expect(await lone.json()).toEqual({ error: expect.stringMatching(/lone UTF-16 surrogate/), error_type: "validation" });
+    expect((await postGenerate('{"inputs": "ok \\ud83d\\ude42"}')).status).toBe(200);
+  });
+
+  it("answers 403 to an adapter outside every adapter root, over TGI and OpenAI alike", async () => {
+    const tgi = await postGenerate({ inputs: "x", parameters: { adapter_id: "outside" } });
+    expect(tgi.status).toBe(403);
+    expect(await tgi.json()).toEqual({ error: 'adapter "outside" leads outside every adapter root', error_type: "forbidden" });
+    const openai = await post("/v1/completions", { model: "outside", prompt: "x" });
+    expect(openai.status).toBe(403);
+    expect(((await openai.json()) as { error: { type: string } }).error.type).toBe("permission_error");
+  });
+
+  it("answers OpenAI's 400 naming the field to a number beyond float32's range", async () => {
+    for (const field of ["temperature", "top_p", "presence_penalty", "frequency_penalty"]) {
+      const res = await post("/v1/completions", { model: "org/base", prompt: "x", [field]: 1e308 });
+      expect(res.status, field).toBe(400);
+      const { error } = (await res.json()) as { error: { message: string; type: string; param: string } };
+      expect(error, field).toEqual({ message: expect.stringMatching(/a float32/), type: "invalid_request_error", param: field, code: null });
+    }
   });
 
   it("accepts parameters it does not implement when they ask for nothing", async () => {
@@ -234,9 +271,6 @@ describe("TGI /generate", () => {
 });
 
 describe("streams that fail after their first token", () => {
-  const post = (path: string, body: unknown) =>
-    fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-
   it("ends TGI's /generate_stream with TGI's error event", async () => {
     const res = await post("/generate_stream", { inputs: "fail" });
     expect(res.status).toBe(200);
@@ -408,6 +442,30 @@ describe("a shard that does not answer", () => {
       const client = createClient(GenerateService, createGrpcTransport({ baseUrl: url }));
       const failure = await client.generate({ inputs: "x" }).catch((e: unknown) => ConnectError.from(e));
       expect((failure as ConnectError).code).toBe(Code.Unavailable);
+    } finally {
+      await unreachable.close();
+    }
+  });
+});
+
+describe("every 503", () => {
+  it("carries retry-after: /health, TGI, OpenAI and Connect's HTTP form of UNAVAILABLE", async () => {
+    const unreachable = await startRouter({ port: 0, hostname: "127.0.0.1", shardUris: ["http://127.0.0.1:1"], maxBodyBytes: MAX_BODY_BYTES });
+    const url = `http://127.0.0.1:${unreachable.port}`;
+    try {
+      const answers = {
+        health: await fetch(`${url}/health`),
+        tgi: await post("/generate", { inputs: "x" }, url),
+        openai: await post("/v1/completions", { model: "m", prompt: "x" }, url),
+        connect: await post(`/${ModelService.typeName}/Info`, {}, url),
+      };
+      for (const [name, res] of Object.entries(answers)) {
+        expect(res.status, name).toBe(503);
+        expect(res.headers.get("retry-after"), name).toBe("1");
+        await res.arrayBuffer();
+      }
+      // Any other status has none.
+      expect((await post("/generate", { inputs: 1 }, url)).headers.get("retry-after")).toBeNull();
     } finally {
       await unreachable.close();
     }

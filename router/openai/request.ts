@@ -46,7 +46,7 @@ export function readOpenAiRequest(body: unknown, endpointFields: readonly string
   const stream = fields.boolean("stream") ?? false;
   const streamOptions = fields.object("stream_options");
   if (streamOptions && !stream) throw invalidField("stream_options", "`stream_options` is only allowed when `stream` is true");
-  const temperature = fields.number("temperature");
+  const temperature = fields.float32("temperature");
   const seed = fields.integer("seed", 0, Number.MAX_SAFE_INTEGER);
   return {
     fields,
@@ -57,11 +57,11 @@ export function readOpenAiRequest(body: unknown, endpointFields: readonly string
       maxNewTokens: fields.integer("max_tokens", 0, UINT32_MAX),
       doSample: temperature !== 0,
       temperature: temperature === 0 ? undefined : temperature,
-      topP: fields.number("top_p"),
+      topP: fields.float32("top_p"),
       seed: seed === undefined ? undefined : BigInt(seed),
       stop: fields.strings("stop", { orString: true }) ?? [],
-      presencePenalty: fields.number("presence_penalty"),
-      frequencyPenalty: fields.number("frequency_penalty"),
+      presencePenalty: fields.float32("presence_penalty"),
+      frequencyPenalty: fields.float32("frequency_penalty"),
     },
   };
 }

@@ -50,10 +50,10 @@ export function toGenerateRequest(body: unknown): GenerateRequest {
   const bestOf = params.integer("best_of", 1, UINT32_MAX);
   if (bestOf !== undefined && bestOf > 1) throw validationError("`best_of` must be 1: one sequence is generated per request");
   const seed = params.integer("seed", 0, Number.MAX_SAFE_INTEGER);
-  const temperature = params.number("temperature");
+  const temperature = params.float32("temperature");
   const topK = params.integer("top_k", 0, UINT32_MAX);
-  const topP = params.number("top_p");
-  const typicalP = params.number("typical_p");
+  const topP = params.float32("top_p");
+  const typicalP = params.float32("typical_p");
   // TGI samples whenever a warper changes the distribution, even without do_sample.
   const warps =
     (temperature !== undefined && temperature !== 1) ||
@@ -70,8 +70,8 @@ export function toGenerateRequest(body: unknown): GenerateRequest {
       topK,
       topP,
       typicalP,
-      repetitionPenalty: params.number("repetition_penalty"),
-      frequencyPenalty: params.number("frequency_penalty"),
+      repetitionPenalty: params.float32("repetition_penalty"),
+      frequencyPenalty: params.float32("frequency_penalty"),
       seed: seed === undefined ? undefined : BigInt(seed),
       stop: params.strings("stop") ?? [],
       returnFullText: params.boolean("return_full_text") ?? false,

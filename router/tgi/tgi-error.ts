@@ -27,6 +27,9 @@ const STATUS_OF_CODE: Partial<Record<Code, { status: number; errorType: string }
   [Code.NotFound]: { status: 422, errorType: "validation" },
   [Code.OutOfRange]: { status: 422, errorType: "validation" },
   [Code.FailedPrecondition]: { status: 422, errorType: "validation" },
+  // An adapter id or path that leads outside every adapter root (`..`, a symlink out): refused access.
+  [Code.PermissionDenied]: { status: 403, errorType: "forbidden" },
+  [Code.Unauthenticated]: { status: 401, errorType: "unauthorized" },
   [Code.ResourceExhausted]: { status: 429, errorType: "overloaded" },
   [Code.Unavailable]: { status: 503, errorType: "unavailable" },
   [Code.DeadlineExceeded]: { status: 504, errorType: "timeout" },
