@@ -75,7 +75,7 @@ function describeModel(model: ModelFiles, engine: NativeEngine, maxLoraRank: num
 
 /** Loads everything and starts serving; throws (naming the file) when the model or an adapter cannot be used. */
 export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PROGRESS): Promise<RunningShard> {
-  const telemetry = new ShardTelemetry(new Logger("shard", args.logLevel), args.metricsMaxAdapters, args.servedModelName, progress);
+  const telemetry = new ShardTelemetry(new Logger("shard", args.logLevel), args.metricsMaxAdapters, args.servedModelName, progress, args.group);
   const model = loadModelFiles(args.modelDir);
   const codec = TextCodec.load(model.dir);
   const chatTemplates = new ChatTemplates(model.dir);

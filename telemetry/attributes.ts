@@ -14,6 +14,9 @@ export const ATTR = {
   adapterId: "loraserve.adapter.id",
   adapterResident: "loraserve.adapter.resident",
   shardGroup: "loraserve.shard_group",
+  /** The tensor-parallel rank that made the span (the leader, 0: only it serves) and its group's size. */
+  shardRank: "shard.rank",
+  shardWorldSize: "shard.world_size",
   routeReason: "loraserve.route.reason",
   batchSize: "loraserve.batch_size",
   timeToFirstTokenMs: "loraserve.time_to_first_token_ms",

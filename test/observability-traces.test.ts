@@ -121,6 +121,7 @@ describe("OpenTelemetry traces through loraserve serve", () => {
       expect(span.attributes["loraserve.adapter.resident"]).toBe(true);
       expect(span.attributes["gen_ai.request.model"]).toBe(set.modelDir);
       expect(span.attributes["gen_ai.request.max_tokens"]).toBe(expected.length);
+      expect([span.attributes["shard.rank"], span.attributes["shard.world_size"]], `${name}: the tensor-parallel rank and group size`).toEqual([0, 1]);
     }
     expect(route.attributes).toMatchObject({
       "loraserve.adapter.id": adapter,

@@ -43,6 +43,8 @@ export class ShardTelemetry {
     maxAdapters: number,
     private readonly modelId: string,
     private readonly progress: ProgressSink,
+    /** This shard's place in its tensor-parallel group, on every span. */
+    private readonly group: { rank: number; world: number } = { rank: 0, world: 1 },
   ) {
     this.metrics = new ShardMetrics(maxAdapters);
     this.slotListener = new SlotTelemetry(this.metrics, this.tracer, logger);
@@ -98,6 +100,8 @@ export class ShardTelemetry {
         [ATTR.adapterId]: request.adapterId,
         [ATTR.adapterResident]: resident,
         [ATTR.requestMaxTokens]: sequence.maxNewTokens,
+        [ATTR.shardRank]: this.group.rank,
+        [ATTR.shardWorldSize]: this.group.world,
       },
     });
   }
