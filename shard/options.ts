@@ -35,7 +35,8 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --max-batch-prefill-tokens N   prompt tokens computed per step; longer prompts are chunked (default 4096)
   --max-top-n-tokens N           most alternatives a request may ask for per token: TGI's top_n_tokens, OpenAI's
                                  logprobs and top_logprobs (default ${DEFAULT_MAX_TOP_N_TOKENS})
-  --validation-workers N         threads that tokenize prompts, off the event loop (default ${DEFAULT_VALIDATION_WORKERS})
+  --validation-workers N         threads that render chat templates and tokenize prompts, off the event loop
+                                 (default ${DEFAULT_VALIDATION_WORKERS})
   --block-size N                 tokens per KV-cache block (default 16)
   --num-kv-blocks N              KV-cache blocks (default on cpu: room for 4 full-context sequences; on cuda:
                                  what --gpu-memory-fraction leaves)
@@ -90,7 +91,7 @@ export interface ShardArgs extends TelemetryOptions {
   blockSize: number;
   maxBatchPrefillTokens: number;
   maxTopNTokens: number;
-  /** Tokenizer threads (EncoderPool). */
+  /** Threads that render and tokenize prompts (EncoderPool). */
   validationWorkers: number;
   /** Unset means the default derived from the model (see resolveLimits). */
   maxInputTokens: number | null;

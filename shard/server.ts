@@ -37,7 +37,7 @@ export interface ShardContext {
   model: ShardModelInfo;
   llm: LlmEngine;
   codec: TextCodec;
-  /** Tokenizes prompts off the event loop (EncoderPool), so that a long one stalls no other request. */
+  /** Renders and tokenizes prompts off the event loop (EncoderPool), so that a long one stalls no other request. */
   encoder: PromptEncoder;
   chatTemplates: ChatTemplates;
   adapters: AdapterRegistry;
@@ -64,6 +64,7 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
   const { llm, codec, adapters, limits } = shard;
   const prompts: PromptContext = {
     encode: (text, options) => shard.encoder.encode(text, options),
+    render: (template, messages) => shard.encoder.render(template, messages),
     chatTemplate: (id) => shard.chatTemplates.forAdapter(id === "" ? null : adapters.dirOf(id)),
     limits,
     maxBytesPerToken: codec.maxBytesPerToken,

@@ -1,7 +1,7 @@
 // Prompts near the body limit against a real `loraserve serve`: one that cannot fit max_input_tokens is refused
 // from its byte length, before it is tokenized, on every API; tokenizing happens off the shard's event loop; and
 // meanwhile small requests are answered and /health stays 200 (a 1.8 MB prompt used to hold the shard's thread
-// for seconds, so Status went unanswered and /health said 503).
+// for seconds, so Status went unanswered and /health said 503; so did rendering a conversation of 40 000 messages).
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,6 +15,8 @@ const TEST_TIMEOUT_MS = 60_000;
 const HUGE_PROMPT = "the quick brown fox ".repeat(75_000);
 /** Within the byte bound of the fixture tokenizer (12 bytes a token, 511 tokens) but over 511 tokens once tokenized. */
 const LONG_PROMPT = "a b c d e f g h ".repeat(375);
+/** A conversation whose rendering alone took the shard's thread for about a second. */
+const LONG_CONVERSATION = Array.from({ length: 40_000 }, (_, i) => ({ role: i % 2 === 0 ? "user" : "assistant", content: `message ${i}` }));
 const set = fixtureSets()[0]!;
 
 describe(`large prompts to loraserve serve on ${set.name}`, () => {
@@ -84,6 +86,7 @@ describe(`large prompts to loraserve serve on ${set.name}`, () => {
         post("/generate", { inputs: LONG_PROMPT, parameters: { max_new_tokens: 2 } }).then(errorOf),
         post("/v1/completions", { model: set.modelDir, prompt: HUGE_PROMPT, max_tokens: 2 }).then(errorOf),
         post("/v1/chat/completions", { model: set.modelDir, messages: [{ role: "user", content: HUGE_PROMPT }], max_tokens: 2 }).then(errorOf),
+        post("/v1/chat/completions", { model: set.modelDir, messages: LONG_CONVERSATION, max_tokens: 2 }).then(errorOf),
         grpcRefusal(HUGE_PROMPT),
         grpcRefusal(LONG_PROMPT),
       ]);
@@ -91,11 +94,12 @@ describe(`large prompts to loraserve serve on ${set.name}`, () => {
       expect(answered).toBeGreaterThan(0);
       expect(health.length).toBeGreaterThan(0);
       expect(new Set(health)).toEqual(new Set([200]));
-      const [tgiHuge, tgiLong, completion, chat, grpcHuge, grpcLong] = refusals;
+      const [tgiHuge, tgiLong, completion, chat, conversation, grpcHuge, grpcLong] = refusals;
       expect(tgiHuge).toEqual({ status: 422, message: expect.stringMatching(/1500000 bytes, so at least \d+ tokens.*max_input_tokens/) });
       expect(tgiLong).toEqual({ status: 422, message: expect.stringMatching(/^inputs is \d+ tokens; at most 511 \(max_input_tokens\)/) });
       expect(completion).toEqual({ status: 400, message: expect.stringMatching(/max_input_tokens/) });
       expect(chat).toEqual({ status: 400, message: expect.stringMatching(/max_input_tokens/) });
+      expect(conversation).toEqual({ status: 400, message: expect.stringMatching(/bytes, so at least \d+ tokens.*max_input_tokens/) });
       expect(grpcHuge).toEqual({ status: Code.InvalidArgument, message: expect.stringMatching(/bytes.*max_input_tokens/) });
       expect(grpcLong).toEqual({ status: Code.InvalidArgument, message: expect.stringMatching(/tokens; at most 511/) });
     },

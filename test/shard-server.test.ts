@@ -249,7 +249,7 @@ describe("ShardService when a client goes away", () => {
         model: { dtype: "float32", device: "cpu", vocabSize: model.spec.vocabSize, maxLoras: 1, maxLoraRank: 1 },
         llm,
         codec,
-        encoder: { encode: async (text, options) => codec.encode(text, options) },
+        encoder: { encode: async (text, options) => codec.encode(text, options), render: async (template, messages) => template.render(messages) },
         chatTemplates: new ChatTemplates(set.modelDir),
         adapters,
         limits,

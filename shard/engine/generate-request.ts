@@ -65,7 +65,7 @@ const MAX_STOP_LENGTH = 256;
 const MAX_ABS_PENALTY = 2;
 
 /** The text, as `inputs` or rendered from `messages`, and whether the tokenizer adds BOS/EOS to it. */
-function promptTextOf(input: PromptInput, context: PromptContext): { text: string; addSpecialTokens: boolean } {
+async function promptTextOf(input: PromptInput, context: PromptContext): Promise<{ text: string; addSpecialTokens: boolean }> {
   if (input.messages.length === 0) {
     if (input.inputs === "") throw new InvalidRequestError("inputs must not be empty");
     return { text: input.inputs, addSpecialTokens: true };
@@ -80,7 +80,7 @@ function promptTextOf(input: PromptInput, context: PromptContext): { text: strin
     throw new InvalidRequestError(`${whose} has no chat template (chat_template in tokenizer_config.json): send inputs instead of messages`);
   }
   try {
-    return { text: template.render(input.messages), addSpecialTokens: false };
+    return { text: await context.render(template, input.messages), addSpecialTokens: false };
   } catch (error) {
     if (error instanceof ChatTemplateError) throw new InvalidRequestError(error.message);
     throw error;
@@ -108,7 +108,7 @@ function refuseSurelyTooLong(text: string, context: PromptContext): void {
  * tokenized when its byte length already says so.
  */
 export async function encodePrompt(input: PromptInput, context: PromptContext): Promise<{ text: string; ids: Int32Array }> {
-  const { text, addSpecialTokens } = promptTextOf(input, context);
+  const { text, addSpecialTokens } = await promptTextOf(input, context);
   refuseSurelyTooLong(text, context);
   const ids = await context.encode(text, { addSpecialTokens });
   const { maxInputTokens } = context.limits;

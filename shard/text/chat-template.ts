@@ -25,6 +25,9 @@ export class ChatTemplateError extends Error {
 
 type SpecialTokens = Record<string, string>;
 
+/** What a template is rendered with: the messages, the generation prompt flag and the special tokens. */
+export type TemplateVariables = Record<string, unknown>;
+
 /** The template source of `dir` and the file it came from, or null when the directory has none. */
 function templateSource(dir: string): { source: string; file: string } | null {
   const jinjaPath = join(dir, "chat_template.jinja");
@@ -63,6 +66,8 @@ function specialTokens(dir: string): SpecialTokens {
 export class ChatTemplate {
   private constructor(
     private readonly template: Template,
+    /** The Jinja text, which a worker thread parses again to render off the event loop (EncoderPool). */
+    readonly source: string,
     private readonly specialTokens: SpecialTokens,
     /** The file the template was read from, for messages. */
     readonly file: string,
@@ -82,20 +87,25 @@ export class ChatTemplate {
     } catch (error) {
       throw new LoadError(found.file, `cannot parse the chat template: ${(error as Error).message}`);
     }
-    return new ChatTemplate(template, { ...inherited, ...specialTokens(resolve(dir)) }, found.file);
+    return new ChatTemplate(template, found.source, { ...inherited, ...specialTokens(resolve(dir)) }, found.file);
   }
 
   /** The prompt text of a conversation, ending with the generation prompt. Throws ChatTemplateError when the template refuses it. */
   render(messages: readonly ChatMessage[]): string {
     try {
-      return this.template.render({
-        ...this.specialTokens,
-        messages: messages.map(({ role, content }) => ({ role, content })),
-        add_generation_prompt: true,
-      });
+      return this.template.render(this.variables(messages));
     } catch (error) {
-      throw new ChatTemplateError(`the chat template (${this.file}) cannot render these messages: ${(error as Error).message}`);
+      throw this.refusal((error as Error).message);
     }
+  }
+
+  variables(messages: readonly ChatMessage[]): TemplateVariables {
+    return { ...this.specialTokens, messages: messages.map(({ role, content }) => ({ role, content })), add_generation_prompt: true };
+  }
+
+  /** The error for a conversation this template's rendering failed on with `message`. */
+  refusal(message: string): ChatTemplateError {
+    return new ChatTemplateError(`the chat template (${this.file}) cannot render these messages: ${message}`);
   }
 }
 
