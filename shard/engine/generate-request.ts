@@ -10,6 +10,7 @@ import type { GenerateRequest, GenerationParameters } from "../../gen/loraserve/
 import type { ShardLimits } from "../options.js";
 import { ChatTemplateError, type ChatMessage, type ChatTemplate } from "../text/chat-template.js";
 import type { PromptEncoder } from "../text/encoder-pool.js";
+import { UnencodableTextError } from "../text/tokenizer.js";
 import type { SequenceRequest } from "./sequence.js";
 
 export class InvalidRequestError extends Error {
@@ -110,7 +111,9 @@ function refuseSurelyTooLong(text: string, context: PromptContext): void {
 export async function encodePrompt(input: PromptInput, context: PromptContext): Promise<{ text: string; ids: Int32Array }> {
   const { text, addSpecialTokens } = await promptTextOf(input, context);
   refuseSurelyTooLong(text, context);
-  const ids = await context.encode(text, { addSpecialTokens });
+  const ids = await context.encode(text, { addSpecialTokens }).catch((error: unknown) => {
+    throw error instanceof UnencodableTextError ? new InvalidRequestError(error.message) : error;
+  });
   const { maxInputTokens } = context.limits;
   if (ids.length > maxInputTokens) {
     throw new InvalidRequestError(`inputs is ${ids.length} tokens; at most ${maxInputTokens} (max_input_tokens) are accepted`);

@@ -141,13 +141,21 @@ export function buildTokenizer({ path, tokenizerJson, tokenizerConfig }: Tokeniz
   }
 }
 
+/** Text this tokenizer has no tokens for: the request's fault, not the server's. */
+export class UnencodableTextError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UnencodableTextError";
+  }
+}
+
 /**
  * The library's ids for `text` as an Int32Array; it yields undefined for a piece with no token when the model
  * has no unknown token, which is refused here.
  */
 export function checkedIds(text: string, ids: readonly (number | undefined)[]): Int32Array {
   if (ids.some((id) => id === undefined)) {
-    throw new Error(`cannot encode ${JSON.stringify(text.slice(0, 80))}: a piece has no token and the tokenizer has no unknown token`);
+    throw new UnencodableTextError(`cannot encode ${JSON.stringify(text.slice(0, 80))}: a piece has no token and the tokenizer has no unknown token`);
   }
   return Int32Array.from(ids as number[]);
 }
