@@ -28,6 +28,18 @@ export function flagOrEnv(flag: string, flagText: string | undefined, env: NodeJ
 }
 
 /**
+ * A switch (a flag without a value): on when given, else what its variable says, "true" or "false" (TGI's
+ * spelling); off when neither is set.
+ */
+export function switchOrEnv(flag: string, given: boolean | undefined, env: NodeJS.ProcessEnv): boolean {
+  if (given === true) return true;
+  const setting = fromEnv(flag, env);
+  if (setting === undefined || setting.text === "false") return false;
+  if (setting.text === "true") return true;
+  throw new Error(`${setting.source} must be true or false, got ${JSON.stringify(setting.text)}`);
+}
+
+/**
  * A repeatable flag's values, else its variable's text split at `separator` (empty parts dropped); undefined
  * when neither is set.
  */

@@ -90,7 +90,7 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
       listeners: [telemetry.slotListener],
       progress,
     });
-    const llm = new LlmEngine(telemetry.timeSteps(engine), { ...limits, eosTokenIds: codec.eosTokenIds, adapters });
+    const llm = new LlmEngine(telemetry.timeSteps(engine), { ...limits, eosTokenIds: codec.eosTokenIds, adapters, prefixCaching: args.prefixCaching });
     telemetry.watch(llm, adapters, maxLoras);
     const server = await startShardServer(
       { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, encoder, chatTemplates, adapters, limits, telemetry },

@@ -2,7 +2,7 @@
 // → the shard's settings.
 // Limits that depend on the model (its context length) are resolved once its config is read.
 import { parseArgs } from "node:util";
-import { flagOrEnv, flagsOrEnv, type Setting } from "../common/flag-or-env.js";
+import { flagOrEnv, flagsOrEnv, switchOrEnv, type Setting } from "../common/flag-or-env.js";
 import { parseInteger } from "../common/parse-integer.js";
 import type { DeviceDtype, ModelSpec } from "../native/addon.js";
 import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
@@ -38,6 +38,9 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --validation-workers N         threads that render chat templates and tokenize prompts, off the event loop
                                  (default ${DEFAULT_VALIDATION_WORKERS})
   --block-size N                 tokens per KV-cache block (default 16)
+  --disable-prefix-caching       compute every prompt whole; by default the full KV blocks of a prompt are kept
+                                 and reused by a later prompt that starts with the same tokens on the same adapter
+                                 (DISABLE_PREFIX_CACHING=true)
   --num-kv-blocks N              KV-cache blocks (default on cpu: room for 4 full-context sequences; on cuda:
                                  what --gpu-memory-fraction leaves)
   --threads N                    CPU worker threads, 0 for every core (default 0)
@@ -89,6 +92,8 @@ export interface ShardArgs extends TelemetryOptions {
   gpuMemoryFraction: number;
   threads: number;
   blockSize: number;
+  /** Reuse cached KV blocks of prompt prefixes (--disable-prefix-caching turns it off). */
+  prefixCaching: boolean;
   maxBatchPrefillTokens: number;
   maxTopNTokens: number;
   /** Threads that render and tokenize prompts (EncoderPool). */
@@ -167,6 +172,7 @@ export const SHARD_FLAGS = {
   "validation-workers": { type: "string" },
   "num-kv-blocks": { type: "string" },
   "block-size": { type: "string" },
+  "disable-prefix-caching": { type: "boolean" },
   threads: { type: "string" },
   device: { type: "string" },
   dtype: { type: "string" },
@@ -188,7 +194,8 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const setting = (flag: Exclude<keyof typeof SHARD_FLAGS, "lora-adapters" | "adapter-root">): Setting | undefined => flagOrEnv(flag, values[flag], env);
+  const setting = (flag: Exclude<keyof typeof SHARD_FLAGS, "lora-adapters" | "adapter-root" | "disable-prefix-caching">): Setting | undefined =>
+    flagOrEnv(flag, values[flag], env);
   const modelDir = setting("model-id")?.text;
   if (!modelDir) throw new UsageError("--model-id (or MODEL_ID) is required");
   const device = setting("device")?.text ?? defaultDevice;
@@ -211,6 +218,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     gpuMemoryFraction: fraction(setting("gpu-memory-fraction")) ?? DEFAULT_GPU_MEMORY_FRACTION,
     threads: integer(setting("threads"), 0) ?? 0,
     blockSize: integer(setting("block-size"), 1) ?? 16,
+    prefixCaching: !prefixCachingDisabled(values["disable-prefix-caching"], env),
     maxBatchPrefillTokens: integer(setting("max-batch-prefill-tokens"), 1) ?? 4096,
     maxTopNTokens: integer(setting("max-top-n-tokens"), 0) ?? DEFAULT_MAX_TOP_N_TOKENS,
     validationWorkers: integer(setting("validation-workers"), 1) ?? DEFAULT_VALIDATION_WORKERS,
@@ -223,6 +231,14 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     group: parseGroup(setting),
     ...telemetryOptions(values, env),
   };
+}
+
+function prefixCachingDisabled(given: boolean | undefined, env: NodeJS.ProcessEnv): boolean {
+  try {
+    return switchOrEnv("disable-prefix-caching", given, env);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 function parseGroup(setting: (flag: "num-shard" | "rank" | "master-addr" | "master-port") => Setting | undefined): TensorParallelGroup {

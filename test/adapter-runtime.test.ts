@@ -156,7 +156,7 @@ describe("adapters loaded at run time from a root", () => {
       maxBatchPrefillTokens: 256,
       maxTotalTokens: 256,
       eosTokenIds: new Set(),
-      adapters: { acquire: () => undefined, release: () => undefined, slotOf: (adapterId) => (adapterId === "" ? -1 : 0), listen: () => undefined },
+      adapters: { acquire: () => undefined, release: () => undefined, versionOf: () => 0, slotOf: (adapterId) => (adapterId === "" ? -1 : 0), listen: () => undefined },
     });
     return tokens(llm.submit(greedy(id)));
   }

@@ -42,6 +42,9 @@ const SHARD_SAMPLES: Samples = {
   ...TELEMETRY_SAMPLES,
 };
 
+/** Flags without a value: on when given, else their variable says "true" or "false". */
+const SHARD_SWITCHES = ["disable-prefix-caching"];
+
 const ROUTER_SAMPLES: Samples = {
   port: ["8080", "9090"],
   "shard-uri": ["http://env:1", "http://flag:1"],
@@ -64,7 +67,18 @@ function checkEveryFlag(samples: Samples, parse: (flag: string, args: string[], 
 
 describe("shard flags", () => {
   it("each has a sample here, so that the walk below covers every one", () => {
-    expect(Object.keys(SHARD_FLAGS).sort()).toEqual(Object.keys(SHARD_SAMPLES).sort());
+    expect(Object.keys(SHARD_FLAGS).sort()).toEqual([...Object.keys(SHARD_SAMPLES), ...SHARD_SWITCHES].sort());
+  });
+
+  it("reads --disable-prefix-caching as a switch, or DISABLE_PREFIX_CACHING as true or false, and refuses other values naming the variable", () => {
+    const caching = (args: string[], env: NodeJS.ProcessEnv): boolean => parseShardArgs(["--model-id", "/m", ...args], env).prefixCaching;
+    expect(caching([], {})).toBe(true);
+    expect(caching(["--disable-prefix-caching"], {})).toBe(false);
+    expect(caching([], { DISABLE_PREFIX_CACHING: "true" })).toBe(false);
+    expect(caching([], { DISABLE_PREFIX_CACHING: "false" })).toBe(true);
+    expect(caching(["--disable-prefix-caching"], { DISABLE_PREFIX_CACHING: "false" })).toBe(false);
+    expect(() => caching([], { DISABLE_PREFIX_CACHING: "yes" })).toThrow('DISABLE_PREFIX_CACHING must be true or false, got "yes"');
+    expect(() => caching(["--disable-prefix-caching=1"], {})).toThrow(/disable-prefix-caching/);
   });
 
   it("each is read from its environment variable when absent, and wins over it when given", () => {

@@ -37,6 +37,7 @@ describe("parseShardArgs", () => {
       gpuMemoryFraction: 0.9,
       threads: 0,
       blockSize: 8,
+      prefixCaching: true,
       maxBatchPrefillTokens: 4096,
       maxTopNTokens: 5,
       validationWorkers: 2,

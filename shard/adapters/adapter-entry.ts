@@ -23,6 +23,11 @@ export type SlotState =
 export interface AdapterEntry {
   readonly id: string;
   readonly dir: string;
+  /**
+   * This registration of the id, unique over the shard's life: the prefix cache keys KV blocks by it, so that an
+   * id unloaded and loaded again never finds the blocks its old weights computed.
+   */
+  readonly version: number;
   /** The root the adapter must stay inside; null when the operator named its directory. */
   readonly root: string | null;
   /** Kept when the bytes are evicted: what the adapter was when last read. */

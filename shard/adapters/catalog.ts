@@ -12,6 +12,8 @@ export class AdapterCatalog {
   /** In the order adapters became known. */
   private readonly entries = new Map<string, AdapterEntry>();
   private clock = 0;
+  /** Registrations so far: each entry's version. */
+  private registrations = 0;
 
   constructor(readonly roots: AdapterRoots) {}
 
@@ -57,7 +59,7 @@ export class AdapterCatalog {
   }
 
   add(id: string, dir: string, root: string | null): AdapterEntry {
-    const entry: AdapterEntry = { id, dir, root, config: null, hasChatTemplate: false, host: ON_DISK, slot: NO_SLOT, pins: 0, lastUse: this.tick() };
+    const entry: AdapterEntry = { id, version: ++this.registrations, dir, root, config: null, hasChatTemplate: false, host: ON_DISK, slot: NO_SLOT, pins: 0, lastUse: this.tick() };
     this.entries.set(id, entry);
     return entry;
   }

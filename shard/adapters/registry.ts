@@ -176,6 +176,10 @@ export class AdapterRegistry implements AdapterResidency {
     this.slots.pump();
   }
 
+  versionOf(id: string): number {
+    return id === "" ? 0 : this.catalog.known(id).version;
+  }
+
   slotOf(id: string): number | null {
     if (id === "") return -1;
     const entry = this.catalog.entry(id);

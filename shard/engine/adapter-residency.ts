@@ -30,6 +30,12 @@ export interface AdapterResidency {
    */
   acquire(adapterId: string): void;
   release(adapterId: string): void;
+  /**
+   * Which registration of the adapter its sequences run on, 0 for the base model (""): an id unloaded and loaded
+   * again (maybe from other files) gets a new one, so that no KV block computed with its old weights is reused. It
+   * does not change while the adapter is acquired.
+   */
+  versionOf(adapterId: string): number;
   /** The engine slot holding the adapter, -1 for the base model (""), null while it is not in a slot. */
   slotOf(adapterId: string): number | null;
   /** Adds a listener; every listener hears every change from then on. */

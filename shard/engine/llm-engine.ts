@@ -5,7 +5,7 @@ import type { NativeEngine, SeqResult, SeqStep } from "../../native/addon.js";
 import type { AdapterResidency } from "./adapter-residency.js";
 import { AsyncQueue } from "./async-queue.js";
 import { BlockManager } from "./block-manager.js";
-import { Scheduler, type ScheduledChunk } from "./scheduler.js";
+import { Scheduler, type PrefixCacheCounts, type ScheduledChunk } from "./scheduler.js";
 import { Sequence, type FinishReason, type GeneratedToken, type SequenceRequest, type TopToken } from "./sequence.js";
 import type { SequenceObserver } from "./sequence-observer.js";
 
@@ -19,6 +19,8 @@ export interface LlmEngineOptions {
   eosTokenIds: ReadonlySet<number>;
   /** Which slot holds each adapter; a sequence waits in the queue until its adapter is in one. */
   adapters: AdapterResidency;
+  /** Reuse the KV blocks of prompt prefixes computed before, per adapter version (default true; --disable-prefix-caching). */
+  prefixCaching?: boolean;
 }
 
 /** One generated token; the last event of a sequence also says why it ended. */
@@ -31,6 +33,11 @@ export interface SequenceFinish {
   reason: Exclude<FinishReason, "cancelled">;
   /** Logprob of each prompt token (NaN for the first), when the request asked for them. */
   promptLogprobs: Float32Array | null;
+}
+
+/** The prefix cache since start, and the free blocks that still hold a cached prefix now. */
+export interface PrefixCacheStats extends PrefixCacheCounts {
+  cachedBlocks: number;
 }
 
 export interface EngineLoad {
@@ -65,7 +72,8 @@ export class LlmEngine {
     private readonly engine: Pick<NativeEngine, "step">,
     private readonly options: LlmEngineOptions,
   ) {
-    this.scheduler = new Scheduler(new BlockManager(options.numKvBlocks, options.blockSize), options.maxBatchPrefillTokens, (seq) => {
+    const blocks = new BlockManager(options.numKvBlocks, options.blockSize, options.prefixCaching ?? true);
+    this.scheduler = new Scheduler(blocks, options.maxBatchPrefillTokens, (seq) => {
       this.preemptionCount++;
       this.observers.get(seq)?.preempted();
     }, (seq) => options.adapters.slotOf(seq.request.adapterId) !== null);
@@ -95,6 +103,10 @@ export class LlmEngine {
     return this.preemptionCount;
   }
 
+  prefixCache(): PrefixCacheStats {
+    return { ...this.scheduler.prefixCache, cachedBlocks: this.scheduler.blocks.cachedCount };
+  }
+
   /**
    * Queues a request now and returns its tokens as they are drawn. Aborting `signal`, or leaving the
    * iteration early, removes the sequence and frees its blocks at once. `observer` hears when it is scheduled.
@@ -104,12 +116,15 @@ export class LlmEngine {
     if (request.promptIds.length + request.maxNewTokens > this.options.maxTotalTokens) {
       throw new Error(`prompt (${request.promptIds.length}) + max new tokens (${request.maxNewTokens}) exceeds ${this.options.maxTotalTokens} tokens`);
     }
-    const seq = new Sequence(request);
-    this.options.adapters.acquire(request.adapterId);
+    const { adapters } = this.options;
+    adapters.acquire(request.adapterId);
+    let seq: Sequence;
     try {
+      // Read once acquired: the version cannot change while the sequence holds the adapter.
+      seq = new Sequence(request, adapters.versionOf(request.adapterId));
       this.scheduler.add(seq);
     } catch (error) {
-      this.options.adapters.release(request.adapterId);
+      adapters.release(request.adapterId);
       throw error;
     }
     const queue = new AsyncQueue<TokenEvent>();

@@ -1,7 +1,8 @@
 // Decides who runs in the next step and how many tokens each contributes. Every running sequence gets its
 // decode token; prompts (new ones, or the rest of a long one) share a per-step token budget, so a long prompt
 // is computed in chunks across steps while the others keep decoding. When the KV cache runs out, the newest
-// sequence is preempted: its blocks are freed and it is computed again from scratch later. Waiting sequences
+// sequence is preempted: its blocks are freed and it is computed again later. A sequence admitted with the
+// start of its tokens in the prefix cache (block-manager.ts) computes only what follows. Waiting sequences
 // are admitted fairly across adapters (fair-queue.ts), FCFS within one. Never touches tensors: the engine loop
 // turns the chunks into a step plan.
 import type { BlockManager } from "./block-manager.js";
@@ -17,11 +18,18 @@ export interface ScheduledChunk {
   sample: boolean;
 }
 
+/** What the prefix cache saved since start: tokens admitted (looked up), and how many of them were found cached. */
+export interface PrefixCacheCounts {
+  queriedTokens: number;
+  hitTokens: number;
+}
+
 export class Scheduler {
   /** Waiting sequences, admitted fairly across adapters (fair-queue.ts). */
   private readonly waiting = new FairQueue();
   /** In admission order: the last one is the newest, the first to be preempted. */
   private readonly running: Sequence[] = [];
+  private readonly prefixCounts: PrefixCacheCounts = { queriedTokens: 0, hitTokens: 0 };
 
   constructor(
     readonly blocks: BlockManager,
@@ -41,6 +49,10 @@ export class Scheduler {
 
   get numRunning(): number {
     return this.running.length;
+  }
+
+  get prefixCache(): Readonly<PrefixCacheCounts> {
+    return this.prefixCounts;
   }
 
   hasWork(): boolean {
@@ -75,11 +87,18 @@ export class Scheduler {
     for (let seq = this.waiting.peek(this.runnable); seq && budget > 0; seq = this.waiting.peek(this.runnable)) {
       // Admit only when the whole rest of the sequence fits in the free blocks now, so that a new prompt does
       // not start on blocks that the next chunks would have to win back by preemption.
-      if (this.blocks.missingBlocks(seq.blockTable, seq.numTokens) > this.blocks.freeCount) break;
-      const granted = Math.min(seq.pendingTokens, budget);
+      const prefix = this.blocks.cachedPrefix(seq);
+      if (this.blocks.blocksToAdmit(prefix, seq.numTokens) > this.blocks.freeCount) break;
       this.waiting.admit(seq);
       seq.status = "running";
       this.running.push(seq);
+      this.blocks.share(seq.blockTable, prefix);
+      seq.numCachedTokens = prefix.length * this.blocks.blockSize;
+      if (this.blocks.cachesPrefixes) {
+        this.prefixCounts.queriedTokens += seq.numTokens;
+        this.prefixCounts.hitTokens += seq.numCachedTokens;
+      }
+      const granted = Math.min(seq.pendingTokens, budget);
       this.blocks.grow(seq.blockTable, seq.numCachedTokens + granted);
       chunks.push(this.place(seq, granted));
       budget -= granted;
@@ -87,7 +106,7 @@ export class Scheduler {
     return chunks;
   }
 
-  /** Ends a sequence (finished, or its client went away): its blocks are free for the next step. */
+  /** Ends a sequence (finished, or its client went away): its blocks are free for the next step (its full ones stay cached until needed). */
   finish(seq: Sequence, reason: FinishReason): void {
     if (seq.status === "finished") return;
     if (seq.status === "running") removeFrom(this.running, seq);
@@ -97,9 +116,10 @@ export class Scheduler {
     seq.finishReason = reason;
   }
 
-  /** Records that the engine computed a chunk: its positions are now in the cache. */
+  /** Records that the engine computed a chunk: its positions are now in the cache, its full blocks findable. */
   computed(chunk: ScheduledChunk): void {
     chunk.seq.numCachedTokens = chunk.startPos + chunk.numTokens;
+    this.blocks.cacheComputed(chunk.seq, chunk.startPos, chunk.seq.numCachedTokens);
   }
 
   /**

@@ -51,7 +51,10 @@ export class Sequence {
   readonly generated: GeneratedToken[] = [];
   /** KV block ids holding positions [0, numCachedTokens), in order. */
   readonly blockTable: number[] = [];
-  /** Positions whose keys and values are in the cache. Reset to 0 when the sequence is preempted. */
+  /**
+   * Positions whose keys and values are in the cache: computed, or found in the prefix cache when admitted. Reset
+   * to 0 when the sequence is preempted.
+   */
   numCachedTokens = 0;
   /**
    * Logprob of prompt token i given tokens [0, i), NaN at 0 (nothing predicts the first token); null when
@@ -59,7 +62,11 @@ export class Sequence {
    */
   readonly promptLogprobs: Float32Array | null;
 
-  constructor(readonly request: SequenceRequest) {
+  constructor(
+    readonly request: SequenceRequest,
+    /** Which registration of the adapter computes it: KV blocks are shared only within one (prefix-hash.ts). */
+    readonly adapterVersion = 0,
+  ) {
     if (request.promptIds.length === 0) throw new Error("a sequence needs at least one prompt token");
     this.promptLogprobs = request.promptLogprobs ? new Float32Array(request.promptIds.length).fill(Number.NaN) : null;
   }

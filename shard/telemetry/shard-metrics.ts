@@ -1,5 +1,5 @@
 // The engine's metrics, served on the shard's metrics port: batch size and step time per step, KV blocks and
-// sequences (read from the engine loop when collected), preemptions, and per adapter (label bounded by
+// sequences (read from the engine loop when collected), preemptions, the prefix cache's hits, and per adapter (label bounded by
 // AdapterLabels): residency in an engine slot, load duration and evictions.
 import { AdapterLabels } from "../../telemetry/adapter-labels.js";
 import { MetricSet, type GaugeSample } from "../../telemetry/metric-set.js";
@@ -43,6 +43,19 @@ export class ShardMetrics {
       ];
     });
     this.set.observedCounter("loraserve_engine_preemptions_total", "Sequences preempted (KV cache freed, computed again later)", () => llm.preemptions);
+    this.set.observedCounter(
+      "loraserve_engine_prefix_cache_queried_tokens_total",
+      "Tokens of admitted sequences looked up in the prefix cache",
+      () => llm.prefixCache().queriedTokens,
+    );
+    this.set.observedCounter(
+      "loraserve_engine_prefix_cache_hit_tokens_total",
+      "Tokens of admitted sequences found in the prefix cache (their KV blocks reused, not computed)",
+      () => llm.prefixCache().hitTokens,
+    );
+    this.set.observedGauge("loraserve_engine_prefix_cache_blocks", "Free KV blocks still holding a cached prefix (also counted free)", [], () => [
+      { labels: {}, value: llm.prefixCache().cachedBlocks },
+    ]);
     this.set.observedGauge("loraserve_adapter_resident", "Adapters in an engine slot (1 each; `other` sums the rest)", ["adapter"], () => {
       const perLabel = new Map<string, number>();
       for (const id of residentAdapters()) {
