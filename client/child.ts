@@ -1,5 +1,6 @@
 // One server process started by the launcher: `loraserve <command>` under the same Node binary. It is ready
-// when it prints its {"event":"ready","port":N} line (a shard adds "metricsPort" when it serves metrics); every other line of its stdout is passed on, and its
+// when it prints its {"event":"ready","port":N} line (a shard adds "metricsPort" when it serves metrics; a
+// follower rank, which serves nothing, says port 0); every other line of its stdout is passed on, and its
 // stderr goes straight to ours.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";

@@ -1,10 +1,13 @@
-// `loraserve serve`: starts a shard and a router as separate processes, waits until the router is healthy,
-// and stops both on SIGINT/SIGTERM (or stops the other when one dies). It holds no serving logic.
+// `loraserve serve`: starts a shard (with --num-shard N, every rank of its tensor-parallel group) and a router as
+// separate processes, waits until the router is healthy, and stops them all on SIGINT/SIGTERM (or stops the rest
+// when one dies). It holds no serving logic.
+import { createServer, type AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isSet } from "../common/flag-or-env.js";
 import { parseRouterOptions, ROUTER_FLAGS } from "../router/options.js";
 import { DEFAULT_TELEMETRY, TELEMETRY_FLAGS } from "../telemetry/options.js";
 import { startServerProcess, type ServerProcess } from "./child.js";
+import { planShardGroup } from "./shard-group.js";
 
 export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=DIR,...] [--port N] [options]
 
@@ -23,6 +26,10 @@ export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=D
                          shardMetricsPort). The router's metrics are GET /metrics on --port.
   --log-level L          error, warn, info or debug, for both processes (default info)
   --metrics-max-adapters N  busiest adapters with their own metrics label in both processes (default ${DEFAULT_TELEMETRY.metricsMaxAdapters})
+  --num-shard N          tensor parallelism: N shard processes on this host, each holding 1/N of the model
+                         (default 1). Rank 0 serves the router; the ready line's pids.ranks lists every rank.
+  --master-addr H        where the ranks meet (default 127.0.0.1)
+  --master-port N        the port there (default: a free one)
 
 Every other option goes to the shard (\`loraserve shard --help\`), e.g. --max-total-tokens.
 OpenTelemetry export is configured by the standard OTEL_* variables, which both processes inherit.`;
@@ -37,6 +44,15 @@ const ROUTER_ONLY_FLAGS = new Set(
     .filter((flag) => !SHARED_FLAGS.has(flag)),
 );
 const HEALTH_POLL_MS = 100;
+
+/** A port nothing listens on now, for the group's meeting point (rank 0 listens there a moment later). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] } {
   const routerArgs: string[] = [];
@@ -102,6 +118,22 @@ function nextSignal(): { received: Promise<string>; dispose(): void } {
   return { received, dispose };
 }
 
+/**
+ * The router first, so that it stops taking requests, closes its HTTP/2 sessions and flushes its telemetry while
+ * the shard still answers. Stopped together, the shard's GOAWAY could reach a session the router was closing,
+ * which connect-node then reports as an unhandled 'error' event that kills the router before its last spans and
+ * metrics are exported. But once a shard rank has died, the leader goes first: it ends its requests in flight
+ * with an error, which the router, still running, passes on to their clients (stopping, the router would cut
+ * their connections without a word). The followers come last: the leader, closing, stops the group, so they end
+ * cleanly instead of seeing the group fail.
+ */
+function stopOrder(children: readonly ServerProcess[], shardDied: boolean): ServerProcess[] {
+  const router = children.filter((child) => child.name === "router");
+  const [leader, ...followers] = children.filter((child) => child.name !== "router");
+  const shard = leader === undefined ? [] : [leader];
+  return shardDied ? [...shard, ...router, ...followers] : [...router, ...shard, ...followers];
+}
+
 export async function launcherMain(args: string[]): Promise<void> {
   const { routerArgs, shardArgs } = splitArgs(args);
   // Checked before the shard loads a model for nothing; the URI is a placeholder for the check.
@@ -116,30 +148,34 @@ export async function launcherMain(args: string[]): Promise<void> {
     children.push(child);
     return child;
   };
-  const serve = async (): Promise<string> => {
-    const shard = start("shard", ["shard", ...shardDefaults(shardArgs, hostname, process.env), ...shardArgs]);
-    const shardReady = await shard.ready;
-    const router = start("router", ["router", "--shard-uri", `http://127.0.0.1:${shardReady.port}`, ...routerArgs]);
+  const serve = async (): Promise<{ child: ServerProcess; how: string }> => {
+    const plan = await planShardGroup(shardArgs, shardDefaults(shardArgs, hostname, process.env), process.env, freePort);
+    // Together: the leader's engine waits for every rank to meet before the leader is ready.
+    const ranks = plan.rankArgs.map((args, rank) => start(plan.world === 1 ? "shard" : `shard rank ${rank}`, ["shard", ...args]));
+    const shard = ranks[0]!;
+    const [shardReady] = await Promise.all(ranks.map((rank) => rank.ready));
+    const router = start("router", ["router", "--shard-uri", `http://127.0.0.1:${shardReady!.port}`, ...routerArgs]);
     const url = localUrl(hostname, (await router.ready).port);
     await waitHealthy(url, children);
     const port = Number(new URL(url).port);
-    const ready = { event: "ready", url, port, shardMetricsPort: shardReady.metricsPort, pids: { shard: shard.pid, router: router.pid } };
+    const pids = { shard: shard.pid, router: router.pid, ranks: ranks.map((rank) => rank.pid) };
+    const ready = { event: "ready", url, port, shardMetricsPort: shardReady!.metricsPort, pids };
     process.stdout.write(`${JSON.stringify(ready)}\n`);
-    return Promise.race([shard.exited, router.exited]);
+    return Promise.race([...ranks, router].map((child) => child.exited.then((how) => ({ child, how }))));
   };
   const serving = serve();
   // After a signal the start-up may still fail (its children are being stopped): that is not an error.
   serving.catch(() => undefined);
+  let shardDied = false;
   try {
     const outcome = await Promise.race([signal.received.then(() => undefined), serving]);
-    if (outcome !== undefined) throw new Error(outcome);
+    if (outcome !== undefined) {
+      shardDied = outcome.child.name !== "router";
+      throw new Error(outcome.how);
+    }
   } finally {
     stopping = true;
-    // In the reverse order of starting: the router first, so that it stops taking requests, closes its HTTP/2
-    // sessions and flushes its telemetry while the shard still answers. Stopped together, the shard's GOAWAY could
-    // reach a session the router was closing, which connect-node then reports as an unhandled 'error' event that
-    // kills the router before its last spans and metrics are exported.
-    for (const child of [...children].reverse()) await child.stop();
+    for (const child of stopOrder(children, shardDied)) await child.stop();
     signal.dispose();
   }
 }

@@ -90,7 +90,8 @@ export interface ServeReady {
   port: number;
   /** The shard's Prometheus metrics port. */
   shardMetricsPort: number;
-  pids: { shard: number; router: number };
+  /** `ranks`: every shard process, the leader (`shard`) first; one unless --num-shard. */
+  pids: { shard: number; router: number; ranks: number[] };
 }
 
 /**
