@@ -95,11 +95,10 @@ export class BlockManager {
   }
 
   /**
-   * The cached blocks that already hold the start of `seq` (empty when caching is off), in order. The block of
-   * its last token is never among them: that position must be computed to give the logits of the next token.
+   * The cached blocks that already hold the start of `seq`, in order. The block of its last token is never among
+   * them: that position must be computed to give the logits of the next token.
    */
   cachedPrefix(seq: Sequence): number[] {
-    if (!this.cachesPrefixes) return [];
     const found: number[] = [];
     const reusable = Math.floor((seq.numTokens - 1) / this.blockSize);
     let hash = prefixRoot(seq.request.adapterId, seq.adapterVersion);

@@ -87,14 +87,16 @@ export class Scheduler {
     for (let seq = this.waiting.peek(this.runnable); seq && budget > 0; seq = this.waiting.peek(this.runnable)) {
       // Admit only when the whole rest of the sequence fits in the free blocks now, so that a new prompt does
       // not start on blocks that the next chunks would have to win back by preemption.
-      const prefix = this.blocks.cachedPrefix(seq);
+      // Prompt logprobs come from computing every prompt position: such a sequence does not look.
+      const looks = this.blocks.cachesPrefixes && seq.promptLogprobs === null;
+      const prefix = looks ? this.blocks.cachedPrefix(seq) : [];
       if (this.blocks.blocksToAdmit(prefix, seq.numTokens) > this.blocks.freeCount) break;
       this.waiting.admit(seq);
       seq.status = "running";
       this.running.push(seq);
       this.blocks.share(seq.blockTable, prefix);
       seq.numCachedTokens = prefix.length * this.blocks.blockSize;
-      if (this.blocks.cachesPrefixes) {
+      if (looks) {
         this.prefixCounts.queriedTokens += seq.numTokens;
         this.prefixCounts.hitTokens += seq.numCachedTokens;
       }
