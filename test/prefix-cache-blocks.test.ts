@@ -4,8 +4,9 @@
 import { describe, expect, it } from "vitest";
 import { BlockManager } from "../shard/engine/block-manager.js";
 import { blockHash, prefixRoot } from "../shard/engine/prefix-hash.js";
-import { Scheduler, type ScheduledChunk } from "../shard/engine/scheduler.js";
+import { Scheduler } from "../shard/engine/scheduler.js";
 import { Sequence } from "../shard/engine/sequence.js";
+import { runStep } from "./helpers/scheduler-step.js";
 
 function sequence(tokens: number[], adapterId = "", adapterVersion = 0, maxNewTokens = 4, promptLogprobs = false): Sequence {
   return new Sequence(
@@ -28,16 +29,6 @@ function computeWhole(blocks: BlockManager, seq: Sequence): number[] {
   blocks.grow(seq.blockTable, seq.numTokens);
   blocks.cacheComputed(seq, 0, seq.numTokens);
   return [...seq.blockTable];
-}
-
-/** Plays the engine: the chunks' positions are now cached, and every sampling chunk draws token 7. */
-function runStep(scheduler: Scheduler): ScheduledChunk[] {
-  const chunks = scheduler.schedule();
-  for (const chunk of chunks) {
-    scheduler.computed(chunk);
-    if (chunk.sample) chunk.seq.generated.push({ id: 7, logprob: 0, top: [] });
-  }
-  return chunks;
 }
 
 describe("prefix hashes", () => {

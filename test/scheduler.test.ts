@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { BlockManager } from "../shard/engine/block-manager.js";
 import { Scheduler, type ScheduledChunk } from "../shard/engine/scheduler.js";
 import { Sequence } from "../shard/engine/sequence.js";
+import { runStep } from "./helpers/scheduler-step.js";
 
 function sequence(promptLength: number, maxNewTokens = 8, adapterId = ""): Sequence {
   return new Sequence({
@@ -13,16 +14,6 @@ function sequence(promptLength: number, maxNewTokens = 8, adapterId = ""): Seque
     topN: 0,
     promptLogprobs: false,
   });
-}
-
-/** Plays the engine: the chunks' positions are now cached, and every sampling chunk draws token 7. */
-function runStep(scheduler: Scheduler): ScheduledChunk[] {
-  const chunks = scheduler.schedule();
-  for (const chunk of chunks) {
-    scheduler.computed(chunk);
-    if (chunk.sample) chunk.seq.generated.push({ id: 7, logprob: 0, top: [] });
-  }
-  return chunks;
 }
 
 /** Every chunk's positions must lie inside its block table, and no block may belong to two sequences. */
