@@ -12,6 +12,7 @@ import { expectAdapterChangesGreedy } from "./helpers/adapter-effect.js";
 import { openRegistry } from "./helpers/adapter-registry.js";
 import { logSoftmax } from "./helpers/engine-harness.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
+import { greedyRequest } from "./helpers/greedy-reference.js";
 import { readRefLogits, rowOf, type LogitRows, type RefLogits } from "./helpers/refs.js";
 
 const TOLERANCE = 1e-4;
@@ -102,15 +103,7 @@ describe.each(sets)("shard engine on $name", (set: FixtureSet) => {
   }
 
   function greedy(variant: string, promptIndex: number, extra: Partial<SequenceRequest> = {}): SequenceRequest {
-    return {
-      promptIds: Int32Array.from(set.refs.prompts[promptIndex]!.ids),
-      adapterId: variant === "base" ? "" : variant,
-      maxNewTokens: set.refs.steps,
-      sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
-      topN: 0,
-      promptLogprobs: false,
-      ...extra,
-    };
+    return greedyRequest(set, variant, promptIndex, extra);
   }
 
   const cases = variants.flatMap((variant) => set.refs.variants[variant]!.map(({ prompt }) => ({ variant, prompt })));

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { logSoftmax } from "./engine-harness.js";
+import type { SequenceRequest } from "../../shard/engine/sequence.js";
 import type { FixtureSet } from "./fixture-sets.js";
 import { rowOf, type LogitRows } from "./refs.js";
 
@@ -25,6 +26,19 @@ export function greedyIds(set: FixtureSet, variant: string, prompt: number): num
   const ids = set.refs.variants[variant]!.find((v) => v.prompt === prompt)!.greedy_ids;
   const eosAt = ids.findIndex((id) => eos.has(id));
   return eosAt < 0 ? ids : ids.slice(0, eosAt + 1);
+}
+
+/** The engine loop's request for the reference's greedy run of a variant ("base" = no adapter) on a fixture prompt. */
+export function greedyRequest(set: FixtureSet, variant: string, promptIndex: number, extra: Partial<SequenceRequest> = {}): SequenceRequest {
+  return {
+    promptIds: Int32Array.from(set.refs.prompts[promptIndex]!.ids),
+    adapterId: variant === "base" ? "" : variant,
+    maxNewTokens: set.refs.steps,
+    sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
+    topN: 0,
+    promptLogprobs: false,
+    ...extra,
+  };
 }
 
 export function logprobAt(logits: LogitRows, row: number, id: number): number {
