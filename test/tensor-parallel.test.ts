@@ -3,8 +3,12 @@
 // tolerance, for the base and every adapter in one mixed batch, through chunked prefill and the paged KV cache,
 // with adapters loaded into the leader after the group met and reloaded into another slot later. Rank 0 is
 // this process's engine; the others are `loraserve shard --rank R` processes following it.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeSyntheticAdapter, writeSyntheticModel, type SyntheticModelShape } from "../bench/synthetic-model.js";
+import { createEngine, type EngineOptions, type NativeEngine, type SeqStep } from "../native/addon.js";
 import { loadAdapterFiles } from "../shard/model/adapter.js";
 import { loadModelFiles } from "../shard/model/model-files.js";
 import { expectAdapterChangesLogits } from "./helpers/adapter-effect.js";
@@ -136,4 +140,51 @@ describe.each(fixtureSets())("tensor parallelism on $name", (set) => {
       expect(exits).toEqual(Array.from({ length: world - 1 }, () => ({ code: 0, signal: null })));
     });
   });
+});
+
+// A vocabulary of 509 (prime) splits into unequal slices (the last rank's shorter, padded in the gather), and an
+// untied lm_head is split like the embedding: the group still equals one rank, with and without an adapter.
+describe("tensor parallelism with a vocabulary that does not divide by the group", () => {
+  const shape: SyntheticModelShape = { hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, vocabSize: 509, maxPositionEmbeddings: 256 };
+  const dir = mkdtempSync(join(tmpdir(), "loraserve-tp-vocab-"));
+  const modelDir = join(dir, "model");
+  const adapterDir = join(dir, "adapter");
+  writeSyntheticModel(modelDir, shape);
+  writeSyntheticAdapter(adapterDir, shape, { rank: 8, seed: 3 });
+  const model = loadModelFiles(modelDir);
+  const adapter = loadAdapterFiles(adapterDir, model.spec).weights;
+  const options = (group: Partial<EngineOptions>): EngineOptions => ({
+    device: "cpu", rank: 0, world: 1, spec: model.spec, weights: model.weights, numKvBlocks: 64, blockSize: 4, maxLoras: 1, maxLoraRank: 8, threads: 1, ...group,
+  });
+  const prompt = Int32Array.from([1, 508, 254, 255, 3, 400, 507]);
+  const step = (adapterSlot: number): SeqStep => ({
+    tokens: prompt, startPos: 0, blockTable: Int32Array.from([0, 1]), adapterSlot, sample: true,
+    sampling: { temperature: 0, topK: 0, topP: 1, seed: 0, draw: 0 }, topN: 5, logprobTargets: null, returnLogits: true,
+  });
+  async function logits(engine: NativeEngine) {
+    await engine.loadAdapter(0, adapter);
+    const [base] = await engine.step([step(-1)]);
+    const [adapted] = await engine.step([step(0)]);
+    return [base!, adapted!];
+  }
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each([2, 3, 4].filter((world) => shape.numHeads % world === 0))("%i ranks", async (world) => {
+    const alone = createEngine(options({}));
+    const expected = await logits(alone);
+    alone.close();
+    const followers = await startFollowers(modelDir, world, ["--num-kv-blocks", "64", "--block-size", "4", "--max-loras", "1", "--max-lora-rank", "8", "--threads", "1"]);
+    const group = createEngine(options({ ...followers.group, rank: 0 }));
+    await followers.ready;
+    const ours = await logits(group);
+    group.close();
+    for (const [i, result] of ours.entries()) {
+      const what = i === 0 ? "base" : "adapter";
+      for (let row = 0; row < prompt.length; row++) {
+        expectRowClose(rowOf(result.logits, shape.vocabSize, row), rowOf(expected[i]!.logits, shape.vocabSize, row), SINGLE_TOLERANCE, `${what} position ${row}`);
+      }
+      expect(Array.from(result.topIds), what).toEqual(Array.from(expected[i]!.topIds));
+    }
+    expect(await followers.exited()).toEqual(Array.from({ length: world - 1 }, () => ({ code: 0, signal: null })));
+  }, 60_000);
 });
