@@ -37,8 +37,13 @@ export interface FailoverObserver {
   attempt(group: string, outcome: AttemptOutcome): void;
 }
 
-/** UNAVAILABLE: refused connection, shutting down; ABORTED: connect-node's code for a reset connection. */
-const GROUP_FAILURES = new Set([Code.Unavailable, Code.Aborted]);
+/**
+ * UNAVAILABLE: refused connection, shutting down; ABORTED: connect-node's code for a reset connection; CANCELED:
+ * its code for a stream the shard reset (RST_STREAM CANCEL), as a shard going down does to its open streams (a
+ * tensor-parallel group that lost a rank, test/e2e-tensor-parallel-failure.test.ts). The client's own
+ * cancellation is told apart by its signal.
+ */
+const GROUP_FAILURES = new Set([Code.Unavailable, Code.Aborted, Code.Canceled]);
 
 /** A failure of the group rather than an answer or the client's own cancellation: the request may move on. */
 function isGroupFailure(error: ConnectError, signal: AbortSignal | undefined): boolean {

@@ -1,6 +1,7 @@
 // `loraserve shard`: load the model and adapters, serve ShardService, then print one ready line for the
 // launcher. A load error is one clear line on stderr and exit code 1; SIGTERM/SIGINT shut down cleanly.
 import { existsSync } from "node:fs";
+import { readShardToken } from "../common/shard-token.js";
 import { createEngine, loadAddon, type NativeEngine } from "../native/addon.js";
 import { Logger } from "../telemetry/logger.js";
 import { startOpenTelemetry } from "../telemetry/otel.js";
@@ -8,6 +9,7 @@ import { NO_PROGRESS, ProgressDisplay, type ProgressSink } from "../telemetry/pr
 import { AdapterRegistry } from "./adapters/registry.js";
 import { runFollower } from "./follower.js";
 import { AdapterRoots } from "./adapters/roots.js";
+import { groupSteps } from "./engine/group-steps.js";
 import { LlmEngine } from "./engine/llm-engine.js";
 import { loadModelFiles, type ModelFiles } from "./model/model-files.js";
 import { parseShardArgs, resolveLimits, SHARD_USAGE, withEngineKvBlocks, type ShardArgs, type ShardLimits } from "./options.js";
@@ -75,6 +77,8 @@ function describeModel(model: ModelFiles, engine: NativeEngine, maxLoraRank: num
 
 /** Loads everything and starts serving; throws (naming the file) when the model or an adapter cannot be used. */
 export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PROGRESS): Promise<RunningShard> {
+  // Before the model loads: a missing or empty token file fails at once.
+  const token = args.shardTokenFile === null ? null : readShardToken(args.shardTokenFile);
   const telemetry = new ShardTelemetry(new Logger("shard", args.logLevel), args.metricsMaxAdapters, args.servedModelName, progress, args.group);
   const model = loadModelFiles(args.modelDir);
   const codec = TextCodec.load(model.dir);
@@ -90,11 +94,14 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
       listeners: [telemetry.slotListener],
       progress,
     });
-    const llm = new LlmEngine(telemetry.timeSteps(engine), { ...limits, eosTokenIds: codec.eosTokenIds, adapters, prefixCaching: args.prefixCaching });
+    const steps = args.group.world > 1 ? groupSteps(engine) : engine;
+    const llm = new LlmEngine(telemetry.timeSteps(steps), { ...limits, eosTokenIds: codec.eosTokenIds, adapters, prefixCaching: args.prefixCaching });
     telemetry.watch(llm, adapters, maxLoras);
     const server = await startShardServer(
       { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, encoder, chatTemplates, adapters, limits, telemetry },
       args.port,
+      args.hostname,
+      token,
     );
     const metrics = args.metricsPort === null ? null : await telemetry.serveMetrics(args.metricsPort, args.metricsHostname);
     let stopping = false;

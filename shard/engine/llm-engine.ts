@@ -48,8 +48,8 @@ export interface EngineLoad {
 }
 
 export class ShuttingDownError extends Error {
-  constructor() {
-    super("the shard is shutting down");
+  constructor(message = "the shard is shutting down") {
+    super(message);
     this.name = "ShuttingDownError";
   }
 }
