@@ -151,6 +151,7 @@ describe.each(sets)("loraserve serve on $name", (set: FixtureSet) => {
     const { variant, ref } = clean!;
     const result = await runCli([
       "generate",
+      "--raw",
       "--url",
       server.ready.url,
       ...(variant === "base" ? [] : ["--adapter", variant]),
