@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's quick start. Installs what a fresh Debian machine lacks (apt packages for the native build,
 # npm packages from the lock file), builds TypeScript and the native addon, then either serves the bundled
-# demo model with all its adapters or runs the whole test suite.
+# trained demo model (fixtures/trained) with its three adapters or runs the whole test suite.
 #   bash scripts/quickstart.sh serve [extra serve flags]
 #   bash scripts/quickstart.sh test  [extra vitest args]
 set -euo pipefail
@@ -37,7 +37,7 @@ fi
 case "$mode" in
   serve)
     npm run --silent build
-    demo=fixtures/demo
+    demo=fixtures/trained
     adapters=$(cd "$demo/adapters" && for d in */; do printf '%s=%s,' "${d%/}" "$demo/adapters/${d%/}"; done)
     exec node dist/client/cli.js serve --model-id "$demo/model" --lora-adapters "${adapters%,}" "$@"
     ;;
