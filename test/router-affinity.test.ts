@@ -139,6 +139,19 @@ describe("streamWithFailover", () => {
     expect(spare.opened).toBe(0);
   });
 
+  it("moves on when a shard going down resets the stream (CANCELED), but not when the client cancelled", async () => {
+    const failed: string[] = [];
+    const reset = (): ReturnType<typeof attempt> => attempt("a", [], new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled));
+    expect(await drain(streamWithFailover([reset(), attempt("b", ["z"])], undefined, failedGroups(failed)))).toEqual({ texts: ["z"] });
+    expect(failed).toEqual(["a"]);
+    const cancelled = new AbortController();
+    cancelled.abort();
+    const spare = attempt("b", ["z"]);
+    const { error } = await drain(streamWithFailover([reset(), spare], cancelled.signal, UNHEARD));
+    expect(error?.code).toBe(Code.Canceled);
+    expect(spare.opened).toBe(0);
+  });
+
   it("ends with an error naming the group when it fails after the first token, without trying another", async () => {
     const failed: string[] = [];
     const spare = attempt("b", ["z"]);
