@@ -1,6 +1,8 @@
 // One TCP port for HTTP/1.1 and cleartext HTTP/2. Browsers, curl and Connect's HTTP/1.1 transport speak
 // HTTP/1.1; gRPC clients open HTTP/2 with prior knowledge (no upgrade). A connection is told apart by its
-// first bytes: only HTTP/2 starts with the connection preface.
+// first bytes: only HTTP/2 starts with the connection preface. Given a certificate and key, the port speaks
+// TLS only, and the TLS handshake's ALPN picks the protocol instead ("h2", else HTTP/1.1).
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -36,13 +38,41 @@ function routeByPreface(socket: net.Socket, route: (isHttp2: boolean) => void): 
   socket.on("error", dropOnEarlyError);
 }
 
-export async function listenOnePort(handler: NodeHandler, port: number, hostname: string): Promise<OnePortServer> {
-  const http1Server = http.createServer(handler);
-  const http2Server = http2.createServer(handler);
+/** The public port's certificate chain and private key, PEM. */
+export interface TlsCredentials {
+  cert: Buffer;
+  key: Buffer;
+}
+
+export function readTlsFiles({ certFile, keyFile }: { certFile: string; keyFile: string }): TlsCredentials {
+  return { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+}
+
+/** Listens, and on close ends every connection it accepted (streams in flight included). */
+async function listenClosingAll(server: net.Server, port: number, hostname: string): Promise<OnePortServer> {
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  server.on("connection", (socket: net.Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
+  });
+  const boundPort = await listen(server, port, hostname);
+  return {
+    port: boundPort,
+    close: () =>
+      new Promise<void>((done) => {
+        server.close(() => done());
+        for (const socket of sockets) socket.destroy();
+      }),
+  };
+}
+
+/** `tls` null: cleartext, HTTP/1.1 and HTTP/2 told apart by the preface. */
+export async function listenOnePort(handler: NodeHandler, port: number, hostname: string, tls: TlsCredentials | null = null): Promise<OnePortServer> {
+  // HTTPS: HTTP/2 for clients that offer "h2" in ALPN, HTTP/1.1 for the others (allowHTTP1).
+  if (tls !== null) return listenClosingAll(http2.createSecureServer({ ...tls, allowHTTP1: true }, handler), port, hostname);
+  const http1Server = http.createServer(handler);
+  const http2Server = http2.createServer(handler);
+  const server = net.createServer((socket) => {
     routeByPreface(socket, (isHttp2) => {
       if (isHttp2) {
         // The HTTP/2 session reads what the socket already buffered (the peeked bytes) by itself.
@@ -54,13 +84,5 @@ export async function listenOnePort(handler: NodeHandler, port: number, hostname
       }
     });
   });
-  const boundPort = await listen(server, port, hostname);
-  return {
-    port: boundPort,
-    close: () =>
-      new Promise<void>((done) => {
-        server.close(() => done());
-        for (const socket of sockets) socket.destroy();
-      }),
-  };
+  return listenClosingAll(server, port, hostname);
 }

@@ -1,7 +1,7 @@
 // The router's command line and environment, checked before anything starts. Each flag is also read from its
 // same-named environment variable (common/flag-or-env.ts), except --hostname (see below).
 import { parseArgs } from "node:util";
-import { flagOrEnv, flagsOrEnv } from "../common/flag-or-env.js";
+import { flagOrEnv, flagsOrEnv, type Setting } from "../common/flag-or-env.js";
 import { parseInteger } from "../common/parse-integer.js";
 import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
 
@@ -12,6 +12,10 @@ export interface RouterOptions extends Partial<TelemetryOptions> {
   maxBodyBytes: number;
   /** Guards loading and unloading adapters; absent or null: those calls are refused. */
   adminToken?: string | null;
+  /** The file of the token every call to a shard carries (common/shard-token.ts); absent or null: none. */
+  shardTokenFile?: string | null;
+  /** PEM files of the public port's certificate chain and key: with both, it serves HTTPS (h2 and HTTP/1.1 over ALPN). */
+  tls?: { certFile: string; keyFile: string } | null;
 }
 
 /** TGI's default payload limit. */
@@ -30,6 +34,10 @@ export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL .
   --admin-token TOKEN    allows loading and unloading adapters to callers that send \`authorization: Bearer TOKEN\`
                          (ADMIN_TOKEN keeps it out of the process list; the former LORASERVE_ADMIN_TOKEN is still
                          read); without it they are refused
+  --shard-token-file PATH  the shards' internal API token (the shard's --shard-token-file), sent on every call
+  --tls-cert PATH        PEM certificate chain: with --tls-key, the public port serves TLS only, HTTP/2 and
+                         HTTP/1.1 chosen by ALPN
+  --tls-key PATH         PEM private key of --tls-cert
 ${telemetryUsage(25)}
 
   GET /metrics on the same port serves Prometheus metrics; OTEL_* variables configure OpenTelemetry export.`;
@@ -41,8 +49,17 @@ export const ROUTER_FLAGS = {
   "shard-uri": { type: "string", multiple: true },
   "max-body-bytes": { type: "string" },
   "admin-token": { type: "string" },
+  "shard-token-file": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
   ...TELEMETRY_FLAGS,
 } as const;
+
+function tlsFiles(cert: Setting | undefined, key: Setting | undefined): RouterOptions["tls"] {
+  if (cert === undefined && key === undefined) return null;
+  if (cert === undefined || key === undefined) throw new Error(`${(cert ?? key)!.source} needs its pair: TLS takes both --tls-cert and --tls-key`);
+  return { certFile: cert.text, keyFile: key.text };
+}
 
 export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): RouterOptions {
   const { values } = parseArgs({ args, options: ROUTER_FLAGS, strict: true, allowPositionals: false });
@@ -59,6 +76,8 @@ export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): Rout
     shardUris,
     maxBodyBytes: parseInteger(flagOrEnv("max-body-bytes", values["max-body-bytes"], env), 0) ?? DEFAULT_MAX_BODY_BYTES,
     adminToken: flagOrEnv("admin-token", values["admin-token"], env)?.text || null,
+    shardTokenFile: flagOrEnv("shard-token-file", values["shard-token-file"], env)?.text || null,
+    tls: tlsFiles(flagOrEnv("tls-cert", values["tls-cert"], env), flagOrEnv("tls-key", values["tls-key"], env)),
     ...parseTelemetryOptions(values, env),
   };
 }

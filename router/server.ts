@@ -1,6 +1,7 @@
 // The router assembled: Connect/gRPC/gRPC-Web services (with health checking and server reflection) and the
 // TGI and OpenAI routes behind one handler on one port.
 import type { ConnectRouter } from "@connectrpc/connect";
+import { readShardToken } from "../common/shard-token.js";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AdapterService } from "../gen/loraserve/v1/adapter_pb.js";
 import { GenerateService } from "../gen/loraserve/v1/generate_pb.js";
@@ -13,7 +14,7 @@ import { registerHealth } from "./grpc-health.js";
 import { syncHealth } from "./health-sync.js";
 import { httpRoutes } from "./http-routes.js";
 import { modelService } from "./model-service.js";
-import { listenOnePort, type OnePortServer } from "./one-port-server.js";
+import { listenOnePort, readTlsFiles, type OnePortServer } from "./one-port-server.js";
 import type { RouterOptions } from "./options.js";
 import { registerReflection } from "./reflection.js";
 import { withRetryAfter } from "./retry-after.js";
@@ -31,7 +32,8 @@ function registerServices(router: ConnectRouter, pool: ShardPool, adapters: Adap
 
 export async function startRouter(options: RouterOptions): Promise<OnePortServer> {
   const telemetry = routerTelemetry(options, () => pool.groupStatuses());
-  const pool = new ShardPool(options.shardUris, telemetry);
+  const shardToken = options.shardTokenFile ? readShardToken(options.shardTokenFile) : null;
+  const pool = new ShardPool(options.shardUris, telemetry, shardToken);
   const adapters = new AdapterForwarder(pool, new AdminAuth(options.adminToken ?? null));
   const routeSettings = { pool, maxBodyBytes: options.maxBodyBytes };
   let stopHealth = (): void => {};
@@ -47,7 +49,7 @@ export async function startRouter(options: RouterOptions): Promise<OnePortServer
   });
   let server: OnePortServer;
   try {
-    server = await listenOnePort(telemetry.handler(withRetryAfter(handler)), options.port, options.hostname);
+    server = await listenOnePort(telemetry.handler(withRetryAfter(handler)), options.port, options.hostname, options.tls ? readTlsFiles(options.tls) : null);
   } catch (err) {
     stopHealth();
     pool.close();

@@ -8,6 +8,7 @@ import { createClient, type CallOptions, type Transport } from "@connectrpc/conn
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { GenerateRequest, GenerateStreamResponse, TokenizeRequest, TokenizeResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
+import { sendShardToken } from "../common/shard-token.js";
 import { propagateTraceContext } from "../telemetry/trace-context.js";
 import { rankGroups, type GroupView, type Residency, type RouteReason } from "./affinity.js";
 import { callWithFailover, streamWithFailover, type Attempt, type FailoverObserver } from "./failover.js";
@@ -49,14 +50,17 @@ function viewOf(group: ShardGroup, adapterId: string): GroupView {
 export class ShardPool {
   private readonly groups: ShardGroup[];
 
+  /** `shardToken`: the internal API's credential, sent on every call to every group (--shard-token-file). */
   constructor(
     uris: readonly string[],
     private readonly telemetry?: RouterTelemetry,
+    shardToken: string | null = null,
   ) {
     if (uris.length === 0) throw new Error("at least one --shard-uri is required");
+    const interceptors = [propagateTraceContext, ...(shardToken === null ? [] : [sendShardToken(shardToken)])];
     this.groups = uris.map((uri) => {
       const session = new Http2SessionManager(uri);
-      const transport = createGrpcTransport({ baseUrl: uri, sessionManager: session, interceptors: [propagateTraceContext] });
+      const transport = createGrpcTransport({ baseUrl: uri, sessionManager: session, interceptors });
       const client = createClient(ShardService, transport);
       const group: ShardGroup = { uri, session, transport, client, watcher: new StatusWatcher(client), sentSinceStatus: 0 };
       group.watcher.onView(() => (group.sentSinceStatus = 0));

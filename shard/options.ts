@@ -29,6 +29,10 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --max-cpu-loras N              adapters held validated in host memory (default ${DEFAULT_MAX_CPU_LORAS})
   --max-lora-rank N              largest adapter rank accepted (default ${DEFAULT_MAX_LORA_RANK})
   --shard-port N                 internal ShardService port; 0 picks a free one (default 0)
+  --shard-hostname H             address of the internal port (default 127.0.0.1); another needs --shard-token-file
+  --shard-token-file PATH        the internal API's shared secret: every call must carry \`authorization: Bearer\`
+                                 and the file's token (the router's --shard-token-file names the same file);
+                                 absent: calls are not checked, so the port must stay on loopback
   --max-input-tokens N           longest prompt (default: max total tokens - 1)
   --max-total-tokens N           longest prompt + generated tokens (default: min(model context, 2048))
   --max-new-tokens-limit N       most tokens one request may generate (default: max total tokens - 1)
@@ -86,6 +90,10 @@ export interface ShardArgs extends TelemetryOptions {
   maxCpuLoras: number;
   maxLoraRank: number;
   port: number;
+  /** Where ShardService listens. */
+  hostname: string;
+  /** The file of the internal API's token (common/shard-token.ts); null: calls are not checked. */
+  shardTokenFile: string | null;
   device: "cpu" | "cuda";
   /** On cuda; the CPU backend computes in float32. */
   dtype: DeviceDtype;
@@ -164,6 +172,8 @@ export const SHARD_FLAGS = {
   "max-cpu-loras": { type: "string" },
   "max-lora-rank": { type: "string" },
   "shard-port": { type: "string" },
+  "shard-hostname": { type: "string" },
+  "shard-token-file": { type: "string" },
   "max-input-tokens": { type: "string" },
   "max-total-tokens": { type: "string" },
   "max-new-tokens-limit": { type: "string" },
@@ -213,6 +223,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     maxCpuLoras: integer(setting("max-cpu-loras"), 1) ?? DEFAULT_MAX_CPU_LORAS,
     maxLoraRank: integer(setting("max-lora-rank"), 1) ?? DEFAULT_MAX_LORA_RANK,
     port: integer(setting("shard-port"), 0, 65535) ?? 0,
+    ...internalPort(setting("shard-hostname"), setting("shard-token-file")),
     device,
     dtype,
     gpuMemoryFraction: fraction(setting("gpu-memory-fraction")) ?? DEFAULT_GPU_MEMORY_FRACTION,
@@ -231,6 +242,19 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     group: parseGroup(setting),
     ...telemetryOptions(values, env),
   };
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+/** The internal port's address and credential: beyond loopback, an unchecked port would serve anyone on the network. */
+function internalPort(hostname: Setting | undefined, tokenFile: Setting | undefined): Pick<ShardArgs, "hostname" | "shardTokenFile"> {
+  const host = hostname?.text ?? "127.0.0.1";
+  if (host.trim() === "") throw new UsageError(`${hostname!.source} must not be empty`);
+  if (tokenFile !== undefined && tokenFile.text.trim() === "") throw new UsageError(`${tokenFile.source} must not be empty`);
+  if (!LOOPBACK.has(host) && tokenFile === undefined) {
+    throw new UsageError(`${hostname!.source} ${host} is beyond loopback: give the internal API a credential with --shard-token-file (or SHARD_TOKEN_FILE)`);
+  }
+  return { hostname: host, shardTokenFile: tokenFile?.text ?? null };
 }
 
 function prefixCachingDisabled(given: boolean | undefined, env: NodeJS.ProcessEnv): boolean {

@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { listen } from "../common/listen.js";
+import { requireShardToken } from "../common/shard-token.js";
 import { deviceToProto, dtypeToProto, type DeviceName, type DtypeName } from "../common/model-enums.js";
 import { TokenizeResponseSchema } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
@@ -128,9 +129,13 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
   };
 }
 
-/** Serves ShardService on `host:port` (0 picks a free port) over h2c. */
-export async function startShardServer(shard: ShardContext, port: number, host = "127.0.0.1"): Promise<RunningShardServer> {
+/**
+ * Serves ShardService on `host:port` (0 picks a free port) over h2c; with a `token`, only to callers that send it
+ * (common/shard-token.ts).
+ */
+export async function startShardServer(shard: ShardContext, port: number, host = "127.0.0.1", token: string | null = null): Promise<RunningShardServer> {
   const handler = connectNodeAdapter({
+    interceptors: token === null ? [] : [requireShardToken(token)],
     routes: (router: ConnectRouter) => router.service(ShardService, shardServiceImpl(shard)).service(AdapterService, adapterServiceImpl(shard.adapters)),
   });
   const server: Http2Server = createServer(handler);

@@ -21,6 +21,8 @@ const SHARD_SAMPLES: Samples = {
   "max-cpu-loras": ["3", "5"],
   "max-lora-rank": ["16", "32"],
   "shard-port": ["7000", "7001"],
+  "shard-hostname": ["::1", "localhost"],
+  "shard-token-file": ["/env-token", "/flag-token"],
   "max-input-tokens": ["10", "20"],
   "max-total-tokens": ["100", "200"],
   "max-new-tokens-limit": ["10", "20"],
@@ -50,6 +52,9 @@ const ROUTER_SAMPLES: Samples = {
   "shard-uri": ["http://env:1", "http://flag:1"],
   "max-body-bytes": ["1000", "2000"],
   "admin-token": ["env-token", "flag-token"],
+  "shard-token-file": ["/env-token", "/flag-token"],
+  "tls-cert": ["/env-cert.pem", "/flag-cert.pem"],
+  "tls-key": ["/env-key.pem", "/flag-key.pem"],
   ...TELEMETRY_SAMPLES,
 };
 
@@ -112,7 +117,11 @@ describe("router flags", () => {
   });
 
   it("each is read from its environment variable when absent, and wins over it when given", () => {
-    checkEveryFlag(ROUTER_SAMPLES, (flag, args, env) => parseRouterOptions(flag === "shard-uri" ? args : ["--shard-uri", "http://127.0.0.1:1", ...args], env));
+    // TLS takes a certificate and its key: each is walked with the other given.
+    const pair: Record<string, string[]> = { "tls-cert": ["--tls-key", "/k.pem"], "tls-key": ["--tls-cert", "/c.pem"] };
+    checkEveryFlag(ROUTER_SAMPLES, (flag, args, env) =>
+      parseRouterOptions(flag === "shard-uri" ? args : ["--shard-uri", "http://127.0.0.1:1", ...(pair[flag] ?? []), ...args], env),
+    );
   });
 
   it("takes --hostname from the flag only, splits SHARD_URI at commas, and reads ADMIN_TOKEN before the former LORASERVE_ADMIN_TOKEN", () => {

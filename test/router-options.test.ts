@@ -15,4 +15,11 @@ describe("parseRouterOptions", () => {
     expect(() => parseRouterOptions(SHARD, { MAX_BODY_BYTES: "lots" })).toThrow('MAX_BODY_BYTES must be an integer >= 0, got "lots"');
     expect(() => parseRouterOptions(SHARD, { PORT: "70000" })).toThrow('PORT must be an integer from 0 to 65535, got "70000"');
   });
+
+  it("serves TLS only with both --tls-cert and --tls-key, and names the one that lacks its pair", () => {
+    expect(parseRouterOptions(SHARD, {}).tls).toBeNull();
+    expect(parseRouterOptions([...SHARD, "--tls-cert", "/c.pem"], { TLS_KEY: "/k.pem" }).tls).toEqual({ certFile: "/c.pem", keyFile: "/k.pem" });
+    expect(() => parseRouterOptions([...SHARD, "--tls-cert", "/c.pem"], {})).toThrow("--tls-cert needs its pair: TLS takes both --tls-cert and --tls-key");
+    expect(() => parseRouterOptions(SHARD, { TLS_KEY: "/k.pem" })).toThrow("TLS_KEY needs its pair");
+  });
 });

@@ -32,6 +32,8 @@ describe("parseShardArgs", () => {
       maxCpuLoras: 64,
       maxLoraRank: 64,
       port: 7001,
+      hostname: "127.0.0.1",
+      shardTokenFile: null,
       device: "cpu",
       dtype: "float16",
       gpuMemoryFraction: 0.9,
@@ -51,6 +53,14 @@ describe("parseShardArgs", () => {
       logLevel: "info",
       metricsMaxAdapters: 32,
     });
+  });
+
+  it("listens on loopback unless --shard-hostname says otherwise, which needs the internal API's credential", () => {
+    expect(parseShardArgs(["--model-id", "/m", "--shard-hostname", "::1"], {})).toMatchObject({ hostname: "::1", shardTokenFile: null });
+    expect(() => parseShardArgs(["--model-id", "/m", "--shard-hostname", "0.0.0.0"], {})).toThrow(/--shard-hostname 0\.0\.0\.0 is beyond loopback: .*--shard-token-file/);
+    expect(() => parseShardArgs(["--model-id", "/m"], { SHARD_HOSTNAME: "10.0.0.5" })).toThrow(/SHARD_HOSTNAME 10\.0\.0\.5 is beyond loopback/);
+    const open = parseShardArgs(["--model-id", "/m", "--shard-hostname", "0.0.0.0"], { SHARD_TOKEN_FILE: "/run/token" });
+    expect(open).toMatchObject({ hostname: "0.0.0.0", shardTokenFile: "/run/token" });
   });
 
   it("places the shard in its tensor-parallel group, refusing a rank outside it", () => {
