@@ -8,11 +8,12 @@ import { AdapterRoots } from "../shard/adapters/roots.js";
 import { LlmEngine, type TokenEvent } from "../shard/engine/llm-engine.js";
 import type { SequenceRequest } from "../shard/engine/sequence.js";
 import { loadModelFiles, type ModelFiles } from "../shard/model/model-files.js";
-import { expectAdapterChangesGreedy } from "./helpers/adapter-effect.js";
+import { expectAdapterChangesLogits } from "./helpers/adapter-effect.js";
 import { openRegistry } from "./helpers/adapter-registry.js";
 import { expectRowClose } from "./helpers/engine-harness.js";
 import { fixtureSets, type FixtureSet } from "./helpers/fixture-sets.js";
 import { greedyRequest } from "./helpers/greedy-reference.js";
+import { readRefLogits, type RefLogits } from "./helpers/refs.js";
 
 const BLOCK_SIZE = 4;
 /**
@@ -20,6 +21,8 @@ const BLOCK_SIZE = 4;
  * order that depends on how many rows a step has, and a cached prompt's remaining chunk has fewer.
  */
 const SAME_LOGITS = 1e-5;
+/** The first test runs every variant and prompt three times over, on two cores that other work shares. */
+const TEST_TIMEOUT_MS = 60_000;
 const KV_BLOCKS = 512;
 
 /** One sequence's part of a step as the engine saw it, with the logits of its positions. */
@@ -36,6 +39,7 @@ interface Run {
 
 describe.each(fixtureSets())("prefix cache on $name", (set: FixtureSet) => {
   let model: ModelFiles;
+  let refs: RefLogits;
   const natives: NativeEngine[] = [];
   const adapterIds = Object.keys(set.refs.adapters);
   const variants = ["base", ...adapterIds];
@@ -44,6 +48,7 @@ describe.each(fixtureSets())("prefix cache on $name", (set: FixtureSet) => {
 
   beforeAll(() => {
     model = loadModelFiles(set.modelDir);
+    refs = readRefLogits(set.root);
   });
   afterAll(() => {
     for (const native of natives) native.close();
@@ -115,7 +120,8 @@ describe.each(fixtureSets())("prefix cache on $name", (set: FixtureSet) => {
     const warm = await start(true);
     for (const variant of variants) {
       for (const prompt of prompts) {
-        expectAdapterChangesGreedy(set, variant, prompt);
+        // The comparison below holds logits to SAME_LOGITS: the adapter must move them further than that.
+        expectAdapterChangesLogits(refs, variant, prompt, SAME_LOGITS);
         const [uncached] = await run(cold, [greedyRequest(set, variant, prompt)]);
         // The reference's greedy run (no EOS stops this loop): the adapter really is applied.
         expect(uncached!.tokens).toEqual(set.refs.variants[variant]!.find((v) => v.prompt === prompt)!.greedy_ids);
@@ -132,7 +138,17 @@ describe.each(fixtureSets())("prefix cache on $name", (set: FixtureSet) => {
     const found = variants.length * prompts.reduce((sum, prompt) => sum + cachedStart(prompt), 0);
     expect(warm.llm.prefixCache().hitTokens).toBeGreaterThanOrEqual(found);
     expect(warm.llm.load().freeKvBlocks).toBe(KV_BLOCKS);
-  });
+  }, TEST_TIMEOUT_MS);
+
+  it("computes the whole prompt of a request that asks for its prompt logprobs, even when it is cached", async () => {
+    const warm = await start(true);
+    const prompt = prompts[0]!;
+    await run(warm, [greedyRequest(set, "base", prompt)]);
+    let logprobs: Float32Array | null = null;
+    for await (const event of warm.llm.submit(greedyRequest(set, "base", prompt, { promptLogprobs: true }))) logprobs = event.finish?.promptLogprobs ?? logprobs;
+    expect(warm.steps.at(-set.refs.steps)![0]!.step.startPos).toBe(0);
+    expect(logprobs!.slice(1).every((logprob) => Number.isFinite(logprob))).toBe(true);
+  }, TEST_TIMEOUT_MS);
 
   it("never shares a block between adapters given the same prompt, alone or in one batch", async () => {
     const warm = await start(true);
@@ -156,7 +172,7 @@ describe.each(fixtureSets())("prefix cache on $name", (set: FixtureSet) => {
       expect(r.tokens, variant).toEqual(first[i]!.tokens);
       expectSameLogits(r, first[i]!, variant);
     });
-  });
+  }, TEST_TIMEOUT_MS);
 
   it.skipIf(adapterIds.length === 0)("starts an adapter cold once it was unloaded and loaded again", async () => {
     const warm = await start(true);
@@ -176,5 +192,5 @@ describe.each(fixtureSets())("prefix cache on $name", (set: FixtureSet) => {
     const [rewarmed] = await run(warm, [greedyRequest(set, adapter, prompt)]);
     expect(rewarmed!.seen[0]!.step.startPos).toBe(cachedStart(prompt));
     expectSameLogits(rewarmed!, before!, adapter);
-  });
+  }, TEST_TIMEOUT_MS);
 });
