@@ -1,7 +1,8 @@
 // The one owner of what the router knows of a shard group: it asks the group's leader for its Status on a
 // period and keeps the last answer. Health, metrics, model lookup and routing read that view; none of them asks
 // the shard itself, so a reader (a /metrics scrape) never changes routing. A group that stops answering is
-// asked again less often (doubling up to a bound), but is seen as down at its first unanswered poll.
+// asked again less often (doubling up to a bound), but is seen as down at its first unanswered poll (refused, or
+// not answered within answerTimeoutMs).
 import type { StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 import type { ShardClient } from "./shard-client.js";
 
@@ -9,14 +10,20 @@ import type { ShardClient } from "./shard-client.js";
 export type StatusSource = Pick<ShardClient, "status">;
 
 export interface WatchTimings {
-  /** Between answered polls; also how long one poll may take before the group counts as not answering. */
+  /** Between answered polls. */
   periodMs: number;
+  /**
+   * How long one poll may take before the group counts as not answering. Longer than the period: a shard busy
+   * with a burst of work (a large prompt being refused, a loaded machine) answers late but is not down; a shard
+   * that is gone refuses the connection at once and is seen down without waiting for this.
+   */
+  answerTimeoutMs: number;
   /** The longest wait between polls of a group that does not answer. */
   maxBackoffMs: number;
 }
 
 /** The health poll's period of old: a group going down is seen within it, as before. */
-export const STATUS_POLL: WatchTimings = { periodMs: 1000, maxBackoffMs: 4000 };
+export const STATUS_POLL: WatchTimings = { periodMs: 1000, answerTimeoutMs: 3000, maxBackoffMs: 4000 };
 
 export class StatusWatcher {
   private last: StatusResponse | undefined;
@@ -68,7 +75,7 @@ export class StatusWatcher {
   }
 
   private async poll(): Promise<void> {
-    const status = await this.source.status({}, { timeoutMs: this.timings.periodMs }).catch(() => undefined);
+    const status = await this.source.status({}, { timeoutMs: this.timings.answerTimeoutMs }).catch(() => undefined);
     if (this.stopped) return;
     this.delayMs = status ? this.timings.periodMs : Math.min(this.delayMs * 2, this.timings.maxBackoffMs);
     this.update(status);

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, expect, it, vi } from "vitest";
 import { StatusResponseSchema, type StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 import { StatusWatcher, type StatusSource } from "../router/status-watcher.js";
 
-const TIMINGS = { periodMs: 1000, maxBackoffMs: 4000 };
+const TIMINGS = { periodMs: 1000, answerTimeoutMs: 1000, maxBackoffMs: 4000 };
 
 class FakeSource implements StatusSource {
   calls = 0;
