@@ -1,6 +1,7 @@
 // `npm run bench [-- --device cpu|cuda] [--dtype float16|bfloat16]`: runs the benchmarks of one device, each as its own process so that
 // one's threads and memory never colour another's figures.
-//   cpu (default): decode.js (CPU decode vs the bandwidth bound), observability-cost.js (tracing + metrics cost)
+//   cpu (default): decode.js (CPU decode vs the bandwidth bound), observability-cost.js (tracing + metrics cost),
+//                  prefix-cache.js (time to first token with a 2000-token system prompt cached, against computed)
 //   cuda: cuda-decode.js --baseline (8B-shaped model on the GPU, with transformers + PEFT as the baseline);
 //         --dtype goes to it
 import { spawnSync } from "node:child_process";
@@ -8,7 +9,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 
 const BENCHMARKS: Record<string, string[][]> = {
-  cpu: [["decode.js"], ["observability-cost.js"]],
+  cpu: [["decode.js"], ["observability-cost.js"], ["prefix-cache.js"]],
   cuda: [["cuda-decode.js", "--baseline"]],
 };
 
