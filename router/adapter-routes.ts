@@ -32,7 +32,8 @@ const STATUS_OF_CODE: Partial<Record<Code, [number, string]>> = {
 function adapterJson(adapter: Adapter) {
   return {
     id: adapter.id,
-    path: adapter.path,
+    // Empty for all but the admin (AdapterForwarder): then absent.
+    ...(adapter.path === "" ? {} : { path: adapter.path }),
     tier: TIER_NAME[adapter.tier],
     rank: adapter.rank,
     alpha: adapter.alpha,
@@ -80,7 +81,7 @@ function adapterRoute(adapters: AdapterForwarder, path: string) {
     const id = idOf(path);
     const route = `${request.method} ${id === null ? PREFIX : `${PREFIX}/{id}`}`;
     if (route === "GET /adapters") {
-      sendJson(response, 200, { adapters: (await adapters.list(signal)).map(adapterJson) });
+      sendJson(response, 200, { adapters: (await adapters.list(authorization, signal)).map(adapterJson) });
     } else if (route === "POST /adapters") {
       // The token is checked before the body is read; a refused body is drained to keep the connection usable.
       try {
@@ -92,7 +93,7 @@ function adapterRoute(adapters: AdapterForwarder, path: string) {
       const { id: loadId, path: loadPath } = await loadRequest(exchange);
       sendJson(response, 200, adapterJson(await adapters.load(loadId, loadPath, authorization, signal)));
     } else if (route === "GET /adapters/{id}") {
-      sendJson(response, 200, adapterJson(await adapters.get(id as string, signal)));
+      sendJson(response, 200, adapterJson(await adapters.get(id as string, authorization, signal)));
     } else if (route === "DELETE /adapters/{id}") {
       await adapters.unload(id as string, authorization, signal);
       sendJson(response, 200, {});

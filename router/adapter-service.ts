@@ -1,6 +1,7 @@
 // loraserve.v1.AdapterService on the router: every call goes to the shard groups' leaders. Loads and unloads
 // (after the admin token check) go to every group, so that any group can serve the adapter; listings merge
-// what the groups report.
+// what the groups report, with each adapter's directory shown to the admin only: the server's file layout is
+// nobody else's business.
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client, type ServiceImpl } from "@connectrpc/connect";
 import { AdapterService, ListAdaptersResponseSchema, UnloadAdapterResponseSchema, type Adapter } from "../gen/loraserve/v1/adapter_pb.js";
@@ -36,17 +37,22 @@ export class AdapterForwarder {
     this.auth.check(authorization);
   }
 
-  async list(signal: AbortSignal): Promise<Adapter[]> {
+  /** Adapters as the caller may see them: `path` empty unless `authorization` carries the admin token. */
+  private shownTo(authorization: string | null | undefined, adapters: Adapter[]): Adapter[] {
+    return this.auth.allows(authorization) ? adapters : adapters.map((adapter) => ({ ...adapter, path: "" }));
+  }
+
+  async list(authorization: string | null | undefined, signal: AbortSignal): Promise<Adapter[]> {
     const answers = await Promise.all(this.leaders.map((leader) => leader.listAdapters({}, { signal })));
-    return mergeAdapters(answers.flatMap((answer) => answer.adapters));
+    return this.shownTo(authorization, mergeAdapters(answers.flatMap((answer) => answer.adapters)));
   }
 
   /** The adapter as the groups that know it report it; the first refusal when none does. */
-  async get(id: string, signal: AbortSignal): Promise<Adapter> {
+  async get(id: string, authorization: string | null | undefined, signal: AbortSignal): Promise<Adapter> {
     const answers = await Promise.allSettled(this.leaders.map((leader) => leader.getAdapter({ id }, { signal })));
     const found = answers.flatMap((answer) => (answer.status === "fulfilled" ? [answer.value] : []));
     if (found.length === 0) throw (answers[0] as PromiseRejectedResult).reason;
-    return mergeAdapters(found)[0] as Adapter;
+    return this.shownTo(authorization, mergeAdapters(found))[0] as Adapter;
   }
 
   async load(id: string, path: string, authorization: string | null | undefined, signal: AbortSignal): Promise<Adapter> {
@@ -63,8 +69,8 @@ export class AdapterForwarder {
 
 export function adapterService(adapters: AdapterForwarder): ServiceImpl<typeof AdapterService> {
   return {
-    listAdapters: async (_, context) => create(ListAdaptersResponseSchema, { adapters: await adapters.list(context.signal) }),
-    getAdapter: (request, context) => adapters.get(request.id, context.signal),
+    listAdapters: async (_, context) => create(ListAdaptersResponseSchema, { adapters: await adapters.list(context.requestHeader.get("authorization"), context.signal) }),
+    getAdapter: (request, context) => adapters.get(request.id, context.requestHeader.get("authorization"), context.signal),
     loadAdapter: (request, context) => adapters.load(request.id, request.path, context.requestHeader.get("authorization"), context.signal),
     unloadAdapter: async (request, context) => {
       await adapters.unload(request.id, context.requestHeader.get("authorization"), context.signal);

@@ -14,6 +14,16 @@ export class AdminAuth {
   /** `token` null: no admin calls at all. */
   constructor(private readonly token: string | null) {}
 
+  /** Whether the caller holds the admin token (what only the admin may read, like adapters' paths, is shown). */
+  allows(authorization: string | null | undefined): boolean {
+    try {
+      this.check(authorization);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Throws UNAUTHENTICATED without a bearer token, PERMISSION_DENIED for a wrong one or when none is configured. */
   check(authorization: string | null | undefined): void {
     if (this.token === null) {

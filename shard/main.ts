@@ -89,8 +89,8 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
   const encoder = EncoderPool.start(model.dir, args.validationWorkers);
   try {
     const limits = requested.numKvBlocks === 0 ? withEngineKvBlocks(requested, engine.info().numKvBlocks, args.gpuMemoryFraction) : requested;
-    const { maxLoras, maxCpuLoras, maxLoraRank } = args;
-    const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots }, args.adapters, {
+    const { maxLoras, maxCpuLoras, maxLoraRank, listAdaptersInErrors } = args;
+    const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots, listAdaptersInErrors }, args.adapters, {
       listeners: [telemetry.slotListener],
       progress,
     });
@@ -98,7 +98,7 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
     const llm = new LlmEngine(telemetry.timeSteps(steps), { ...limits, eosTokenIds: codec.eosTokenIds, adapters, prefixCaching: args.prefixCaching });
     telemetry.watch(llm, adapters, maxLoras);
     const server = await startShardServer(
-      { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, encoder, chatTemplates, adapters, limits, telemetry },
+      { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, encoder, chatTemplates, adapters, limits, telemetry, adapterRoots: roots.dirs },
       args.port,
       args.hostname,
       token,

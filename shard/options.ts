@@ -42,6 +42,8 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --validation-workers N         threads that render chat templates and tokenize prompts, off the event loop
                                  (default ${DEFAULT_VALIDATION_WORKERS})
   --block-size N                 tokens per KV-cache block (default 16)
+  --list-adapters-in-errors      name the known adapter ids (up to 20) when a request names an unknown one; off by
+                                 default, since anyone who may generate reads that error (LIST_ADAPTERS_IN_ERRORS=true)
   --disable-prefix-caching       compute every prompt whole; by default the full KV blocks of a prompt are kept
                                  and reused by a later prompt that starts with the same tokens on the same adapter
                                  (DISABLE_PREFIX_CACHING=true)
@@ -100,6 +102,8 @@ export interface ShardArgs extends TelemetryOptions {
   gpuMemoryFraction: number;
   threads: number;
   blockSize: number;
+  /** Whether a not-found error lists the known adapter ids (--list-adapters-in-errors). */
+  listAdaptersInErrors: boolean;
   /** Reuse cached KV blocks of prompt prefixes (--disable-prefix-caching turns it off). */
   prefixCaching: boolean;
   maxBatchPrefillTokens: number;
@@ -183,6 +187,7 @@ export const SHARD_FLAGS = {
   "num-kv-blocks": { type: "string" },
   "block-size": { type: "string" },
   "disable-prefix-caching": { type: "boolean" },
+  "list-adapters-in-errors": { type: "boolean" },
   threads: { type: "string" },
   device: { type: "string" },
   dtype: { type: "string" },
@@ -204,7 +209,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const setting = (flag: Exclude<keyof typeof SHARD_FLAGS, "lora-adapters" | "adapter-root" | "disable-prefix-caching">): Setting | undefined =>
+  const setting = (flag: Exclude<keyof typeof SHARD_FLAGS, "lora-adapters" | "adapter-root" | "disable-prefix-caching" | "list-adapters-in-errors">): Setting | undefined =>
     flagOrEnv(flag, values[flag], env);
   const modelDir = setting("model-id")?.text;
   if (!modelDir) throw new UsageError("--model-id (or MODEL_ID) is required");
@@ -229,7 +234,8 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     gpuMemoryFraction: fraction(setting("gpu-memory-fraction")) ?? DEFAULT_GPU_MEMORY_FRACTION,
     threads: integer(setting("threads"), 0) ?? 0,
     blockSize: integer(setting("block-size"), 1) ?? 16,
-    prefixCaching: !prefixCachingDisabled(values["disable-prefix-caching"], env),
+    prefixCaching: !shardSwitch("disable-prefix-caching", values["disable-prefix-caching"], env),
+    listAdaptersInErrors: shardSwitch("list-adapters-in-errors", values["list-adapters-in-errors"], env),
     maxBatchPrefillTokens: integer(setting("max-batch-prefill-tokens"), 1) ?? 4096,
     maxTopNTokens: integer(setting("max-top-n-tokens"), 0) ?? DEFAULT_MAX_TOP_N_TOKENS,
     validationWorkers: integer(setting("validation-workers"), 1) ?? DEFAULT_VALIDATION_WORKERS,
@@ -257,9 +263,9 @@ function internalPort(hostname: Setting | undefined, tokenFile: Setting | undefi
   return { hostname: host, shardTokenFile: tokenFile?.text ?? null };
 }
 
-function prefixCachingDisabled(given: boolean | undefined, env: NodeJS.ProcessEnv): boolean {
+function shardSwitch(flag: "disable-prefix-caching" | "list-adapters-in-errors", given: boolean | undefined, env: NodeJS.ProcessEnv): boolean {
   try {
-    return switchOrEnv("disable-prefix-caching", given, env);
+    return switchOrEnv(flag, given, env);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

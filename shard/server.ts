@@ -18,6 +18,7 @@ import { encodePrompt, InvalidRequestError, prepareRequest, type PromptContext }
 import { GenerateStream } from "./engine/generate-stream.js";
 import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
 import type { ShardLimits } from "./options.js";
+import { pathRedactor, type RedactPaths } from "./redact-paths.js";
 import { submitObserved, type ShardTelemetry } from "./telemetry/shard-telemetry.js";
 import type { ChatTemplates } from "./text/chat-template.js";
 import type { PromptEncoder } from "./text/encoder-pool.js";
@@ -45,6 +46,8 @@ export interface ShardContext {
   limits: ShardLimits;
   /** Traces and engine metrics; absent, nothing is measured. */
   telemetry?: ShardTelemetry;
+  /** The adapter roots' real paths, named "<adapter root N>" in errors that anyone may read (shard/redact-paths.ts). */
+  adapterRoots?: readonly string[];
 }
 
 export interface RunningShardServer {
@@ -53,16 +56,17 @@ export interface RunningShardServer {
   close(): Promise<void>;
 }
 
-function toConnectError(error: unknown): ConnectError {
+function toConnectError(error: unknown, redact: RedactPaths): ConnectError {
   if (error instanceof ConnectError) return error;
-  if (error instanceof AdapterError) return adapterConnectError(error);
+  if (error instanceof AdapterError) return adapterConnectError(error, redact);
   if (error instanceof InvalidRequestError) return new ConnectError(error.message, Code.InvalidArgument);
   if (error instanceof ShuttingDownError) return new ConnectError(error.message, Code.Unavailable);
-  return new ConnectError(`shard error: ${(error as Error).message ?? String(error)}`, Code.Internal, undefined, undefined, error);
+  return new ConnectError(`shard error: ${redact((error as Error).message ?? String(error))}`, Code.Internal, undefined, undefined, error);
 }
 
 export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardService> {
   const { llm, codec, adapters, limits } = shard;
+  const redact = pathRedactor(shard.adapterRoots ?? []);
   const prompts: PromptContext = {
     encode: (text, options) => shard.encoder.encode(text, options),
     render: (template, messages) => shard.encoder.render(template, messages),
@@ -83,12 +87,12 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
           llm.submit({ ...prepared.sequence, stopCheck: stream }, context.signal, observer),
         );
       } catch (error) {
-        throw toConnectError(error);
+        throw toConnectError(error, redact);
       }
       try {
         for await (const event of events) yield stream.message(event);
       } catch (error) {
-        throw toConnectError(error);
+        throw toConnectError(error, redact);
       }
     },
 
@@ -98,7 +102,7 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
         if (request.messages.length > 0) await adapters.prepare(request.adapterId);
         return create(TokenizeResponseSchema, { tokens: tokenizeWithSpans(codec, (await encodePrompt(request, prompts)).ids) });
       } catch (error) {
-        throw toConnectError(error);
+        throw toConnectError(error, redact);
       }
     },
 
@@ -136,7 +140,9 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
 export async function startShardServer(shard: ShardContext, port: number, host = "127.0.0.1", token: string | null = null): Promise<RunningShardServer> {
   const handler = connectNodeAdapter({
     interceptors: token === null ? [] : [requireShardToken(token)],
-    routes: (router: ConnectRouter) => router.service(ShardService, shardServiceImpl(shard)).service(AdapterService, adapterServiceImpl(shard.adapters)),
+    routes: (router: ConnectRouter) => router
+        .service(ShardService, shardServiceImpl(shard))
+        .service(AdapterService, adapterServiceImpl(shard.adapters, pathRedactor(shard.adapterRoots ?? []))),
   });
   const server: Http2Server = createServer(handler);
   // An HTTP/2 server only finishes closing when its sessions are gone; clients keep theirs open.

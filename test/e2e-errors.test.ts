@@ -42,6 +42,8 @@ describe(`bad requests to loraserve serve on ${set.name}`, () => {
       String(MAX_TOTAL_TOKENS),
       "--max-body-bytes",
       String(MAX_BODY_BYTES),
+      // Naming the known adapters in a not-found error is the operator's choice (off by default: e2e-disclosure).
+      "--list-adapters-in-errors",
     ]);
     session = new Http2SessionManager(server.ready.url);
     grpcClient = createClient(GenerateService, createGrpcTransport({ baseUrl: server.ready.url, sessionManager: session }));

@@ -45,7 +45,7 @@ const SHARD_SAMPLES: Samples = {
 };
 
 /** Flags without a value: on when given, else their variable says "true" or "false". */
-const SHARD_SWITCHES = ["disable-prefix-caching"];
+const SHARD_SWITCHES = ["disable-prefix-caching", "list-adapters-in-errors"];
 
 const ROUTER_SAMPLES: Samples = {
   port: ["8080", "9090"],

@@ -40,6 +40,7 @@ describe("parseShardArgs", () => {
       threads: 0,
       blockSize: 8,
       prefixCaching: true,
+      listAdaptersInErrors: false,
       maxBatchPrefillTokens: 4096,
       maxTopNTokens: 5,
       validationWorkers: 2,

@@ -1,6 +1,7 @@
 // The adapters this shard can serve, by id: each one's directory and root, in the order they became known, and
 // the clock that orders their uses. Ids come from --lora-adapters, from LoadAdapter, or from the adapter roots
-// on first use; an id nobody knows is refused with the ids that are known.
+// on first use; an id nobody knows is refused, with the ids that are known only where the operator allows it
+// (--list-adapters-in-errors): whoever may generate reads that error.
 import { NO_SLOT, ON_DISK, type AdapterEntry } from "./adapter-entry.js";
 import { AdapterError } from "./errors.js";
 import type { AdapterRoots, FoundAdapter } from "./roots.js";
@@ -15,7 +16,10 @@ export class AdapterCatalog {
   /** Registrations so far: each entry's version. */
   private registrations = 0;
 
-  constructor(readonly roots: AdapterRoots) {}
+  constructor(
+    readonly roots: AdapterRoots,
+    private readonly listIdsInErrors = false,
+  ) {}
 
   ids(): string[] {
     return [...this.entries.keys()];
@@ -78,10 +82,11 @@ export class AdapterCatalog {
   }
 
   private notFound(id: string): AdapterError {
+    const where = this.roots.dirs.length > 0 ? " and no adapter root holds it" : "";
+    if (!this.listIdsInErrors) return new AdapterError("not_found", `adapter ${JSON.stringify(id)} is not served here${where}`);
     const ids = this.ids();
     const listed = ids.slice(0, LISTED_IDS).map((known) => JSON.stringify(known));
     if (ids.length > LISTED_IDS) listed.push(`and ${ids.length - LISTED_IDS} more`);
-    const where = this.roots.dirs.length > 0 ? " and no adapter root holds it" : "";
     return new AdapterError("not_found", `adapter ${JSON.stringify(id)} is not served here${where}; known adapters: ${listed.join(", ") || "none"}`);
   }
 }

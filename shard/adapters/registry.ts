@@ -25,6 +25,8 @@ export interface RegistryOptions extends HostTierOptions {
   /** Engine slots (--max-loras): the engine was built with this many. */
   maxLoras: number;
   roots: AdapterRoots;
+  /** Whether a not-found error lists the known ids (--list-adapters-in-errors); absent: it does not. */
+  listAdaptersInErrors?: boolean;
 }
 
 /** Who hears of the registry from its opening on: listeners of every slot change, and the start-up progress. */
@@ -51,7 +53,7 @@ export class AdapterRegistry implements AdapterResidency {
   private readonly slots: SlotTier;
 
   private constructor(engine: NativeEngine, options: RegistryOptions) {
-    this.catalog = new AdapterCatalog(options.roots);
+    this.catalog = new AdapterCatalog(options.roots, options.listAdaptersInErrors ?? false);
     this.host = new HostTier(this.catalog, engine, options, {
       read: () => this.slots.pump(),
       readFailed: (entry, error) => this.slots.readFailed(entry, error),
