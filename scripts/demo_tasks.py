@@ -15,12 +15,18 @@ USER = "<|user|>"
 ASSISTANT = "<|assistant|>"
 SPECIAL_TOKENS = [BOS, EOS, USER, ASSISTANT]
 
-# Rendered exactly as render_chat below (the training script checks that transformers agrees).
+# One user turn renders exactly as render_chat below (the training script checks that transformers agrees).
+# The model was trained without system messages; as Gemma's template does, a leading one is written at the
+# start of the first user turn, so that clients which always send one still get an answer.
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
-    "{% if message['role'] == 'user' %}<|user|>{{ message['content'] }}<|end|>"
+    "{% if message['role'] == 'system' %}"
+    "{% if not loop.first %}{{ raise_exception('a system message must come first') }}{% endif %}"
+    "{% elif message['role'] == 'user' %}<|user|>"
+    "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n{% endif %}"
+    "{{ message['content'] }}<|end|>"
     "{% elif message['role'] == 'assistant' %}<|assistant|>{{ message['content'] }}<|end|>"
-    "{% else %}{{ raise_exception('only user and assistant messages are supported') }}{% endif %}"
+    "{% else %}{{ raise_exception('unknown role ' + message['role']) }}{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 

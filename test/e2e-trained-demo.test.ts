@@ -1,19 +1,24 @@
-// The trained demo (fixtures/trained) by behaviour, through `loraserve serve` as users run it: each adapter
+// The trained demo (fixtures/trained) through `loraserve serve` as users run it. By behaviour: each adapter
 // answers the held-out prompts (words and numbers its training never saw) exactly, greedy, via
 // /v1/chat/completions; the base model alone does not; a batch mixing every adapter and the base answers each
 // request as it is answered alone; and the README's requests give the README's answers, also through
-// `loraserve generate`. A LoRA path that silently applies nothing, or the wrong adapter, fails here.
+// `loraserve generate`. A LoRA path that silently applies nothing, or the wrong adapter, fails here. By numbers:
+// TGI /generate's greedy tokens and logprobs equal the transformers + peft float32 references.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { projectFixture } from "./helpers/fixture-sets.js";
+import { projectFixture, TRAINED_DEMO } from "./helpers/fixture-sets.js";
+import { greedyIds, logprobAt, postGreedyGenerate } from "./helpers/greedy-reference.js";
 import { adapterFlag, runCli, serve, type ServeReady, type Started } from "./helpers/process.js";
+import { readRefLogits } from "./helpers/refs.js";
 
-const fixture = projectFixture("trained");
+const fixture = projectFixture(TRAINED_DEMO);
 const ADAPTERS = ["upper", "reverse", "sql"] as const;
 const MIN_ACCURACY = 0.95;
 // The base model repeats the user's message, which no adapter's answer is.
 const MAX_BASE_MATCHES = 0.05;
+// The engine's logprobs against the float32 reference, as test/e2e-generate.test.ts accepts them.
+const LOGPROB_TOLERANCE = 1e-4;
 // Requests in flight at once: enough to fill decode batches, few enough for a two-core CI machine.
 const CONCURRENCY = 16;
 
@@ -110,4 +115,18 @@ describe("the trained demo through loraserve serve", () => {
     // Four behaviours: each prompt's four answers all differ.
     for (let p = 0; p < prompts.length; p++) expect(new Set(alone.slice(p * 4, p * 4 + 4)).size, prompts[p]).toBe(4);
   }, 60_000);
+
+  it.each(["base", ...ADAPTERS])("/generate's greedy tokens and logprobs for %s are the transformers + peft reference's", async (variant) => {
+    const refs = readRefLogits(fixture.root);
+    for (const [index, prompt] of fixture.refs.prompts.entries()) {
+      const where = `${variant}, prompt ${index}`;
+      const res = await postGreedyGenerate(server.ready.url, fixture, variant, prompt.text!);
+      expect(res.status, where).toBe(200);
+      const { details } = (await res.json()) as { details: { prefill: { id: number; logprob: number | null }[]; tokens: { id: number; logprob: number }[] } };
+      expect(details.prefill.map((t) => t.id), where).toEqual(prompt.ids);
+      details.prefill.slice(1).forEach((t, i) => expect(Math.abs(t.logprob! - logprobAt(refs.prompt(variant, index), i, t.id)), `${where}, prefill ${i + 1}`).toBeLessThan(LOGPROB_TOLERANCE));
+      expect(details.tokens.map((t) => t.id), where).toEqual(greedyIds(fixture, variant, index));
+      details.tokens.forEach((t, step) => expect(Math.abs(t.logprob - logprobAt(refs.steps(variant, index), step, t.id)), `${where}, step ${step}`).toBeLessThan(LOGPROB_TOLERANCE));
+    }
+  });
 });

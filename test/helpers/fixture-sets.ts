@@ -57,7 +57,14 @@ export function fixtureSets(): FixtureSet[] {
   return sets;
 }
 
+/**
+ * The trained demo (fixtures/trained, made by scripts/train_demo.py): the quick start's model. Its references are
+ * checked by test/e2e-trained-demo.test.ts, not by the suites over fixtureSets(), whose choices of prompt assume a
+ * random model (high-entropy logits after any prompt, answers that run to the step limit instead of ending in EOS).
+ */
+export const TRAINED_DEMO = "trained";
+
 /** One of the project's own fixture sets; throws when it is missing or unreadable. */
-export function projectFixture(name: ProjectFixtureName): FixtureSet {
+export function projectFixture(name: ProjectFixtureName | typeof TRAINED_DEMO): FixtureSet {
   return fixtureAt(name, join(PROJECT_ROOT, "fixtures", name));
 }
