@@ -230,6 +230,11 @@ export interface EngineInfo {
   maxLoras: number;
   /** Bytes of base weights held by this rank. */
   weightBytes: number;
+  /** Steps this rank has run (a follower's are its leader's), their wall time, and the part spent in collectives. */
+  steps: number;
+  stepSeconds: number;
+  /** Seconds in the group's all-reduces and all-gathers; 0 where the backend cannot tell (CUDA's NCCL is asynchronous). */
+  collectiveSeconds: number;
 }
 
 export interface NativeEngine {
@@ -248,7 +253,7 @@ export interface NativeEngine {
   allocateHostBuffer(bytes: number): Uint8Array;
   /**
    * A follower (rank > 0) of a group: runs the leader's steps and adapter loads natively until the leader stops
-   * the group (resolves) or the group fails (rejects, naming why). Such an engine takes no other call but close().
+   * the group (resolves) or the group fails (rejects, naming why). Such an engine takes no other call but info() and close().
    */
   follow(): Promise<void>;
   /**

@@ -96,7 +96,7 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
     });
     const steps = args.group.world > 1 ? groupSteps(engine) : engine;
     const llm = new LlmEngine(telemetry.timeSteps(steps), { ...limits, eosTokenIds: codec.eosTokenIds, adapters, prefixCaching: args.prefixCaching });
-    telemetry.watch(llm, adapters, maxLoras);
+    telemetry.watch(llm, adapters, maxLoras, engine);
     const server = await startShardServer(
       { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, encoder, chatTemplates, adapters, limits, telemetry, adapterRoots: roots.dirs },
       args.port,

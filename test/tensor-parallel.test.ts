@@ -45,7 +45,7 @@ describe.each(fixtureSets())("tensor parallelism on $name", (set) => {
     let group: Harness;
 
     beforeAll(async () => {
-      followers = await startFollowers(set.modelDir, world, engineFlags);
+      followers = await startFollowers(set.modelDir, world, [...engineFlags, "--metrics-port", "0"]);
       group = await openHarness(set, { ...followers.group, rank: 0, numKvBlocks: NUM_KV_BLOCKS, blockSize: BLOCK_SIZE, threads: 1 });
       await followers.ready;
     }, 60_000);
@@ -132,6 +132,21 @@ describe.each(fixtureSets())("tensor parallelism on $name", (set) => {
         expectRowClose(rowOf(result!.logits, vocab, row), rowOf(ref.data, vocab, row), REF_TOLERANCE, `${id} reloaded, position ${row}`);
       }
       seq.release();
+    });
+
+    it("every rank counts its steps and the time they spent in the group's collectives", async () => {
+      const leader = group.engine.info();
+      expect(leader.steps).toBeGreaterThan(0);
+      expect(leader.collectiveSeconds).toBeGreaterThan(0);
+      expect(leader.collectiveSeconds).toBeLessThan(leader.stepSeconds);
+      for (const { rank, metricsPort } of await followers.ready) {
+        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+        // A follower runs exactly the leader's steps.
+        expect(value("loraserve_rank_steps_total"), `rank ${rank}`).toBe(leader.steps);
+        expect(value("loraserve_rank_collective_seconds_total"), `rank ${rank}`).toBeGreaterThan(0);
+        expect(value("loraserve_rank_collective_seconds_total"), `rank ${rank}`).toBeLessThan(value("loraserve_rank_step_seconds_total"));
+      }
     });
 
     it("the followers exit cleanly when the leader closes", async () => {

@@ -27,6 +27,10 @@ class Backend {
   // all-reduces and gathers inside forward(). A world of one has a SingleRankCommunicator.
   virtual Communicator& communicator() = 0;
 
+  // Seconds this rank has spent in the all-reduces and all-gathers of its steps; 0 where the backend cannot
+  // tell (NCCL's collectives are queued on the GPU's stream, not waited for).
+  virtual double collectiveSeconds() const { return 0; }
+
   // Bytes of base weights this rank holds.
   virtual size_t weightBytes() const = 0;
 

@@ -58,7 +58,8 @@ Engine::Engine(const EngineOptions& options)
 }
 
 EngineInfo Engine::info() const {
-  return {options_.device, options_.numKvBlocks, options_.blockSize, options_.maxLoras, backend_->weightBytes()};
+  return {options_.device,      options_.numKvBlocks,     options_.blockSize,          options_.maxLoras,
+          backend_->weightBytes(), stepClock_.steps(), stepClock_.seconds(), backend_->collectiveSeconds()};
 }
 
 void Engine::beginStep(const std::vector<SeqStep>& seqs) {
@@ -77,6 +78,7 @@ std::vector<SeqResult> Engine::runStep(const std::vector<SeqStep>& seqs) {
   std::vector<SeqResult> results;
   if (seqs.empty()) return results;
   const ForwardBatch batch = buildForwardBatch(seqs);
+  const StepClock::Timing timing = stepClock_.start();
   std::vector<LogitResult> answers =
       leader_ ? leader_->runStep<std::vector<LogitResult>>(encodeStep(seqs), [&] { return backend_->forward(batch); })
               : backend_->forward(batch);
@@ -159,7 +161,7 @@ void Engine::unloadAdapter(int slot) {
 
 void Engine::follow() {
   if (options_.rank == 0) throw std::logic_error("rank 0 leads its group; only the other ranks follow");
-  followLeader(backend_->communicator(), *backend_, options_.spec, layout_, options_.maxLoraRank);
+  followLeader(backend_->communicator(), *backend_, options_.spec, layout_, options_.maxLoraRank, stepClock_);
 }
 
 void Engine::stopGroup() {

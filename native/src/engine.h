@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "engine_options.h"
 #include "step_io.h"
+#include "step_clock.h"
 #include "tensor_parallel.h"
 #include "tp/leader_link.h"
 
@@ -27,6 +28,11 @@ struct EngineInfo {
   int blockSize;
   int maxLoras;
   size_t weightBytes;
+  // This rank's steps so far (a follower's are the leader's, run here), their time, and the part of it spent in
+  // the group's collectives (0 where the backend cannot tell).
+  uint64_t steps;
+  double stepSeconds;
+  double collectiveSeconds;
 };
 
 class Engine {
@@ -52,7 +58,7 @@ class Engine {
   void unloadAdapter(int slot);
 
   // Worker thread, on a rank other than 0: obeys the leader's commands until it stops the group (returns) or the
-  // group fails (throws). Such an engine takes no other call.
+  // group fails (throws). Such an engine takes no other call but info() (any time) and its destruction.
   void follow();
   // Worker thread, on the leader of a group: blocks until the group fails (returns why) or is stopped.
   std::string waitUntilGroupFails();
@@ -78,6 +84,7 @@ class Engine {
   std::vector<SlotState> slots_;
   bool stepRunning_ = false;
   std::vector<int> slotsOfRunningStep_;
+  StepClock stepClock_;
 };
 
 }  // namespace loraserve

@@ -465,6 +465,9 @@ Napi::Value engineInfoToJs(Napi::Env env, const EngineInfo& info) {
   object.Set("blockSize", info.blockSize);
   object.Set("maxLoras", info.maxLoras);
   object.Set("weightBytes", Napi::Number::New(env, static_cast<double>(info.weightBytes)));
+  object.Set("steps", Napi::Number::New(env, static_cast<double>(info.steps)));
+  object.Set("stepSeconds", info.stepSeconds);
+  object.Set("collectiveSeconds", info.collectiveSeconds);
   return object;
 }
 

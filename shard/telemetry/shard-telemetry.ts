@@ -1,7 +1,5 @@
 // The shard's observability in one place: logger, tracer and engine metrics; the engine wrapper that times
 // steps; the listener that traces and counts adapter slot loads; the trace of each request; and the metrics port.
-import { createServer, type Server } from "node:http";
-import { listen } from "../../common/listen.js";
 import type { HandlerContext } from "@connectrpc/connect";
 import { context, trace } from "@opentelemetry/api";
 import type { GenerateRequest } from "../../gen/loraserve/v1/generate_pb.js";
@@ -9,21 +7,17 @@ import type { NativeEngine } from "../../native/addon.js";
 import type { ProgressSink } from "../../telemetry/progress.js";
 import { ATTR, operationName, SHARD_HEADER } from "../../telemetry/attributes.js";
 import type { Logger } from "../../telemetry/logger.js";
-import { answerMetrics, isMetricsRequest } from "../../telemetry/metrics-endpoint.js";
 import { extractTraceContext } from "../../telemetry/trace-context.js";
 import type { LlmEngine, TokenEvent } from "../engine/llm-engine.js";
 import type { ResidencyListener } from "../engine/adapter-residency.js";
 import type { SequenceObserver } from "../engine/sequence-observer.js";
 import type { SequenceRequest } from "../engine/sequence.js";
+import { serveMetricSet, type MetricsServer } from "./metrics-server.js";
+import { watchRankEngine } from "./rank-metrics.js";
 import { SequenceTrace } from "./sequence-trace.js";
 import { ShardMetrics } from "./shard-metrics.js";
 import { SlotTelemetry } from "./slot-telemetry.js";
 import { timedSteps } from "./timed-steps.js";
-
-export interface MetricsServer {
-  port: number;
-  close(): Promise<void>;
-}
 
 /** What telemetry asks the adapter registry: which adapters are in an engine slot now. */
 export interface AdapterSlots {
@@ -64,9 +58,10 @@ export class ShardTelemetry {
   }
 
   /** Registers the series read from the running engine loop and the registry's slots. */
-  watch(llm: LlmEngine, slots: AdapterSlots, maxSlots: number): void {
+  watch(llm: LlmEngine, slots: AdapterSlots, maxSlots: number, engine: Pick<NativeEngine, "info">): void {
     this.slots = slots;
     this.metrics.watch(llm, () => slots.deviceIds(), maxSlots);
+    watchRankEngine(this.metrics.set, engine);
   }
 
   /**
@@ -107,24 +102,8 @@ export class ShardTelemetry {
   }
 
   /** Serves GET /metrics on `host:port` (0 picks a free port). */
-  async serveMetrics(port: number, host: string): Promise<MetricsServer> {
-    const server: Server = createServer((request, response) => {
-      if (isMetricsRequest(request.method, request.url)) {
-        answerMetrics(this.metrics.set, response, this.logger);
-      } else {
-        response.writeHead(404);
-        response.end();
-      }
-    });
-    const boundPort = await listen(server, port, host);
-    return {
-      port: boundPort,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        }),
-    };
+  serveMetrics(port: number, host: string): Promise<MetricsServer> {
+    return serveMetricSet(this.metrics.set, port, host, this.logger);
   }
 }
 

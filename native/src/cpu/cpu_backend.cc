@@ -26,7 +26,7 @@ int resolveThreads(int requested) {
 CpuBackend::CpuBackend(const EngineOptions& options)
     : spec_(options.spec),
       layout_(options.spec, options.rank, options.world),
-      communicator_(createCpuCommunicator(groupConfig(options))),
+      communicator_(std::make_unique<TimedCommunicator>(createCpuCommunicator(groupConfig(options)))),
       attention_{layout_.localHeads(), layout_.localKvHeads(), options.spec.headDim},
       weights_(loadHostWeights(options, layout_)),
       weightBytes_(weights_.bytes()),

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "../backend.h"
-#include "../comm/communicator.h"
+#include "../comm/timed_communicator.h"
 #include "../host_weights.h"
 #include "../tensor_parallel.h"
 #include "kv_cache.h"
@@ -20,6 +20,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(const EngineOptions& options);
 
   Communicator& communicator() override { return *communicator_; }
+  double collectiveSeconds() const override { return communicator_->collectiveSeconds(); }
   size_t weightBytes() const override { return weightBytes_; }
   void loadAdapter(int slot, const CheckedAdapter& adapter) override;
   void unloadAdapter(int slot) override;
@@ -32,7 +33,7 @@ class CpuBackend final : public Backend {
   ModelSpec spec_;
   ShardLayout layout_;
   // First: a group that cannot meet fails before any weight is read.
-  std::unique_ptr<Communicator> communicator_;
+  std::unique_ptr<TimedCommunicator> communicator_;
   AttentionShape attention_;
   HostModelWeights weights_;
   size_t weightBytes_;

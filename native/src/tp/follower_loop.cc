@@ -7,14 +7,16 @@
 namespace loraserve {
 
 void followLeader(Communicator& communicator, Backend& backend, const ModelSpec& spec, const ShardLayout& layout,
-                  int maxLoraRank) {
+                  int maxLoraRank, StepClock& clock) {
   for (;;) {
     RankCommand command = decodeRankCommand(receiveRankCommand(communicator));
     switch (command.kind) {
-      case RankCommandKind::Step:
+      case RankCommandKind::Step: {
         // The same batch as the leader's, so every collective inside matches; the leader alone reads the answers.
+        const StepClock::Timing timing = clock.start();
         backend.forward(buildForwardBatch(command.seqs));
         break;
+      }
       case RankCommandKind::LoadAdapter: {
         // The leader checked the same bytes against the same spec before sending them.
         const AdapterRefs refs = command.adapter.refs();

@@ -6,12 +6,14 @@
 #include "../backend.h"
 #include "../comm/communicator.h"
 #include "../model_spec.h"
+#include "../step_clock.h"
 #include "../tensor_parallel.h"
 
 namespace loraserve {
 
 // Returns when the leader stops the group; throws (naming the failure) when the leader or a peer is gone.
+// Each step the leader sends is timed on `clock`.
 void followLeader(Communicator& communicator, Backend& backend, const ModelSpec& spec, const ShardLayout& layout,
-                  int maxLoraRank);
+                  int maxLoraRank, StepClock& clock);
 
 }  // namespace loraserve
