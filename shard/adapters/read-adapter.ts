@@ -9,6 +9,7 @@ import { parseJsonObject } from "../model/config.js";
 import { LoadError } from "../model/load-error.js";
 import { safetensorsFromBytes } from "../model/safetensors.js";
 import { AdapterError } from "./errors.js";
+import { assertFiniteWeights } from "./finite-weights.js";
 import { assertInside, realpathInside } from "./path-containment.js";
 
 export interface HostAdapter {
@@ -93,7 +94,9 @@ export async function readAdapter(dir: string, root: string | null, limits: Adap
   const configJson = parseJsonObject(configPath, configText.toString("utf8"));
   const weightBytes = await readFileInside(weightsPath, root, allocate);
   if (weightBytes === null) throw new LoadError(weightsPath, "missing (pickle adapter_model.bin is not loaded, convert it to safetensors)");
-  const files = adapterFromFiles(dir, configPath, configJson, safetensorsFromBytes(weightsPath, weightBytes), limits.spec);
+  const safetensors = safetensorsFromBytes(weightsPath, weightBytes);
+  const files = adapterFromFiles(dir, configPath, configJson, safetensors, limits.spec);
+  assertFiniteWeights(weightsPath, weightBytes, safetensors.tensors);
   if (files.config.rank > limits.maxLoraRank) {
     throw new LoadError(configPath, `"r" = ${files.config.rank} exceeds the shard's --max-lora-rank ${limits.maxLoraRank}`);
   }
