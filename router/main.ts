@@ -1,8 +1,9 @@
-// `loraserve router`: serves the public API and forwards every request to the shard groups.
+// `loraserve router`: serves the public API and forwards every request to the shard groups. SIGTERM or SIGINT
+// drains it (router/drain.ts: requests in flight finish within --shutdown-grace-seconds), then it exits 0.
 import { Logger } from "../telemetry/logger.js";
 import { DEFAULT_TELEMETRY } from "../telemetry/options.js";
 import { startOpenTelemetry } from "../telemetry/otel.js";
-import { parseRouterOptions } from "./options.js";
+import { DEFAULT_SHUTDOWN_GRACE_SECONDS, parseRouterOptions } from "./options.js";
 import { startRouter } from "./server.js";
 
 export async function routerMain(args: string[]): Promise<void> {
@@ -14,12 +15,13 @@ export async function routerMain(args: string[]): Promise<void> {
   process.stdout.write(`${JSON.stringify({ event: "ready", port: router.port })}\n`);
   await new Promise<void>((resolve) => {
     let stopping = false;
-    // Handlers stay installed while closing, so a second signal cannot kill the process half-way.
+    // Handlers stay installed while draining and closing, so a second signal cannot kill the process half-way.
     const stop = (): void => {
       if (stopping) return;
       stopping = true;
       void router
-        .close()
+        .drain(options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_SECONDS * 1000)
+        .then(() => router.close())
         .then(() => openTelemetry?.shutdown())
         .then(resolve);
     };

@@ -16,8 +16,12 @@ export interface RouterOptions extends Partial<TelemetryOptions> {
   shardTokenFile?: string | null;
   /** PEM files of the public port's certificate chain and key: with both, it serves HTTPS (h2 and HTTP/1.1 over ALPN). */
   tls?: { certFile: string; keyFile: string } | null;
+  /** On SIGTERM, how long requests in flight may take to finish (--shutdown-grace-seconds). */
+  shutdownGraceMs?: number;
 }
 
+/** Kubernetes' default terminationGracePeriodSeconds. */
+export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 30;
 /** TGI's default payload limit. */
 const DEFAULT_MAX_BODY_BYTES = 2_000_000;
 
@@ -38,6 +42,8 @@ export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL .
   --tls-cert PATH        PEM certificate chain: with --tls-key, the public port serves TLS only, HTTP/2 and
                          HTTP/1.1 chosen by ALPN
   --tls-key PATH         PEM private key of --tls-cert
+  --shutdown-grace-seconds N  on SIGTERM: stop admitting (503 with retry-after, health NOT_SERVING), let requests in
+                         flight finish for N seconds, end the rest with a final error event, exit 0 (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})
 ${telemetryUsage(25)}
 
   GET /metrics on the same port serves Prometheus metrics; OTEL_* variables configure OpenTelemetry export.`;
@@ -52,6 +58,7 @@ export const ROUTER_FLAGS = {
   "shard-token-file": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
+  "shutdown-grace-seconds": { type: "string" },
   ...TELEMETRY_FLAGS,
 } as const;
 
@@ -77,6 +84,7 @@ export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): Rout
     maxBodyBytes: parseInteger(flagOrEnv("max-body-bytes", values["max-body-bytes"], env), 0) ?? DEFAULT_MAX_BODY_BYTES,
     adminToken: flagOrEnv("admin-token", values["admin-token"], env)?.text || null,
     shardTokenFile: flagOrEnv("shard-token-file", values["shard-token-file"], env)?.text || null,
+    shutdownGraceMs: 1000 * (parseInteger(flagOrEnv("shutdown-grace-seconds", values["shutdown-grace-seconds"], env), 0) ?? DEFAULT_SHUTDOWN_GRACE_SECONDS),
     tls: tlsFiles(flagOrEnv("tls-cert", values["tls-cert"], env), flagOrEnv("tls-key", values["tls-key"], env)),
     ...parseTelemetryOptions(values, env),
   };

@@ -9,8 +9,9 @@ import { ModelService } from "../gen/loraserve/v1/model_pb.js";
 import { adapterRoutes } from "./adapter-routes.js";
 import { AdapterForwarder, adapterService } from "./adapter-service.js";
 import { AdminAuth } from "./admin-auth.js";
+import { Drain } from "./drain.js";
 import { generateService } from "./generate-service.js";
-import { registerHealth } from "./grpc-health.js";
+import { registerHealth, ServingStatus, type HealthStatuses } from "./grpc-health.js";
 import { syncHealth } from "./health-sync.js";
 import { httpRoutes } from "./http-routes.js";
 import { modelService } from "./model-service.js";
@@ -30,26 +31,34 @@ function registerServices(router: ConnectRouter, pool: ShardPool, adapters: Adap
   return [GenerateService.typeName, ModelService.typeName, AdapterService.typeName];
 }
 
-export async function startRouter(options: RouterOptions): Promise<OnePortServer> {
+export interface RunningRouter extends OnePortServer {
+  /** Stops admitting, lets requests in flight finish for `graceMs`, then ends the rest (router/drain.ts). */
+  drain(graceMs: number): Promise<void>;
+}
+
+export async function startRouter(options: RouterOptions): Promise<RunningRouter> {
   const telemetry = routerTelemetry(options, () => pool.groupStatuses());
   const shardToken = options.shardTokenFile ? readShardToken(options.shardTokenFile) : null;
   const pool = new ShardPool(options.shardUris, telemetry, shardToken);
   const adapters = new AdapterForwarder(pool, new AdminAuth(options.adminToken ?? null));
   const routeSettings = { pool, maxBodyBytes: options.maxBodyBytes };
   let stopHealth = (): void => {};
+  let healthStatuses: HealthStatuses | undefined;
   const handler = connectNodeAdapter({
     routes: (router) => {
       const health = syncHealth(pool, registerServices(router, pool, adapters));
       stopHealth = health.stop;
+      healthStatuses = health.statuses;
       registerHealth(router, health.statuses);
       registerReflection(router);
     },
     fallback: adapterRoutes(adapters, routeSettings, httpRoutes(routeSettings)),
     readMaxBytes: options.maxBodyBytes,
   });
+  const drain = new Drain();
   let server: OnePortServer;
   try {
-    server = await listenOnePort(telemetry.handler(withRetryAfter(handler)), options.port, options.hostname, options.tls ? readTlsFiles(options.tls) : null);
+    server = await listenOnePort(telemetry.handler(withRetryAfter(drain.admit(handler))), options.port, options.hostname, options.tls ? readTlsFiles(options.tls) : null);
   } catch (err) {
     stopHealth();
     pool.close();
@@ -57,6 +66,12 @@ export async function startRouter(options: RouterOptions): Promise<OnePortServer
   }
   return {
     port: server.port,
+    drain: async (graceMs) => {
+      // The shards' views no longer decide: a load balancer must see this router go.
+      stopHealth();
+      for (const [service] of healthStatuses?.entries() ?? []) healthStatuses!.set(service, ServingStatus.NOT_SERVING);
+      await drain.drain(graceMs, () => pool.endInFlight());
+    },
     close: async () => {
       stopHealth();
       await server.close();

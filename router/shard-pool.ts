@@ -11,6 +11,7 @@ import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.
 import { sendShardToken } from "../common/shard-token.js";
 import { propagateTraceContext } from "../telemetry/trace-context.js";
 import { rankGroups, type GroupView, type Residency, type RouteReason } from "./affinity.js";
+import { endOnAbort } from "./drain.js";
 import { callWithFailover, streamWithFailover, type Attempt, type FailoverObserver } from "./failover.js";
 import type { ShardClient } from "./shard-client.js";
 import { StatusWatcher } from "./status-watcher.js";
@@ -49,6 +50,8 @@ function viewOf(group: ShardGroup, adapterId: string): GroupView {
 
 export class ShardPool {
   private readonly groups: ShardGroup[];
+  /** Aborted when a drain's grace period is over: every call still in flight ends (endInFlight). */
+  private readonly ending = new AbortController();
 
   /** `shardToken`: the internal API's credential, sent on every call to every group (--shard-token-file). */
   constructor(
@@ -79,14 +82,16 @@ export class ShardPool {
   }
 
   /** Tokenizes on the best group that answers (the adapter's tokenizer), moving on while groups fail. */
-  tokenize(request: TokenizeRequest, options: CallOptions): Promise<TokenizeResponse> {
+  tokenize(request: TokenizeRequest, callOptions: CallOptions): Promise<TokenizeResponse> {
+    const options = this.untilEnded(callOptions);
     const { candidates } = this.rank(request.adapterId);
     const attempts = candidates.map((group) => ({ group: group.uri, call: () => group.client.tokenize(request, options) }));
     return callWithFailover(attempts, options.signal, this.failoverObserver());
   }
 
   /** Generates on the best group that takes the request, moving on while groups fail before the first token. */
-  generate(request: GenerateRequest, options: CallOptions): AsyncIterable<GenerateStreamResponse> {
+  generate(request: GenerateRequest, callOptions: CallOptions): AsyncIterable<GenerateStreamResponse> {
+    const options = this.untilEnded(callOptions);
     const { candidates, reason } = this.rank(request.adapterId);
     const observed = this.telemetry?.observeAttempts();
     const attempts = candidates.map(
@@ -99,7 +104,17 @@ export class ShardPool {
         },
       }),
     );
-    return streamWithFailover(attempts, options.signal, this.failoverObserver(observed));
+    return endOnAbort(streamWithFailover(attempts, options.signal, this.failoverObserver(observed)), this.ending.signal);
+  }
+
+  /** Ends every call in flight: streams with the shutdown error (router/drain.ts), the shards' work cancelled. */
+  endInFlight(): void {
+    this.ending.abort();
+  }
+
+  /** The call's options with a signal that also aborts when endInFlight is called. */
+  private untilEnded(options: CallOptions): CallOptions {
+    return { ...options, signal: AbortSignal.any([...(options.signal ? [options.signal] : []), this.ending.signal]) };
   }
 
   /** Until its next Status, a group that failed a request counts as down; `next` (telemetry) hears every attempt. */

@@ -1,6 +1,8 @@
 // `loraserve shard`: load the model and adapters, serve ShardService, then print one ready line for the
-// launcher. A load error is one clear line on stderr and exit code 1; SIGTERM/SIGINT shut down cleanly.
+// launcher. A load error is one clear line on stderr and exit code 1; SIGTERM/SIGINT drain it (no new requests,
+// running ones finish within --shutdown-grace-seconds, the rest end with an error), then it exits 0.
 import { existsSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { readShardToken } from "../common/shard-token.js";
 import { createEngine, loadAddon, type NativeEngine } from "../native/addon.js";
 import { Logger } from "../telemetry/logger.js";
@@ -32,8 +34,11 @@ export interface RunningShard {
   metricsPort: number | null;
   /** Resolves with why, if the shard's tensor-parallel group fails (a rank died or stopped answering); never for one rank. */
   groupFailed: Promise<string>;
-  /** Stops accepting, ends in-flight requests, closes the server and the engine. */
-  stop(): Promise<void>;
+  /**
+   * Stops admitting, lets running requests finish for `graceMs` (default 0), ends the rest with ShuttingDownError
+   * (a final error on their streams), closes the server and the engine.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -75,6 +80,18 @@ function describeModel(model: ModelFiles, engine: NativeEngine, maxLoraRank: num
   return { dtype: DTYPE_NAMES[model.weights.embedTokens.dtype], device, vocabSize: model.spec.vocabSize, maxLoras, maxLoraRank };
 }
 
+const IDLE_POLL_MS = 50;
+
+/** Resolves once the engine runs and queues nothing, or after `ms`. */
+async function idleWithin(llm: LlmEngine, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const { running, waiting } = llm.load();
+    if (running + waiting === 0 || Date.now() >= deadline) return;
+    await sleep(Math.min(IDLE_POLL_MS, deadline - Date.now()));
+  }
+}
+
 /** Loads everything and starts serving; throws (naming the file) when the model or an adapter cannot be used. */
 export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PROGRESS): Promise<RunningShard> {
   // Before the model loads: a missing or empty token file fails at once.
@@ -111,8 +128,10 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
       port: server.port,
       metricsPort: metrics?.port ?? null,
       groupFailed,
-      async stop() {
+      async stop(graceMs = 0) {
         stopping = true;
+        server.stopAdmitting();
+        await idleWithin(llm, graceMs);
         await llm.close();
         await server.close();
         await metrics?.close();
@@ -134,13 +153,15 @@ export async function shardMain(args: string[]): Promise<void> {
     return;
   }
   let shard: RunningShard;
+  let shardArgs: ShardArgs;
   let openTelemetry: ReturnType<typeof startOpenTelemetry> = null;
   const progress = new ProgressDisplay();
   try {
-    const shardArgs = parseShardArgs(args, process.env, defaultDevice());
+    shardArgs = parseShardArgs(args, process.env, defaultDevice());
     if (shardArgs.group.rank > 0) {
       progress.close();
-      await runFollower(shardArgs, (model, limits) => createShardEngine(model, limits, shardArgs));
+      const followerArgs = shardArgs;
+      await runFollower(followerArgs, (model, limits) => createShardEngine(model, limits, followerArgs));
       process.exitCode = 0;
       return;
     }
@@ -167,7 +188,8 @@ export async function shardMain(args: string[]): Promise<void> {
     void shard.groupFailed.then(resolve);
   });
   if (groupFailure !== null) process.stderr.write(`loraserve shard: tensor-parallel group failed: ${groupFailure}\n`);
-  await shard.stop();
+  // A signal drains: running requests may finish. A failed group cannot step: they end at once.
+  await shard.stop(groupFailure === null ? shardArgs.shutdownGraceMs : 0);
   await openTelemetry?.shutdown();
   process.exitCode = groupFailure === null ? 0 : 1;
 }

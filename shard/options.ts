@@ -15,6 +15,8 @@ const DEFAULT_GPU_MEMORY_FRACTION = 0.9;
 /** TGI's defaults. */
 const DEFAULT_MAX_TOP_N_TOKENS = 5;
 const DEFAULT_VALIDATION_WORKERS = 2;
+/** Kubernetes' default terminationGracePeriodSeconds. */
+const DEFAULT_SHUTDOWN_GRACE_SECONDS = 30;
 
 export const SHARD_USAGE = `usage: loraserve shard --model-id DIR [options]
 Each flag may instead be set by its environment variable, named after it: --max-new-tokens-limit N is
@@ -59,6 +61,8 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --metrics-port N               serve the engine's Prometheus metrics on GET /metrics here; 0 picks a free one
                                  (printed in the ready line as metricsPort); absent: no metrics port
   --metrics-hostname H           address of the metrics port (default 127.0.0.1)
+  --shutdown-grace-seconds N     on SIGTERM: take no new requests, let running ones finish for N seconds, end the rest
+                                 with a final error, exit 0 (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})
 Tensor parallelism (torchrun's names; \`loraserve serve --num-shard N\` starts every rank on this host):
   --num-shard N                  ranks in this shard's group, each holding 1/N of every projection (default 1)
   --rank R                       this process's rank, 0 to N-1; rank 0 leads: it schedules, tokenizes and serves
@@ -117,6 +121,8 @@ export interface ShardArgs extends TelemetryOptions {
   numKvBlocks: number | null;
   metricsPort: number | null;
   metricsHostname: string;
+  /** On SIGTERM, how long running requests may take to finish (--shutdown-grace-seconds). */
+  shutdownGraceMs: number;
   group: TensorParallelGroup;
 }
 
@@ -194,6 +200,7 @@ export const SHARD_FLAGS = {
   "gpu-memory-fraction": { type: "string" },
   "metrics-port": { type: "string" },
   "metrics-hostname": { type: "string" },
+  "shutdown-grace-seconds": { type: "string" },
   "num-shard": { type: "string" },
   rank: { type: "string" },
   "master-addr": { type: "string" },
@@ -245,6 +252,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     numKvBlocks: integer(setting("num-kv-blocks"), 1),
     metricsPort: integer(setting("metrics-port"), 0, 65535),
     metricsHostname: setting("metrics-hostname")?.text ?? "127.0.0.1",
+    shutdownGraceMs: 1000 * (integer(setting("shutdown-grace-seconds"), 0) ?? DEFAULT_SHUTDOWN_GRACE_SECONDS),
     group: parseGroup(setting),
     ...telemetryOptions(values, env),
   };

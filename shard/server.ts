@@ -52,6 +52,11 @@ export interface ShardContext {
 
 export interface RunningShardServer {
   port: number;
+  /**
+   * The drain's first step: Generate and Tokenize are refused UNAVAILABLE (the router moves them to another
+   * group) and Status says not ready, while the requests already running go on.
+   */
+  stopAdmitting(): void;
   /** Stops accepting, drops open connections (in-flight streams end) and waits for the listener to close. */
   close(): Promise<void>;
 }
@@ -64,7 +69,10 @@ function toConnectError(error: unknown, redact: RedactPaths): ConnectError {
   return new ConnectError(`shard error: ${redact((error as Error).message ?? String(error))}`, Code.Internal, undefined, undefined, error);
 }
 
-export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardService> {
+const NOT_ADMITTING = new ConnectError("the shard is shutting down: it takes no new requests", Code.Unavailable);
+
+/** `admitting` false: the shard is draining (RunningShardServer.stopAdmitting). */
+export function shardServiceImpl(shard: ShardContext, admitting: () => boolean = () => true): ServiceImpl<typeof ShardService> {
   const { llm, codec, adapters, limits } = shard;
   const redact = pathRedactor(shard.adapterRoots ?? []);
   const prompts: PromptContext = {
@@ -76,6 +84,7 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
   };
   return {
     async *generate(request, context) {
+      if (!admitting()) throw NOT_ADMITTING;
       let stream: GenerateStream;
       let events: AsyncIterable<TokenEvent>;
       try {
@@ -97,6 +106,7 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
     },
 
     async tokenize(request) {
+      if (!admitting()) throw NOT_ADMITTING;
       try {
         // Only a conversation needs the adapter (its chat template); plain text tokenizes the same for every adapter.
         if (request.messages.length > 0) await adapters.prepare(request.adapterId);
@@ -111,7 +121,7 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
       const listed = adapters.list();
       const inTier = (tier: AdapterTier): string[] => listed.filter((adapter) => adapter.tier === tier).map((adapter) => adapter.id);
       return create(StatusResponseSchema, {
-        ready: true,
+        ready: admitting(),
         modelId: shard.modelId,
         adapterIds: adapters.ids(),
         runningSequences: load.running,
@@ -138,10 +148,12 @@ export function shardServiceImpl(shard: ShardContext): ServiceImpl<typeof ShardS
  * (common/shard-token.ts).
  */
 export async function startShardServer(shard: ShardContext, port: number, host = "127.0.0.1", token: string | null = null): Promise<RunningShardServer> {
+  let admitting = true;
   const handler = connectNodeAdapter({
     interceptors: token === null ? [] : [requireShardToken(token)],
-    routes: (router: ConnectRouter) => router
-        .service(ShardService, shardServiceImpl(shard))
+    routes: (router: ConnectRouter) =>
+      router
+        .service(ShardService, shardServiceImpl(shard, () => admitting))
         .service(AdapterService, adapterServiceImpl(shard.adapters, pathRedactor(shard.adapterRoots ?? []))),
   });
   const server: Http2Server = createServer(handler);
@@ -154,6 +166,9 @@ export async function startShardServer(shard: ShardContext, port: number, host =
   const boundPort = await listen(server, port, host);
   return {
     port: boundPort,
+    stopAdmitting: () => {
+      admitting = false;
+    },
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));

@@ -37,6 +37,7 @@ const SHARD_SAMPLES: Samples = {
   "gpu-memory-fraction": ["0.5", "0.7"],
   "metrics-port": ["9000", "9001"],
   "metrics-hostname": ["0.0.0.0", "::1"],
+  "shutdown-grace-seconds": ["5", "10"],
   "num-shard": ["2", "3"],
   rank: ["1", "2"],
   "master-addr": ["10.0.0.2", "10.0.0.3"],
@@ -55,6 +56,7 @@ const ROUTER_SAMPLES: Samples = {
   "shard-token-file": ["/env-token", "/flag-token"],
   "tls-cert": ["/env-cert.pem", "/flag-cert.pem"],
   "tls-key": ["/env-key.pem", "/flag-key.pem"],
+  "shutdown-grace-seconds": ["5", "10"],
   ...TELEMETRY_SAMPLES,
 };
 

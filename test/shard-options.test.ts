@@ -50,6 +50,7 @@ describe("parseShardArgs", () => {
       numKvBlocks: null,
       metricsPort: null,
       metricsHostname: "127.0.0.1",
+      shutdownGraceMs: 30_000,
       group: { rank: 0, world: 1, masterAddr: "127.0.0.1", masterPort: 29500 },
       logLevel: "info",
       metricsMaxAdapters: 32,
