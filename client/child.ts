@@ -5,10 +5,22 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { flagOrEnv } from "../common/flag-or-env.js";
+import { parseInteger } from "../common/parse-integer.js";
+import { DEFAULT_SHUTDOWN_GRACE_SECONDS } from "../router/options.js";
 
 const CLI = fileURLToPath(new URL("./cli.js", import.meta.url));
-/** How long a stopped process may take to close its connections before it is killed. */
-const STOP_GRACE_MS = 10_000;
+/** Beyond its drain's grace period: how long a stopped process may take to end what is left and close. */
+const STOP_MARGIN_MS = 10_000;
+
+/** How long a stopped process may take before it is killed: its own grace period (flag or variable) and the margin. */
+function stopGraceMs(args: readonly string[], env: NodeJS.ProcessEnv): number {
+  const flag = "shutdown-grace-seconds";
+  const at = args.findIndex((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`));
+  const given = at < 0 ? undefined : args[at]!.includes("=") ? args[at]!.split("=")[1] : args[at + 1];
+  const seconds = parseInteger(flagOrEnv(flag, given, env), 0) ?? DEFAULT_SHUTDOWN_GRACE_SECONDS;
+  return seconds * 1000 + STOP_MARGIN_MS;
+}
 
 export interface ServerProcess {
   name: string;
@@ -64,7 +76,7 @@ export function startServerProcess(name: string, args: string[]): ServerProcess 
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS);
+      const timer = setTimeout(() => child.kill("SIGKILL"), stopGraceMs(args, process.env));
       await exited;
       clearTimeout(timer);
     },

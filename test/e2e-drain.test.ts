@@ -1,13 +1,14 @@
 // SIGTERM drains instead of cutting: with a real `loraserve router` and `loraserve shard` apart, a request in
 // flight when the signal comes completes; new requests meanwhile get 503 with `retry-after` (and gRPC health
 // NOT_SERVING); a stream that outlasts the grace period ends with a final error event; every process exits 0.
+// `loraserve serve` passes the signal on and waits: its stream in flight completes too.
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { projectFixture } from "./helpers/fixture-sets.js";
-import { startCli, type Started } from "./helpers/process.js";
+import { isAlive, serve, startCli, type Started } from "./helpers/process.js";
 import { readEventData } from "./helpers/sse.js";
 
 const set = projectFixture("demo");
@@ -137,6 +138,20 @@ describe("SIGTERM drains", () => {
       const events = await streamAcross(router.url, () => (exited = shard.stop("SIGTERM")));
       expect(events.at(-1)).toMatchObject({ error: expect.stringMatching(/shutting down/) });
       expect(await exited).toEqual({ code: 0, signal: null });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "loraserve serve: a stream in flight when serve is signalled completes, then serve and its processes exit 0",
+    async () => {
+      const server = await serve(["--model-id", set.modelDir, "--threads", "1"]);
+      const events = await streamAcross(server.ready.url, () => void server.stop("SIGTERM"));
+      const last = events.at(-1)!;
+      expect(last.error).toBeUndefined();
+      expect(typeof last.generated_text).toBe("string");
+      expect(await server.exited).toEqual({ code: 0, signal: null });
+      for (const pid of server.ready.pids.ranks.concat(server.ready.pids.router)) expect(isAlive(pid)).toBe(false);
     },
     TEST_TIMEOUT_MS,
   );
