@@ -129,6 +129,8 @@ export interface EngineOptions {
    * in every layer), to check it and its cost against the plain path. World > 1 always takes it. Absent: false.
    */
   tensorParallelPath?: boolean;
+  /** Device "cuda": the GPU this rank uses, among those CUDA_VISIBLE_DEVICES shows. Absent or -1: GPU `rank`. */
+  gpu?: number;
 }
 
 export type DeviceDtype = "float16" | "bfloat16";

@@ -56,6 +56,7 @@ export function createShardEngine(
     world: group.world,
     masterAddr: group.masterAddr,
     masterPort: group.masterPort,
+    ...(group.gpu === null ? {} : { gpu: group.gpu }),
     spec: model.spec,
     weights: model.weights,
     numKvBlocks: limits.numKvBlocks,

@@ -69,6 +69,8 @@ Tensor parallelism (torchrun's names; \`loraserve serve --num-shard N\` starts e
                                  ShardService, the others follow it and serve nothing (default 0)
   --master-addr H                where the group meets: rank 0 listens, the others connect (default 127.0.0.1)
   --master-port N                the port there (default 29500)
+  --gpu N                        on cuda: the GPU this rank uses, among those CUDA_VISIBLE_DEVICES shows (default: GPU
+                                 R for rank R)
 ${telemetryUsage(33)}`;
 
 export class UsageError extends Error {
@@ -84,6 +86,8 @@ export interface TensorParallelGroup {
   world: number;
   masterAddr: string;
   masterPort: number;
+  /** On cuda: the GPU this rank uses; null: GPU `rank`. */
+  gpu: number | null;
 }
 
 export interface ShardArgs extends TelemetryOptions {
@@ -205,6 +209,7 @@ export const SHARD_FLAGS = {
   rank: { type: "string" },
   "master-addr": { type: "string" },
   "master-port": { type: "string" },
+  gpu: { type: "string" },
   ...TELEMETRY_FLAGS,
 } as const;
 
@@ -279,12 +284,12 @@ function shardSwitch(flag: "disable-prefix-caching" | "list-adapters-in-errors",
   }
 }
 
-function parseGroup(setting: (flag: "num-shard" | "rank" | "master-addr" | "master-port") => Setting | undefined): TensorParallelGroup {
+function parseGroup(setting: (flag: "num-shard" | "rank" | "master-addr" | "master-port" | "gpu") => Setting | undefined): TensorParallelGroup {
   const world = integer(setting("num-shard"), 1) ?? 1;
   const rank = integer(setting("rank"), 0, world - 1) ?? 0;
   const masterAddr = setting("master-addr")?.text ?? "127.0.0.1";
   if (masterAddr.trim() === "") throw new UsageError("--master-addr must not be empty");
-  return { rank, world, masterAddr, masterPort: integer(setting("master-port"), 1, 65535) ?? 29500 };
+  return { rank, world, masterAddr, masterPort: integer(setting("master-port"), 1, 65535) ?? 29500, gpu: integer(setting("gpu"), 0) };
 }
 
 function telemetryOptions(values: Parameters<typeof parseTelemetryOptions>[0], env: NodeJS.ProcessEnv): TelemetryOptions {

@@ -42,6 +42,7 @@ const SHARD_SAMPLES: Samples = {
   rank: ["1", "2"],
   "master-addr": ["10.0.0.2", "10.0.0.3"],
   "master-port": ["29501", "29502"],
+  gpu: ["1", "2"],
   ...TELEMETRY_SAMPLES,
 };
 

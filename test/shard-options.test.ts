@@ -51,7 +51,7 @@ describe("parseShardArgs", () => {
       metricsPort: null,
       metricsHostname: "127.0.0.1",
       shutdownGraceMs: 30_000,
-      group: { rank: 0, world: 1, masterAddr: "127.0.0.1", masterPort: 29500 },
+      group: { rank: 0, world: 1, masterAddr: "127.0.0.1", masterPort: 29500, gpu: null },
       logLevel: "info",
       metricsMaxAdapters: 32,
     });
@@ -67,7 +67,8 @@ describe("parseShardArgs", () => {
 
   it("places the shard in its tensor-parallel group, refusing a rank outside it", () => {
     const group = parseShardArgs(["--model-id", "/m", "--num-shard", "4", "--rank", "3", "--master-addr", "10.1.2.3", "--master-port", "29600"], {}).group;
-    expect(group).toEqual({ rank: 3, world: 4, masterAddr: "10.1.2.3", masterPort: 29600 });
+    expect(group).toEqual({ rank: 3, world: 4, masterAddr: "10.1.2.3", masterPort: 29600, gpu: null });
+    expect(parseShardArgs(["--model-id", "/m", "--gpu", "3"], {}).group.gpu).toBe(3);
     expect(parseShardArgs(["--model-id", "/m"], { NUM_SHARD: "2", RANK: "1" }).group).toMatchObject({ rank: 1, world: 2 });
     expect(() => parseShardArgs(["--model-id", "/m", "--num-shard", "2", "--rank", "2"], {})).toThrow(/--rank/);
     expect(() => parseShardArgs(["--model-id", "/m", "--num-shard", "0"], {})).toThrow(/--num-shard/);

@@ -51,6 +51,8 @@ struct EngineOptions {
   // Device cuda, world 1: run the tensor-parallel path anyway (a one-rank NCCL communicator and its
   // all-reduces), to check it and its cost against the plain path. World > 1 always takes it.
   bool tensorParallelPath = false;
+  // Device cuda: the GPU this rank uses, among those CUDA_VISIBLE_DEVICES shows; -1: GPU `rank`.
+  int gpu = -1;
 };
 
 inline CommConfig groupConfig(const EngineOptions& options) {

@@ -387,6 +387,8 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value) {
   options.threads = intAt(field(object, "threads"), path + ".threads");
   options.gpuMemoryFraction =
       optionalNumberAt(field(object, "gpuMemoryFraction"), path + ".gpuMemoryFraction", options.gpuMemoryFraction);
+  const Napi::Value gpu = field(object, "gpu");
+  if (!gpu.IsUndefined()) options.gpu = intAt(gpu, path + ".gpu", -1);
   const Napi::Value tensorParallelPath = field(object, "tensorParallelPath");
   if (!tensorParallelPath.IsUndefined()) options.tensorParallelPath = boolAt(tensorParallelPath, path + ".tensorParallelPath");
   const Napi::Value dtype = field(object, "dtype");

@@ -47,11 +47,18 @@ ncclUniqueId shareUniqueId(const CommConfig& config, TcpStore* store) {
   return id;
 }
 
+int currentDevice() {
+  int device = 0;
+  cuda::checkCuda(cudaGetDevice(&device), "cudaGetDevice");
+  return device;
+}
+
 }  // namespace
 
 NcclCommunicator::NcclCommunicator(const CommConfig& config, cudaStream_t stream)
     : rank_(config.rank),
       world_(config.world),
+      device_(currentDevice()),
       rendezvousTimeout_(inMilliseconds(config.rendezvousTimeoutSeconds)),
       collectiveTimeout_(inMilliseconds(config.collectiveTimeoutSeconds)),
       stream_(stream) {
@@ -78,6 +85,7 @@ NcclCommunicator::NcclCommunicator(const CommConfig& config, cudaStream_t stream
 
 NcclCommunicator::~NcclCommunicator() {
   if (comm_ == nullptr) return;
+  cudaSetDevice(device_);
   ncclResult_t result = ncclCommFinalize(comm_);
   Clock::time_point deadline = Clock::now() + collectiveTimeout_;
   while (result == ncclInProgress && Clock::now() < deadline) {
@@ -121,6 +129,7 @@ void NcclCommunicator::complete(int callResult, const char* what, milliseconds t
 }
 
 void NcclCommunicator::synchronize() {
+  cuda::checkCuda(cudaSetDevice(device_), "cudaSetDevice");
   ncclComm* comm = liveComm("synchronize");
   Clock::time_point deadline = Clock::now() + collectiveTimeout_;
   while (true) {
@@ -158,6 +167,7 @@ void NcclCommunicator::allGather(const float* mine, size_t count, float* all) {
 void NcclCommunicator::broadcast(void* bytes, size_t size, int root) {
   checkBroadcastRoot(root, world_);
   if (size == 0) return;
+  cuda::checkCuda(cudaSetDevice(device_), "cudaSetDevice");
   if (deviceStaging_.size() < size) deviceStaging_.resize(size);
   if (hostStaging_.size() < size) hostStaging_.resize(size);
   // Pinned staging keeps both copies asynchronous: a copy to pageable memory would block this thread until
@@ -177,6 +187,7 @@ void NcclCommunicator::broadcast(void* bytes, size_t size, int root) {
 }
 
 void NcclCommunicator::barrier() {
+  cuda::checkCuda(cudaSetDevice(device_), "cudaSetDevice");
   float* one = reinterpret_cast<float*>(deviceStaging_.data());
   complete(ncclAllReduce(one, one, 1, ncclFloat32, ncclSum, liveComm("barrier"), stream_), "barrier",
            collectiveTimeout_);

@@ -57,6 +57,9 @@ class NcclCommunicator final : public Communicator {
 
   int rank_;
   int world_;
+  // The GPU current at construction: broadcast, barrier and synchronize may run on another thread (the leader's
+  // heartbeat), whose current device is its own, so they make this one current first.
+  int device_;
   std::chrono::milliseconds rendezvousTimeout_;
   std::chrono::milliseconds collectiveTimeout_;
   cudaStream_t stream_;

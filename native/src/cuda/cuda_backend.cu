@@ -53,9 +53,6 @@ const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptio
               (layout.localKvHeads() * spec.headDim) % 8 == 0,
           "hidden, intermediate and kv widths must be multiples of 8 (16-byte vector loads)");
   require(options.maxLoraRank <= 128, "maxLoraRank above 128 is not supported");
-  // The forward's all-reduces run through NCCL (tensorParallelPath shows them at world 1); the vocabulary-parallel
-  // embedding and output projection do not yet.
-  require(layout.world() == 1, "tensor parallelism (world " + std::to_string(layout.world()) + ") is not built yet");
   return layout;
 }
 
@@ -81,11 +78,27 @@ bool selectsOnHost(const LogitRequest& request) {
   return request.select && (hasPenalties(request.sampling) || request.sampling.typicalP < 1.0);
 }
 
+// Sets the rank's GPU current before anything touches CUDA: GPU `rank` unless options.gpu names one.
+int selectDevice(const EngineOptions& options) {
+  const int device = options.gpu >= 0 ? options.gpu : options.rank;
+  int count = 0;
+  checkCuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (device >= count) {
+    throw std::runtime_error("device \"cuda\": GPU " + std::to_string(device) + " is not visible (" +
+                             std::to_string(count) + " visible" +
+                             (options.gpu >= 0 ? "" : "; rank " + std::to_string(options.rank) + " takes GPU " + std::to_string(options.rank)) +
+                             "): check --gpu, --num-shard and CUDA_VISIBLE_DEVICES");
+  }
+  checkCuda(cudaSetDevice(device), "cudaSetDevice");
+  return device;
+}
+
 }  // namespace
 
 template <typename T>
 CudaBackend<T>::CudaBackend(const EngineOptions& options)
-    : spec_(options.spec),
+    : device_(selectDevice(options)),
+      spec_(options.spec),
       layout_(requireSupported(ShardLayout(options.spec, options.rank, options.world), options)),
       blockSize_(options.blockSize),
       qWidth_(static_cast<int>(layout_.localHeads() * spec_.headDim)),
@@ -148,7 +161,10 @@ int CudaBackend<T>::kvBlocksThatFit(double gpuMemoryFraction) const {
   // What this engine took since it started: weights, adapter slots, activations, workspaces.
   const double held = static_cast<double>(freeBeforeLoad_) - static_cast<double>(free);
   // Logit rows grow on demand (ensureLogitRows): keep room for one full part's, and for graphs and the like.
-  const double logitRoom = static_cast<double>(kTokenBudget) * (spec_.vocabSize * sizeof(float) + spec_.hiddenSize * 2);
+  // (On the tensor-parallel path each row also has its vocabulary columns and every rank's, gathered.)
+  const double gatherFloats = nccl_ ? static_cast<double>(layout_.vocabPerRank()) * (layout_.world() + 1) : 0.0;
+  const double logitRoom =
+      static_cast<double>(kTokenBudget) * ((spec_.vocabSize + gatherFloats) * sizeof(float) + spec_.hiddenSize * 2);
   const double room = std::min(gpuMemoryFraction * static_cast<double>(total) - held, static_cast<double>(free)) -
                       logitRoom - static_cast<double>(kHeadroomBytes);
   const double blockBytes = static_cast<double>(spec_.numLayers) * 2 * blockSize_ * kvWidth_ * sizeof(T);
@@ -169,19 +185,32 @@ int CudaBackend<T>::kvBlocksThatFit(double gpuMemoryFraction) const {
 
 template <typename T>
 CudaBackend<T>::~CudaBackend() {
+  cudaSetDevice(device_);
   dropGraphs();
   nccl_.reset();  // it works on stream_
   if (stream_) cudaStreamDestroy(stream_);
 }
 
 template <typename T>
-void CudaBackend<T>::loadAdapter(int slot, const CheckedAdapter& adapter) { adapters_.load(slot, adapter); }
+void CudaBackend<T>::useDevice() const {
+  checkCuda(cudaSetDevice(device_), "cudaSetDevice");
+}
 
 template <typename T>
-void CudaBackend<T>::unloadAdapter(int slot) { adapters_.unload(slot); }
+void CudaBackend<T>::loadAdapter(int slot, const CheckedAdapter& adapter) {
+  useDevice();
+  adapters_.load(slot, adapter);
+}
+
+template <typename T>
+void CudaBackend<T>::unloadAdapter(int slot) {
+  useDevice();
+  adapters_.unload(slot);
+}
 
 template <typename T>
 void* CudaBackend<T>::allocateHostMemory(size_t bytes) {
+  useDevice();
   void* data = nullptr;
   // Page-locked memory is scarcer than memory (RLIMIT_MEMLOCK, the host's RAM): where it runs out the caller
   // falls back to plain memory, which a slot load copies through the staging chunks instead.
@@ -226,6 +255,10 @@ void CudaBackend<T>::ensureLogitRows(int rows) {
   dropGraphs();
   const size_t capacity = std::max<size_t>(static_cast<size_t>(rows), 2 * static_cast<size_t>(logitCapacity_));
   logits_.resize(capacity * spec_.vocabSize);
+  if (nccl_) {
+    localLogits_.resize(capacity * layout_.vocabPerRank());
+    gatheredLogits_.resize(capacity * layout_.vocabPerRank() * layout_.world());
+  }
   logitInputs_.resize(capacity * spec_.hiddenSize);
   requests_.resize(capacity);
   results_.resize(capacity);
@@ -322,7 +355,10 @@ void CudaBackend<T>::enqueueForward(const DeviceStep& step, float* logits) {
   auto reduceResidual = [&] {
     if (nccl_) nccl_->allReduceSum(residual_.data(), static_cast<size_t>(step.rows) * hidden);
   };
-  cuda::embedRows(weights_.embedTokens.data(), step.tokens, step.rows, hidden, residual_.data(), stream_);
+  const IndexRange vocab = layout_.vocabRows();
+  cuda::embedRows(weights_.embedTokens.data(), static_cast<int>(vocab.begin), static_cast<int>(vocab.size()),
+                  step.tokens, step.rows, hidden, residual_.data(), stream_);
+  reduceResidual();  // each row's embedding lives on the rank whose vocabulary slice holds its token
   for (int l = 0; l < spec_.numLayers; ++l) {
     const cuda::DeviceLayerWeights<T>& w = weights_.layers[static_cast<size_t>(l)];
     const cuda::PagedKv<T> kv = pagedKv(l, step.blockTables);
@@ -354,8 +390,28 @@ void CudaBackend<T>::enqueueForward(const DeviceStep& step, float* logits) {
   // Only the rows that need logits go through the final norm and the output projection.
   cuda::rmsNorm(residual_.data(), step.logitRowIndex, weights_.finalNorm.data(), logitInputs_.data(), step.logitRows,
                 hidden, eps, stream_);
-  gemm_->linear(logitInputs_.data(), step.logitRows, hidden, weights_.outputProjection(),
-                static_cast<int>(spec_.vocabSize), logits, static_cast<int>(spec_.vocabSize), 0.0f);
+  if (!nccl_) {
+    gemm_->linear(logitInputs_.data(), step.logitRows, hidden, weights_.outputProjection(),
+                  static_cast<int>(spec_.vocabSize), logits, static_cast<int>(spec_.vocabSize), 0.0f);
+    return;
+  }
+  // This rank's vocabulary columns, vocabPerRank wide (the last rank's slice is shorter: its padding is never
+  // read), gathered from every rank and laid out as whole rows, so token selection sees what one rank would.
+  const int width = static_cast<int>(layout_.vocabPerRank());
+  gemm_->linear(logitInputs_.data(), step.logitRows, hidden, weights_.outputProjection(), static_cast<int>(vocab.size()),
+                localLogits_.data(), width, 0.0f);
+  const size_t part = static_cast<size_t>(step.logitRows) * width;
+  nccl_->allGather(localLogits_.data(), part, gatheredLogits_.data());
+  const int64_t vocabSize = spec_.vocabSize;
+  for (int rank = 0; rank < layout_.world(); ++rank) {
+    const int64_t first = static_cast<int64_t>(rank) * width;
+    const int64_t columns = std::max<int64_t>(0, std::min<int64_t>(width, vocabSize - first));
+    if (columns == 0 || step.logitRows == 0) continue;
+    checkCuda(cudaMemcpy2DAsync(logits + first, vocabSize * sizeof(float), gatheredLogits_.data() + rank * part,
+                                width * sizeof(float), columns * sizeof(float), step.logitRows, cudaMemcpyDeviceToDevice,
+                                stream_),
+              "cudaMemcpy2DAsync (gathered logits)");
+  }
 }
 
 template <typename T>
@@ -438,6 +494,7 @@ void CudaBackend<T>::run(const ForwardBatch& batch) {
 
 template <typename T>
 std::vector<LogitResult> CudaBackend<T>::forward(const ForwardBatch& batch) {
+  useDevice();
   const int64_t vocab = spec_.vocabSize;
   run(batch);
   const size_t count = batch.logitRequests.size();

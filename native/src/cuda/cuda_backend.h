@@ -77,6 +77,12 @@ class CudaBackend final : public Backend {
   int kvBlocksThatFit(double gpuMemoryFraction) const;
   cuda::PagedKv<T> pagedKv(int layer, const int32_t* blockTables) const;
 
+  // Makes this rank's GPU current on the calling thread: the engine calls in from worker threads, whose current
+  // device is their own.
+  void useDevice() const;
+
+  // First: every CUDA call below, from the constructor on, is made on this GPU.
+  int device_;
   ModelSpec spec_;
   ShardLayout layout_;
   int blockSize_;
@@ -100,6 +106,8 @@ class CudaBackend final : public Backend {
   cuda::DeviceBuffer<float> residual_, qkv_, gateUp_, loraV_, splitScratch_;
   cuda::DeviceBuffer<T> normed_, q_, attention_, activated_, logitInputs_;
   cuda::DeviceBuffer<float> logits_;
+  // On the tensor-parallel path: this rank's vocabulary columns of the logit rows, and every rank's, gathered.
+  cuda::DeviceBuffer<float> localLogits_, gatheredLogits_;
   int logitCapacity_ = 0;
 
   cuda::PinnedBuffer<unsigned char> stagingHost_;

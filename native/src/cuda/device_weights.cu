@@ -69,12 +69,13 @@ DeviceBuffer<T> uploadVector(MappedFiles& files, Uploader<T>& uploader, const Te
 }
 
 template <typename T>
-DeviceBuffer<T> uploadWhole(MappedFiles& files, Uploader<T>& uploader, const TensorRef& ref, int64_t rows,
-                            int64_t cols, const std::string& what) {
+DeviceBuffer<T> uploadVocabRows(MappedFiles& files, Uploader<T>& uploader, const TensorRef& ref, const ModelSpec& spec,
+                                const ShardLayout& layout, const std::string& what) {
   const MappedFile& file = files.get(ref.file);
-  checkTensorRef(file, ref, {rows, cols}, what);
-  DeviceBuffer<T> out(static_cast<size_t>(rows * cols));
-  uploader.copy(file, ref, {0, rows}, {0, cols}, out.data(), what);
+  checkTensorRef(file, ref, {spec.vocabSize, spec.hiddenSize}, what);
+  const IndexRange rows = layout.vocabRows();
+  DeviceBuffer<T> out(static_cast<size_t>(rows.size() * spec.hiddenSize));
+  uploader.copy(file, ref, rows, {0, spec.hiddenSize}, out.data(), what);
   return out;
 }
 
@@ -126,10 +127,9 @@ DeviceModelWeights<T> uploadModelWeights(const EngineOptions& options, const Sha
   Uploader<T> uploader;
   DeviceModelWeights<T> weights;
   // Embeddings, the output projection and the norms are replicated on every rank.
-  weights.embedTokens = uploadWhole(files, uploader, refs.embedTokens, spec.vocabSize, spec.hiddenSize, "embed_tokens");
-  if (refs.lmHead) {
-    weights.lmHead = uploadWhole(files, uploader, *refs.lmHead, spec.vocabSize, spec.hiddenSize, "lm_head");
-  }
+  // The embedding and the output projection: this rank's vocabulary rows (ShardLayout::vocabRows).
+  weights.embedTokens = uploadVocabRows(files, uploader, refs.embedTokens, spec, layout, "embed_tokens");
+  if (refs.lmHead) weights.lmHead = uploadVocabRows(files, uploader, *refs.lmHead, spec, layout, "lm_head");
   weights.finalNorm = uploadVector(files, uploader, refs.finalNorm, spec.hiddenSize, "norm");
   weights.layers.resize(refs.layers.size());
   for (int i = 0; i < spec.numLayers; ++i) {

@@ -25,8 +25,8 @@ struct DeviceLayerWeights {
 
 template <typename T>
 struct DeviceModelWeights {
-  DeviceBuffer<T> embedTokens;  // [vocab, hidden]
-  DeviceBuffer<T> lmHead;       // empty when tied to embedTokens
+  DeviceBuffer<T> embedTokens;  // [this rank's vocabulary rows, hidden] (ShardLayout::vocabRows)
+  DeviceBuffer<T> lmHead;       // the same rows; empty when tied to embedTokens
   DeviceBuffer<T> finalNorm;
   std::vector<DeviceLayerWeights<T>> layers;
 
