@@ -7,7 +7,8 @@ demo_tasks.py generates (sentences, numbers, word operations, SQL, and chat turn
 repeating the user); one PEFT LoRA adapter per task, trained on chat turns, until its greedy answers to
 validation prompts are right; then greedy exact-match accuracy on held-out prompts (words and numbers the
 training never saw, another seed), loaded back from the saved 16-bit files; and the transformers + peft
-float32 references of scripts/make_fixtures.py, so the set joins the numerical tests.
+float32 references of scripts/make_fixtures.py, which test/e2e-trained-demo.test.ts checks the served
+tokens and logprobs against.
 
 Needs a CUDA GPU, torch, transformers 5.17, peft 0.21 and tokenizers (the device machine has them):
 
