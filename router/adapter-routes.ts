@@ -1,6 +1,7 @@
 // The HTTP form of AdapterService: GET /adapters, GET /adapters/{id}, POST /adapters {"id", "path"?} (load) and
-// DELETE /adapters/{id} (unload; both need `authorization: Bearer TOKEN`). JSON in, JSON out, errors in TGI's
-// {error, error_type} shape. An id may hold slashes (ORG/NAME): everything after /adapters/ is the id.
+// DELETE /adapters/{id}[?drain=true] (unload, at once or once its sequences finish; both need
+// `authorization: Bearer TOKEN`). JSON in, JSON out, errors in TGI's {error, error_type} shape. An id may hold
+// slashes (ORG/NAME): everything after /adapters/ is the id.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AdapterTier, type Adapter } from "../gen/loraserve/v1/adapter_pb.js";
 import type { AdapterForwarder } from "./adapter-service.js";
@@ -74,6 +75,14 @@ function idOf(path: string): string | null {
   }
 }
 
+/** DELETE /adapters/{id}?drain=true: unload once the adapter's running sequences finish. */
+function drainOf(url: string | undefined): boolean {
+  const drain = new URL(url ?? "/", "http://router").searchParams.get("drain");
+  if (drain === null || drain === "false") return false;
+  if (drain === "true") return true;
+  throw invalid(`\`drain\` must be true or false, not ${JSON.stringify(drain)}`);
+}
+
 function adapterRoute(adapters: AdapterForwarder, path: string) {
   return reportingErrors(report)(async (exchange) => {
     const { request, response, signal } = exchange;
@@ -95,7 +104,7 @@ function adapterRoute(adapters: AdapterForwarder, path: string) {
     } else if (route === "GET /adapters/{id}") {
       sendJson(response, 200, adapterJson(await adapters.get(id as string, authorization, signal)));
     } else if (route === "DELETE /adapters/{id}") {
-      await adapters.unload(id as string, authorization, signal);
+      await adapters.unload(id as string, drainOf(request.url), authorization, signal);
       sendJson(response, 200, {});
     } else {
       request.resume();

@@ -61,9 +61,10 @@ export class AdapterForwarder {
     return mergeAdapters(answers)[0] as Adapter;
   }
 
-  async unload(id: string, authorization: string | null | undefined, signal: AbortSignal): Promise<void> {
+  /** `drain`: each group unloads once its sequences using the adapter finish, instead of refusing while any runs. */
+  async unload(id: string, drain: boolean, authorization: string | null | undefined, signal: AbortSignal): Promise<void> {
     this.checkAdmin(authorization);
-    await Promise.all(this.leaders.map((leader) => leader.unloadAdapter({ id }, { signal })));
+    await Promise.all(this.leaders.map((leader) => leader.unloadAdapter({ id, drain }, { signal })));
   }
 }
 
@@ -73,7 +74,7 @@ export function adapterService(adapters: AdapterForwarder): ServiceImpl<typeof A
     getAdapter: (request, context) => adapters.get(request.id, context.requestHeader.get("authorization"), context.signal),
     loadAdapter: (request, context) => adapters.load(request.id, request.path, context.requestHeader.get("authorization"), context.signal),
     unloadAdapter: async (request, context) => {
-      await adapters.unload(request.id, context.requestHeader.get("authorization"), context.signal);
+      await adapters.unload(request.id, request.drain, context.requestHeader.get("authorization"), context.signal);
       return create(UnloadAdapterResponseSchema);
     },
   };

@@ -21,6 +21,7 @@ const CODE_OF_KIND: Record<AdapterErrorKind, Code> = {
   outside_root: Code.PermissionDenied,
   in_use: Code.FailedPrecondition,
   conflict: Code.AlreadyExists,
+  unloading: Code.FailedPrecondition,
 };
 
 const TIER: Record<Tier, AdapterTier> = { disk: AdapterTier.DISK, host: AdapterTier.HOST, device: AdapterTier.DEVICE };
@@ -58,7 +59,7 @@ export function adapterServiceImpl(adapters: AdapterRegistry, redact: RedactPath
     loadAdapter: (request) => answer(async () => adapterMessage(await adapters.load(request.id, request.path))),
     unloadAdapter: (request) =>
       answer(async () => {
-        await adapters.unload(request.id);
+        await adapters.unload(request.id, { drain: request.drain });
         return create(UnloadAdapterResponseSchema);
       }),
   };

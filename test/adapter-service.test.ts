@@ -180,6 +180,30 @@ describe("adapters at run time through the router", () => {
     await expectReference("wide", "wide");
   });
 
+  it("unloads with drain (HTTP ?drain=true, gRPC drain): new requests are refused, the running one finishes, then it unloads", async () => {
+    await adapters.loadAdapter({ id: "drained", path: "sql" }, admin);
+    const steps = 24;
+    const tokens = stream("drained", steps)[Symbol.asyncIterator]();
+    expect((await tokens.next()).done).toBe(false);
+
+    const unloaded = http("DELETE", "/adapters/drained?drain=true", { token: TOKEN });
+    const probe = () => stream("drained", 1)[Symbol.asyncIterator]().next();
+    await vi.waitFor(async () => expect(await codeOf(probe())).toEqual({ code: "FailedPrecondition", message: 'adapter "drained" is being unloaded: it takes no new requests' }));
+    // The running stream is not cut: it produces every token it asked for.
+    let produced = 1;
+    while (!(await tokens.next()).done) produced++;
+    expect(produced).toBe(steps);
+    expect((await unloaded).status).toBe(200);
+    expect((await codeOf(adapters.getAdapter({ id: "drained" }))).code).toBe("NotFound");
+
+    await adapters.loadAdapter({ id: "drained", path: "sql" }, admin);
+    await adapters.unloadAdapter({ id: "drained", drain: true }, admin);
+    expect((await codeOf(adapters.getAdapter({ id: "drained" }))).code).toBe("NotFound");
+    const bad = await http("DELETE", "/adapters/sql?drain=soon", { token: TOKEN });
+    expect(bad.status).toBe(422);
+    expect(await bad.json()).toEqual({ error: '`drain` must be true or false, not "soon"', error_type: "validation" });
+  });
+
   it("refuses ids and paths that leave the root, unknown ids and invalid adapters, with the reason", async () => {
     const first = (adapterId: string) => stream(adapterId, 2)[Symbol.asyncIterator]().next();
     expect(await codeOf(first("../sql"))).toEqual({ code: "InvalidArgument", message: expect.stringMatching(/"\.\." segment/) });

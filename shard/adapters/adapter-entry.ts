@@ -37,6 +37,12 @@ export interface AdapterEntry {
   slot: SlotState;
   /** Queued and running sequences that use the adapter. */
   pins: number;
+  /** UnloadAdapter with drain waits for its sequences: requests naming it are refused meanwhile. */
+  unloading: boolean;
+  /** The files' stamp (file-stamp.ts) taken before their last good read; null until then. */
+  filesStamp: string | null;
+  /** When (Date.now()) the files were last compared with that stamp: at most once per check interval. */
+  filesCheckedAt: number;
   /** Recency for the least-recently-used choice: the catalog's clock at the last use. */
   lastUse: number;
 }

@@ -63,7 +63,21 @@ export class AdapterCatalog {
   }
 
   add(id: string, dir: string, root: string | null): AdapterEntry {
-    const entry: AdapterEntry = { id, version: ++this.registrations, dir, root, config: null, hasChatTemplate: false, host: ON_DISK, slot: NO_SLOT, pins: 0, lastUse: this.tick() };
+    const entry: AdapterEntry = {
+      id,
+      version: ++this.registrations,
+      dir,
+      root,
+      config: null,
+      hasChatTemplate: false,
+      host: ON_DISK,
+      slot: NO_SLOT,
+      pins: 0,
+      unloading: false,
+      filesStamp: null,
+      filesCheckedAt: 0,
+      lastUse: this.tick(),
+    };
     this.entries.set(id, entry);
     return entry;
   }

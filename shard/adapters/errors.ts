@@ -7,8 +7,9 @@
  * - outside_root: the id or path leads outside every adapter root (`..`, a symlink out).
  * - in_use: sequences use the adapter, so it cannot be unloaded now.
  * - conflict: the id is already served from another directory.
+ * - unloading: a draining UnloadAdapter waits for the adapter's sequences; it takes no new ones.
  */
-export type AdapterErrorKind = "not_found" | "invalid" | "outside_root" | "in_use" | "conflict";
+export type AdapterErrorKind = "not_found" | "invalid" | "outside_root" | "in_use" | "conflict" | "unloading";
 
 export class AdapterError extends Error {
   constructor(

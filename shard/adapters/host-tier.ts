@@ -7,6 +7,7 @@ import { ON_DISK, type AdapterEntry } from "./adapter-entry.js";
 import type { AdapterCatalog } from "./catalog.js";
 import { AdapterError } from "./errors.js";
 import { leastRecentlyUsed } from "./eviction.js";
+import { stampAdapterFiles } from "./file-stamp.js";
 import { readAdapter, type AdapterLimits, type HostAdapter } from "./read-adapter.js";
 
 export interface HostTierOptions extends AdapterLimits {
@@ -56,7 +57,10 @@ export class HostTier {
   private async read(entry: AdapterEntry): Promise<HostAdapter> {
     while (!this.reserveRoom()) await new Promise<void>((wake) => this.waiters.push(wake));
     let host: HostAdapter;
+    let stamp: string;
     try {
+      // Stamped before reading: a change during the read gives another stamp at the next check, and a reload.
+      stamp = await stampAdapterFiles(entry.dir);
       host = await readAdapter(entry.dir, entry.root, this.options, (bytes) => this.engine.allocateHostBuffer(bytes));
     } catch (cause) {
       const reason = cause instanceof LoadError ? "is not valid for this model" : "cannot be read";
@@ -71,6 +75,7 @@ export class HostTier {
       this.wake();
     }
     entry.host = { tier: "host", host };
+    entry.filesStamp = stamp;
     entry.config = host.config;
     entry.hasChatTemplate = host.hasChatTemplate;
     this.catalog.touch(entry);

@@ -11,6 +11,7 @@ import type { AdapterConfig } from "../model/adapter.js";
 import { ON_DISK, type AdapterEntry } from "./adapter-entry.js";
 import { AdapterCatalog } from "./catalog.js";
 import { AdapterError } from "./errors.js";
+import { stampAdapterFiles } from "./file-stamp.js";
 import { HostTier, type HostTierOptions } from "./host-tier.js";
 import { nameSegments, type AdapterRoots } from "./roots.js";
 import { SlotTier } from "./slot-tier.js";
@@ -27,7 +28,16 @@ export interface RegistryOptions extends HostTierOptions {
   roots: AdapterRoots;
   /** Whether a not-found error lists the known ids (--list-adapters-in-errors); absent: it does not. */
   listAdaptersInErrors?: boolean;
+  /** How often a request naming an adapter may stat its files for a change (ms); absent: once a second. */
+  filesCheckIntervalMs?: number;
 }
+
+/** How UnloadAdapter treats an adapter in use: refused, or (drain) unloaded once its sequences finish. */
+export interface UnloadOptions {
+  drain?: boolean;
+}
+
+const FILES_CHECK_INTERVAL_MS = 1000;
 
 /** Who hears of the registry from its opening on: listeners of every slot change, and the start-up progress. */
 export interface RegistryObservers {
@@ -51,8 +61,14 @@ export class AdapterRegistry implements AdapterResidency {
   private readonly catalog: AdapterCatalog;
   private readonly host: HostTier;
   private readonly slots: SlotTier;
+  private readonly filesCheckIntervalMs: number;
+  /** Per entry, who waits for its last sequence to finish (a draining unload, a reload). */
+  private readonly idleWaiters = new Map<AdapterEntry, (() => void)[]>();
+  /** Reloads in flight, by the entry they replace: every request that finds the change waits for the same one. */
+  private readonly reloads = new Map<AdapterEntry, Promise<AdapterEntry>>();
 
   private constructor(engine: NativeEngine, options: RegistryOptions) {
+    this.filesCheckIntervalMs = options.filesCheckIntervalMs ?? FILES_CHECK_INTERVAL_MS;
     this.catalog = new AdapterCatalog(options.roots, options.listAdaptersInErrors ?? false);
     this.host = new HostTier(this.catalog, engine, options, {
       read: () => this.slots.pump(),
@@ -128,30 +144,34 @@ export class AdapterRegistry implements AdapterResidency {
   }
 
   /**
-   * Forgets an adapter and frees its slot and memory; refused while sequences use it. An id that a root holds is
-   * found there again by the next request that names it.
+   * Forgets an adapter and frees its slot and memory; refused while sequences use it, unless `drain`: then
+   * requests naming it are refused from now on and it is forgotten once its sequences finish. An id that a root
+   * holds is found there again by the next request that names it.
    */
-  async unload(id: string): Promise<void> {
+  async unload(id: string, { drain = false }: UnloadOptions = {}): Promise<void> {
     const entry = this.catalog.known(id);
-    refuseIfInUse(entry);
-    // A read or slot load in flight finishes first (a cancelled request may have started it).
-    if (entry.host.tier === "reading") await entry.host.read.catch(() => undefined);
-    if (entry.slot.tier === "loading") await entry.slot.done;
-    if (!this.catalog.holds(entry)) return;
-    refuseIfInUse(entry);
-    this.slots.vacate(entry);
-    entry.host = ON_DISK;
-    this.catalog.forget(entry);
-    this.slots.pump();
+    if (drain) {
+      entry.unloading = true;
+      await this.whenIdle(entry);
+    } else {
+      refuseIfInUse(entry);
+      await this.settle(entry);
+      refuseIfInUse(entry);
+    }
+    if (this.catalog.holds(entry)) this.forget(entry);
   }
 
   /**
    * Called before a request naming `id` is queued: finds the adapter and, the first time, reads and validates it,
-   * so that a missing or invalid adapter is refused with its reason instead of failing in the queue.
+   * so that a missing or invalid adapter is refused with its reason instead of failing in the queue. An adapter
+   * whose files changed on disk is read again first, once the sequences using the old copy finish: the request
+   * waits for that, and runs on the new copy, registered anew so that no cached prefix of the old one is reused.
    */
   async prepare(id: string): Promise<void> {
     if (id === "") return;
-    const entry = await this.catalog.lookup(id);
+    let entry = await this.catalog.lookup(id);
+    refuseIfUnloading(entry);
+    if (this.reloads.has(entry) || (await this.filesChanged(entry))) entry = await this.reload(entry);
     if (entry.config === null) await this.validate(entry);
   }
 
@@ -176,6 +196,7 @@ export class AdapterRegistry implements AdapterResidency {
     if (!entry || entry.pins === 0) throw new Error(`adapter ${JSON.stringify(id)} released more often than acquired`);
     entry.pins--;
     this.slots.pump();
+    if (entry.pins === 0) for (const wake of this.idleWaiters.get(entry)?.splice(0) ?? []) wake();
   }
 
   versionOf(id: string): number {
@@ -190,6 +211,58 @@ export class AdapterRegistry implements AdapterResidency {
 
   listen(listener: ResidencyListener): void {
     this.slots.listen(listener);
+  }
+
+  /** Whether a read adapter's files differ from the stamp of its read; looked at once per interval at most. */
+  private async filesChanged(entry: AdapterEntry): Promise<boolean> {
+    const now = Date.now();
+    if (entry.filesStamp === null || now - entry.filesCheckedAt < this.filesCheckIntervalMs) return false;
+    entry.filesCheckedAt = now;
+    return (await stampAdapterFiles(entry.dir)) !== entry.filesStamp;
+  }
+
+  /** The entry that replaces `stale` once its sequences finish: one reload however many requests see the change. */
+  private reload(stale: AdapterEntry): Promise<AdapterEntry> {
+    let reload = this.reloads.get(stale);
+    if (!reload) {
+      reload = this.replace(stale).finally(() => this.reloads.delete(stale));
+      this.reloads.set(stale, reload);
+    }
+    return reload;
+  }
+
+  private async replace(stale: AdapterEntry): Promise<AdapterEntry> {
+    await this.whenIdle(stale);
+    // Unloaded (or replaced by a load) meanwhile: whatever holds the id now serves.
+    if (!this.catalog.holds(stale)) return this.catalog.lookup(stale.id);
+    this.forget(stale);
+    const fresh = this.catalog.add(stale.id, stale.dir, stale.root);
+    await this.validate(fresh);
+    return fresh;
+  }
+
+  /** Resolves once no sequence uses the entry and no read or slot load of it is in flight. */
+  private async whenIdle(entry: AdapterEntry): Promise<void> {
+    for (;;) {
+      if (entry.pins > 0) await new Promise<void>((wake) => this.idleWaiters.set(entry, [...(this.idleWaiters.get(entry) ?? []), wake]));
+      await this.settle(entry);
+      if (entry.pins === 0) break;
+    }
+    this.idleWaiters.delete(entry);
+  }
+
+  /** Waits for a read or slot load in flight (a cancelled request may have started it). */
+  private async settle(entry: AdapterEntry): Promise<void> {
+    if (entry.host.tier === "reading") await entry.host.read.catch(() => undefined);
+    if (entry.slot.tier === "loading") await entry.slot.done;
+  }
+
+  /** Frees the entry's slot and memory and forgets its id. */
+  private forget(entry: AdapterEntry): void {
+    this.slots.vacate(entry);
+    entry.host = ON_DISK;
+    this.catalog.forget(entry);
+    this.slots.pump();
   }
 
   /** Reads the adapter into host memory; one that was never valid is forgotten again, so that it is not listed. */
@@ -207,6 +280,10 @@ export class AdapterRegistry implements AdapterResidency {
     const tier: AdapterTier = entry.slot.tier === "device" ? "device" : entry.host.tier === "host" ? "host" : "disk";
     return { id: entry.id, dir: entry.dir, tier, config: entry.config, hasChatTemplate: entry.hasChatTemplate, activeSequences: entry.pins };
   }
+}
+
+function refuseIfUnloading(entry: AdapterEntry): void {
+  if (entry.unloading) throw new AdapterError("unloading", `adapter ${JSON.stringify(entry.id)} is being unloaded: it takes no new requests`);
 }
 
 function refuseIfInUse(entry: AdapterEntry): void {

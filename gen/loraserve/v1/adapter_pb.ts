@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loraserve/v1/adapter.proto.
  */
 export const file_loraserve_v1_adapter: GenFile = /*@__PURE__*/
-  fileDesc("Chpsb3Jhc2VydmUvdjEvYWRhcHRlci5wcm90bxIMbG9yYXNlcnZlLnYxIrYBCgdBZGFwdGVyEgoKAmlkGAEgASgJEgwKBHBhdGgYAiABKAkSJwoEdGllchgDIAEoDjIZLmxvcmFzZXJ2ZS52MS5BZGFwdGVyVGllchIMCgRyYW5rGAQgASgNEg0KBWFscGhhGAUgASgCEhYKDnRhcmdldF9tb2R1bGVzGAYgAygJEhgKEGFjdGl2ZV9zZXF1ZW5jZXMYByABKA0SGQoRaGFzX2NoYXRfdGVtcGxhdGUYCCABKAgiFQoTTGlzdEFkYXB0ZXJzUmVxdWVzdCI/ChRMaXN0QWRhcHRlcnNSZXNwb25zZRInCghhZGFwdGVycxgBIAMoCzIVLmxvcmFzZXJ2ZS52MS5BZGFwdGVyIh8KEUdldEFkYXB0ZXJSZXF1ZXN0EgoKAmlkGAEgASgJIi4KEkxvYWRBZGFwdGVyUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRwYXRoGAIgASgJIiIKFFVubG9hZEFkYXB0ZXJSZXF1ZXN0EgoKAmlkGAEgASgJIhcKFVVubG9hZEFkYXB0ZXJSZXNwb25zZSpyCgtBZGFwdGVyVGllchIcChhBREFQVEVSX1RJRVJfVU5TUEVDSUZJRUQQABIVChFBREFQVEVSX1RJRVJfRElTSxABEhUKEUFEQVBURVJfVElFUl9IT1NUEAISFwoTQURBUFRFUl9USUVSX0RFVklDRRADMs8CCg5BZGFwdGVyU2VydmljZRJVCgxMaXN0QWRhcHRlcnMSIS5sb3Jhc2VydmUudjEuTGlzdEFkYXB0ZXJzUmVxdWVzdBoiLmxvcmFzZXJ2ZS52MS5MaXN0QWRhcHRlcnNSZXNwb25zZRJECgpHZXRBZGFwdGVyEh8ubG9yYXNlcnZlLnYxLkdldEFkYXB0ZXJSZXF1ZXN0GhUubG9yYXNlcnZlLnYxLkFkYXB0ZXISRgoLTG9hZEFkYXB0ZXISIC5sb3Jhc2VydmUudjEuTG9hZEFkYXB0ZXJSZXF1ZXN0GhUubG9yYXNlcnZlLnYxLkFkYXB0ZXISWAoNVW5sb2FkQWRhcHRlchIiLmxvcmFzZXJ2ZS52MS5VbmxvYWRBZGFwdGVyUmVxdWVzdBojLmxvcmFzZXJ2ZS52MS5VbmxvYWRBZGFwdGVyUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chpsb3Jhc2VydmUvdjEvYWRhcHRlci5wcm90bxIMbG9yYXNlcnZlLnYxIrYBCgdBZGFwdGVyEgoKAmlkGAEgASgJEgwKBHBhdGgYAiABKAkSJwoEdGllchgDIAEoDjIZLmxvcmFzZXJ2ZS52MS5BZGFwdGVyVGllchIMCgRyYW5rGAQgASgNEg0KBWFscGhhGAUgASgCEhYKDnRhcmdldF9tb2R1bGVzGAYgAygJEhgKEGFjdGl2ZV9zZXF1ZW5jZXMYByABKA0SGQoRaGFzX2NoYXRfdGVtcGxhdGUYCCABKAgiFQoTTGlzdEFkYXB0ZXJzUmVxdWVzdCI/ChRMaXN0QWRhcHRlcnNSZXNwb25zZRInCghhZGFwdGVycxgBIAMoCzIVLmxvcmFzZXJ2ZS52MS5BZGFwdGVyIh8KEUdldEFkYXB0ZXJSZXF1ZXN0EgoKAmlkGAEgASgJIi4KEkxvYWRBZGFwdGVyUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRwYXRoGAIgASgJIjEKFFVubG9hZEFkYXB0ZXJSZXF1ZXN0EgoKAmlkGAEgASgJEg0KBWRyYWluGAIgASgIIhcKFVVubG9hZEFkYXB0ZXJSZXNwb25zZSpyCgtBZGFwdGVyVGllchIcChhBREFQVEVSX1RJRVJfVU5TUEVDSUZJRUQQABIVChFBREFQVEVSX1RJRVJfRElTSxABEhUKEUFEQVBURVJfVElFUl9IT1NUEAISFwoTQURBUFRFUl9USUVSX0RFVklDRRADMs8CCg5BZGFwdGVyU2VydmljZRJVCgxMaXN0QWRhcHRlcnMSIS5sb3Jhc2VydmUudjEuTGlzdEFkYXB0ZXJzUmVxdWVzdBoiLmxvcmFzZXJ2ZS52MS5MaXN0QWRhcHRlcnNSZXNwb25zZRJECgpHZXRBZGFwdGVyEh8ubG9yYXNlcnZlLnYxLkdldEFkYXB0ZXJSZXF1ZXN0GhUubG9yYXNlcnZlLnYxLkFkYXB0ZXISRgoLTG9hZEFkYXB0ZXISIC5sb3Jhc2VydmUudjEuTG9hZEFkYXB0ZXJSZXF1ZXN0GhUubG9yYXNlcnZlLnYxLkFkYXB0ZXISWAoNVW5sb2FkQWRhcHRlchIiLmxvcmFzZXJ2ZS52MS5VbmxvYWRBZGFwdGVyUmVxdWVzdBojLmxvcmFzZXJ2ZS52MS5VbmxvYWRBZGFwdGVyUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * One servable adapter as the registry knows it.
@@ -179,6 +179,15 @@ export type UnloadAdapterRequest = Message<"loraserve.v1.UnloadAdapterRequest"> 
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * Unload once the sequences using the adapter finish, instead of refusing while any does: from the call on,
+   * requests naming the adapter are refused (FAILED_PRECONDITION), the running ones finish, then it is unloaded
+   * and the call answers. Without it an adapter in use is refused with FAILED_PRECONDITION.
+   *
+   * @generated from field: bool drain = 2;
+   */
+  drain: boolean;
 };
 
 /**
@@ -283,7 +292,7 @@ export const AdapterService: GenService<{
     output: typeof AdapterSchema;
   },
   /**
-   * Forgets an adapter. Refused with FAILED_PRECONDITION while requests use it.
+   * Forgets an adapter. Refused with FAILED_PRECONDITION while requests use it, unless `drain` asks to wait.
    *
    * @generated from rpc loraserve.v1.AdapterService.UnloadAdapter
    */
