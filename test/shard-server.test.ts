@@ -97,6 +97,8 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
           String(MAX_NEW_TOKENS_LIMIT),
           "--max-top-n-tokens",
           String(MAX_TOP_N_TOKENS),
+          // So that a not-found error names the known adapters (off by default: test/disclosure.test.ts).
+          "--list-adapters-in-errors",
           "--threads",
           "2",
         ],
