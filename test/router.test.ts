@@ -344,6 +344,14 @@ describe("what the router knows of the model", () => {
     expect((await post("org/base")).status).toBe(200);
     expect((await post("sql")).status).toBe(200);
     expect((await post("nope")).status).toBe(404);
+    // TGI's own name for its one model: the base, on completions and chat alike (the fake shard refuses any other adapter).
+    expect((await post("tgi")).status).toBe(200);
+    const chat = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "tgi", messages: [{ role: "user", content: "hello" }] }),
+    });
+    expect(chat.status).toBe(200);
     expect(await (await fetch(`${base}/v1/models/org/base`)).json()).toMatchObject({ id: "org/base", object: "model" });
     const missing = await fetch(`${base}/v1/models/nope`);
     expect(missing.status).toBe(404);
