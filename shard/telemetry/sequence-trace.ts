@@ -2,7 +2,8 @@
 // scheduled), `prefill` (until its first token) and `decode` (one span for all the other tokens, with token
 // counts as attributes and preemptions as events: never a span per token). The spans are children of the
 // router's `route` span, whose context came in the request's headers. The queue time also goes back to the
-// router in a trailer, for its per-adapter histogram.
+// router in a trailer, for its per-adapter histogram: the wait before the first schedule plus every wait back in
+// the queue after a preemption, which a busy shard's users wait through just the same.
 import { performance } from "node:perf_hooks";
 import type { HandlerContext } from "@connectrpc/connect";
 import { SpanStatusCode, type Attributes, type Context, type Span, type Tracer } from "@opentelemetry/api";
@@ -23,6 +24,8 @@ export interface SequenceTraceInit {
   attributes: Attributes;
   promptTokens: number;
   handler: HandlerContext;
+  /** Milliseconds on a monotonic clock; absent: performance.now (a test may drive its own). */
+  now?: () => number;
 }
 
 function ms(fromMs: number, toMs: number): number {
@@ -32,8 +35,13 @@ function ms(fromMs: number, toMs: number): number {
 export class SequenceTrace implements SequenceObserver {
   private phase: Phase = "queue";
   private span: Span;
-  private readonly submittedAt = performance.now();
+  private readonly now: () => number;
+  private readonly submittedAt: number;
   private scheduledAt: number | null = null;
+  /** When the sequence went back to the queue (preempted), until it is scheduled again. */
+  private requeuedAt: number | null = null;
+  /** Time back in the queue after preemptions, in ms. */
+  private requeuedMs = 0;
   private firstTokenAt: number | null = null;
   private generated = 0;
   private decodeSteps = 0;
@@ -42,6 +50,8 @@ export class SequenceTrace implements SequenceObserver {
   private finishReason: string | null = null;
 
   constructor(private readonly init: SequenceTraceInit) {
+    this.now = init.now ?? (() => performance.now());
+    this.submittedAt = this.now();
     this.span = this.start("queue");
   }
 
@@ -52,12 +62,17 @@ export class SequenceTrace implements SequenceObserver {
 
   scheduled(chunk: ScheduledChunk, batchSize: number): void {
     if (this.phase === "queue") {
-      this.scheduledAt = performance.now();
-      const queueSeconds = (this.scheduledAt - this.submittedAt) / 1000;
-      this.init.handler.responseTrailer.set(SHARD_HEADER.queueSeconds, String(queueSeconds));
+      this.scheduledAt = this.now();
+      this.reportQueueTime();
       this.span.end();
-      this.span = this.start("prefill", { [ATTR.batchSize]: batchSize, [ATTR.queueTimeMs]: queueSeconds * 1000 });
+      this.span = this.start("prefill", { [ATTR.batchSize]: batchSize, [ATTR.queueTimeMs]: this.queueMs() });
       this.phase = "prefill";
+    } else if (this.requeuedAt !== null) {
+      const waitedMs = this.now() - this.requeuedAt;
+      this.requeuedAt = null;
+      this.requeuedMs += waitedMs;
+      this.span.addEvent("rescheduled", { "loraserve.requeue_time_ms": waitedMs });
+      this.reportQueueTime();
     }
     // A decode step runs the last generated token alone (a recomputed sequence runs several at once).
     if (chunk.numTokens === 1 && chunk.startPos >= this.init.promptTokens) {
@@ -70,6 +85,7 @@ export class SequenceTrace implements SequenceObserver {
 
   preempted(): void {
     this.preemptions++;
+    this.requeuedAt = this.now();
     this.span.addEvent("preempted", { "loraserve.generated_tokens": this.generated });
   }
 
@@ -103,6 +119,16 @@ export class SequenceTrace implements SequenceObserver {
     this.phase = "decode";
   }
 
+  /** Time in the queue so far, in ms: before the first schedule and back in it after preemptions. */
+  private queueMs(): number {
+    return this.scheduledAt === null ? 0 : this.scheduledAt - this.submittedAt + this.requeuedMs;
+  }
+
+  /** The trailer is read when the stream ends: the last value set is the request's whole queue time. */
+  private reportQueueTime(): void {
+    this.init.handler.responseTrailer.set(SHARD_HEADER.queueSeconds, String(this.queueMs() / 1000));
+  }
+
   private start(name: Exclude<Phase, "ended">, attributes: Attributes = {}): Span {
     return this.init.tracer.startSpan(name, { attributes: { ...this.init.attributes, ...attributes } }, this.init.parent);
   }
@@ -117,12 +143,14 @@ export class SequenceTrace implements SequenceObserver {
       [ATTR.responseFinishReasons]: this.finishReason === null ? undefined : [this.finishReason],
       [ATTR.preemptions]: this.preemptions,
       [ATTR.outcome]: outcome,
+      // With preemptions, the whole queue time (the prefill span's attribute has the first wait only).
+      ...(this.preemptions > 0 && this.scheduledAt !== null ? { [ATTR.queueTimeMs]: this.queueMs() } : {}),
       ...(this.phase === "decode"
         ? { "loraserve.decode.steps": this.decodeSteps, [ATTR.batchSize]: this.decodeSteps > 0 ? this.decodeBatchTotal / this.decodeSteps : undefined }
         : {}),
     });
     this.span.end();
-    const now = performance.now();
+    const now = this.now();
     this.init.logger.log(
       "debug",
       "sequence",
@@ -133,7 +161,7 @@ export class SequenceTrace implements SequenceObserver {
         input_tokens: this.init.promptTokens,
         output_tokens: this.generated,
         preemptions: this.preemptions,
-        queue_ms: this.scheduledAt === null ? null : ms(this.submittedAt, this.scheduledAt),
+        queue_ms: this.scheduledAt === null ? null : ms(0, this.queueMs()),
         prefill_ms: this.scheduledAt === null || this.firstTokenAt === null ? null : ms(this.scheduledAt, this.firstTokenAt),
         decode_ms: this.firstTokenAt === null ? null : ms(this.firstTokenAt, now),
       },
