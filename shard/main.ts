@@ -10,6 +10,7 @@ import { startOpenTelemetry } from "../telemetry/otel.js";
 import { NO_PROGRESS, ProgressDisplay, type ProgressSink } from "../telemetry/progress.js";
 import { AdapterRegistry } from "./adapters/registry.js";
 import { runFollower } from "./follower.js";
+import { readGenerationDefaults } from "./model/generation-defaults.js";
 import { AdapterRoots } from "./adapters/roots.js";
 import { groupSteps } from "./engine/group-steps.js";
 import { LlmEngine } from "./engine/llm-engine.js";
@@ -116,7 +117,19 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
     const llm = new LlmEngine(telemetry.timeSteps(steps), { ...limits, eosTokenIds: codec.eosTokenIds, adapters, prefixCaching: args.prefixCaching });
     telemetry.watch(llm, adapters, maxLoras, engine);
     const server = await startShardServer(
-      { modelId: args.servedModelName, model: describeModel(model, engine, maxLoraRank), llm, codec, encoder, chatTemplates, adapters, limits, telemetry, adapterRoots: roots.dirs },
+      {
+        modelId: args.servedModelName,
+        model: describeModel(model, engine, maxLoraRank),
+        llm,
+        codec,
+        encoder,
+        chatTemplates,
+        adapters,
+        limits,
+        generationDefaults: readGenerationDefaults(model.dir),
+        telemetry,
+        adapterRoots: roots.dirs,
+      },
       args.port,
       args.hostname,
       token,

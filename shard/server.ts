@@ -17,6 +17,7 @@ import type { AdapterRegistry, AdapterTier } from "./adapters/registry.js";
 import { encodePrompt, InvalidRequestError, prepareRequest, type PromptContext } from "./engine/generate-request.js";
 import { GenerateStream } from "./engine/generate-stream.js";
 import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
+import type { GenerationDefaults } from "./model/generation-defaults.js";
 import type { ShardLimits } from "./options.js";
 import { pathRedactor, type RedactPaths } from "./redact-paths.js";
 import { submitObserved, type ShardTelemetry } from "./telemetry/shard-telemetry.js";
@@ -44,6 +45,8 @@ export interface ShardContext {
   chatTemplates: ChatTemplates;
   adapters: AdapterRegistry;
   limits: ShardLimits;
+  /** The model's sampling defaults (generation_config.json); absent: sample at temperature 1 (OpenAI's). */
+  generationDefaults?: GenerationDefaults;
   /** Traces and engine metrics; absent, nothing is measured. */
   telemetry?: ShardTelemetry;
   /** The adapter roots' real paths, named "<adapter root N>" in errors that anyone may read (shard/redact-paths.ts). */
@@ -90,7 +93,7 @@ export function shardServiceImpl(shard: ShardContext, admitting: () => boolean =
       try {
         // First use of an adapter from a root reads and validates it here; its slot load happens in the queue.
         await adapters.prepare(request.adapterId);
-        const prepared = await prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize });
+        const prepared = await prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize, generationDefaults: shard.generationDefaults ?? { greedy: false } });
         stream = new GenerateStream(codec, prepared);
         events = submitObserved(shard.telemetry, request, prepared.sequence, context, (observer) =>
           llm.submit({ ...prepared.sequence, stopCheck: stream }, context.signal, observer),

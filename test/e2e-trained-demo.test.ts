@@ -42,12 +42,16 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** The greedy answer of `model` (an adapter id or the base model's) to one user message. */
-async function chat(model: string, content: string): Promise<string> {
+/**
+ * The greedy answer of `model` (an adapter id or the base model's) to one user message: temperature 0, or none at
+ * all (`sampling: "model"`), which takes the model's generation_config.json (do_sample false: greedy).
+ */
+async function chat(model: string, content: string, sampling: "greedy" | "model" = "greedy"): Promise<string> {
+  const temperature = sampling === "greedy" ? { temperature: 0 } : {};
   const res = await fetch(`${server.ready.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model, messages: [{ role: "user", content }], temperature: 0, max_tokens: heldOut.max_new_tokens }),
+    body: JSON.stringify({ model, messages: [{ role: "user", content }], ...temperature, max_tokens: heldOut.max_new_tokens }),
   });
   expect(res.status, await res.clone().text()).toBe(200);
   const body = (await res.json()) as { choices: { message: { content: string } }[] };
@@ -78,6 +82,12 @@ describe("the trained demo through loraserve serve", () => {
     expect(await chat("reverse", "one two three")).toBe("three two one");
     expect(await chat("sql", "How many users live in Paris?")).toBe("SELECT COUNT(*) FROM users WHERE city = 'Paris';");
     expect(await chat(baseId, "hello world")).toBe("hello world");
+  });
+
+  it("answers them the same without a temperature: the model's generation_config.json says do_sample false", async () => {
+    // OpenAI's default temperature is 1; the model's own default wins, as in vLLM, so every try is the same.
+    for (let attempt = 0; attempt < 8; attempt++) expect(await chat("upper", "hello world", "model")).toBe("HELLO WORLD");
+    expect(await chat("reverse", "one two three", "model")).toBe("three two one");
   });
 
   it("`loraserve generate --adapter upper` applies the chat template", async () => {

@@ -57,6 +57,8 @@ export function readOpenAiRequest(body: unknown, endpointFields: readonly string
       maxNewTokens: fields.integer("max_tokens", 0, UINT32_MAX),
       doSample: temperature !== 0,
       temperature: temperature === 0 ? undefined : temperature,
+      // No temperature: the model's generation_config.json decides (greedy where it says do_sample false).
+      samplingFromModel: temperature === undefined,
       topP: fields.float32("top_p"),
       seed: seed === undefined ? undefined : BigInt(seed),
       stop: fields.strings("stop", { orString: true }) ?? [],

@@ -7,6 +7,7 @@
 // are logits processors, not sampling warpers: they apply in greedy mode as well, as in transformers and TGI.
 import { randomInt } from "node:crypto";
 import type { GenerateRequest, GenerationParameters } from "../../gen/loraserve/v1/generate_pb.js";
+import type { GenerationDefaults } from "../model/generation-defaults.js";
 import type { ShardLimits } from "../options.js";
 import { ChatTemplateError, type ChatMessage, type ChatTemplate } from "../text/chat-template.js";
 import type { PromptEncoder } from "../text/encoder-pool.js";
@@ -32,6 +33,20 @@ export interface PromptContext extends PromptEncoder {
 export interface RequestContext extends PromptContext {
   limits: ShardLimits;
   vocabSize: number;
+  /** What a request with sampling_from_model leaves unset takes from the model (generation_config.json). */
+  generationDefaults: GenerationDefaults;
+}
+
+/** The request's parameters with the model's sampling defaults filled in where it asks for them. */
+function withModelDefaults(params: GenerationParameters | undefined, defaults: GenerationDefaults): GenerationParameters | undefined {
+  if (!params?.samplingFromModel) return params;
+  if (defaults.greedy) return { ...params, doSample: false };
+  return {
+    ...params,
+    temperature: params.temperature ?? defaults.temperature,
+    topP: params.topP ?? defaults.topP,
+    topK: params.topK ?? defaults.topK,
+  };
 }
 
 export interface PreparedRequest {
@@ -157,7 +172,7 @@ function stopSequencesOf(params: GenerationParameters | undefined): string[] {
 
 export async function prepareRequest(request: GenerateRequest, context: RequestContext): Promise<PreparedRequest> {
   const { limits } = context;
-  const params = request.parameters;
+  const params = withModelDefaults(request.parameters, context.generationDefaults);
   const maxNewTokens = params?.maxNewTokens;
   if (maxNewTokens === 0) throw new InvalidRequestError("max_new_tokens must be at least 1");
   if (maxNewTokens !== undefined && maxNewTokens > limits.maxNewTokensLimit) {
