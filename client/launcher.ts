@@ -39,11 +39,13 @@ const SHARED_FLAGS = new Set(Object.keys(TELEMETRY_FLAGS).map((flag) => `--${fla
 /** The launcher's options that belong to the router (serve names the shard itself); everything else is the shard's. */
 const ROUTER_ONLY_FLAGS = new Set(
   Object.keys(ROUTER_FLAGS)
-    .filter((flag) => flag !== "shard-uri")
+    .filter((flag) => flag !== "shard-uri" && flag !== "shard-group-name")
     .map((flag) => `--${flag}`)
     .filter((flag) => !SHARED_FLAGS.has(flag)),
 );
 const HEALTH_POLL_MS = 100;
+/** The `shard_group` label of serve's one group. */
+export const SERVE_GROUP_NAME = "local";
 
 /** A port nothing listens on now, for the group's meeting point (rank 0 listens there a moment later). */
 async function freePort(): Promise<number> {
@@ -154,7 +156,9 @@ export async function launcherMain(args: string[]): Promise<void> {
     const ranks = plan.rankArgs.map((args, rank) => start(plan.world === 1 ? "shard" : `shard rank ${rank}`, ["shard", ...args]));
     const shard = ranks[0]!;
     const [shardReady] = await Promise.all(ranks.map((rank) => rank.ready));
-    const router = start("router", ["router", "--shard-uri", `http://127.0.0.1:${shardReady!.port}`, ...routerArgs]);
+    // Named: the shard's port is a new one at every start, and would make the metrics' group label new too.
+    const shardUri = `http://127.0.0.1:${shardReady!.port}`;
+    const router = start("router", ["router", "--shard-uri", shardUri, "--shard-group-name", SERVE_GROUP_NAME, ...routerArgs]);
     const url = localUrl(hostname, (await router.ready).port);
     await waitHealthy(url, children);
     const port = Number(new URL(url).port);

@@ -9,6 +9,11 @@ export interface RouterOptions extends Partial<TelemetryOptions> {
   port: number;
   hostname: string;
   shardUris: string[];
+  /**
+   * Each group's name in metrics (the `shard_group` label), in --shard-uri order; absent: the URIs. `serve` names
+   * its one group, whose port is new at every start, so that a restart does not begin new series.
+   */
+  shardGroupNames?: string[];
   maxBodyBytes: number;
   /** Guards loading and unloading adapters; absent or null: those calls are refused. */
   adminToken?: string | null;
@@ -32,6 +37,8 @@ export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL .
 
   --shard-uri URL        a shard group leader's ShardService (h2c), e.g. http://127.0.0.1:50051; repeatable
                          (SHARD_URI: comma-separated)
+  --shard-group-name NAME  the group's \`shard_group\` label in metrics, one per --shard-uri in order (default: the
+                         URI; SHARD_GROUP_NAME: comma-separated)
   --port N               public port for HTTP/1.1 and HTTP/2 (default 3000; 0 picks a free one)
   --hostname H           address to listen on (default 0.0.0.0; not read from HOSTNAME, the machine's name)
   --max-body-bytes N     largest request body accepted (default ${DEFAULT_MAX_BODY_BYTES})
@@ -53,6 +60,7 @@ export const ROUTER_FLAGS = {
   port: { type: "string" },
   hostname: { type: "string" },
   "shard-uri": { type: "string", multiple: true },
+  "shard-group-name": { type: "string", multiple: true },
   "max-body-bytes": { type: "string" },
   "admin-token": { type: "string" },
   "shard-token-file": { type: "string" },
@@ -68,6 +76,17 @@ function tlsFiles(cert: Setting | undefined, key: Setting | undefined): RouterOp
   return { certFile: cert.text, keyFile: key.text };
 }
 
+/** One name per URI, each once; none given: the URIs themselves. */
+function groupNames(names: string[] | undefined, uris: string[]): string[] {
+  if (names === undefined) return uris;
+  if (names.length !== uris.length) throw new Error(`${names.length} --shard-group-name for ${uris.length} --shard-uri: give one name per URI, in order`);
+  for (const [i, name] of names.entries()) {
+    if (name === "") throw new Error("--shard-group-name may not be empty");
+    if (names.indexOf(name) !== i) throw new Error(`--shard-group-name ${JSON.stringify(name)} is given twice: each group needs its own`);
+  }
+  return names;
+}
+
 export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): RouterOptions {
   const { values } = parseArgs({ args, options: ROUTER_FLAGS, strict: true, allowPositionals: false });
   const shardUris = flagsOrEnv("shard-uri", values["shard-uri"], env, ",") ?? [];
@@ -81,6 +100,7 @@ export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): Rout
     // Not from HOSTNAME: Docker and shells set it to the machine's name, which is no address to listen on.
     hostname: values.hostname ?? "0.0.0.0",
     shardUris,
+    shardGroupNames: groupNames(flagsOrEnv("shard-group-name", values["shard-group-name"], env, ","), shardUris),
     maxBodyBytes: parseInteger(flagOrEnv("max-body-bytes", values["max-body-bytes"], env), 0) ?? DEFAULT_MAX_BODY_BYTES,
     adminToken: flagOrEnv("admin-token", values["admin-token"], env)?.text || null,
     shardTokenFile: flagOrEnv("shard-token-file", values["shard-token-file"], env)?.text || null,

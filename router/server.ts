@@ -39,7 +39,7 @@ export interface RunningRouter extends OnePortServer {
 export async function startRouter(options: RouterOptions): Promise<RunningRouter> {
   const telemetry = routerTelemetry(options, () => pool.groupStatuses());
   const shardToken = options.shardTokenFile ? readShardToken(options.shardTokenFile) : null;
-  const pool = new ShardPool(options.shardUris, telemetry, shardToken);
+  const pool = new ShardPool(options.shardUris, telemetry, shardToken, options.shardGroupNames);
   const adapters = new AdapterForwarder(pool, new AdminAuth(options.adminToken ?? null));
   const routeSettings = { pool, maxBodyBytes: options.maxBodyBytes };
   let stopHealth = (): void => {};

@@ -20,6 +20,8 @@ import type { GroupStatus } from "./telemetry/router-metrics.js";
 
 interface ShardGroup {
   uri: string;
+  /** Its `shard_group` label in metrics (--shard-group-name; by default the URI). */
+  name: string;
   client: ShardClient;
   /** The leader's other services (AdapterService) are reached over the same connection. */
   transport: Transport;
@@ -53,19 +55,23 @@ export class ShardPool {
   /** Aborted when a drain's grace period is over: every call still in flight ends (endInFlight). */
   private readonly ending = new AbortController();
 
-  /** `shardToken`: the internal API's credential, sent on every call to every group (--shard-token-file). */
+  /**
+   * `shardToken`: the internal API's credential, sent on every call to every group (--shard-token-file); `names`:
+   * each group's label in metrics, in the order of `uris` (--shard-group-name).
+   */
   constructor(
     uris: readonly string[],
     private readonly telemetry?: RouterTelemetry,
     shardToken: string | null = null,
+    names: readonly string[] = uris,
   ) {
     if (uris.length === 0) throw new Error("at least one --shard-uri is required");
     const interceptors = [propagateTraceContext, ...(shardToken === null ? [] : [sendShardToken(shardToken)])];
-    this.groups = uris.map((uri) => {
+    this.groups = uris.map((uri, i) => {
       const session = new Http2SessionManager(uri);
       const transport = createGrpcTransport({ baseUrl: uri, sessionManager: session, interceptors });
       const client = createClient(ShardService, transport);
-      const group: ShardGroup = { uri, session, transport, client, watcher: new StatusWatcher(client), sentSinceStatus: 0 };
+      const group: ShardGroup = { uri, name: names[i] ?? uri, session, transport, client, watcher: new StatusWatcher(client), sentSinceStatus: 0 };
       group.watcher.onView(() => (group.sentSinceStatus = 0));
       return group;
     });
@@ -99,7 +105,7 @@ export class ShardPool {
         group: group.uri,
         open: () => {
           group.sentSinceStatus += 1;
-          const route = { group: group.uri, reason: i === 0 ? reason : "failover" };
+          const route = { group: group.name, uri: group.uri, reason: i === 0 ? reason : "failover" };
           return observed ? observed.generate(group.client, request, route, options) : group.client.generate(request, options);
         },
       }),
@@ -132,9 +138,9 @@ export class ShardPool {
     await Promise.all(this.groups.map((group) => group.watcher.firstView()));
   }
 
-  /** Every group's last Status with its URI (the group's label in metrics). */
+  /** Every group's last Status with its name (its label in metrics). */
   groupStatuses(): GroupStatus[] {
-    return this.groups.map((group) => ({ uri: group.uri, status: group.watcher.status }));
+    return this.groups.map((group) => ({ name: group.name, status: group.watcher.status }));
   }
 
   /** Calls listener after any group's view changes; returns the function that stops the calls. */

@@ -13,7 +13,9 @@ export const ATTR = {
   responseFinishReasons: "gen_ai.response.finish_reasons",
   adapterId: "loraserve.adapter.id",
   adapterResident: "loraserve.adapter.resident",
+  /** The group's leader URI; its name (the metrics' `shard_group` label) is the next. */
   shardGroup: "loraserve.shard_group",
+  shardGroupName: "loraserve.shard_group.name",
   /** The tensor-parallel rank that made the span (the leader, 0: only it serves) and its group's size. */
   shardRank: "shard.rank",
   shardWorldSize: "shard.world_size",

@@ -52,6 +52,7 @@ const SHARD_SWITCHES = ["disable-prefix-caching", "list-adapters-in-errors"];
 const ROUTER_SAMPLES: Samples = {
   port: ["8080", "9090"],
   "shard-uri": ["http://env:1", "http://flag:1"],
+  "shard-group-name": ["env-group", "flag-group"],
   "max-body-bytes": ["1000", "2000"],
   "admin-token": ["env-token", "flag-token"],
   "shard-token-file": ["/env-token", "/flag-token"],

@@ -22,4 +22,14 @@ describe("parseRouterOptions", () => {
     expect(() => parseRouterOptions([...SHARD, "--tls-cert", "/c.pem"], {})).toThrow("--tls-cert needs its pair: TLS takes both --tls-cert and --tls-key");
     expect(() => parseRouterOptions(SHARD, { TLS_KEY: "/k.pem" })).toThrow("TLS_KEY needs its pair");
   });
+
+  it("names each group by --shard-group-name, in --shard-uri order, by default by its URI", () => {
+    const two = ["--shard-uri", "http://a:1", "--shard-uri", "http://b:1"];
+    expect(parseRouterOptions(two, {}).shardGroupNames).toEqual(["http://a:1", "http://b:1"]);
+    expect(parseRouterOptions([...two, "--shard-group-name", "east", "--shard-group-name", "west"], {}).shardGroupNames).toEqual(["east", "west"]);
+    expect(parseRouterOptions(two, { SHARD_GROUP_NAME: "east,west" }).shardGroupNames).toEqual(["east", "west"]);
+    expect(() => parseRouterOptions([...two, "--shard-group-name", "east"], {})).toThrow("1 --shard-group-name for 2 --shard-uri: give one name per URI, in order");
+    expect(() => parseRouterOptions([...two, "--shard-group-name", "x", "--shard-group-name", "x"], {})).toThrow('--shard-group-name "x" is given twice');
+    expect(() => parseRouterOptions([...SHARD, "--shard-group-name", ""], {})).toThrow("--shard-group-name may not be empty");
+  });
 });

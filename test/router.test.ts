@@ -367,6 +367,25 @@ describe("what the router knows of the model", () => {
   });
 });
 
+describe("the shard_group label", () => {
+  it("is the group's --shard-group-name on every group series, the same however the shard's port changes", async () => {
+    const named = await startRouter({ port: 0, hostname: "127.0.0.1", shardUris: [`http://127.0.0.1:${shard.port}`], shardGroupNames: ["blue"], maxBodyBytes: MAX_BODY_BYTES });
+    try {
+      const to = `http://127.0.0.1:${named.port}`;
+      expect((await post("/generate", { inputs: "hello" }, to)).status).toBe(200);
+      const text = await vi.waitFor(async () => {
+        const scraped = await (await fetch(`${to}/metrics`)).text();
+        expect(scraped).toMatch(/^loraserve_shard_group_up\{shard_group="blue"\} 1$/m);
+        return scraped;
+      });
+      const groups = new Set([...text.matchAll(/shard_group="([^"]*)"/g)].map((match) => match[1]));
+      expect([...groups]).toEqual(["blue"]);
+    } finally {
+      await named.close();
+    }
+  });
+});
+
 describe("one port, every protocol", () => {
   const expected = { generatedText: "abc", tokens: [5, 6, 7] };
 

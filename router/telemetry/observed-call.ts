@@ -15,7 +15,10 @@ import type { RouterMetrics } from "./router-metrics.js";
 
 /** Where a request went and why: what the `route` span and the routing series record. */
 export interface Route {
+  /** The group's name: the `shard_group` label, stable across restarts. */
   group: string;
+  /** Where the group's leader listens, for the span. */
+  uri: string;
   reason: string;
 }
 
@@ -40,7 +43,8 @@ function requestAttributes(request: GenerateInput, route: Route): Attributes {
   return {
     [ATTR.operationName]: operationName({ messages: request.messages ?? [] }),
     [ATTR.adapterId]: request.adapterId ?? "",
-    [ATTR.shardGroup]: route.group,
+    [ATTR.shardGroup]: route.uri,
+    [ATTR.shardGroupName]: route.group,
     [ATTR.routeReason]: route.reason,
     [ATTR.requestMaxTokens]: p?.maxNewTokens,
     [ATTR.requestTemperature]: p?.temperature,

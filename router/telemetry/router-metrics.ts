@@ -8,7 +8,8 @@ import { MetricSet, type GaugeSample } from "../../telemetry/metric-set.js";
 import type { StatusResponse } from "../../gen/loraserve/v1/shard_pb.js";
 
 export interface GroupStatus {
-  uri: string;
+  /** The group's `shard_group` label: stable across restarts (--shard-group-name, or its URI). */
+  name: string;
   /** Absent when the group did not answer in time. */
   status: StatusResponse | undefined;
 }
@@ -49,35 +50,35 @@ export class RouterMetrics {
       [...this.inFlight].map(([group, value]) => ({ labels: { shard_group: group }, value })),
     );
     const perGroup =
-      <L extends string>(values: (uri: string, status: StatusResponse) => GaugeSample<L>[]) =>
+      <L extends string>(values: (name: string, status: StatusResponse) => GaugeSample<L>[]) =>
       (): GaugeSample<L>[] =>
-        groups().flatMap(({ uri, status }) => (status ? values(uri, status) : []));
+        groups().flatMap(({ name, status }) => (status ? values(name, status) : []));
     this.set.observedGauge("loraserve_shard_group_up", "1 when the group's leader answered Status ready, else 0", ["shard_group"], () =>
-      groups().map(({ uri, status }) => ({ labels: { shard_group: uri }, value: status?.ready ? 1 : 0 })),
+      groups().map(({ name, status }) => ({ labels: { shard_group: name }, value: status?.ready ? 1 : 0 })),
     );
     this.set.observedGauge(
       "loraserve_shard_group_sequences",
       "Sequences in a group's batch (running) or queue (waiting)",
       ["shard_group", "state"],
-      perGroup((uri, s) => [
-        { labels: { shard_group: uri, state: "running" }, value: s.runningSequences },
-        { labels: { shard_group: uri, state: "waiting" }, value: s.waitingSequences },
+      perGroup((name, s) => [
+        { labels: { shard_group: name, state: "running" }, value: s.runningSequences },
+        { labels: { shard_group: name, state: "waiting" }, value: s.waitingSequences },
       ]),
     );
     this.set.observedGauge(
       "loraserve_shard_group_kv_blocks",
       "A group's KV-cache blocks, used and free",
       ["shard_group", "state"],
-      perGroup((uri, s) => [
-        { labels: { shard_group: uri, state: "used" }, value: s.totalKvBlocks - s.freeKvBlocks },
-        { labels: { shard_group: uri, state: "free" }, value: s.freeKvBlocks },
+      perGroup((name, s) => [
+        { labels: { shard_group: name, state: "used" }, value: s.totalKvBlocks - s.freeKvBlocks },
+        { labels: { shard_group: name, state: "free" }, value: s.freeKvBlocks },
       ]),
     );
     this.set.observedGauge(
       "loraserve_shard_group_adapters",
       "Adapters a group can serve",
       ["shard_group"],
-      perGroup((uri, s) => [{ labels: { shard_group: uri }, value: s.adapterIds.length }]),
+      perGroup((name, s) => [{ labels: { shard_group: name }, value: s.adapterIds.length }]),
     );
   }
 
