@@ -5,7 +5,7 @@
 // With telemetry, each attempt's Generate is measured and traced as routed, and ended as the failover loop
 // reports it (router/telemetry/).
 import { createClient, type CallOptions, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { GenerateRequest, GenerateStreamResponse, TokenizeRequest, TokenizeResponse } from "../gen/loraserve/v1/generate_pb.js";
 import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.js";
 import { sendShardToken } from "../common/shard-token.js";
@@ -17,6 +17,7 @@ import type { ShardClient } from "./shard-client.js";
 import { StatusWatcher } from "./status-watcher.js";
 import type { RouterTelemetry } from "./telemetry/router-telemetry.js";
 import type { GroupStatus } from "./telemetry/router-metrics.js";
+import { WatchedSessionManager } from "./watched-session.js";
 
 interface ShardGroup {
   uri: string;
@@ -26,7 +27,7 @@ interface ShardGroup {
   /** The leader's other services (AdapterService) are reached over the same connection. */
   transport: Transport;
   /** Held so that shutdown can close the HTTP/2 connection instead of waiting for its idle timeout. */
-  session: Http2SessionManager;
+  session: WatchedSessionManager;
   /** The group's Status as last seen. */
   watcher: StatusWatcher;
   /** Streams this router opened on the group since its last view, which that view's load cannot show. */
@@ -68,10 +69,11 @@ export class ShardPool {
     if (uris.length === 0) throw new Error("at least one --shard-uri is required");
     const interceptors = [propagateTraceContext, ...(shardToken === null ? [] : [sendShardToken(shardToken)])];
     this.groups = uris.map((uri, i) => {
-      const session = new Http2SessionManager(uri);
+      const name = names[i] ?? uri;
+      const session = new WatchedSessionManager(uri, (reason) => telemetry?.metrics.sessionsLost.inc({ shard_group: name, reason }));
       const transport = createGrpcTransport({ baseUrl: uri, sessionManager: session, interceptors });
       const client = createClient(ShardService, transport);
-      const group: ShardGroup = { uri, name: names[i] ?? uri, session, transport, client, watcher: new StatusWatcher(client), sentSinceStatus: 0 };
+      const group: ShardGroup = { uri, name, session, transport, client, watcher: new StatusWatcher(client), sentSinceStatus: 0 };
       group.watcher.onView(() => (group.sentSinceStatus = 0));
       return group;
     });

@@ -5,7 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   FinishReason,
@@ -73,6 +73,19 @@ class FakeShard {
     connectNodeAdapter({ routes: (router) => router.service(ShardService, this.implementation()) }),
   );
   port = 0;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sockets = new Set<Socket>();
+
+  constructor() {
+    this.server.on("session", (session) => this.sessions.add(session.once("close", () => this.sessions.delete(session))));
+    this.server.on("connection", (socket: Socket) => this.sockets.add(socket.once("close", () => this.sockets.delete(socket))));
+  }
+
+  /** Ends every session: with a GOAWAY as a shard going away does, or by cutting the TCP connection without a word. */
+  dropSessions(how: "goaway" | "cut"): void {
+    if (how === "goaway") for (const session of this.sessions) session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    else for (const socket of this.sockets) socket.destroy();
+  }
 
   private implementation(): Partial<ServiceImpl<typeof ShardService>> {
     const shard = this;
@@ -382,6 +395,40 @@ describe("the shard_group label", () => {
       expect([...groups]).toEqual(["blue"]);
     } finally {
       await named.close();
+    }
+  });
+});
+
+describe("lost shard sessions", () => {
+  it("are counted by group and reason: a GOAWAY from the shard, a connection cut under an open stream", async () => {
+    const lossy = new FakeShard();
+    await lossy.listen();
+    const named = await startRouter({ port: 0, hostname: "127.0.0.1", shardUris: [`http://127.0.0.1:${lossy.port}`], shardGroupNames: ["lossy"], maxBodyBytes: MAX_BODY_BYTES });
+    const to = `http://127.0.0.1:${named.port}`;
+    const lost = async (): Promise<Record<string, number>> => {
+      const text = await (await fetch(`${to}/metrics`)).text();
+      return Object.fromEntries([...text.matchAll(/^loraserve_router_shard_sessions_lost_total\{shard_group="lossy",reason="(\w+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+    };
+    try {
+      expect((await post("/generate", { inputs: "hello" }, to)).status).toBe(200);
+      expect(await lost()).toEqual({});
+
+      const hung = post("/generate", { inputs: "hang" }, to);
+      await lossy.hanging.promise;
+      lossy.dropSessions("cut");
+      expect((await hung).status).not.toBe(200);
+      await vi.waitFor(async () => expect(Object.values(await lost()).reduce((a, b) => a + b, 0)).toBe(1));
+      expect(Object.keys(await lost())).toEqual([expect.stringMatching(/^(closed|error)$/)]);
+
+      expect((await post("/generate", { inputs: "hello" }, to)).status).toBe(200);
+      lossy.dropSessions("goaway");
+      await vi.waitFor(async () => expect((await lost()).goaway).toBe(1));
+      expect(Object.values(await lost()).reduce((a, b) => a + b, 0)).toBe(2);
+    } finally {
+      await named.close();
+      // A session that had a GOAWAY may stay open on the server's side: cut, so that the server can close.
+      lossy.dropSessions("cut");
+      await lossy.close();
     }
   });
 });

@@ -42,6 +42,11 @@ export class RouterMetrics {
     "Requests a shard group admitted (streamed a token) or rejected before any token",
     ["shard_group", "result"],
   );
+  readonly sessionsLost = this.set.counter(
+    "loraserve_router_shard_sessions_lost_total",
+    "HTTP/2 sessions to a shard group that ended under the requests on them: the shard's GOAWAY, a session error, or a close with streams open",
+    ["shard_group", "reason"],
+  );
   private readonly inFlight = new Map<string, number>();
 
   constructor(maxAdapters: number, groups: () => GroupStatus[]) {
