@@ -148,6 +148,24 @@ describe("adapter lifecycle", () => {
     registry.release("swap");
   });
 
+  it("looks at the files of an adapter whose bytes were evicted before reading them again, whatever the interval", async () => {
+    const model = loadModelFiles(join(DEMO, "model"));
+    // One adapter in host memory, and an interval no test reaches.
+    const small = await openRegistry(engine, model.spec, [], { maxLoras: 2, maxCpuLoras: 1, roots: new AdapterRoots([root]), filesCheckIntervalMs: 3_600_000 });
+    copyAdapter(join(root, "evicted"));
+    copyAdapter(join(root, "evictor"));
+    await small.prepare("evicted");
+    const oldVersion = small.versionOf("evicted");
+    const oldAlpha = (await small.get("evicted")).config!.alpha;
+    await small.prepare("evictor");
+    expect((await small.get("evicted")).tier).toBe("disk");
+
+    setAlpha(join(root, "evicted"), oldAlpha * 4);
+    await small.prepare("evicted");
+    expect(small.versionOf("evicted")).toBeGreaterThan(oldVersion);
+    expect((await small.get("evicted")).config!.alpha).toBe(oldAlpha * 4);
+  });
+
   it("refuses an adapter whose files change into invalid ones, and serves them again once fixed", async () => {
     const dir = join(root, "broken-later");
     copyAdapter(dir);

@@ -58,8 +58,10 @@ export class HostTier {
     while (!this.reserveRoom()) await new Promise<void>((wake) => this.waiters.push(wake));
     let host: HostAdapter;
     let stamp: string;
+    let stampedAt: number;
     try {
       // Stamped before reading: a change during the read gives another stamp at the next check, and a reload.
+      stampedAt = Date.now();
       stamp = await stampAdapterFiles(entry.dir);
       host = await readAdapter(entry.dir, entry.root, this.options, (bytes) => this.engine.allocateHostBuffer(bytes));
     } catch (cause) {
@@ -76,6 +78,7 @@ export class HostTier {
     }
     entry.host = { tier: "host", host };
     entry.filesStamp = stamp;
+    entry.filesCheckedAt = stampedAt;
     entry.config = host.config;
     entry.hasChatTemplate = host.hasChatTemplate;
     this.catalog.touch(entry);

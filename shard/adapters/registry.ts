@@ -213,10 +213,14 @@ export class AdapterRegistry implements AdapterResidency {
     this.slots.listen(listener);
   }
 
-  /** Whether a read adapter's files differ from the stamp of its read; looked at once per interval at most. */
+  /**
+   * Whether a read adapter's files differ from the stamp of its read; looked at once per interval at most, and
+   * always when its bytes were evicted: the read to come must not put other files under the same registration.
+   */
   private async filesChanged(entry: AdapterEntry): Promise<boolean> {
     const now = Date.now();
-    if (entry.filesStamp === null || now - entry.filesCheckedAt < this.filesCheckIntervalMs) return false;
+    if (entry.filesStamp === null) return false;
+    if (entry.host.tier !== "disk" && now - entry.filesCheckedAt < this.filesCheckIntervalMs) return false;
     entry.filesCheckedAt = now;
     return (await stampAdapterFiles(entry.dir)) !== entry.filesStamp;
   }
