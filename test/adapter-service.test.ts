@@ -1,7 +1,7 @@
 // AdapterService and /adapters through the router to a real shard with an adapter root and no adapter named at
 // start: adapters found on first use answer like the transformers + peft reference, loading and unloading
 // need the admin token, an adapter in use cannot be unloaded, and ids that leave the root are refused.
-import { cpSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -202,6 +202,19 @@ describe("adapters at run time through the router", () => {
     const bad = await http("DELETE", "/adapters/sql?drain=soon", { token: TOKEN });
     expect(bad.status).toBe(422);
     expect(await bad.json()).toEqual({ error: '`drain` must be true or false, not "soon"', error_type: "validation" });
+  });
+
+  it("picks up an adapter replaced on disk: the next requests answer like the new files", async () => {
+    const dir = join(root, "swapped");
+    cpSync(join(fixture.adaptersDir, "sql"), dir, { recursive: true });
+    await expectReference("swapped", "sql");
+    // Renamed over the old files, as a deployment does.
+    for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
+      cpSync(join(fixture.adaptersDir, "tone", file), join(dir, `${file}.new`));
+      renameSync(join(dir, `${file}.new`), join(dir, file));
+    }
+    // The shard looks at the files at most once a second.
+    await vi.waitFor(() => expectReference("swapped", "tone"), { timeout: 10_000, interval: 200 });
   });
 
   it("refuses ids and paths that leave the root, unknown ids and invalid adapters, with the reason", async () => {
