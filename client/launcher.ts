@@ -1,12 +1,14 @@
 // `loraserve serve`: starts a shard (with --num-shard N, every rank of its tensor-parallel group) and a router as
 // separate processes, waits until the router is healthy, and stops them all on SIGINT/SIGTERM (or stops the rest
-// when one dies). It holds no serving logic.
+// when one dies). It holds no serving logic. Unless told one, it makes the internal link's token (run-token.ts).
 import { createServer, type AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isSet } from "../common/flag-or-env.js";
 import { parseRouterOptions, ROUTER_FLAGS } from "../router/options.js";
 import { DEFAULT_TELEMETRY, TELEMETRY_FLAGS } from "../telemetry/options.js";
 import { startServerProcess, type ServerProcess } from "./child.js";
+import { routerHealth } from "./router-health.js";
+import { makeRunToken } from "./run-token.js";
 import { planShardGroup } from "./shard-group.js";
 
 export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=DIR,...] [--port N] [options]
@@ -23,7 +25,13 @@ export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=D
   --hostname H           address to listen on (default 0.0.0.0; not read from HOSTNAME, the machine's name)
   --max-body-bytes N     largest request body the router accepts
   --metrics-port N       the shard's Prometheus metrics port (default 0: a free one; the ready line's
-                         shardMetricsPort). The router's metrics are GET /metrics on --port.
+                         shardMetricsPort), on --metrics-hostname (default 127.0.0.1). The router's metrics are
+                         GET /metrics on --port.
+  --tls-cert PATH        with --tls-key: the public port serves HTTPS only (h2 and HTTP/1.1 by ALPN)
+  --tls-key PATH         the certificate's PEM private key
+  --shard-token-file PATH  the internal link's token (default: a random one made for this run)
+  --shutdown-grace-seconds N  on SIGTERM, how long requests in flight may finish before they end with an
+                         error event (default 30); serve passes the signal on and waits
   --log-level L          error, warn, info or debug, for both processes (default info)
   --metrics-max-adapters N  busiest adapters with their own metrics label in both processes (default ${DEFAULT_TELEMETRY.metricsMaxAdapters})
   --num-shard N          tensor parallelism: N shard processes on this host, each holding 1/N of the model
@@ -35,7 +43,7 @@ Every other option goes to the shard (\`loraserve shard --help\`), e.g. --max-to
 OpenTelemetry export is configured by the standard OTEL_* variables, which both processes inherit.`;
 
 /** Options that both processes take. */
-const SHARED_FLAGS = new Set(Object.keys(TELEMETRY_FLAGS).map((flag) => `--${flag}`));
+const SHARED_FLAGS = new Set([...Object.keys(TELEMETRY_FLAGS), "shard-token-file", "shutdown-grace-seconds"].map((flag) => `--${flag}`));
 /** The launcher's options that belong to the router (serve names the shard itself); everything else is the shard's. */
 const ROUTER_ONLY_FLAGS = new Set(
   Object.keys(ROUTER_FLAGS)
@@ -77,22 +85,21 @@ function splitArgs(args: string[]): { routerArgs: string[]; shardArgs: string[] 
 }
 
 /**
- * What serve sets for the shard unless the user did, by flag or variable: a free internal port, and its metrics
- * where serve listens, on a free port.
+ * What serve sets for the shard unless the user did, by flag or variable: a free internal port and a free metrics
+ * port (on the shard's default address, loopback: metrics are no business of the public port's audience).
  */
-export function shardDefaults(shardArgs: readonly string[], hostname: string, env: NodeJS.ProcessEnv): string[] {
+export function shardDefaults(shardArgs: readonly string[], env: NodeJS.ProcessEnv): string[] {
   const defaults: [string, string][] = [
     ["shard-port", "0"],
     ["metrics-port", "0"],
-    ["metrics-hostname", hostname],
   ];
   return defaults.filter(([flag]) => !isSet(flag, shardArgs, env)).flatMap(([flag, value]) => [`--${flag}`, value]);
 }
 
 /** Where this host reaches the router, whatever address it listens on. */
-function localUrl(hostname: string, port: number): string {
+function localUrl(hostname: string, port: number, tls: boolean): string {
   const host = hostname === "0.0.0.0" || hostname === "::" ? "127.0.0.1" : hostname.includes(":") ? `[${hostname}]` : hostname;
-  return `http://${host}:${port}`;
+  return `${tls ? "https" : "http"}://${host}:${port}`;
 }
 
 async function waitHealthy(url: string, children: ServerProcess[]): Promise<void> {
@@ -100,7 +107,7 @@ async function waitHealthy(url: string, children: ServerProcess[]): Promise<void
   for (const child of children) void child.exited.then((how) => (died ??= how));
   for (;;) {
     if (died !== undefined) throw new Error(`${died} before the router was healthy`);
-    const status = await fetch(`${url}/health`).then((r) => r.status, () => 0);
+    const status = await routerHealth(url);
     if (status === 200) return;
     await sleep(HEALTH_POLL_MS);
   }
@@ -139,7 +146,9 @@ function stopOrder(children: readonly ServerProcess[], shardDied: boolean): Serv
 export async function launcherMain(args: string[]): Promise<void> {
   const { routerArgs, shardArgs } = splitArgs(args);
   // Checked before the shard loads a model for nothing; the URI is a placeholder for the check.
-  const { hostname } = parseRouterOptions([...routerArgs, "--shard-uri", "http://127.0.0.1:1"], process.env);
+  const { hostname, tls } = parseRouterOptions([...routerArgs, "--shard-uri", "http://127.0.0.1:1"], process.env);
+  // The user's token file (flag or variable) reaches both children as it is; else this run makes one.
+  const token = isSet("shard-token-file", args, process.env) ? null : makeRunToken();
   const signal = nextSignal();
   const children: ServerProcess[] = [];
   let stopping = false;
@@ -151,19 +160,19 @@ export async function launcherMain(args: string[]): Promise<void> {
     return child;
   };
   const serve = async (): Promise<{ child: ServerProcess; how: string }> => {
-    const plan = await planShardGroup(shardArgs, shardDefaults(shardArgs, hostname, process.env), process.env, freePort);
+    const plan = await planShardGroup(shardArgs, [...shardDefaults(shardArgs, process.env), ...(token?.args ?? [])], process.env, freePort);
     // Together: the leader's engine waits for every rank to meet before the leader is ready.
     const ranks = plan.rankArgs.map((args, rank) => start(plan.world === 1 ? "shard" : `shard rank ${rank}`, ["shard", ...args]));
     const shard = ranks[0]!;
     const [shardReady] = await Promise.all(ranks.map((rank) => rank.ready));
     // Named: the shard's port is a new one at every start, and would make the metrics' group label new too.
     const shardUri = `http://127.0.0.1:${shardReady!.port}`;
-    const router = start("router", ["router", "--shard-uri", shardUri, "--shard-group-name", SERVE_GROUP_NAME, ...routerArgs]);
-    const url = localUrl(hostname, (await router.ready).port);
+    const router = start("router", ["router", "--shard-uri", shardUri, "--shard-group-name", SERVE_GROUP_NAME, ...(token?.args ?? []), ...routerArgs]);
+    const url = localUrl(hostname, (await router.ready).port, Boolean(tls));
     await waitHealthy(url, children);
     const port = Number(new URL(url).port);
     const pids = { shard: shard.pid, router: router.pid, ranks: ranks.map((rank) => rank.pid) };
-    const ready = { event: "ready", url, port, shardMetricsPort: shardReady!.metricsPort, pids };
+    const ready = { event: "ready", url, port, shardPort: shardReady!.port, shardMetricsPort: shardReady!.metricsPort, pids };
     process.stdout.write(`${JSON.stringify(ready)}\n`);
     return Promise.race([...ranks, router].map((child) => child.exited.then((how) => ({ child, how }))));
   };
@@ -180,6 +189,7 @@ export async function launcherMain(args: string[]): Promise<void> {
   } finally {
     stopping = true;
     for (const child of stopOrder(children, shardDied)) await child.stop();
+    token?.remove();
     signal.dispose();
   }
 }

@@ -2,13 +2,15 @@
 // apart: the shard refuses every call that lacks its token (the router's admin token does not protect a shard
 // anyone can reach), the router holding the token serves; and the router's TLS port answers the `openai` client
 // (HTTP/1.1, trusting the test certificate through NODE_EXTRA_CA_CERTS) and grpc-js (HTTP/2 by ALPN).
+// `loraserve serve` makes a token of its own for each run, in a 0600 file, off every command line, and keeps
+// the shard's metrics on loopback.
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +19,7 @@ import { GenerateRequestSchema, GenerateStreamResponseSchema, type GenerateStrea
 import { ShardService } from "../gen/loraserve/v1/shard_pb.js";
 import { fixtureSets, PROJECT_ROOT } from "./helpers/fixture-sets.js";
 import { greedyIds } from "./helpers/greedy-reference.js";
-import { adapterFlag, startCli, type Started } from "./helpers/process.js";
+import { adapterFlag, serve, startCli, type Started } from "./helpers/process.js";
 
 const START_TIMEOUT_MS = 60_000;
 const TLS_DIR = join(PROJECT_ROOT, "test", "fixtures", "tls");
@@ -34,6 +36,14 @@ const openai = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0 });
 const completion = await openai.completions.create({ model, prompt, max_tokens: Number(maxTokens), temperature: 0 });
 process.stdout.write(JSON.stringify(completion));
 `;
+
+async function openaiCompletion(baseURL: string, model: string, prompt: string, maxTokens: number): Promise<{ model: string; usage: { completion_tokens: number } }> {
+  const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", OPENAI_CLIENT, baseURL, model, prompt, String(maxTokens)], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: CERT },
+  });
+  return JSON.parse(stdout) as { model: string; usage: { completion_tokens: number } };
+}
 
 function bearer(token: string): Interceptor {
   return (next) => (request) => {
@@ -102,12 +112,7 @@ describe("the internal credential and the public port's TLS", () => {
   });
 
   it("the openai client completes over HTTPS (HTTP/1.1) through the router, which holds the shard's token", async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ["--input-type=module", "-e", OPENAI_CLIENT, `https://localhost:${router.ready.port}/v1`, SERVED_NAME, prompt, String(steps)],
-      { cwd: PROJECT_ROOT, env: { ...process.env, NODE_EXTRA_CA_CERTS: CERT } },
-    );
-    const completion = JSON.parse(stdout) as { model: string; choices: { text: string; finish_reason: string }[]; usage: { completion_tokens: number } };
+    const completion = await openaiCompletion(`https://localhost:${router.ready.port}/v1`, SERVED_NAME, prompt, steps);
     expect(completion.model).toBe(SERVED_NAME);
     expect(completion.usage.completion_tokens).toBe(greedyIds(set, "base", promptIndex).length);
   });
@@ -137,4 +142,53 @@ describe("the internal credential and the public port's TLS", () => {
     );
     expect(answered).toBe("refused");
   });
+});
+
+describe("loraserve serve's own token and TLS", () => {
+  const promptIndex = set.refs.prompts.findIndex((p) => p.text !== null);
+  const prompt = set.refs.prompts[promptIndex]!.text!;
+
+  it(
+    "makes a random token in a 0600 file named on no command line but its children's, refuses calls without it, serves HTTPS, keeps metrics on loopback",
+    async () => {
+      const server = await serve(["--model-id", set.modelDir, "--served-model-name", SERVED_NAME, "--tls-cert", CERT, "--tls-key", KEY]);
+      let tokenFile: string;
+      try {
+        expect(server.ready.url).toMatch(/^https:\/\//);
+        const shardCommand = readFileSync(`/proc/${server.ready.pids.shard}/cmdline`, "utf8").split("\0");
+        tokenFile = shardCommand[shardCommand.indexOf("--shard-token-file") + 1]!;
+        expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+        const token = readFileSync(tokenFile, "utf8").trim();
+        expect(token.length).toBeGreaterThanOrEqual(32);
+        for (const pid of [server.ready.pids.shard, server.ready.pids.router]) {
+          expect(readFileSync(`/proc/${pid}/cmdline`, "utf8"), `pid ${pid}`).not.toContain(token);
+        }
+        const shardUrl = `http://127.0.0.1:${server.ready.shardPort}`;
+        const open = createClient(ShardService, createGrpcTransport({ baseUrl: shardUrl }));
+        expect(await codeOf(open.status({}))).toBe("Unauthenticated");
+        const trusted = createClient(ShardService, createGrpcTransport({ baseUrl: shardUrl, interceptors: [bearer(token)] }));
+        expect((await trusted.status({})).ready).toBe(true);
+
+        const completion = await openaiCompletion(`https://localhost:${server.ready.port}/v1`, SERVED_NAME, prompt, set.refs.steps);
+        expect(completion.usage.completion_tokens).toBe(greedyIds(set, "base", promptIndex).length);
+
+        expect((await fetch(`http://127.0.0.1:${server.ready.shardMetricsPort}/metrics`)).status).toBe(200);
+        // Not on another address of this host: metrics are bound to loopback.
+        const elsewhere = Object.values(networkInterfaces())
+          .flat()
+          .find((address) => address?.family === "IPv4" && !address.internal);
+        if (elsewhere) {
+          const reached = await fetch(`http://${elsewhere.address}:${server.ready.shardMetricsPort}/metrics`).then(
+            () => true,
+            () => false,
+          );
+          expect(reached).toBe(false);
+        }
+      } finally {
+        expect(await server.stop()).toEqual({ code: 0, signal: null });
+      }
+      expect(existsSync(tokenFile)).toBe(false);
+    },
+    START_TIMEOUT_MS,
+  );
 });

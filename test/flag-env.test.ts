@@ -150,8 +150,8 @@ describe("serve flags", () => {
     for (const flag of listed) expect(Object.keys({ ...ROUTER_FLAGS, ...SHARD_FLAGS }), flag).toContain(flag);
   });
 
-  it("sets the shard's port and metrics address only where neither a flag nor its variable does", () => {
-    expect(shardDefaults([], "::", {})).toEqual(["--shard-port", "0", "--metrics-port", "0", "--metrics-hostname", "::"]);
-    expect(shardDefaults(["--metrics-port=9000"], "::", { SHARD_PORT: "7000", METRICS_HOSTNAME: "127.0.0.1" })).toEqual([]);
+  it("sets the shard's ports only where neither a flag nor its variable does, and leaves its metrics on loopback", () => {
+    expect(shardDefaults([], {})).toEqual(["--shard-port", "0", "--metrics-port", "0"]);
+    expect(shardDefaults(["--metrics-port=9000"], { SHARD_PORT: "7000", METRICS_HOSTNAME: "127.0.0.1" })).toEqual([]);
   });
 });

@@ -90,6 +90,8 @@ export interface ServeReady {
   port: number;
   /** The shard's Prometheus metrics port. */
   shardMetricsPort: number;
+  /** The shard leader's internal ShardService port (it answers only with the run's token). */
+  shardPort: number;
   /** `ranks`: every shard process, the leader (`shard`) first; one unless --num-shard. */
   pids: { shard: number; router: number; ranks: number[] };
 }
