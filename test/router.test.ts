@@ -266,6 +266,14 @@ describe("TGI /generate", () => {
     expect(await oversize.json()).toEqual({ error: `the request body exceeds ${MAX_BODY_BYTES} bytes`, error_type: "validation" });
   });
 
+  it("answers 415 on every route that takes a JSON body when the body is declared as something else", async () => {
+    for (const path of ["/", "/generate", "/generate_stream", "/tokenize", "/v1/completions", "/v1/chat/completions"]) {
+      const refused = await fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "text/plain" }, body: '{"inputs": "x"}' });
+      expect(refused.status, path).toBe(415);
+      expect(JSON.stringify(await refused.json()), path).toMatch(/Content-Type: application\/json/);
+    }
+  });
+
   it("cancels the shard's work when the HTTP client goes away", async () => {
     shard.hanging = deferred();
     shard.cancelled = deferred();
