@@ -199,6 +199,22 @@ describe("adapter lifecycle", () => {
     expect(registry.ids()).toContain("drained");
   });
 
+  it("lets a draining unload win over a reload waiting on the same sequences", async () => {
+    copyAdapter(join(root, "both"));
+    await registry.prepare("both");
+    registry.acquire("both");
+    setAlpha(join(root, "both"), 3);
+    const reloaded = registry.prepare("both");
+    // The reload waits for the sequence before the unload begins.
+    expect(await settled(reloaded)).toBe(false);
+    const unloaded = registry.unload("both", { drain: true });
+    expect(await settled(unloaded)).toBe(false);
+    registry.release("both");
+    await unloaded;
+    expect((await refusal(reloaded)).kind).toBe("unloading");
+    expect(registry.ids()).not.toContain("both");
+  });
+
   it("unloads with drain at once when nothing uses the adapter", async () => {
     copyAdapter(join(root, "idle"));
     await registry.prepare("idle");

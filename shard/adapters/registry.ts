@@ -196,7 +196,11 @@ export class AdapterRegistry implements AdapterResidency {
     if (!entry || entry.pins === 0) throw new Error(`adapter ${JSON.stringify(id)} released more often than acquired`);
     entry.pins--;
     this.slots.pump();
-    if (entry.pins === 0) for (const wake of this.idleWaiters.get(entry)?.splice(0) ?? []) wake();
+    const waiters = this.idleWaiters.get(entry);
+    if (entry.pins === 0 && waiters) {
+      this.idleWaiters.delete(entry);
+      for (const wake of waiters) wake();
+    }
   }
 
   versionOf(id: string): number {
@@ -237,6 +241,8 @@ export class AdapterRegistry implements AdapterResidency {
 
   private async replace(stale: AdapterEntry): Promise<AdapterEntry> {
     await this.whenIdle(stale);
+    // A draining unload that began meanwhile wins: the id is not registered again under it.
+    refuseIfUnloading(stale);
     // Unloaded (or replaced by a load) meanwhile: whatever holds the id now serves.
     if (!this.catalog.holds(stale)) return this.catalog.lookup(stale.id);
     this.forget(stale);
@@ -245,14 +251,13 @@ export class AdapterRegistry implements AdapterResidency {
     return fresh;
   }
 
-  /** Resolves once no sequence uses the entry and no read or slot load of it is in flight. */
+  /** Resolves once no sequence uses the entry and no read or slot load of it is in flight; each call waits anew. */
   private async whenIdle(entry: AdapterEntry): Promise<void> {
     for (;;) {
       if (entry.pins > 0) await new Promise<void>((wake) => this.idleWaiters.set(entry, [...(this.idleWaiters.get(entry) ?? []), wake]));
       await this.settle(entry);
-      if (entry.pins === 0) break;
+      if (entry.pins === 0) return;
     }
-    this.idleWaiters.delete(entry);
   }
 
   /** Waits for a read or slot load in flight (a cancelled request may have started it). */
