@@ -8,7 +8,7 @@ import type { ShardClient } from "../shard-client.js";
 import { ObservedCall, type CallObservers, type GenerateInput, type Route } from "./observed-call.js";
 
 export class ObservedAttempts implements FailoverObserver {
-  /** By group: a request tries each group at most once. */
+  /** By the group's URI, which the failover loop reports attempts by: a request tries each group at most once. */
   private readonly calls = new Map<string, ObservedCall>();
 
   constructor(private readonly observers: CallObservers) {}
@@ -16,11 +16,11 @@ export class ObservedAttempts implements FailoverObserver {
   /** The group's Generate, measured and traced as routed to `route`. */
   generate(client: ShardClient, request: GenerateInput, route: Route, options: CallOptions): AsyncIterable<GenerateStreamResponse> {
     const call = new ObservedCall(request, route, this.observers);
-    this.calls.set(route.group, call);
+    this.calls.set(route.uri, call);
     return call.watch(context.with(call.context, () => client.generate(request, call.callOptions(options))));
   }
 
-  attempt(group: string, outcome: AttemptOutcome): void {
-    this.calls.get(group)?.settle(outcome);
+  attempt(groupUri: string, outcome: AttemptOutcome): void {
+    this.calls.get(groupUri)?.settle(outcome);
   }
 }
