@@ -150,7 +150,8 @@ describe("engine errors and life cycle", () => {
       const { weights } = model();
       const tensors = [weights.embedTokens, weights.finalNorm, ...(weights.lmHead ? [weights.lmHead] : []), ...weights.layers.flatMap((l): TensorRef[] => Object.values(l))];
       const floats = tensors.reduce((sum, t) => sum + t.shape.reduce((a, d) => a * d, 1), 0);
-      expect(engine.info()).toEqual({ device: "cpu", numKvBlocks: 64, blockSize: 4, maxLoras: 2, weightBytes: 4 * floats });
+      // A new engine has run no step and spent nothing in collectives.
+      expect(engine.info()).toEqual({ device: "cpu", numKvBlocks: 64, blockSize: 4, maxLoras: 2, weightBytes: 4 * floats, steps: 0, stepSeconds: 0, collectiveSeconds: 0 });
       // Host buffers: plain memory on cpu, of the size asked; a size that is not a byte count is refused.
       const buffer = engine.allocateHostBuffer(1000);
       expect([buffer instanceof Uint8Array, buffer.length]).toEqual([true, 1000]);

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { writeSyntheticAdapter, writeSyntheticModel, type SyntheticModelShape } from "../bench/synthetic-model.js";
 import { createEngine, type EngineOptions, type NativeEngine, type SeqStep } from "../native/addon.js";
 import { loadAdapterFiles } from "../shard/model/adapter.js";
@@ -140,10 +140,13 @@ describe.each(fixtureSets())("tensor parallelism on $name", (set) => {
       expect(leader.collectiveSeconds).toBeGreaterThan(0);
       expect(leader.collectiveSeconds).toBeLessThan(leader.stepSeconds);
       for (const { rank, metricsPort } of await followers.ready) {
-        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        let text = "";
         const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
-        // A follower runs exactly the leader's steps.
-        expect(value("loraserve_rank_steps_total"), `rank ${rank}`).toBe(leader.steps);
+        // A follower runs exactly the leader's steps (it counts the last one a moment after the leader has its answer).
+        await vi.waitFor(async () => {
+          text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+          expect(value("loraserve_rank_steps_total"), `rank ${rank}`).toBe(leader.steps);
+        });
         expect(value("loraserve_rank_collective_seconds_total"), `rank ${rank}`).toBeGreaterThan(0);
         expect(value("loraserve_rank_collective_seconds_total"), `rank ${rank}`).toBeLessThan(value("loraserve_rank_step_seconds_total"));
       }
