@@ -215,6 +215,7 @@ describe("TGI /generate", () => {
     ["a string where a number goes", { temperature: "hot" }, /temperature/],
     ["an unsupported parameter", { watermark: true }, /watermark/],
     ["a stop that is not a list of strings", { stop: "\n" }, /stop/],
+    ["an ignore_eos that is not a boolean", { ignore_eos: "yes" }, /^`ignore_eos` must be a boolean$/],
     // Valid JSON that a proto float cannot carry: it used to fail in the serializer and come back 424 "generation".
     ["a temperature beyond float32's range", { temperature: 1e308 }, /^`temperature` must be a number of at most 3.4028234663852886e\+38 in magnitude \(a float32\)$/],
     ["a top_p beyond float32's range", { top_p: -1e39 }, /`top_p` must be a number of at most/],

@@ -22,6 +22,8 @@ const SHARED_FIELDS = [
   "presence_penalty",
   "frequency_penalty",
   "logprobs",
+  // vLLM's extension: generate past EOS, up to max_tokens or a stop sequence (benchmarks of a fixed output length).
+  "ignore_eos",
   // An end-user id for abuse monitoring: meaningful to OpenAI only, accepted and left unused.
   "user",
 ];
@@ -64,6 +66,7 @@ export function readOpenAiRequest(body: unknown, endpointFields: readonly string
       stop: fields.strings("stop", { orString: true }) ?? [],
       presencePenalty: fields.float32("presence_penalty"),
       frequencyPenalty: fields.float32("frequency_penalty"),
+      ignoreEos: fields.boolean("ignore_eos") ?? false,
     },
   };
 }

@@ -22,6 +22,8 @@ const SUPPORTED = new Set([
   "details",
   "decoder_input_details",
   "top_n_tokens",
+  // Not TGI's: vLLM's name for generating past EOS, so one load generator's requests work on either API.
+  "ignore_eos",
 ]);
 
 interface TgiBody {
@@ -78,6 +80,7 @@ export function toGenerateRequest(body: unknown): GenerateRequest {
       details: params.boolean("details") ?? false,
       decoderInputDetails: params.boolean("decoder_input_details") ?? false,
       topNTokens: params.integer("top_n_tokens", 0, UINT32_MAX) ?? 0,
+      ignoreEos: params.boolean("ignore_eos") ?? false,
     },
   });
 }

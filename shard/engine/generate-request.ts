@@ -208,6 +208,7 @@ export async function prepareRequest(request: GenerateRequest, context: RequestC
       sampling,
       topN,
       promptLogprobs: params?.decoderInputDetails ?? false,
+      ignoreEos: params?.ignoreEos ?? false,
     },
     promptText: prompt.text,
     // A greedy request reports no seed, even with temperature 0 under do_sample: nothing was drawn.

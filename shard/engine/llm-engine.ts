@@ -231,7 +231,7 @@ export class LlmEngine {
   private finishReason(seq: Sequence, token: number): SequenceFinish["reason"] | null {
     // Asked for every token, EOS included: the check follows the whole text.
     const stopped = seq.request.stopCheck?.stopsAt(token) ?? false;
-    if (this.options.eosTokenIds.has(token)) return "eos_token";
+    if (!seq.request.ignoreEos && this.options.eosTokenIds.has(token)) return "eos_token";
     if (stopped) return "stop_sequence";
     if (seq.generated.length >= seq.request.maxNewTokens || seq.numTokens >= this.options.maxTotalTokens) return "length";
     return null;

@@ -29,6 +29,8 @@ export interface SequenceRequest {
   promptLogprobs: boolean;
   /** Ends the sequence at a stop sequence; absent: only EOS and the length limit end it. */
   stopCheck?: StopCheck;
+  /** EOS tokens do not end the sequence (vLLM's ignore_eos): it runs to maxNewTokens or a stop sequence; absent: they do. */
+  ignoreEos?: boolean;
 }
 
 export interface TopToken {
