@@ -7,6 +7,7 @@ import { parseInteger } from "../common/parse-integer.js";
 import type { DeviceDtype, ModelSpec } from "../native/addon.js";
 import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryOptions } from "../telemetry/options.js";
 import type { AdapterSource } from "./adapters/registry.js";
+import type { AdmissionLimits } from "./engine/admission.js";
 
 const DEFAULT_MAX_LORAS = 8;
 const DEFAULT_MAX_CPU_LORAS = 64;
@@ -15,6 +16,9 @@ const DEFAULT_GPU_MEMORY_FRACTION = 0.9;
 /** TGI's defaults. */
 const DEFAULT_MAX_TOP_N_TOKENS = 5;
 const DEFAULT_VALIDATION_WORKERS = 2;
+const DEFAULT_MAX_CONCURRENT_REQUESTS = 128;
+/** The default --max-queued-tokens, in steps' worth of prompt (--max-batch-prefill-tokens): generous, yet bounded. */
+const QUEUED_PREFILL_STEPS = 16;
 /** Kubernetes' default terminationGracePeriodSeconds. */
 const DEFAULT_SHUTDOWN_GRACE_SECONDS = 30;
 
@@ -39,6 +43,10 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --max-total-tokens N           longest prompt + generated tokens (default: min(model context, 2048))
   --max-new-tokens-limit N       most tokens one request may generate (default: max total tokens - 1)
   --max-batch-prefill-tokens N   prompt tokens computed per step; longer prompts are chunked (default 4096)
+  --max-concurrent-requests N    most requests queued or running at once; past it a request is refused
+                                 RESOURCE_EXHAUSTED (HTTP 429 with retry-after) (default ${DEFAULT_MAX_CONCURRENT_REQUESTS})
+  --max-queued-tokens N          most prompt tokens waiting to be scheduled; past it a request is refused the same
+                                 way (default ${QUEUED_PREFILL_STEPS} * --max-batch-prefill-tokens; at least --max-input-tokens)
   --max-top-n-tokens N           most alternatives a request may ask for per token: TGI's top_n_tokens, OpenAI's
                                  logprobs and top_logprobs (default ${DEFAULT_MAX_TOP_N_TOKENS})
   --validation-workers N         threads that render chat templates and tokenize prompts, off the event loop
@@ -115,6 +123,9 @@ export interface ShardArgs extends TelemetryOptions {
   /** Reuse cached KV blocks of prompt prefixes (--disable-prefix-caching turns it off). */
   prefixCaching: boolean;
   maxBatchPrefillTokens: number;
+  maxConcurrentRequests: number;
+  /** Unset means QUEUED_PREFILL_STEPS steps' worth of prompt (see resolveLimits). */
+  maxQueuedTokens: number | null;
   maxTopNTokens: number;
   /** Threads that render and tokenize prompts (EncoderPool). */
   validationWorkers: number;
@@ -130,7 +141,7 @@ export interface ShardArgs extends TelemetryOptions {
   group: TensorParallelGroup;
 }
 
-export interface ShardLimits {
+export interface ShardLimits extends AdmissionLimits {
   maxInputTokens: number;
   maxTotalTokens: number;
   maxNewTokensLimit: number;
@@ -192,6 +203,8 @@ export const SHARD_FLAGS = {
   "max-total-tokens": { type: "string" },
   "max-new-tokens-limit": { type: "string" },
   "max-batch-prefill-tokens": { type: "string" },
+  "max-concurrent-requests": { type: "string" },
+  "max-queued-tokens": { type: "string" },
   "max-top-n-tokens": { type: "string" },
   "validation-workers": { type: "string" },
   "num-kv-blocks": { type: "string" },
@@ -249,6 +262,8 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     prefixCaching: !shardSwitch("disable-prefix-caching", values["disable-prefix-caching"], env),
     listAdaptersInErrors: shardSwitch("list-adapters-in-errors", values["list-adapters-in-errors"], env),
     maxBatchPrefillTokens: integer(setting("max-batch-prefill-tokens"), 1) ?? 4096,
+    maxConcurrentRequests: integer(setting("max-concurrent-requests"), 1) ?? DEFAULT_MAX_CONCURRENT_REQUESTS,
+    maxQueuedTokens: integer(setting("max-queued-tokens"), 1),
     maxTopNTokens: integer(setting("max-top-n-tokens"), 0) ?? DEFAULT_MAX_TOP_N_TOKENS,
     validationWorkers: integer(setting("validation-workers"), 1) ?? DEFAULT_VALIDATION_WORKERS,
     maxInputTokens: integer(setting("max-input-tokens"), 1),
@@ -313,8 +328,11 @@ export function resolveLimits(args: ShardArgs, spec: ModelSpec): ShardLimits {
   const { blockSize } = args;
   // On cuda the engine sizes the cache from GPU memory (numKvBlocks 0); withEngineKvBlocks takes its count.
   const numKvBlocks = args.numKvBlocks ?? (args.device === "cuda" ? 0 : DEFAULT_FULL_SEQUENCES * Math.ceil(maxTotalTokens / blockSize));
-  const { maxBatchPrefillTokens, maxTopNTokens } = args;
-  const limits = { maxInputTokens, maxTotalTokens, maxNewTokensLimit, maxBatchPrefillTokens, maxTopNTokens, blockSize, numKvBlocks };
+  const { maxBatchPrefillTokens, maxTopNTokens, maxConcurrentRequests } = args;
+  const maxQueuedTokens = args.maxQueuedTokens ?? Math.max(QUEUED_PREFILL_STEPS * maxBatchPrefillTokens, maxInputTokens);
+  // A bound below the longest prompt would refuse that prompt even on an idle shard.
+  if (maxQueuedTokens < maxInputTokens) throw new UsageError(`--max-queued-tokens ${maxQueuedTokens} must be at least --max-input-tokens ${maxInputTokens}`);
+  const limits = { maxInputTokens, maxTotalTokens, maxNewTokensLimit, maxBatchPrefillTokens, maxTopNTokens, blockSize, numKvBlocks, maxConcurrentRequests, maxQueuedTokens };
   if (numKvBlocks > 0) checkKvBlocks(limits, `--num-kv-blocks ${numKvBlocks}`);
   return limits;
 }

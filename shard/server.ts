@@ -15,6 +15,7 @@ import { adapterConnectError, adapterServiceImpl } from "./adapter-service.js";
 import { AdapterError } from "./adapters/errors.js";
 import type { AdapterRegistry, AdapterTier } from "./adapters/registry.js";
 import { encodePrompt, InvalidRequestError, prepareRequest, type PromptContext } from "./engine/generate-request.js";
+import { OverloadedError } from "./engine/admission.js";
 import { GenerateStream } from "./engine/generate-stream.js";
 import { ShuttingDownError, type LlmEngine, type TokenEvent } from "./engine/llm-engine.js";
 import type { GenerationDefaults } from "./model/generation-defaults.js";
@@ -69,6 +70,8 @@ function toConnectError(error: unknown, redact: RedactPaths): ConnectError {
   if (error instanceof AdapterError) return adapterConnectError(error, redact);
   if (error instanceof InvalidRequestError) return new ConnectError(error.message, Code.InvalidArgument);
   if (error instanceof ShuttingDownError) return new ConnectError(error.message, Code.Unavailable);
+  // Not Unavailable: the shard is up, a retry elsewhere or later may be taken (the router answers 429).
+  if (error instanceof OverloadedError) return new ConnectError(error.message, Code.ResourceExhausted);
   return new ConnectError(`shard error: ${redact((error as Error).message ?? String(error))}`, Code.Internal, undefined, undefined, error);
 }
 

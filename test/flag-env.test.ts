@@ -27,6 +27,8 @@ const SHARD_SAMPLES: Samples = {
   "max-total-tokens": ["100", "200"],
   "max-new-tokens-limit": ["10", "20"],
   "max-batch-prefill-tokens": ["100", "200"],
+  "max-concurrent-requests": ["3", "7"],
+  "max-queued-tokens": ["1000", "2000"],
   "max-top-n-tokens": ["3", "7"],
   "validation-workers": ["1", "3"],
   "num-kv-blocks": ["10", "20"],

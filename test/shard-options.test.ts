@@ -42,6 +42,8 @@ describe("parseShardArgs", () => {
       prefixCaching: true,
       listAdaptersInErrors: false,
       maxBatchPrefillTokens: 4096,
+      maxConcurrentRequests: 128,
+      maxQueuedTokens: null,
       maxTopNTokens: 5,
       validationWorkers: 2,
       maxInputTokens: null,
@@ -143,8 +145,18 @@ describe("resolveLimits", () => {
       maxTopNTokens: 5,
       blockSize: 16,
       numKvBlocks: 256,
+      maxConcurrentRequests: 128,
+      maxQueuedTokens: 16 * 4096,
     });
     expect(resolveLimits(parseShardArgs(["--model-id", "/m"], {}), spec(131072)).maxTotalTokens).toBe(2048);
+  });
+
+  it("bounds admission: --max-concurrent-requests, and --max-queued-tokens (16 prefill steps by default) no lower than the longest prompt", () => {
+    const limits = resolveLimits(parseShardArgs(["--model-id", "/m", "--max-batch-prefill-tokens", "10", "--max-concurrent-requests", "3"], {}), spec(1024));
+    expect([limits.maxConcurrentRequests, limits.maxQueuedTokens]).toEqual([3, 1023]);
+    expect(resolveLimits(parseShardArgs(["--model-id", "/m"], { MAX_QUEUED_TOKENS: "2000" }), spec(1024)).maxQueuedTokens).toBe(2000);
+    expect(() => resolveLimits(parseShardArgs(["--model-id", "/m", "--max-queued-tokens", "100"], {}), spec(1024))).toThrow(/--max-queued-tokens 100 must be at least --max-input-tokens 1023/);
+    expect(() => parseShardArgs(["--model-id", "/m", "--max-concurrent-requests", "0"], {})).toThrow(UsageError);
   });
 
   it("on cuda leaves the block count to the engine (0) unless --num-kv-blocks names one, then checks the engine's", () => {

@@ -3,13 +3,18 @@
 // freed while a step is in flight are only handed out again once that step is over.
 import type { NativeEngine, SeqResult, SeqStep } from "../../native/addon.js";
 import type { AdapterResidency } from "./adapter-residency.js";
+import { checkAdmission, type AdmissionLimits } from "./admission.js";
 import { AsyncQueue } from "./async-queue.js";
 import { BlockManager } from "./block-manager.js";
 import { Scheduler, type PrefixCacheCounts, type ScheduledChunk } from "./scheduler.js";
 import { Sequence, type FinishReason, type GeneratedToken, type SequenceRequest, type TopToken } from "./sequence.js";
 import type { SequenceObserver } from "./sequence-observer.js";
 
-export interface LlmEngineOptions {
+/**
+ * An admission limit left out does not bound: the shard always gives both (shard/options.ts resolves their
+ * defaults); an engine driven directly, by tests and benches, need not.
+ */
+export interface LlmEngineOptions extends Partial<AdmissionLimits> {
   numKvBlocks: number;
   blockSize: number;
   /** Most prompt tokens computed in one step; longer prompts are split across steps. */
@@ -66,12 +71,17 @@ export class LlmEngine {
   /** The sequences of the step in flight: their adapters are released only once it is over. */
   private stepping: ReadonlySet<Sequence> | null = null;
   private releasedDuringStep: string[] = [];
+  private readonly admission: AdmissionLimits;
 
   constructor(
     /** Only steps: adapter loads are the registry's (shard/adapters/slot-tier.ts). */
     private readonly engine: Pick<NativeEngine, "step">,
     private readonly options: LlmEngineOptions,
   ) {
+    this.admission = {
+      maxConcurrentRequests: options.maxConcurrentRequests ?? Infinity,
+      maxQueuedTokens: options.maxQueuedTokens ?? Infinity,
+    };
     const blocks = new BlockManager(options.numKvBlocks, options.blockSize, options.prefixCaching ?? true);
     this.scheduler = new Scheduler(blocks, options.maxBatchPrefillTokens, (seq) => {
       this.preemptionCount++;
@@ -110,12 +120,14 @@ export class LlmEngine {
   /**
    * Queues a request now and returns its tokens as they are drawn. Aborting `signal`, or leaving the
    * iteration early, removes the sequence and frees its blocks at once. `observer` hears when it is scheduled.
+   * Throws OverloadedError when the shard is at an admission limit (admission.ts).
    */
   submit(request: SequenceRequest, signal?: AbortSignal, observer?: SequenceObserver): AsyncIterable<TokenEvent> {
     if (this.closed) throw new ShuttingDownError();
     if (request.promptIds.length + request.maxNewTokens > this.options.maxTotalTokens) {
       throw new Error(`prompt (${request.promptIds.length}) + max new tokens (${request.maxNewTokens}) exceeds ${this.options.maxTotalTokens} tokens`);
     }
+    checkAdmission(this.admission, { admitted: this.outputs.size, queuedTokens: this.queuedTokens() }, request.promptIds.length);
     const { adapters } = this.options;
     adapters.acquire(request.adapterId);
     let seq: Sequence;
@@ -142,6 +154,13 @@ export class LlmEngine {
         cancel();
       }
     })();
+  }
+
+  /** Prompt tokens of the sequences waiting to be scheduled, preempted ones included. */
+  private queuedTokens(): number {
+    let total = 0;
+    for (const seq of this.outputs.keys()) if (seq.status === "waiting") total += seq.promptLength;
+    return total;
   }
 
   /** Refuses new requests, ends the ones in flight with ShuttingDownError and waits for the current step. */
