@@ -153,6 +153,9 @@ export function shardServiceImpl(shard: ShardContext, admitting: () => boolean =
  * Serves ShardService on `host:port` (0 picks a free port) over h2c; with a `token`, only to callers that send it
  * (common/shard-token.ts).
  */
+/** How long a closing shard lets each HTTP/2 session send what its ended streams still owe before destroying it. */
+const SESSION_CLOSE_GRACE_MS = 2000;
+
 export async function startShardServer(shard: ShardContext, port: number, host = "127.0.0.1", token: string | null = null): Promise<RunningShardServer> {
   let admitting = true;
   const handler = connectNodeAdapter({
@@ -178,7 +181,13 @@ export async function startShardServer(shard: ShardContext, port: number, host =
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));
-        for (const session of sessions) session.destroy();
+        // Gracefully first: the streams that the engine's close just ended still have their final status (the
+        // trailers) to send, and a destroyed session drops them ("missing status" instead of UNAVAILABLE, which
+        // the router fails over on). A session still open after the grace is destroyed.
+        for (const session of sessions) {
+          session.close();
+          setTimeout(() => session.destroy(), SESSION_CLOSE_GRACE_MS).unref();
+        }
       }),
   };
 }
