@@ -200,21 +200,25 @@ async function main(): Promise<void> {
     console.log(`wrote the random checkpoint and ${ADAPTERS} adapters in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     const model = loadModelFiles(join(dir, "model"));
+    // The plain path, and (below, once it is closed) the tensor-parallel path at world 1 on the same model.
+    const openEngine = (tensorParallelPath: boolean) =>
+      createEngine({
+        device: "cuda",
+        rank: 0,
+        world: 1,
+        spec: model.spec,
+        weights: model.weights,
+        numKvBlocks: 0,
+        gpuMemoryFraction: GPU_MEMORY_FRACTION,
+        blockSize: BLOCK_SIZE,
+        maxLoras: ADAPTERS,
+        maxLoraRank: RANK,
+        threads: 0,
+        dtype,
+        tensorParallelPath,
+      });
     t0 = performance.now();
-    const engine = createEngine({
-      device: "cuda",
-      rank: 0,
-      world: 1,
-      spec: model.spec,
-      weights: model.weights,
-      numKvBlocks: 0,
-      gpuMemoryFraction: GPU_MEMORY_FRACTION,
-      blockSize: BLOCK_SIZE,
-      maxLoras: ADAPTERS,
-      maxLoraRank: RANK,
-      threads: 0,
-      dtype,
-    });
+    const engine = openEngine(false);
     report("engine dtype (weights, activations, KV cache)", dtype);
     report("engine start (weights file -> GPU)", `${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const { numKvBlocks } = engine.info();
@@ -286,21 +290,7 @@ async function main(): Promise<void> {
 
     // The tensor-parallel path at world 1: the same model through a one-rank NCCL communicator, whose all-reduce
     // follows every o_proj and down_proj inside the decode graphs. What it adds is the cost of the path itself.
-    const tpEngine = createEngine({
-      device: "cuda",
-      rank: 0,
-      world: 1,
-      spec: model.spec,
-      weights: model.weights,
-      numKvBlocks: 0,
-      gpuMemoryFraction: GPU_MEMORY_FRACTION,
-      blockSize: BLOCK_SIZE,
-      maxLoras: ADAPTERS,
-      maxLoraRank: RANK,
-      threads: 0,
-      dtype,
-      tensorParallelPath: true,
-    });
+    const tpEngine = openEngine(true);
     for (const batch of [1, 32]) {
       const tpMs = median(await decode(tpEngine, new Blocks(), Array.from({ length: batch }, () => -1)));
       report(`decode batch ${batch}, tensor-parallel path at world 1 (goal <= 1.01x)`, `${tpMs.toFixed(2)} ms/step, ${(tpMs / stepMs.get(batch)!).toFixed(3)}x the plain path`);
