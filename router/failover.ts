@@ -45,10 +45,26 @@ export interface FailoverObserver {
  */
 const GROUP_FAILURES = new Set([Code.Unavailable, Code.Aborted, Code.Canceled]);
 
+/**
+ * Node's codes for an HTTP/2 session to the group that ended under the call (the group's GOAWAY, as nghttp2's
+ * rate limits send one, or a session error), which connect-node reports as INTERNAL.
+ */
+const SESSION_LOST = new Set(["ERR_HTTP2_SESSION_ERROR", "ERR_HTTP2_GOAWAY_SESSION", "ERR_HTTP2_STREAM_CANCEL"]);
+
+/** The session was lost under the call, or the group refused the stream unprocessed (REFUSED_STREAM, after its GOAWAY). */
+function lostSession(error: ConnectError): boolean {
+  for (let cause: unknown = error.cause; cause instanceof Error; cause = cause.cause) {
+    const code = (cause as NodeJS.ErrnoException).code ?? "";
+    if (SESSION_LOST.has(code)) return true;
+    if (code === "ERR_HTTP2_STREAM_ERROR" && cause.message.includes("REFUSED_STREAM")) return true;
+  }
+  return false;
+}
+
 /** A failure of the group rather than an answer or the client's own cancellation: the request may move on. */
 function isGroupFailure(error: ConnectError, signal: AbortSignal | undefined): boolean {
   // The client's own cancellation also surfaces as a reset stream: that is no reason to try elsewhere.
-  return GROUP_FAILURES.has(error.code) && signal?.aborted !== true;
+  return (GROUP_FAILURES.has(error.code) || lostSession(error)) && signal?.aborted !== true;
 }
 
 /** The first answer and the group that gave it; reports each attempt that failed, not the one that answered. */

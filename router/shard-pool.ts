@@ -11,6 +11,7 @@ import { ShardService, type StatusResponse } from "../gen/loraserve/v1/shard_pb.
 import { sendShardToken } from "../common/shard-token.js";
 import { propagateTraceContext } from "../telemetry/trace-context.js";
 import { rankGroups, type GroupView, type Residency, type RouteReason } from "./affinity.js";
+import { generateCancelledByMessage, type GenerateCall } from "./cancel-by-message.js";
 import { endOnAbort } from "./drain.js";
 import { callWithFailover, streamWithFailover, type Attempt, type FailoverObserver } from "./failover.js";
 import type { ShardClient } from "./shard-client.js";
@@ -24,6 +25,8 @@ interface ShardGroup {
   /** Its `shard_group` label in metrics (--shard-group-name; by default the URI). */
   name: string;
   client: ShardClient;
+  /** The client's Generate, cancelled by a Cancel message rather than a stream reset (router/cancel-by-message.ts). */
+  generate: GenerateCall;
   /** The leader's other services (AdapterService) are reached over the same connection. */
   transport: Transport;
   /** Held so that shutdown can close the HTTP/2 connection instead of waiting for its idle timeout. */
@@ -73,7 +76,8 @@ export class ShardPool {
       const session = new WatchedSessionManager(uri, (reason) => telemetry?.metrics.sessionsLost.inc({ shard_group: name, reason }));
       const transport = createGrpcTransport({ baseUrl: uri, sessionManager: session, interceptors });
       const client = createClient(ShardService, transport);
-      const group: ShardGroup = { uri, name, session, transport, client, watcher: new StatusWatcher(client), sentSinceStatus: 0 };
+      const generate = generateCancelledByMessage(client);
+      const group: ShardGroup = { uri, name, session, transport, client, generate, watcher: new StatusWatcher(client), sentSinceStatus: 0 };
       group.watcher.onView(() => (group.sentSinceStatus = 0));
       return group;
     });
@@ -108,7 +112,7 @@ export class ShardPool {
         open: () => {
           group.sentSinceStatus += 1;
           const route = { group: group.name, uri: group.uri, reason: i === 0 ? reason : "failover" };
-          return observed ? observed.generate(group.client, request, route, options) : group.client.generate(request, options);
+          return observed ? observed.generate(group.generate, request, route, options) : group.generate(request, options);
         },
       }),
     );

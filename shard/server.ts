@@ -3,16 +3,17 @@
 // errors become ConnectErrors with the code a client can act on.
 import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { listen } from "../common/listen.js";
 import { requireShardToken } from "../common/shard-token.js";
 import { deviceToProto, dtypeToProto, type DeviceName, type DtypeName } from "../common/model-enums.js";
-import { TokenizeResponseSchema } from "../gen/loraserve/v1/generate_pb.js";
-import { ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
+import { TokenizeResponseSchema, type GenerateRequest, type GenerateStreamResponse } from "../gen/loraserve/v1/generate_pb.js";
+import { CancelResponseSchema, ShardService, StatusResponseSchema } from "../gen/loraserve/v1/shard_pb.js";
 import { AdapterService } from "../gen/loraserve/v1/adapter_pb.js";
 import { adapterConnectError, adapterServiceImpl } from "./adapter-service.js";
 import { AdapterError } from "./adapters/errors.js";
+import { Cancellations } from "./cancellations.js";
 import type { AdapterRegistry, AdapterTier } from "./adapters/registry.js";
 import { encodePrompt, InvalidRequestError, prepareRequest, type PromptContext } from "./engine/generate-request.js";
 import { OverloadedError } from "./engine/admission.js";
@@ -76,6 +77,7 @@ function toConnectError(error: unknown, redact: RedactPaths): ConnectError {
 }
 
 const NOT_ADMITTING = new ConnectError("the shard is shutting down: it takes no new requests", Code.Unavailable);
+const CANCELLED = new ConnectError("cancelled by the router", Code.Canceled);
 
 /** `admitting` false: the shard is draining (RunningShardServer.stopAdmitting). */
 export function shardServiceImpl(shard: ShardContext, admitting: () => boolean = () => true): ServiceImpl<typeof ShardService> {
@@ -88,27 +90,43 @@ export function shardServiceImpl(shard: ShardContext, admitting: () => boolean =
     limits,
     maxBytesPerToken: codec.maxBytesPerToken,
   };
+  /** One Generate call's messages; `signal` aborts when the router cancels it or its stream ends. */
+  async function* generateUntil(request: GenerateRequest, context: HandlerContext, signal: AbortSignal): AsyncGenerator<GenerateStreamResponse> {
+    let stream: GenerateStream;
+    let events: AsyncIterable<TokenEvent>;
+    try {
+      // First use of an adapter from a root reads and validates it here; its slot load happens in the queue.
+      await adapters.prepare(request.adapterId);
+      const prepared = await prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize, generationDefaults: shard.generationDefaults ?? { greedy: false } });
+      stream = new GenerateStream(codec, prepared);
+      events = submitObserved(shard.telemetry, request, prepared.sequence, context, (observer) =>
+        llm.submit({ ...prepared.sequence, stopCheck: stream }, signal, observer),
+      );
+    } catch (error) {
+      throw toConnectError(error, redact);
+    }
+    try {
+      for await (const event of events) yield stream.message(event);
+    } catch (error) {
+      throw toConnectError(error, redact);
+    }
+  }
+  const cancellations = new Cancellations();
   return {
     async *generate(request, context) {
       if (!admitting()) throw NOT_ADMITTING;
-      let stream: GenerateStream;
-      let events: AsyncIterable<TokenEvent>;
+      const cancellation = cancellations.register(context.requestHeader);
       try {
-        // First use of an adapter from a root reads and validates it here; its slot load happens in the queue.
-        await adapters.prepare(request.adapterId);
-        const prepared = await prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize, generationDefaults: shard.generationDefaults ?? { greedy: false } });
-        stream = new GenerateStream(codec, prepared);
-        events = submitObserved(shard.telemetry, request, prepared.sequence, context, (observer) =>
-          llm.submit({ ...prepared.sequence, stopCheck: stream }, context.signal, observer),
-        );
-      } catch (error) {
-        throw toConnectError(error, redact);
+        yield* generateUntil(request, context, AbortSignal.any([context.signal, cancellation.signal]));
+      } finally {
+        cancellation.done();
       }
-      try {
-        for await (const event of events) yield stream.message(event);
-      } catch (error) {
-        throw toConnectError(error, redact);
-      }
+      // Its sequence has ended as a cancelled one (llm.submit): the stream says so rather than ending as done.
+      if (cancellation.signal.aborted) throw CANCELLED;
+    },
+
+    cancel(request) {
+      return create(CancelResponseSchema, { cancelled: cancellations.cancel(request.callIds) });
     },
 
     async tokenize(request) {

@@ -152,6 +152,26 @@ describe("streamWithFailover", () => {
     expect(spare.opened).toBe(0);
   });
 
+  it("moves on when the group's HTTP/2 session was lost (its GOAWAY, a session error) or it refused the stream unprocessed", async () => {
+    const nodeError = (code: string, message: string): Error => Object.assign(new Error(message), { code });
+    const lost = (cause: Error): ReturnType<typeof attempt> =>
+      attempt("a", [], new ConnectError(cause.message, Code.Internal, undefined, undefined, cause));
+    for (const cause of [
+      nodeError("ERR_HTTP2_SESSION_ERROR", "Session closed with error code 2"),
+      nodeError("ERR_HTTP2_GOAWAY_SESSION", "New streams cannot be created after receiving a GOAWAY"),
+      nodeError("ERR_HTTP2_STREAM_ERROR", "Stream closed with error code NGHTTP2_REFUSED_STREAM"),
+    ]) {
+      const failed: string[] = [];
+      expect(await drain(streamWithFailover([lost(cause), attempt("b", ["z"])], undefined, failedGroups(failed)))).toEqual({ texts: ["z"] });
+      expect(failed).toEqual(["a"]);
+    }
+    // Any other stream error is the shard's answer: not retried.
+    const spare = attempt("b", ["z"]);
+    const other = lost(nodeError("ERR_HTTP2_STREAM_ERROR", "Stream closed with error code NGHTTP2_INTERNAL_ERROR"));
+    expect((await drain(streamWithFailover([other, spare], undefined, UNHEARD))).error?.code).toBe(Code.Internal);
+    expect(spare.opened).toBe(0);
+  });
+
   it("ends with an error naming the group when it fails after the first token, without trying another", async () => {
     const failed: string[] = [];
     const spare = attempt("b", ["z"]);

@@ -4,7 +4,7 @@ import { context } from "@opentelemetry/api";
 import type { CallOptions } from "@connectrpc/connect";
 import type { GenerateStreamResponse } from "../../gen/loraserve/v1/generate_pb.js";
 import type { AttemptOutcome, FailoverObserver } from "../failover.js";
-import type { ShardClient } from "../shard-client.js";
+import type { GenerateCall } from "../cancel-by-message.js";
 import { ObservedCall, type CallObservers, type GenerateInput, type Route } from "./observed-call.js";
 
 export class ObservedAttempts implements FailoverObserver {
@@ -14,10 +14,10 @@ export class ObservedAttempts implements FailoverObserver {
   constructor(private readonly observers: CallObservers) {}
 
   /** The group's Generate, measured and traced as routed to `route`. */
-  generate(client: ShardClient, request: GenerateInput, route: Route, options: CallOptions): AsyncIterable<GenerateStreamResponse> {
+  generate(generate: GenerateCall, request: GenerateInput, route: Route, options: CallOptions): AsyncIterable<GenerateStreamResponse> {
     const call = new ObservedCall(request, route, this.observers);
     this.calls.set(route.uri, call);
-    return call.watch(context.with(call.context, () => client.generate(request, call.callOptions(options))));
+    return call.watch(context.with(call.context, () => generate(request, call.callOptions(options))));
   }
 
   attempt(groupUri: string, outcome: AttemptOutcome): void {

@@ -14,7 +14,49 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loraserve/v1/shard.proto.
  */
 export const file_loraserve_v1_shard: GenFile = /*@__PURE__*/
-  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIPCg1TdGF0dXNSZXF1ZXN0IsMDCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDRIYChBtYXhfaW5wdXRfdG9rZW5zGAogASgNEigKC21vZGVsX2R0eXBlGAsgASgOMhMubG9yYXNlcnZlLnYxLkR0eXBlEiQKBmRldmljZRgMIAEoDjIULmxvcmFzZXJ2ZS52MS5EZXZpY2USEgoKdm9jYWJfc2l6ZRgNIAEoDRIRCgltYXhfbG9yYXMYDiABKA0SFQoNbWF4X2xvcmFfcmFuaxgPIAEoDRIaChJkZXZpY2VfYWRhcHRlcl9pZHMYECADKAkSGAoQaG9zdF9hZGFwdGVyX2lkcxgRIAMoCTLxAQoMU2hhcmRTZXJ2aWNlElEKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAESQwoGU3RhdHVzEhsubG9yYXNlcnZlLnYxLlN0YXR1c1JlcXVlc3QaHC5sb3Jhc2VydmUudjEuU3RhdHVzUmVzcG9uc2USSQoIVG9rZW5pemUSHS5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXF1ZXN0Gh4ubG9yYXNlcnZlLnYxLlRva2VuaXplUmVzcG9uc2ViBnByb3RvMw", [file_loraserve_v1_generate, file_loraserve_v1_model]);
+  fileDesc("Chhsb3Jhc2VydmUvdjEvc2hhcmQucHJvdG8SDGxvcmFzZXJ2ZS52MSIhCg1DYW5jZWxSZXF1ZXN0EhAKCGNhbGxfaWRzGAEgAygJIiMKDkNhbmNlbFJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoDSIPCg1TdGF0dXNSZXF1ZXN0IsMDCg5TdGF0dXNSZXNwb25zZRINCgVyZWFkeRgBIAEoCBIQCghtb2RlbF9pZBgCIAEoCRITCgthZGFwdGVyX2lkcxgDIAMoCRIZChFydW5uaW5nX3NlcXVlbmNlcxgEIAEoDRIZChF3YWl0aW5nX3NlcXVlbmNlcxgFIAEoDRIWCg5mcmVlX2t2X2Jsb2NrcxgGIAEoDRIXCg90b3RhbF9rdl9ibG9ja3MYByABKA0SGAoQbWF4X3RvdGFsX3Rva2VucxgIIAEoDRIcChRtYXhfbmV3X3Rva2Vuc19saW1pdBgJIAEoDRIYChBtYXhfaW5wdXRfdG9rZW5zGAogASgNEigKC21vZGVsX2R0eXBlGAsgASgOMhMubG9yYXNlcnZlLnYxLkR0eXBlEiQKBmRldmljZRgMIAEoDjIULmxvcmFzZXJ2ZS52MS5EZXZpY2USEgoKdm9jYWJfc2l6ZRgNIAEoDRIRCgltYXhfbG9yYXMYDiABKA0SFQoNbWF4X2xvcmFfcmFuaxgPIAEoDRIaChJkZXZpY2VfYWRhcHRlcl9pZHMYECADKAkSGAoQaG9zdF9hZGFwdGVyX2lkcxgRIAMoCTK2AgoMU2hhcmRTZXJ2aWNlElEKCEdlbmVyYXRlEh0ubG9yYXNlcnZlLnYxLkdlbmVyYXRlUmVxdWVzdBokLmxvcmFzZXJ2ZS52MS5HZW5lcmF0ZVN0cmVhbVJlc3BvbnNlMAESQwoGQ2FuY2VsEhsubG9yYXNlcnZlLnYxLkNhbmNlbFJlcXVlc3QaHC5sb3Jhc2VydmUudjEuQ2FuY2VsUmVzcG9uc2USQwoGU3RhdHVzEhsubG9yYXNlcnZlLnYxLlN0YXR1c1JlcXVlc3QaHC5sb3Jhc2VydmUudjEuU3RhdHVzUmVzcG9uc2USSQoIVG9rZW5pemUSHS5sb3Jhc2VydmUudjEuVG9rZW5pemVSZXF1ZXN0Gh4ubG9yYXNlcnZlLnYxLlRva2VuaXplUmVzcG9uc2ViBnByb3RvMw", [file_loraserve_v1_generate, file_loraserve_v1_model]);
+
+/**
+ * The calls to cancel, as many as the router has gathered since its last Cancel.
+ *
+ * @generated from message loraserve.v1.CancelRequest
+ */
+export type CancelRequest = Message<"loraserve.v1.CancelRequest"> & {
+  /**
+   * `loraserve-call-id` headers of Generate calls. An id not running yet is cancelled when its call arrives.
+   *
+   * @generated from field: repeated string call_ids = 1;
+   */
+  callIds: string[];
+};
+
+/**
+ * Describes the message loraserve.v1.CancelRequest.
+ * Use `create(CancelRequestSchema)` to create a new message.
+ */
+export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
+  messageDesc(file_loraserve_v1_shard, 0);
+
+/**
+ * What Cancel found.
+ *
+ * @generated from message loraserve.v1.CancelResponse
+ */
+export type CancelResponse = Message<"loraserve.v1.CancelResponse"> & {
+  /**
+   * How many of the ids were running and are now cancelled.
+   *
+   * @generated from field: uint32 cancelled = 1;
+   */
+  cancelled: number;
+};
+
+/**
+ * Describes the message loraserve.v1.CancelResponse.
+ * Use `create(CancelResponseSchema)` to create a new message.
+ */
+export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
+  messageDesc(file_loraserve_v1_shard, 1);
 
 /**
  * Status takes no arguments.
@@ -29,7 +71,7 @@ export type StatusRequest = Message<"loraserve.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_loraserve_v1_shard, 0);
+  messageDesc(file_loraserve_v1_shard, 2);
 
 /**
  * One shard group as its leader sees it now; polled by the router once a second.
@@ -163,7 +205,7 @@ export type StatusResponse = Message<"loraserve.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_loraserve_v1_shard, 1);
+  messageDesc(file_loraserve_v1_shard, 3);
 
 /**
  * The internal seam between the router and a shard group's leader. Only the router calls it.
@@ -172,7 +214,8 @@ export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
  */
 export const ShardService: GenService<{
   /**
-   * Runs one request in the leader's continuous batch and streams its tokens.
+   * Runs one request in the leader's continuous batch and streams its tokens. The router names each call with a
+   * `loraserve-call-id` request header, which Cancel refers to.
    *
    * @generated from rpc loraserve.v1.ShardService.Generate
    */
@@ -180,6 +223,19 @@ export const ShardService: GenService<{
     methodKind: "server_streaming";
     input: typeof GenerateRequestSchema;
     output: typeof GenerateStreamResponseSchema;
+  },
+  /**
+   * Cancels running Generate calls by their call ids: the shard frees their sequences and ends their streams
+   * with CANCELED. The router cancels this way rather than by resetting a stream, because every reset on its one
+   * HTTP/2 session to the shard counts against the shard's RST_STREAM rate limit (nghttp2's CVE-2023-44487
+   * mitigation), past which the shard closes the session with every other request on it.
+   *
+   * @generated from rpc loraserve.v1.ShardService.Cancel
+   */
+  cancel: {
+    methodKind: "unary";
+    input: typeof CancelRequestSchema;
+    output: typeof CancelResponseSchema;
   },
   /**
    * What the leader serves and how loaded it is; the router's only knowledge of shards.
