@@ -401,8 +401,13 @@ void CudaBackend<T>::enqueueForward(const DeviceStep& step, float* logits) {
   gemm_->linear(logitInputs_.data(), step.logitRows, hidden, weights_.outputProjection(), static_cast<int>(vocab.size()),
                 localLogits_.data(), width, 0.0f);
   const size_t part = static_cast<size_t>(step.logitRows) * width;
-  nccl_->allGather(localLogits_.data(), part, gatheredLogits_.data());
   const int64_t vocabSize = spec_.vocabSize;
+  // One row whose slices fill it exactly is already laid out whole once gathered: no copy (decode at batch 1).
+  if (step.logitRows == 1 && static_cast<int64_t>(width) * layout_.world() == vocabSize) {
+    nccl_->allGather(localLogits_.data(), part, logits);
+    return;
+  }
+  nccl_->allGather(localLogits_.data(), part, gatheredLogits_.data());
   for (int rank = 0; rank < layout_.world(); ++rank) {
     const int64_t first = static_cast<int64_t>(rank) * width;
     const int64_t columns = std::max<int64_t>(0, std::min<int64_t>(width, vocabSize - first));
