@@ -2,7 +2,10 @@
 // Llama-3-8B-shaped model of random bf16 weights (converted to --dtype, default float16, on load), next to the
 // GPU's measured limits and, with --baseline, transformers + PEFT on the same GPU.
 //   limits      device-to-device copy bandwidth and bf16 GEMM rate (native/check/device_limits.cu)
-//   decode      step time at batch 1, 8, 32, 64; batch 1 against the bound weight bytes / bandwidth
+//   batched products  weight read rate of the skinny kernel and of cuBLAS at 8, 32, 64 rows (device_limits.cu)
+//   decode      step time at batch 1, 8, 32, 64, 128, 256, each against its bound: the bytes it reads (weights
+//               without the embedding table, plus every sequence's K/V) over the bandwidth, or its FLOPs over
+//               the GEMM rate where that is larger
 //   multi-LoRA  batch 32 with 32 distinct rank-16 all-target adapters against the same batch without
 //   prefill     2048 tokens in one step: achieved TFLOP/s over the GEMM rate
 //   adapter load  a rank-16 all-target adapter loaded into a slot from host memory (the host tier's bytes) while
@@ -33,8 +36,8 @@ const SHAPE: SyntheticModelShape = {
 };
 const BLOCK_SIZE = 16;
 const GPU_MEMORY_FRACTION = 0.9;
-/** Blocks the bench itself hands out, of the many more the engine sizes. */
-const NUM_KV_BLOCKS = 4096;
+/** Blocks the bench itself hands out, of the many more the engine sizes: batch 256 at PROMPT tokens and more. */
+const NUM_KV_BLOCKS = 9216;
 const PROMPT = 512;
 const WARMUP_STEPS = 4;
 const TIMED_STEPS = 32;
@@ -42,12 +45,15 @@ const ADAPTERS = 32;
 const RANK = 16;
 const PREFILL = 2048;
 const RELOADS = 8;
+const DECODE_BATCHES = [1, 8, 32, 64, 128, 256];
 
 interface Limits {
   copyBytesPerSecond: number;
   gemmFlopsPerSecond: number;
   /** The one-row product's weight read rate, by "in x out" shape. */
   matrixVectorBytesPerSecond: Record<string, number>;
+  /** Batched decode's products: by "in x out" shape, then by rows, the skinny kernel's and cuBLAS's rates. */
+  batchedProductBytesPerSecond: Record<string, Record<string, { skinny: number; cublas: number }>>;
   /** Host-to-device copies: from pinned memory, from pageable memory, through pinned_upload.h. */
   hostToDeviceBytesPerSecond: { pinned: number; pageable: number; pinnedUpload: number };
 }
@@ -59,9 +65,15 @@ function measureLimits(): Limits {
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
-/** Hands out KV blocks; sequences give theirs back when a measurement ends. */
+/** Hands out KV blocks (the first `count` of the engine's); sequences give theirs back when a measurement ends. */
 class Blocks {
-  private free = Array.from({ length: NUM_KV_BLOCKS }, (_, i) => i);
+  private free: number[];
+  constructor(count: number) {
+    this.free = Array.from({ length: count }, (_, i) => i);
+  }
+  get available(): number {
+    return this.free.length;
+  }
   take(n: number): Int32Array {
     if (n > this.free.length) throw new Error(`bench: out of KV blocks (${n} wanted)`);
     return Int32Array.from(this.free.splice(0, n));
@@ -112,10 +124,12 @@ async function runStep(engine: NativeEngine, seqs: Seq[], tokens: (s: Seq) => In
 }
 
 /** Prefills one PROMPT-token sequence per slot, then decodes; returns each timed step's interval. */
+const blocksPerSeq = (steps: number) => Math.ceil((PROMPT + WARMUP_STEPS + steps + 1) / BLOCK_SIZE);
+
 async function decodeSteps(engine: NativeEngine, blocks: Blocks, slots: number[], steps = TIMED_STEPS, during?: () => void): Promise<Interval[]> {
   const seqs: Seq[] = slots.map((slot) => ({
     slot,
-    table: blocks.take(Math.ceil((PROMPT + WARMUP_STEPS + steps + 1) / BLOCK_SIZE)),
+    table: blocks.take(blocksPerSeq(steps)),
     position: 0,
     last: 0,
   }));
@@ -187,6 +201,14 @@ async function main(): Promise<void> {
     for (const [shape, rate] of Object.entries(limits.matrixVectorBytesPerSecond)) {
       report(`one-row product (matrix_vector.cu) ${shape}: weight read rate`, `${(rate / 1e12).toFixed(2)} TB/s`);
     }
+    for (const [shape, byRows] of Object.entries(limits.batchedProductBytesPerSecond)) {
+      for (const [rows, { skinny, cublas }] of Object.entries(byRows)) {
+        report(
+          `${rows}-row product ${shape}: weight read rate, skinny_gemm.cu / cuBLAS`,
+          `${(skinny / 1e12).toFixed(2)} / ${(cublas / 1e12).toFixed(2)} TB/s (${(skinny / limits.copyBytesPerSecond).toFixed(2)} of the copy bandwidth)`,
+        );
+      }
+    }
     const h2d = limits.hostToDeviceBytesPerSecond;
     report(
       "host to device, 96 MiB: pinned / pageable / pinned_upload.h from pageable",
@@ -225,19 +247,34 @@ async function main(): Promise<void> {
     report(`KV cache sized for gpuMemoryFraction ${GPU_MEMORY_FRACTION}`, `${numKvBlocks} blocks of ${BLOCK_SIZE} = ${numKvBlocks * BLOCK_SIZE} tokens`);
     const adapters = Array.from({ length: ADAPTERS }, (_, a) => loadAdapterFiles(join(dir, `adapter-${a}`), model.spec).weights);
     for (let a = 0; a < ADAPTERS; a++) await engine.loadAdapter(a, adapters[a]!);
-    const blocks = new Blocks();
+    const blocks = new Blocks(Math.min(NUM_KV_BLOCKS, numKvBlocks));
 
     // A decode step reads every weight once except the embedding table (one row per token).
     const stepBytes = engine.info().weightBytes - SHAPE.vocabSize * SHAPE.hiddenSize * 2;
     const boundMs = (stepBytes / limits.copyBytesPerSecond) * 1000;
     report("weights read per decode step", `${(stepBytes / 1e9).toFixed(2)} GB -> bound ${boundMs.toFixed(2)} ms/step`);
+    // Each sequence's K/V (16-bit) at the timed steps' mean context, read once per step by attention.
+    const { numLayers, numHeads, numKvHeads, headDim } = SHAPE;
+    const context = PROMPT + WARMUP_STEPS + TIMED_STEPS / 2;
+    const kvBytesPerSeq = numLayers * 2 * numKvHeads * headDim * 2 * context;
+    // Two FLOPs per weight element (stepBytes / 2 of them) per row, and attention's scores and weighted sum.
+    const flopsPerSeq = stepBytes + numLayers * 4 * numHeads * headDim * context;
     const stepMs = new Map<number, number>();
-    for (const batch of [1, 8, 32, 64]) {
+    for (const batch of DECODE_BATCHES) {
+      if (batch * blocksPerSeq(TIMED_STEPS) > blocks.available) {
+        report(`decode batch ${batch}`, `skipped: ${blocks.available} KV blocks, ${batch * blocksPerSeq(TIMED_STEPS)} needed`);
+        continue;
+      }
       const batchMs = median(await decode(engine, blocks, Array.from({ length: batch }, () => -1)));
       stepMs.set(batch, batchMs);
-      report(`decode batch ${batch}`, `${batchMs.toFixed(2)} ms/step, ${((batch * 1000) / batchMs).toFixed(0)} tokens/s`);
+      const bytesMs = ((stepBytes + batch * kvBytesPerSeq) / limits.copyBytesPerSecond) * 1000;
+      const flopsMs = ((batch * flopsPerSeq) / limits.gemmFlopsPerSecond) * 1000;
+      const bound = Math.max(bytesMs, flopsMs);
+      report(
+        `decode batch ${batch}`,
+        `${batchMs.toFixed(2)} ms/step, ${((batch * 1000) / batchMs).toFixed(0)} tokens/s; bound ${bound.toFixed(2)} ms (${bytesMs >= flopsMs ? "bytes" : "FLOPs"}), bound / measured ${(bound / batchMs).toFixed(3)}`,
+      );
     }
-    report("batch 1: bound / measured (goal >= 0.90)", (boundMs / stepMs.get(1)!).toFixed(3));
 
     const plain = median(await decode(engine, blocks, Array.from({ length: 32 }, () => -1)));
     const mixed = median(await decode(engine, blocks, Array.from({ length: 32 }, (_, i) => i)));
@@ -291,8 +328,9 @@ async function main(): Promise<void> {
     // The tensor-parallel path at world 1: the same model through a one-rank NCCL communicator, whose all-reduce
     // follows every o_proj and down_proj inside the decode graphs. What it adds is the cost of the path itself.
     const tpEngine = openEngine(true);
+    const tpBlocks = new Blocks(Math.min(NUM_KV_BLOCKS, tpEngine.info().numKvBlocks));
     for (const batch of [1, 32]) {
-      const tpMs = median(await decode(tpEngine, new Blocks(), Array.from({ length: batch }, () => -1)));
+      const tpMs = median(await decode(tpEngine, tpBlocks, Array.from({ length: batch }, () => -1)));
       report(`decode batch ${batch}, tensor-parallel path at world 1 (goal <= 1.01x)`, `${tpMs.toFixed(2)} ms/step, ${(tpMs / stepMs.get(batch)!).toFixed(3)}x the plain path`);
     }
     tpEngine.close();

@@ -3,12 +3,16 @@
 //   the bf16 matrix product rate of cuBLAS in the engine's configuration (bf16 operands, float32 accumulation
 //   and output) at 8192 x 8192 x 8192, on random data (zeros run faster than real data), and
 //   the weight bytes per second the engine's one-row product (matrix_vector.cu, what a batch-1 decode step runs)
-//   reads at the 8B model's gate (or up) and down shapes, each weight larger than the L2 cache.
+//   reads at the 8B model's gate (or up) and down shapes, each weight larger than the L2 cache, and
+//   the same for the products of batched decode (8, 32 and 64 rows) at its o_proj, gate (or up) and down shapes,
+//   by the skinny kernel (skinny_gemm.cu, what Gemm::linear runs for them) and by cuBLAS, which it replaced. Runs
+//   rotate over as many copies of the weight as fit in 128 MiB, so a weight smaller than L2 is not read from it.
 //   host-to-device bytes per second of a 96 MiB copy: from pinned memory (the bus), from ordinary pageable
 //   memory, and through pinned_upload.h from pageable memory (how an adapter load copies its bytes).
 // Prints one JSON object: {"copyBytesPerSecond": ..., "gemmFlopsPerSecond": ..., "matrixVectorBytesPerSecond":
-// {"4096x14336": ..., "14336x4096": ...}, "hostToDeviceBytesPerSecond": {"pinned": ..., "pageable": ...,
-// "pinnedUpload": ...}}; medians of 10 timed runs.
+// {"4096x14336": ..., "14336x4096": ...}, "batchedProductBytesPerSecond": {"4096x4096": {"8": {"skinny": ...,
+// "cublas": ...}, "32": ..., "64": ...}, "4096x14336": ..., "14336x4096": ...}, "hostToDeviceBytesPerSecond":
+// {"pinned": ..., "pageable": ..., "pinnedUpload": ...}}; shapes are in x out; medians of 10 timed runs.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -84,6 +88,33 @@ int main() {
       const int in = shapes[s][0], out = shapes[s][1];
       const double seconds = medianSeconds(stream, [&] { gemm.linear(a.data(), 1, in, b.data(), out, c.data(), out, 0.0f); });
       std::printf("%s\"%dx%d\": %.6e", s ? ", " : "", in, out, 2.0 * in * out / seconds);
+    }
+    std::printf("}, \"batchedProductBytesPerSecond\": {");
+    const int batchedShapes[3][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
+    const int batchedRows[3] = {8, 32, 64};
+    for (int s = 0; s < 3; ++s) {
+      const int in = batchedShapes[s][0], out = batchedShapes[s][1];
+      const size_t weightCount = static_cast<size_t>(in) * out;
+      const size_t copies = b.size() / weightCount;
+      std::printf("%s\"%dx%d\": {", s ? ", " : "", in, out);
+      for (int r = 0; r < 3; ++r) {
+        const int rows = batchedRows[r];
+        size_t run = 0;
+        const auto rate = [&](bool byCublas) {
+          const double seconds = medianSeconds(stream, [&] {
+            const __nv_bfloat16* w = b.data() + (run++ % copies) * weightCount;
+            if (byCublas) {
+              gemm.linearByCublas(a.data(), rows, in, w, out, c.data(), out, 0.0f);
+            } else {
+              gemm.linear(a.data(), rows, in, w, out, c.data(), out, 0.0f);
+            }
+          });
+          return 2.0 * weightCount / seconds;
+        };
+        const double skinny = rate(false);
+        std::printf("%s\"%d\": {\"skinny\": %.6e, \"cublas\": %.6e}", r ? ", " : "", rows, skinny, rate(true));
+      }
+      std::printf("}");
     }
     const size_t hostBytes = size_t{96} << 20;
     PinnedBuffer<unsigned char> pinned(hostBytes);

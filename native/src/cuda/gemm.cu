@@ -19,7 +19,7 @@ void checkCublas(cublasStatus_t status, const char* what) {
 
 }  // namespace
 
-Gemm::Gemm(cudaStream_t stream) : stream_(stream), workspace_(kWorkspaceBytes) {
+Gemm::Gemm(cudaStream_t stream) : stream_(stream), workspace_(kWorkspaceBytes), skinny_(stream) {
   checkCublas(cublasCreate(&handle_), "cublasCreate");
   checkCublas(cublasSetStream(handle_, stream), "cublasSetStream");
   checkCublas(cublasSetWorkspace(handle_, workspace_.data(), workspace_.bytes()), "cublasSetWorkspace");
@@ -36,6 +36,15 @@ void Gemm::linear(const T* x, int rows, int in, const T* w, int out, float* y, i
     matrixVector(x, in, w, out, y, beta, stream_);
     return;
   }
+  if (SkinnyGemm::fits(x, rows, in, w)) {
+    skinny_.run(x, rows, in, w, out, y, ldy, beta);
+    return;
+  }
+  linearByCublas(x, rows, in, w, out, y, ldy, beta);
+}
+
+template <typename T>
+void Gemm::linearByCublas(const T* x, int rows, int in, const T* w, int out, float* y, int ldy, float beta) const {
   const float alpha = 1.0f;
   // cuBLAS is column-major: row-major y [rows, out] is its [out, rows], computed as wᵀ-read-transposed times x,
   // where row-major w [out, in] and x [rows, in] are its [in, out] and [in, rows].
@@ -47,5 +56,7 @@ void Gemm::linear(const T* x, int rows, int in, const T* w, int out, float* y, i
 
 template void Gemm::linear(const __half*, int, int, const __half*, int, float*, int, float) const;
 template void Gemm::linear(const __nv_bfloat16*, int, int, const __nv_bfloat16*, int, float*, int, float) const;
+template void Gemm::linearByCublas(const __half*, int, int, const __half*, int, float*, int, float) const;
+template void Gemm::linearByCublas(const __nv_bfloat16*, int, int, const __nv_bfloat16*, int, float*, int, float) const;
 
 }  // namespace loraserve::cuda
