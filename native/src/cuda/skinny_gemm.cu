@@ -54,6 +54,60 @@ __device__ inline void copyToShared(void* shared, const void* global, bool valid
 
 __device__ inline void waitForCopies() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
+// The last block of a column of splits: y = the sum of the column's partials, in split order, + beta y. The
+// block's rows x 64 floats are rows x 16 float4s, kTiles per thread; all its loads of kSplitsAtOnce splits are
+// in flight together, so the sum waits on the L2 a few times, not once per split and float.
+template <int kTiles>
+__device__ inline void sumSplits(const float* partials, int rows, int out, int columns, float* y, int ldy, float beta) {
+  constexpr int kQuadsPerRow = kBlockFeatures / 4;
+  constexpr int kSplitsAtOnce = 16 / kTiles;
+  static_assert(kTiles * 8 * kQuadsPerRow == kTiles * kWarps * 32, "kTiles float4s a thread cover the block's rows");
+  const int splits = static_cast<int>(gridDim.y);
+  const int firstFeature = blockIdx.x * kBlockFeatures;
+  const int64_t splitStride = static_cast<int64_t>(rows) * columns;
+  float4 sum[kTiles];
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) sum[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int first = 0; first < splits; first += kSplitsAtOnce) {
+    float4 part[kSplitsAtOnce][kTiles];
+#pragma unroll
+    for (int d = 0; d < kSplitsAtOnce; ++d) {
+#pragma unroll
+      for (int j = 0; j < kTiles; ++j) {
+        const int unit = j * kWarps * 32 + threadIdx.x;
+        const int row = unit / kQuadsPerRow;
+        const float* at = partials + (first + d) * splitStride + static_cast<int64_t>(row) * columns + firstFeature +
+                          (unit % kQuadsPerRow) * 4;
+        // __ldcg: from L2, where the other SMs' writes are; this SM's L1 may hold an older call's lines.
+        part[d][j] = first + d < splits && row < rows ? __ldcg(reinterpret_cast<const float4*>(at))
+                                                      : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+    }
+#pragma unroll
+    for (int d = 0; d < kSplitsAtOnce; ++d) {
+#pragma unroll
+      for (int j = 0; j < kTiles; ++j) {
+        sum[j].x += part[d][j].x;
+        sum[j].y += part[d][j].y;
+        sum[j].z += part[d][j].z;
+        sum[j].w += part[d][j].w;
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+    const int unit = j * kWarps * 32 + threadIdx.x;
+    const int row = unit / kQuadsPerRow, f = firstFeature + (unit % kQuadsPerRow) * 4;
+    if (row >= rows) continue;
+    float* target = y + static_cast<int64_t>(row) * ldy + f;
+    const float values[4] = {sum[j].x, sum[j].y, sum[j].z, sum[j].w};
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      if (f + c < out) storeOutput(target + c, values[c], beta);
+    }
+  }
+}
+
 // Block (blockIdx.x, blockIdx.y): output features [64 bx, 64 bx + 64) over k in [splitK by, splitK (by + 1)).
 // kTiles 8-row tiles of x (rows padded with zeros to 8 kTiles). Lane (group, quad) of warp v loads 16 bytes of
 // weight rows f = 64 bx + 16 v + group and f + 8 at k0 + 8 quad, and 16 bytes of x row n at the same k: the
@@ -116,8 +170,10 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm)
     }
   }
 
-  // acc[t] holds (feature, rows 8t + 2 quad + {0, 1}) and (feature + 8, the same rows).
+  // acc[t] holds (feature, rows 8t + 2 quad + {0, 1}) and (feature + 8, the same rows). Partials are
+  // [split, row, column] with a column for every block's feature, out or not, so their rows stay 16-byte aligned.
   const bool split = gridDim.y > 1;
+  const int columns = gridDim.x * kBlockFeatures;
 #pragma unroll
   for (int t = 0; t < kTiles; ++t) {
 #pragma unroll
@@ -126,7 +182,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm)
       const int f = feature + (e >> 1) * 8;
       if (row >= rows || f >= out) continue;
       if (split) {
-        partials[(static_cast<int64_t>(blockIdx.y) * rows + row) * out + f] = acc[t][e];
+        partials[(static_cast<int64_t>(blockIdx.y) * rows + row) * columns + f] = acc[t][e];
       } else {
         storeOutput(y + static_cast<int64_t>(row) * ldy + f, acc[t][e], beta);
       }
@@ -146,17 +202,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm)
   __syncthreads();
   if (!lastSplit) return;
   __threadfence();
-  const int64_t splitStride = static_cast<int64_t>(rows) * out;
-  const int firstFeature = blockIdx.x * kBlockFeatures;
-  for (int i = threadIdx.x; i < rows * kBlockFeatures; i += kWarps * 32) {
-    const int row = i / kBlockFeatures, f = firstFeature + i % kBlockFeatures;
-    if (f >= out) continue;
-    const float* column = partials + static_cast<int64_t>(row) * out + f;
-    float sum = 0.0f;
-    // __ldcg: from L2, where the other SMs' writes are; this SM's L1 may hold an older call's lines.
-    for (int s = 0; s < static_cast<int>(gridDim.y); ++s) sum += __ldcg(column + s * splitStride);
-    storeOutput(y + static_cast<int64_t>(row) * ldy + f, sum, beta);
-  }
+  sumSplits<kTiles>(partials, rows, out, columns, y, ldy, beta);
 }
 
 template <typename T, int kTiles>
@@ -190,7 +236,7 @@ template <typename T>
 void SkinnyGemm::run(const T* x, int rows, int in, const T* w, int out, float* y, int ldy, float beta) const {
   const int featureBlocks = (out + kBlockFeatures - 1) / kBlockFeatures;
   const int chunks = (in + kChunkK - 1) / kChunkK;
-  const int64_t floatsPerSplit = static_cast<int64_t>(rows) * out;
+  const int64_t floatsPerSplit = static_cast<int64_t>(rows) * featureBlocks * kBlockFeatures;
   int splits = (kBlocksPerSm * smCount_ + featureBlocks - 1) / featureBlocks;
   const int64_t fitInPartials = static_cast<int64_t>(partials_.size()) / floatsPerSplit;
   splits = std::min({splits, chunks, in / (4 * kPartialShare * rows), static_cast<int>(std::min<int64_t>(fitInPartials, chunks))});
