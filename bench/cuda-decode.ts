@@ -22,18 +22,9 @@ import { loadAdapterFiles } from "../shard/model/adapter.js";
 import { loadModelFiles } from "../shard/model/model-files.js";
 import { projectionShape } from "../shard/model/projections.js";
 import { adapterPool, writeRandomAdapter, writeRandomModel } from "./random-checkpoint.js";
-import type { SyntheticModelShape } from "./synthetic-model.js";
+import { LLAMA3_8B_SHAPE } from "./synthetic-model.js";
 
-const SHAPE: SyntheticModelShape = {
-  hiddenSize: 4096,
-  intermediateSize: 14336,
-  numLayers: 32,
-  numHeads: 32,
-  numKvHeads: 8,
-  headDim: 128,
-  vocabSize: 128256,
-  maxPositionEmbeddings: 8192,
-};
+const SHAPE = LLAMA3_8B_SHAPE;
 const BLOCK_SIZE = 16;
 const GPU_MEMORY_FRACTION = 0.9;
 /** Blocks the bench itself hands out, of the many more the engine sizes: batch 256 at PROMPT tokens and more. */

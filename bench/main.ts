@@ -1,5 +1,6 @@
 // `npm run bench [-- --device cpu|cuda] [--dtype float16|bfloat16]`: runs the benchmarks of one device, each as its own process so that
-// one's threads and memory never colour another's figures.
+// one's threads and memory never colour another's figures. `npm run bench -- --serve [--device cpu|cuda] [options]`
+// runs the serving benchmark (serve.js) alone instead, with its own options (`-- --serve --help`).
 //   cpu (default): decode.js (CPU decode vs the bandwidth bound), observability-cost.js (tracing + metrics cost),
 //                  prefix-cache.js (time to first token with a 2000-token system prompt cached, against computed)
 //   cuda: cuda-decode.js --baseline (8B-shaped model on the GPU, with transformers + PEFT as the baseline);
@@ -12,6 +13,13 @@ const BENCHMARKS: Record<string, string[][]> = {
   cpu: [["decode.js"], ["observability-cost.js"], ["prefix-cache.js"]],
   cuda: [["cuda-decode.js", "--baseline"]],
 };
+
+const argv = process.argv.slice(2);
+if (argv.includes("--serve")) {
+  // The serving benchmark parses its options itself, --device among them: they pass through as given.
+  const result = spawnSync(process.execPath, [fileURLToPath(new URL("serve.js", import.meta.url)), ...argv.filter((arg) => arg !== "--serve")], { stdio: "inherit" });
+  process.exit(result.status ?? 1);
+}
 
 const { values } = parseArgs({ options: { device: { type: "string", default: "cpu" }, dtype: { type: "string" } } });
 const runs = BENCHMARKS[values.device!];

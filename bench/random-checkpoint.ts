@@ -3,7 +3,7 @@
 // of a random-number draw per weight (bench/synthetic-model.ts draws each value, fine for small models). The
 // values only have to be non-zero and in range: the GPU's timing must not see zeros.
 import { join } from "node:path";
-import { LORA_TARGETS } from "../native/addon.js";
+import { LORA_TARGETS, type LoraTarget } from "../native/addon.js";
 import {
   elementCount,
   randomBf16,
@@ -43,9 +43,16 @@ export function writeRandomModel(dir: string, shape: SyntheticModelShape): void 
   writeBf16Safetensors(join(dir, "model.safetensors"), tensors, poolSlices(randomBf16(POOL_ELEMENTS, 1, Math.sqrt(3 / shape.hiddenSize)), 1));
 }
 
-/** A rank-`rank` PEFT adapter on all seven projections; `seed` picks where its tensors start in the pool. */
-export function writeRandomAdapter(dir: string, shape: SyntheticModelShape, rank: number, seed: number, pool: Uint16Array): void {
-  const tensors = writeAdapterConfig(dir, shape, rank, LORA_TARGETS);
+/** A rank-`rank` PEFT adapter on `targets` (all seven by default); `seed` picks where its tensors start in the pool. */
+export function writeRandomAdapter(
+  dir: string,
+  shape: SyntheticModelShape,
+  rank: number,
+  seed: number,
+  pool: Uint16Array,
+  targets: readonly LoraTarget[] = LORA_TARGETS,
+): void {
+  const tensors = writeAdapterConfig(dir, shape, rank, targets);
   writeBf16Safetensors(join(dir, "adapter_model.safetensors"), tensors, poolSlices(pool, seed));
 }
 

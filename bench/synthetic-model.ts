@@ -26,6 +26,18 @@ export const CPU_BENCH_SHAPE: SyntheticModelShape = {
   maxPositionEmbeddings: 1024,
 };
 
+/** Llama-3-8B's shape (the GPU benchmarks'): its 128256-id vocabulary makes the LM head cost what it really costs. */
+export const LLAMA3_8B_SHAPE: SyntheticModelShape = {
+  hiddenSize: 4096,
+  intermediateSize: 14336,
+  numLayers: 32,
+  numHeads: 32,
+  numKvHeads: 8,
+  headDim: 128,
+  vocabSize: 128256,
+  maxPositionEmbeddings: 8192,
+};
+
 export interface SyntheticTensor {
   name: string;
   shape: number[];

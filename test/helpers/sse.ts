@@ -1,15 +1,8 @@
-// Reads a text/event-stream response the way a browser's EventSource does, independently of the server's
-// writer: events are separated by a blank line, an event's data is its `data:` lines joined by newlines.
+// Reads a whole text/event-stream response with the benchmark's reader (bench/serving/sse-events.ts), which
+// follows EventSource, independently of the server's writer.
+import { takeEvents } from "../../bench/serving/sse-events.js";
+
 export async function readEventData(response: Response): Promise<string[]> {
-  const text = await response.text();
-  return text
-    .split(/\r?\n\r?\n/)
-    .map((event) =>
-      event
-        .split(/\r?\n/)
-        .filter((line) => line.startsWith("data:"))
-        .map((line) => line.slice("data:".length).replace(/^ /, ""))
-        .join("\n"),
-    )
-    .filter((data) => data !== "");
+  // A stream's last event ends in a blank line; one cut short without it still counts, as before.
+  return takeEvents(`${await response.text()}\n\n`).events;
 }

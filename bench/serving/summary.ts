@@ -1,0 +1,90 @@
+// The serving benchmark's figures from its request outcomes: latency percentiles, throughput, the share under
+// S-LoRA's TTFT limits, failures by kind, and the highest offered rate that met the TTFT objective. Pure.
+import type { RequestOutcome } from "./outcome.js";
+
+/** The p-th percentile (0..100) of ascending values, interpolated linearly as numpy's default does. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const at = (p / 100) * (sorted.length - 1);
+  const below = Math.floor(at);
+  const above = Math.min(sorted.length - 1, below + 1);
+  return sorted[below]! + (sorted[above]! - sorted[below]!) * (at - below);
+}
+
+export interface Spread {
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
+export function spread(values: readonly number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mean = sorted.length === 0 ? Number.NaN : sorted.reduce((a, b) => a + b, 0) / sorted.length;
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean };
+}
+
+export interface RateSummary {
+  offeredRate: number;
+  sent: number;
+  finished: number;
+  failed: number;
+  /** Failed requests by kind. */
+  failures: Record<string, number>;
+  /** Seconds, over finished requests. */
+  ttft: Spread;
+  /** Seconds per output token after the first, over finished requests of two tokens or more. */
+  tpot: Spread;
+  e2e: Spread;
+  /** Output tokens and finished requests per second of the run's wall time (first send to last end). */
+  outputTokensPerSecond: number;
+  requestsPerSecond: number;
+  /** Shares of the requests sent (a failed one never counts as fast) with TTFT under 1 s and under 6 s. */
+  ttftUnder1s: number;
+  ttftUnder6s: number;
+  wallSeconds: number;
+}
+
+export function summarize(offeredRate: number, outcomes: readonly RequestOutcome[]): RateSummary {
+  const finished = outcomes.filter((o) => o.failure === null);
+  const failures: Record<string, number> = {};
+  for (const o of outcomes) if (o.failure !== null) failures[o.failure] = (failures[o.failure] ?? 0) + 1;
+  const ttfts = finished.map((o) => (o.firstTokenAt! - o.sentAt) / 1000);
+  const start = Math.min(...outcomes.map((o) => o.sentAt));
+  const end = Math.max(...outcomes.map((o) => o.endedAt));
+  const wallSeconds = outcomes.length === 0 ? 0 : (end - start) / 1000;
+  const perSecond = (count: number): number => (wallSeconds > 0 ? count / wallSeconds : 0);
+  const share = (limit: number): number => (outcomes.length === 0 ? 0 : ttfts.filter((t) => t < limit).length / outcomes.length);
+  return {
+    offeredRate,
+    sent: outcomes.length,
+    finished: finished.length,
+    failed: outcomes.length - finished.length,
+    failures,
+    ttft: spread(ttfts),
+    tpot: spread(finished.filter((o) => o.tokens > 1).map((o) => (o.endedAt - o.firstTokenAt!) / 1000 / (o.tokens - 1))),
+    e2e: spread(finished.map((o) => (o.endedAt - o.sentAt) / 1000)),
+    outputTokensPerSecond: perSecond(finished.reduce((sum, o) => sum + o.tokens, 0)),
+    requestsPerSecond: perSecond(finished.length),
+    ttftUnder1s: share(1),
+    ttftUnder6s: share(6),
+    wallSeconds,
+  };
+}
+
+/** Whether a rate met the objective: p99 TTFT within it and no request failed. */
+export function held(summary: RateSummary, ttftSloSeconds: number): boolean {
+  return summary.failed === 0 && summary.finished > 0 && summary.ttft.p99 <= ttftSloSeconds;
+}
+
+/**
+ * The highest offered rate held such that every lower rate swept was held too (a lucky pass above a miss is
+ * noise, not capacity); null when the lowest rate already missed.
+ */
+export function highestRateHeld(summaries: readonly RateSummary[], ttftSloSeconds: number): number | null {
+  let best: number | null = null;
+  for (const summary of [...summaries].sort((a, b) => a.offeredRate - b.offeredRate)) {
+    if (!held(summary, ttftSloSeconds)) break;
+    best = summary.offeredRate;
+  }
+  return best;
+}

@@ -1,0 +1,212 @@
+// The serving benchmark (bench/serve.ts): its workload generator against the distributions it claims, its
+// percentile and summary maths on known values, and the harness end to end on the CPU against the demo fixture
+// through `loraserve serve`, where every request sent must come back counted, at the length asked for.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { RequestOutcome } from "../bench/serving/outcome.js";
+import { takeEvents } from "../bench/serving/sse-events.js";
+import { highestRateHeld, percentile, spread, summarize } from "../bench/serving/summary.js";
+import { checkAccounting, runSweep } from "../bench/serving/sweep.js";
+import { promptText, writeGeneratedTokenizer } from "../bench/serving/tokenizer.js";
+import { adapterSampler, gamma, planWorkload, seededRandom, type WorkloadSpec } from "../bench/serving/workload.js";
+import { TextCodec } from "../shard/text/tokenizer.js";
+import { projectFixture } from "./helpers/fixture-sets.js";
+import { CLI } from "./helpers/process.js";
+
+const SPEC: WorkloadSpec = {
+  adapters: 100,
+  popularity: { kind: "power", alpha: 1 },
+  rate: 5,
+  cv: 1,
+  durationSeconds: 400,
+  inputTokens: { lo: 8, hi: 512 },
+  outputTokens: { lo: 8, hi: 512 },
+  seed: 7,
+};
+
+function meanAndCv(values: number[]): { mean: number; cv: number } {
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const variance = values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1);
+  return { mean, cv: Math.sqrt(variance) / mean };
+}
+
+function gaps(spec: WorkloadSpec): number[] {
+  const times = planWorkload(spec).map((r) => r.sendAt);
+  return times.map((t, i) => t - (i === 0 ? 0 : times[i - 1]!));
+}
+
+describe("workload", () => {
+  it("Poisson arrivals (cv 1): mean inter-arrival within 10 % of 1/rate, cv within 10 % of 1, over about 2000 draws", () => {
+    const drawn = gaps(SPEC);
+    expect(drawn.length).toBeGreaterThan(1800);
+    expect(drawn.length).toBeLessThan(2200);
+    const { mean, cv } = meanAndCv(drawn);
+    expect(Math.abs(mean - 1 / SPEC.rate) / (1 / SPEC.rate)).toBeLessThan(0.1);
+    expect(Math.abs(cv - 1)).toBeLessThan(0.1);
+  });
+
+  it("bursty arrivals (cv 4): mean within 10 % of 1/rate and cv within 25 % of 4", () => {
+    const random = seededRandom(3);
+    const rate = 8;
+    const shape = 1 / 16;
+    const drawn = Array.from({ length: 40_000 }, () => gamma(random, shape, 1 / (rate * shape)));
+    const { mean, cv } = meanAndCv(drawn);
+    expect(Math.abs(mean - 1 / rate) / (1 / rate)).toBeLessThan(0.1);
+    expect(Math.abs(cv - 4) / 4).toBeLessThan(0.25);
+    // The same through the trace: about rate x duration requests.
+    expect(planWorkload({ ...SPEC, cv: 4, rate, durationSeconds: 2000 }).length / (rate * 2000)).toBeGreaterThan(0.9);
+  });
+
+  it("alpha 0.3 puts half the requests on the lowest tenth of the adapters, alpha 1 a tenth", () => {
+    const lowShare = (alpha: number): number => {
+      const pick = adapterSampler(100, { kind: "power", alpha }, seededRandom(11));
+      const draws = Array.from({ length: 5000 }, pick);
+      expect(Math.min(...draws)).toBeGreaterThanOrEqual(0);
+      expect(Math.max(...draws)).toBeLessThan(100);
+      return draws.filter((a) => a < 10).length / draws.length;
+    };
+    // P(X < 0.1) = 0.1^alpha.
+    expect(lowShare(1)).toBeGreaterThan(0.08);
+    expect(lowShare(1)).toBeLessThan(0.12);
+    expect(lowShare(0.3)).toBeGreaterThan(0.45);
+    expect(lowShare(0.3)).toBeLessThan(0.56);
+  });
+
+  it("Zipf 1.5 gives adapter 0 its share 1 / H(n, 1.5) and ranks the rest by index", () => {
+    const pick = adapterSampler(100, { kind: "zipf", exponent: 1.5 }, seededRandom(5));
+    const counts = new Array<number>(100).fill(0);
+    for (let i = 0; i < 20_000; i++) counts[pick()]!++;
+    let h = 0;
+    for (let i = 1; i <= 100; i++) h += i ** -1.5;
+    expect(Math.abs(counts[0]! / 20_000 - 1 / h)).toBeLessThan(0.02);
+    expect(counts[0]!).toBeGreaterThan(counts[1]!);
+    expect(counts[1]!).toBeGreaterThan(counts[9]!);
+  });
+
+  it("lengths stay in [lo, hi) and reach both ends; arrivals are ordered within the duration", () => {
+    const trace = planWorkload({ ...SPEC, inputTokens: { lo: 8, hi: 12 }, outputTokens: { lo: 1, hi: 3 } });
+    const inputs = new Set(trace.map((r) => r.inputTokens));
+    const outputs = new Set(trace.map((r) => r.outputTokens));
+    expect([...inputs].sort((a, b) => a - b)).toEqual([8, 9, 10, 11]);
+    expect([...outputs].sort((a, b) => a - b)).toEqual([1, 2]);
+    trace.forEach((r, i) => {
+      expect(r.index).toBe(i);
+      expect(r.sendAt).toBeLessThan(SPEC.durationSeconds);
+      if (i > 0) expect(r.sendAt).toBeGreaterThanOrEqual(trace[i - 1]!.sendAt);
+    });
+  });
+
+  it("repeats with its seed and changes with another", () => {
+    expect(planWorkload(SPEC)).toEqual(planWorkload(SPEC));
+    expect(planWorkload({ ...SPEC, seed: 8 })).not.toEqual(planWorkload(SPEC));
+  });
+
+  it("the generated tokenizer encodes a prompt of n characters as n tokens and spells every id", () => {
+    const dir = mkdtempSync(join(tmpdir(), "bench-serve-tokenizer-"));
+    try {
+      writeGeneratedTokenizer(dir, 1024);
+      const codec = TextCodec.load(dir);
+      expect(codec.vocabSize).toBe(1024);
+      for (const n of [1, 8, 300]) expect(codec.encode(promptText(1, n, n))).toHaveLength(n);
+      expect(codec.tokenText(1023)).toBe(" w1023");
+      expect(promptText(1, 2, 50)).not.toBe(promptText(1, 3, 50));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+function outcome(sentAt: number, firstTokenAt: number | null, endedAt: number, tokens: number, failure: string | null = null): RequestOutcome {
+  return { index: 0, adapter: 0, protocol: "grpc", expectedTokens: tokens, sentAt, firstTokenAt, endedAt, tokens, failure, detail: "" };
+}
+
+describe("summary maths", () => {
+  it("percentiles interpolate linearly, as numpy's default", () => {
+    const values = [1, 2, 3, 4, 5];
+    expect(percentile(values, 0)).toBe(1);
+    expect(percentile(values, 50)).toBe(3);
+    expect(percentile(values, 100)).toBe(5);
+    expect(percentile(values, 99)).toBeCloseTo(4.96, 12);
+    expect(percentile(values, 25)).toBe(2);
+    expect(percentile([10, 20], 50)).toBe(15);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
+    expect(spread([3, 1, 2])).toEqual({ p50: 2, p99: percentile([1, 2, 3], 99), mean: 2 });
+  });
+
+  it("summarises latencies, throughput, the TTFT shares and failures by kind", () => {
+    const summary = summarize(2, [
+      outcome(0, 500, 1500, 11),
+      outcome(1000, 3000, 4000, 3),
+      outcome(2000, null, 2500, 0, "http 429"),
+      outcome(2500, 2600, 3000, 2, "stream error"),
+    ]);
+    expect(summary).toMatchObject({ offeredRate: 2, sent: 4, finished: 2, failed: 2, failures: { "http 429": 1, "stream error": 1 }, wallSeconds: 4 });
+    expect(summary.ttft.p50).toBeCloseTo(1.25, 12);
+    expect(summary.tpot.mean).toBeCloseTo((0.1 + 0.5) / 2, 12);
+    expect(summary.e2e.p50).toBeCloseTo(2.25, 12);
+    expect(summary.outputTokensPerSecond).toBeCloseTo(14 / 4, 12);
+    expect(summary.requestsPerSecond).toBeCloseTo(0.5, 12);
+    // Shares of the requests sent: a failed one is never fast.
+    expect(summary.ttftUnder1s).toBe(0.25);
+    expect(summary.ttftUnder6s).toBe(0.5);
+    expect(() => checkAccounting(summary, 4)).not.toThrow();
+    expect(() => checkAccounting(summary, 5)).toThrow(/vanished/);
+  });
+
+  it("the highest rate held is the last of an unbroken run of held rates from the lowest", () => {
+    const at = (rate: number, ttftP99: number, failed = 0) => ({ ...summarize(rate, [outcome(0, ttftP99 * 1000, 5000, 4)]), failed });
+    expect(highestRateHeld([at(4, 0.5), at(2, 0.2), at(8, 1.5), at(16, 0.9)], 1)).toBe(4);
+    expect(highestRateHeld([at(2, 0.2), at(4, 0.3, 1)], 1)).toBe(2);
+    expect(highestRateHeld([at(2, 1.2)], 1)).toBeNull();
+  });
+
+  it("reads server-sent events split anywhere", () => {
+    expect(takeEvents('data: {"a":1}\n\ndata: [DO')).toEqual({ events: ['{"a":1}'], rest: "data: [DO" });
+    expect(takeEvents("data: [DONE]\r\n\r\n")).toEqual({ events: ["[DONE]"], rest: "" });
+  });
+});
+
+describe("the harness end to end on the CPU (demo fixture, loraserve serve)", () => {
+  it("counts every request sent, each at the output length asked for, over gRPC and OpenAI SSE", async () => {
+    const demo = projectFixture("demo");
+    const ids = ["sql", "tone", "wide"];
+    const options = {
+      cli: CLI,
+      device: "cpu" as const,
+      checkpoint: { modelDir: demo.modelDir, adapters: ids.map((id) => ({ id, dir: join(demo.adaptersDir, id) })) },
+      adapterCounts: [3],
+      popularities: [{ kind: "power" as const, alpha: 0.3 }],
+      cvs: [1],
+      rates: [4],
+      durationSeconds: 5,
+      inputTokens: { lo: 8, hi: 32 },
+      outputTokens: { lo: 4, hi: 16 },
+      protocol: "alternate" as const,
+      seed: 3,
+      ttftSloSeconds: 1,
+      requestTimeoutMs: 60_000,
+      serveArgs: [],
+    };
+    const lines: string[] = [];
+    const { results, capacity } = await runSweep({ ...options, progress: (line) => lines.push(line) });
+    const planned = planWorkload({ ...options, adapters: 3, popularity: options.popularities[0]!, rate: 4, cv: 1 });
+    expect(planned.length).toBeGreaterThan(10);
+    expect(results).toHaveLength(1);
+    const result = results[0]!;
+    expect(result.sent).toBe(planned.length);
+    expect(result.finished + result.failed).toBe(result.sent);
+    expect(result.failed, JSON.stringify(result.failures)).toBe(0);
+    expect(new Set(result.outcomes.map((o) => o.protocol))).toEqual(new Set(["grpc", "openai"]));
+    for (const o of result.outcomes) {
+      expect(o.failure, o.detail).toBeNull();
+      expect(o.tokens).toBe(planned[o.index]!.outputTokens);
+      expect(o.firstTokenAt!).toBeGreaterThanOrEqual(o.sentAt);
+      expect(o.firstTokenAt!).toBeLessThanOrEqual(o.endedAt);
+    }
+    expect(capacity).toHaveLength(1);
+    expect(lines.at(-1)).toBe(`n=3 power:0.3 cv=1 rate=4/s: sent ${result.sent} = finished ${result.sent} + failed 0`);
+  }, 30_000);
+});
