@@ -2,7 +2,7 @@
 // Llama-3-8B-shaped model of random bf16 weights (converted to --dtype, default float16, on load), next to the
 // GPU's measured limits and, with --baseline, transformers + PEFT on the same GPU.
 //   limits      device-to-device copy bandwidth and bf16 GEMM rate (native/check/device_limits.cu)
-//   batched products  weight read rate of the skinny kernel and of cuBLAS at 8, 32, 64 rows (device_limits.cu)
+//   batched products  weight read rate of the skinny kernel and of cuBLAS at 2, 4, 8 rows (device_limits.cu)
 //   decode      step time at batch 1, 8, 32, 64, 128, 256, each against its bound: the bytes it reads (weights
 //               without the embedding table, plus every sequence's K/V) over the bandwidth, or its FLOPs over
 //               the GEMM rate where that is larger

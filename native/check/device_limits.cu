@@ -4,7 +4,7 @@
 //   and output) at 8192 x 8192 x 8192, on random data (zeros run faster than real data), and
 //   the weight bytes per second the engine's one-row product (matrix_vector.cu, what a batch-1 decode step runs)
 //   reads at the 8B model's gate (or up) and down shapes, each weight larger than the L2 cache, and
-//   the same for the products of batched decode (8, 32 and 64 rows) at its o_proj, gate (or up) and down shapes,
+//   the same for the products of batched decode (2, 4 and 8 rows) at its o_proj, gate (or up) and down shapes,
 //   by the skinny kernel (skinny_gemm.cu, what Gemm::linear runs for them) and by cuBLAS, which it replaced. Runs
 //   rotate over as many copies of the weight as fit in 128 MiB, so a weight smaller than L2 is not read from it.
 //   host-to-device bytes per second of a 96 MiB copy: from pinned memory (the bus), from ordinary pageable
@@ -91,7 +91,7 @@ int main() {
     }
     std::printf("}, \"batchedProductBytesPerSecond\": {");
     const int batchedShapes[3][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}};
-    const int batchedRows[3] = {8, 32, 64};
+    const int batchedRows[3] = {2, 4, 8};
     for (int s = 0; s < 3; ++s) {
       const int in = batchedShapes[s][0], out = batchedShapes[s][1];
       const size_t weightCount = static_cast<size_t>(in) * out;

@@ -6,10 +6,12 @@
 // blocks; the last block of a column of splits to finish sums the column's partial sums, always in split order, so
 // the result does not depend on timing and no second kernel is launched.
 //
-// Why 64 rows: at 64 rows a weight element (2 bytes) feeds 128 FLOPs, still under the H200's ratio of GEMM rate to
-// bandwidth (about 180 FLOPs a byte), so the product stays bound by the weight bytes; but each warp keeps 4
-// float32 accumulators per 8 rows, and past 64 rows the registers and the re-reads of x from shared memory, which
-// grow with the rows while the weight bytes do not, would take over. cuBLAS keeps the larger products.
+// Why at most 8 rows: measured on the H200 (bench/cuda-decode.ts, 2026-12-03), this kernel reads the weights
+// faster than cuBLAS at 8 rows on 4096x4096 (1.95 against 1.62 TB/s) and as fast within 3 % at the MLP's shapes
+// (2.96 / 2.98 and 2.89 / 2.99 TB/s), but slower from 32 rows on (2.10 / 2.90 at 32, 1.67 / 2.70 at 64 on
+// 4096x14336): run up to 64 rows, decode at batch 32 took 10.37 ms instead of 8.46. So it takes 2 to 8 rows and
+// cuBLAS the rest. The kernel is written for up to 8 tiles of 8 rows; what limits it past one tile (the pause
+// between chunks, the partial sums, the re-reads of x from shared memory) is docs/performance.md's to-do.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,7 +20,7 @@
 
 namespace loraserve::cuda {
 
-constexpr int kSkinnyMaxRows = 64;
+constexpr int kSkinnyMaxRows = 8;
 
 class SkinnyGemm {
  public:
