@@ -29,7 +29,8 @@ export class Cancellations {
 
   /** Cancels the calls with these ids; returns how many were running. */
   cancel(ids: readonly string[]): number {
-    this.forgetExpired(Date.now());
+    const now = Date.now();
+    this.forgetExpired(now);
     let cancelled = 0;
     for (const id of ids) {
       if (id === "") continue;
@@ -39,7 +40,7 @@ export class Cancellations {
         controller.abort();
         cancelled++;
       } else if (this.early.size < MAX_EARLY_CANCELS) {
-        this.early.set(id, Date.now());
+        this.early.set(id, now);
       }
     }
     return cancelled;
