@@ -3,9 +3,10 @@
 // GPU's measured limits and, with --baseline, transformers + PEFT on the same GPU.
 //   limits      device-to-device copy bandwidth and bf16 GEMM rate (native/check/device_limits.cu)
 //   batched products  weight read rate of the skinny kernel and of cuBLAS at 2, 4, 8 rows (device_limits.cu)
-//   decode      step time at batch 1, 8, 32, 64, 128, 256, each against its bound: the bytes it reads (weights
-//               without the embedding table, plus every sequence's K/V) over the bandwidth, or its FLOPs over
-//               the GEMM rate where that is larger
+//   decode      step time at batch 1, 8, 32, 64, 128, 256 with 512-token contexts and at 1, 8, 32, 64 with
+//               8192-token ones, each against its bound: the bytes it reads (weights without the embedding
+//               table, plus every sequence's K/V) over the bandwidth, or its FLOPs over the GEMM rate where that
+//               is larger
 //   multi-LoRA  batch 32 with 32 distinct rank-16 all-target adapters against the same batch without
 //   prefill     2048 tokens in one step: achieved TFLOP/s over the GEMM rate
 //   adapter load  a rank-16 all-target adapter loaded into a slot from host memory (the host tier's bytes) while
@@ -27,16 +28,19 @@ import { LLAMA3_8B_SHAPE } from "./synthetic-model.js";
 const SHAPE = LLAMA3_8B_SHAPE;
 const BLOCK_SIZE = 16;
 const GPU_MEMORY_FRACTION = 0.9;
-/** Blocks the bench itself hands out, of the many more the engine sizes: batch 256 at PROMPT tokens and more. */
-const NUM_KV_BLOCKS = 9216;
-const PROMPT = 512;
 const WARMUP_STEPS = 4;
 const TIMED_STEPS = 32;
+const PROMPT = 512;
+/** The 8B shape's 8192 positions, less the steps that follow the prompt. */
+const LONG_PROMPT = 8192 - WARMUP_STEPS - TIMED_STEPS - 1;
+/** Prompt tokens prefilled in one step: long prompts go a few sequences at a time. */
+const PREFILL_STEP_TOKENS = 16384;
 const ADAPTERS = 32;
 const RANK = 16;
 const PREFILL = 2048;
 const RELOADS = 8;
 const DECODE_BATCHES = [1, 8, 32, 64, 128, 256];
+const LONG_DECODE_BATCHES = [1, 8, 32, 64];
 
 interface Limits {
   copyBytesPerSecond: number;
@@ -45,8 +49,8 @@ interface Limits {
   matrixVectorBytesPerSecond: Record<string, number>;
   /** Batched decode's products: by "in x out" shape, then by rows, the skinny kernel's and cuBLAS's rates. */
   batchedProductBytesPerSecond: Record<string, Record<string, { skinny: number; cublas: number }>>;
-  /** Host-to-device copies: from pinned memory, from pageable memory, through pinned_upload.h. */
-  hostToDeviceBytesPerSecond: { pinned: number; pageable: number; pinnedUpload: number };
+  /** Host-to-device copies: from pinned memory (what an adapter load sends its slot image from), from pageable memory. */
+  hostToDeviceBytesPerSecond: { pinned: number; pageable: number };
 }
 
 function measureLimits(): Limits {
@@ -114,18 +118,29 @@ async function runStep(engine: NativeEngine, seqs: Seq[], tokens: (s: Seq) => In
   return { start, end: performance.now() };
 }
 
-/** Prefills one PROMPT-token sequence per slot, then decodes; returns each timed step's interval. */
-const blocksPerSeq = (steps: number) => Math.ceil((PROMPT + WARMUP_STEPS + steps + 1) / BLOCK_SIZE);
+const blocksPerSeq = (steps: number, prompt = PROMPT) => Math.ceil((prompt + WARMUP_STEPS + steps + 1) / BLOCK_SIZE);
 
-async function decodeSteps(engine: NativeEngine, blocks: Blocks, slots: number[], steps = TIMED_STEPS, during?: () => void): Promise<Interval[]> {
+interface DecodeRun {
+  steps?: number;
+  prompt?: number;
+  /** Called once the warm-up steps ran, before the timed ones. */
+  during?: () => void;
+}
+
+/** Prefills one `prompt`-token sequence per slot, then decodes; returns each timed step's interval. */
+async function decodeSteps(engine: NativeEngine, blocks: Blocks, slots: number[], { steps = TIMED_STEPS, prompt = PROMPT, during }: DecodeRun = {}): Promise<Interval[]> {
   const seqs: Seq[] = slots.map((slot) => ({
     slot,
-    table: blocks.take(blocksPerSeq(steps)),
+    table: blocks.take(blocksPerSeq(steps, prompt)),
     position: 0,
     last: 0,
   }));
   try {
-    await runStep(engine, seqs, (s) => Int32Array.from({ length: PROMPT }, (_, k) => (seqs.indexOf(s) * 7919 + k * 31) % SHAPE.vocabSize));
+    const perPrefill = Math.max(1, Math.floor(PREFILL_STEP_TOKENS / prompt));
+    for (let first = 0; first < seqs.length; first += perPrefill) {
+      const group = seqs.slice(first, first + perPrefill);
+      await runStep(engine, group, (s) => Int32Array.from({ length: prompt }, (_, k) => (seqs.indexOf(s) * 7919 + k * 31) % SHAPE.vocabSize));
+    }
     for (let i = 0; i < WARMUP_STEPS; i++) await runStep(engine, seqs, (s) => Int32Array.of(s.last));
     during?.();
     const intervals: Interval[] = [];
@@ -137,8 +152,8 @@ async function decodeSteps(engine: NativeEngine, blocks: Blocks, slots: number[]
 }
 
 /** The same, as each timed step's milliseconds. */
-async function decode(engine: NativeEngine, blocks: Blocks, slots: number[]): Promise<number[]> {
-  return (await decodeSteps(engine, blocks, slots)).map(ms);
+async function decode(engine: NativeEngine, blocks: Blocks, slots: number[], prompt = PROMPT): Promise<number[]> {
+  return (await decodeSteps(engine, blocks, slots, { prompt })).map(ms);
 }
 
 /** The adapter with its files' bytes in the engine's host memory, as the shard's host tier hands it to a slot load. */
@@ -202,8 +217,8 @@ async function main(): Promise<void> {
     }
     const h2d = limits.hostToDeviceBytesPerSecond;
     report(
-      "host to device, 96 MiB: pinned / pageable / pinned_upload.h from pageable",
-      `${(h2d.pinned / 1e9).toFixed(1)} / ${(h2d.pageable / 1e9).toFixed(1)} / ${(h2d.pinnedUpload / 1e9).toFixed(1)} GB/s`,
+      "host to device, 96 MiB: pinned / pageable",
+      `${(h2d.pinned / 1e9).toFixed(1)} / ${(h2d.pageable / 1e9).toFixed(1)} GB/s`,
     );
 
     let t0 = performance.now();
@@ -238,33 +253,36 @@ async function main(): Promise<void> {
     report(`KV cache sized for gpuMemoryFraction ${GPU_MEMORY_FRACTION}`, `${numKvBlocks} blocks of ${BLOCK_SIZE} = ${numKvBlocks * BLOCK_SIZE} tokens`);
     const adapters = Array.from({ length: ADAPTERS }, (_, a) => loadAdapterFiles(join(dir, `adapter-${a}`), model.spec).weights);
     for (let a = 0; a < ADAPTERS; a++) await engine.loadAdapter(a, adapters[a]!);
-    const blocks = new Blocks(Math.min(NUM_KV_BLOCKS, numKvBlocks));
+    const blocks = new Blocks(numKvBlocks);
 
     // A decode step reads every weight once except the embedding table (one row per token).
     const stepBytes = engine.info().weightBytes - SHAPE.vocabSize * SHAPE.hiddenSize * 2;
     const boundMs = (stepBytes / limits.copyBytesPerSecond) * 1000;
     report("weights read per decode step", `${(stepBytes / 1e9).toFixed(2)} GB -> bound ${boundMs.toFixed(2)} ms/step`);
-    // Each sequence's K/V (16-bit) at the timed steps' mean context, read once per step by attention.
+    // Each sequence's K/V (16-bit) at the timed steps' mean context, read once per step by attention; two FLOPs
+    // per weight element (stepBytes / 2 of them) per row, and attention's scores and weighted sum.
     const { numLayers, numHeads, numKvHeads, headDim } = SHAPE;
-    const context = PROMPT + WARMUP_STEPS + TIMED_STEPS / 2;
-    const kvBytesPerSeq = numLayers * 2 * numKvHeads * headDim * 2 * context;
-    // Two FLOPs per weight element (stepBytes / 2 of them) per row, and attention's scores and weighted sum.
-    const flopsPerSeq = stepBytes + numLayers * 4 * numHeads * headDim * context;
     const stepMs = new Map<number, number>();
-    for (const batch of DECODE_BATCHES) {
-      if (batch * blocksPerSeq(TIMED_STEPS) > blocks.available) {
-        report(`decode batch ${batch}`, `skipped: ${blocks.available} KV blocks, ${batch * blocksPerSeq(TIMED_STEPS)} needed`);
-        continue;
+    for (const [prompt, batches] of [[PROMPT, DECODE_BATCHES], [LONG_PROMPT, LONG_DECODE_BATCHES]] as const) {
+      const context = prompt + WARMUP_STEPS + TIMED_STEPS / 2;
+      const kvBytesPerSeq = numLayers * 2 * numKvHeads * headDim * 2 * context;
+      const flopsPerSeq = stepBytes + numLayers * 4 * numHeads * headDim * context;
+      for (const batch of batches) {
+        const name = `decode batch ${batch}, ${prompt}-token contexts`;
+        if (batch * blocksPerSeq(TIMED_STEPS, prompt) > blocks.available) {
+          report(name, `skipped: ${blocks.available} KV blocks, ${batch * blocksPerSeq(TIMED_STEPS, prompt)} needed`);
+          continue;
+        }
+        const batchMs = median(await decode(engine, blocks, Array.from({ length: batch }, () => -1), prompt));
+        if (prompt === PROMPT) stepMs.set(batch, batchMs);
+        const bytesMs = ((stepBytes + batch * kvBytesPerSeq) / limits.copyBytesPerSecond) * 1000;
+        const flopsMs = ((batch * flopsPerSeq) / limits.gemmFlopsPerSecond) * 1000;
+        const bound = Math.max(bytesMs, flopsMs);
+        report(
+          name,
+          `${batchMs.toFixed(2)} ms/step, ${((batch * 1000) / batchMs).toFixed(0)} tokens/s; bound ${bound.toFixed(2)} ms (${bytesMs >= flopsMs ? "bytes" : "FLOPs"}), bound / measured ${(bound / batchMs).toFixed(3)}`,
+        );
       }
-      const batchMs = median(await decode(engine, blocks, Array.from({ length: batch }, () => -1)));
-      stepMs.set(batch, batchMs);
-      const bytesMs = ((stepBytes + batch * kvBytesPerSeq) / limits.copyBytesPerSecond) * 1000;
-      const flopsMs = ((batch * flopsPerSeq) / limits.gemmFlopsPerSecond) * 1000;
-      const bound = Math.max(bytesMs, flopsMs);
-      report(
-        `decode batch ${batch}`,
-        `${batchMs.toFixed(2)} ms/step, ${((batch * 1000) / batchMs).toFixed(0)} tokens/s; bound ${bound.toFixed(2)} ms (${bytesMs >= flopsMs ? "bytes" : "FLOPs"}), bound / measured ${(bound / batchMs).toFixed(3)}`,
-      );
     }
 
     const plain = median(await decode(engine, blocks, Array.from({ length: 32 }, () => -1)));
@@ -300,10 +318,13 @@ async function main(): Promise<void> {
     report("adapter bytes / pinned host-to-device rate (the bus bound)", `${(storedBytes / 1e6).toFixed(1)} MB -> ${((storedBytes / h2d.pinned) * 1000).toFixed(2)} ms`);
     const loads: Interval[] = [];
     let reloading: Promise<void> = Promise.resolve();
-    const during = await decodeSteps(engine, blocks, Array.from({ length: 32 }, (_, i) => i % (ADAPTERS - 1)), 48, () => {
-      reloading = (async () => {
-        for (let k = 0; k < RELOADS; k++) loads.push(await reload());
-      })();
+    const during = await decodeSteps(engine, blocks, Array.from({ length: 32 }, (_, i) => i % (ADAPTERS - 1)), {
+      steps: 48,
+      during: () => {
+        reloading = (async () => {
+          for (let k = 0; k < RELOADS; k++) loads.push(await reload());
+        })();
+      },
     });
     await reloading;
     const overlaps = (step: Interval) => loads.some((load) => load.start < step.end && step.start < load.end);
@@ -312,14 +333,16 @@ async function main(): Promise<void> {
     report(`adapter load into a slot during decode (host memory -> GPU), ${RELOADS} loads`, describeLoads(loads));
     report(
       "decode steps overlapping a load: median / max (others' median)",
-      `${median(loadSteps).toFixed(2)} / ${Math.max(...loadSteps).toFixed(2)} ms (${median(otherSteps).toFixed(2)} ms)`,
+      loadSteps.length === 0 || otherSteps.length === 0
+        ? `${loadSteps.length} of ${during.length} steps overlapped a load: no comparison`
+        : `${median(loadSteps).toFixed(2)} / ${Math.max(...loadSteps).toFixed(2)} ms (${median(otherSteps).toFixed(2)} ms)`,
     );
     engine.close();
 
     // The tensor-parallel path at world 1: the same model through a one-rank NCCL communicator, whose all-reduce
     // follows every o_proj and down_proj inside the decode graphs. What it adds is the cost of the path itself.
     const tpEngine = openEngine(true);
-    const tpBlocks = new Blocks(Math.min(NUM_KV_BLOCKS, tpEngine.info().numKvBlocks));
+    const tpBlocks = new Blocks(tpEngine.info().numKvBlocks);
     for (const batch of [1, 32]) {
       const tpMs = median(await decode(tpEngine, tpBlocks, Array.from({ length: batch }, () => -1)));
       report(`decode batch ${batch}, tensor-parallel path at world 1 (goal <= 1.01x)`, `${tpMs.toFixed(2)} ms/step, ${(tpMs / stepMs.get(batch)!).toFixed(3)}x the plain path`);

@@ -216,5 +216,6 @@ void checkSiluMul();
 void checkAttention();
 void checkLora();
 void checkTokenSelect();
+void checkHostHalf();
 
 }  // namespace loraserve::check

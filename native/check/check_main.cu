@@ -14,6 +14,7 @@ int main() {
     checkAttention();
     checkLora();
     checkTokenSelect();
+    checkHostHalf();
   } catch (const std::exception& error) {
     std::printf("kernel checks: %s\n", error.what());
     return 1;

@@ -7,12 +7,12 @@
 //   the same for the products of batched decode (2, 4 and 8 rows) at its o_proj, gate (or up) and down shapes,
 //   by the skinny kernel (skinny_gemm.cu, what Gemm::linear runs for them) and by cuBLAS, which it replaced. Runs
 //   rotate over as many copies of the weight as fit in 128 MiB, so a weight smaller than L2 is not read from it.
-//   host-to-device bytes per second of a 96 MiB copy: from pinned memory (the bus), from ordinary pageable
-//   memory, and through pinned_upload.h from pageable memory (how an adapter load copies its bytes).
+//   host-to-device bytes per second of a 96 MiB copy: from pinned memory (the bus; how an adapter load copies
+//   its slot image) and from ordinary pageable memory.
 // Prints one JSON object: {"copyBytesPerSecond": ..., "gemmFlopsPerSecond": ..., "matrixVectorBytesPerSecond":
 // {"4096x14336": ..., "14336x4096": ...}, "batchedProductBytesPerSecond": {"4096x4096": {"8": {"skinny": ...,
 // "cublas": ...}, "32": ..., "64": ...}, "4096x14336": ..., "14336x4096": ...}, "hostToDeviceBytesPerSecond":
-// {"pinned": ..., "pageable": ..., "pinnedUpload": ...}}; shapes are in x out; medians of 10 timed runs.
+// {"pinned": ..., "pageable": ...}}; shapes are in x out; medians of 10 timed runs.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -23,7 +23,6 @@
 #include "../src/cuda/cuda_check.h"
 #include "../src/cuda/device_buffer.h"
 #include "../src/cuda/gemm.h"
-#include "../src/cuda/pinned_upload.h"
 
 using namespace loraserve::cuda;
 
@@ -120,15 +119,13 @@ int main() {
     PinnedBuffer<unsigned char> pinned(hostBytes);
     std::memset(pinned.data(), 1, hostBytes);
     std::vector<unsigned char> pageable(hostBytes, 1);
-    PinnedUpload upload(stream);
     auto hostToDevice = [&](const void* src) {
       checkCuda(cudaMemcpyAsync(dst.data(), src, hostBytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
     };
     const double pinnedSeconds = medianSeconds(stream, [&] { hostToDevice(pinned.data()); });
     const double pageableSeconds = medianSeconds(stream, [&] { hostToDevice(pageable.data()); });
-    const double uploadSeconds = medianSeconds(stream, [&] { upload.copy(dst.data(), pageable.data(), hostBytes); });
-    std::printf("}, \"hostToDeviceBytesPerSecond\": {\"pinned\": %.6e, \"pageable\": %.6e, \"pinnedUpload\": %.6e}}\n",
-                hostBytes / pinnedSeconds, hostBytes / pageableSeconds, hostBytes / uploadSeconds);
+    std::printf("}, \"hostToDeviceBytesPerSecond\": {\"pinned\": %.6e, \"pageable\": %.6e}}\n",
+                hostBytes / pinnedSeconds, hostBytes / pageableSeconds);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "device limits: %s\n", error.what());
     return 1;

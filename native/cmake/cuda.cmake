@@ -33,9 +33,7 @@ target_link_libraries(loraserve_kernel_checks PRIVATE CUDA::cudart CUDA::cublas 
 add_executable(loraserve_device_limits ${CMAKE_CURRENT_SOURCE_DIR}/check/device_limits.cu
                                        ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/gemm.cu
                                        ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/matrix_vector.cu
-                                       ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/skinny_gemm.cu
-                                       ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/pinned_upload.cc
-                                       ${CMAKE_CURRENT_SOURCE_DIR}/src/cpu/thread_pool.cc)
+                                       ${CMAKE_CURRENT_SOURCE_DIR}/src/cuda/skinny_gemm.cu)
 set_target_properties(loraserve_device_limits PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
                                                          RUNTIME_OUTPUT_DIRECTORY $<TARGET_FILE_DIR:${PROJECT_NAME}>)
 if(NOT DEFINED ENV{CUDAARCHS})

@@ -1,10 +1,12 @@
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "adapter_slots.h"
 #include "cuda_check.h"
 #include "half_types.cuh"
+#include "host_half.h"
 
 namespace loraserve::cuda {
 
@@ -14,7 +16,8 @@ AdapterSlots<T>::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, 
       numLayers_(spec.numLayers),
       maxLoras_(maxLoras),
       maxRank_((std::max(maxLoraRank, 1) + 7) / 8 * 8),
-      targetOffsets_(kNumLoraTargets) {
+      targetOffsets_(kNumLoraTargets),
+      converters_(kConverterThreads) {
   for (int t = 0; t < kNumLoraTargets; ++t) {
     const TargetShape shape = layout.localShape(static_cast<LoraTarget>(t));
     targetOffsets_[static_cast<size_t>(t)] = layerElements_;
@@ -31,19 +34,13 @@ AdapterSlots<T>::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, 
             "cudaMemcpy (slot pointers)");
   ranks_.resize(static_cast<size_t>(maxLoras) * numLayers_ * kNumLoraTargets);
   checkCuda(cudaMemset(ranks_.data(), 0, ranks_.bytes()), "cudaMemset (adapter ranks)");
-  // The lowest priority: a load's conversion blocks yield the multiprocessors to the steps' kernels.
-  int lowest = 0, highest = 0;
-  checkCuda(cudaDeviceGetStreamPriorityRange(&lowest, &highest), "cudaDeviceGetStreamPriorityRange");
-  checkCuda(cudaStreamCreateWithPriority(&loadStream_, cudaStreamNonBlocking, lowest), "cudaStreamCreate (adapter loads)");
-  upload_ = std::make_unique<PinnedUpload>(loadStream_);
-  staging_.resize(static_cast<size_t>(slotElements_) * sizeof(T));
-  windowsHost_.resize(static_cast<size_t>(numLayers_) * kNumLoraTargets * 2);
-  windows_.resize(windowsHost_.size());
+  // Loads only copy: the stream's priority matters to no kernel, and being non-blocking keeps it off the steps.
+  checkCuda(cudaStreamCreateWithFlags(&loadStream_, cudaStreamNonBlocking), "cudaStreamCreate (adapter loads)");
+  image_.resize(static_cast<size_t>(slotElements_));
 }
 
 template <typename T>
 AdapterSlots<T>::~AdapterSlots() {
-  upload_.reset();
   if (loadStream_) cudaStreamDestroy(loadStream_);
 }
 
@@ -57,105 +54,127 @@ int64_t AdapterSlots<T>::bOffset(int layer, LoraTarget target) const {
   return aOffset(layer, target) + static_cast<int64_t>(maxRank_) * layout_.localShape(target).in;
 }
 
-// One A or B of the adapter: the file bytes of the window's whole rows, and where its converted values go.
+namespace {
+
+// One stored row of `cols` elements (little-endian bytes at any offset: a tensor starts anywhere in its file)
+// as the bits of T(scale * value).
+template <typename T>
+void convertRow(const uint8_t* src, DType dtype, int cols, float scale, uint16_t* dst) {
+  switch (dtype) {
+    case DType::F32:
+      for (int c = 0; c < cols; ++c) {
+        float value;
+        std::memcpy(&value, src + 4 * c, sizeof value);
+        dst[c] = hostBitsOf<T>(scale * value);
+      }
+      break;
+    case DType::BF16:
+      for (int c = 0; c < cols; ++c) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * c, sizeof bits);
+        dst[c] = hostBitsOf<T>(scale * bitsFloat(static_cast<uint32_t>(bits) << 16));
+      }
+      break;
+    case DType::F16:
+      for (int c = 0; c < cols; ++c) {
+        __half_raw raw;
+        std::memcpy(&raw.x, src + 2 * c, sizeof raw.x);
+        dst[c] = hostBitsOf<T>(scale * __half2float(__half(raw)));
+      }
+      break;
+  }
+}
+
+}  // namespace
+
+// One A or B of the adapter: a window of whole stored rows, and where its values go in the slot image.
 template <typename T>
 struct AdapterSlots<T>::Piece {
-  const MappedFile* file = nullptr;
-  size_t begin = 0, end = 0;
-  size_t firstColumnBytes = 0;  // the window's first element from the start of its row
-  ConvertWindow<T> window;      // src is set once the bytes are staged
+  const uint8_t* src = nullptr;  // the window's first element
+  int64_t srcRowBytes = 0;
+  DType dtype = DType::BF16;
+  int64_t dst = 0;  // element offset in the slot
+  int64_t dstPitch = 0;
+  int rows = 0, cols = 0;
+  int readRows = 0;  // rows the kernels read: those past `rows`, and columns past `cols`, are zeros
+  float scale = 1.0f;
 };
 
 template <typename T>
 void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
   std::lock_guard<std::mutex> lock(loadMutex_);
-  T* image = weights_.data() + slot * slotElements_;
-  // Rows of A and columns of B past the adapter's rank must read as zeros, whatever the slot held before.
-  checkCuda(cudaMemsetAsync(image, 0, static_cast<size_t>(slotElements_) * sizeof(T), loadStream_),
-            "cudaMemsetAsync (adapter slot)");
   std::vector<int32_t> ranks(static_cast<size_t>(numLayers_) * kNumLoraTargets, 0);
   std::vector<Piece> pieces;
-  auto add = [&pieces](const MappedFile* file, const TensorRef& ref, IndexRange rows, IndexRange cols,
-                       T* dst, int64_t dstPitch, float scale) {
+  // What the kernels read of each target: A's rows up to the rank rounded up to 8, and all of B (its columns
+  // past the rank included); those parts of the image are written whole, zeros where the adapter has no value,
+  // and copied.
+  std::vector<SlotRange> ranges;
+  auto add = [&pieces](const MappedFile* file, const TensorRef& ref, IndexRange rows, IndexRange cols, int readRows,
+                       int64_t dst, int64_t dstPitch, float scale) {
     const size_t element = dtypeSize(ref.dtype);
     const size_t rowBytes = static_cast<size_t>(ref.shape.back()) * element;
     Piece piece;
-    piece.file = file;
-    piece.begin = ref.offset + static_cast<size_t>(rows.begin) * rowBytes;
-    piece.end = ref.offset + static_cast<size_t>(rows.end) * rowBytes;
-    piece.firstColumnBytes = static_cast<size_t>(cols.begin) * element;
-    piece.window.srcRowBytes = static_cast<int64_t>(rowBytes);
-    piece.window.dst = dst;
-    piece.window.dstPitch = dstPitch;
-    piece.window.rows = static_cast<int>(rows.size());
-    piece.window.cols = static_cast<int>(cols.size());
-    piece.window.scale = scale;
-    piece.window.dtype = ref.dtype;
+    piece.src = file->data() + ref.offset + static_cast<size_t>(rows.begin) * rowBytes + static_cast<size_t>(cols.begin) * element;
+    piece.srcRowBytes = static_cast<int64_t>(rowBytes);
+    piece.dtype = ref.dtype;
+    piece.dst = dst;
+    piece.dstPitch = dstPitch;
+    piece.rows = static_cast<int>(rows.size());
+    piece.cols = static_cast<int>(cols.size());
+    piece.readRows = readRows;
+    piece.scale = scale;
     pieces.push_back(piece);
   };
+  const int readRank = (adapter.rank + 7) / 8 * 8;
   for (int layer = 0; layer < numLayers_; ++layer) {
     for (int t = 0; t < kNumLoraTargets; ++t) {
       const std::optional<LoraPairSource>& pair = adapter.layers[static_cast<size_t>(layer)][static_cast<size_t>(t)];
       if (!pair) continue;
       const LoraTarget target = static_cast<LoraTarget>(t);
+      const TargetShape shape = layout_.localShape(target);
       const IndexRange wholeRank{0, adapter.rank};
-      add(pair->aFile, pair->a, wholeRank, pair->aColumns, image + aOffset(layer, target), pair->aColumns.size(), 1.0f);
+      add(pair->aFile, pair->a, wholeRank, pair->aColumns, readRank, aOffset(layer, target), pair->aColumns.size(), 1.0f);
       // The scaling is folded into B before rounding, so the kernels need no per-slot scale.
-      add(pair->bFile, pair->b, pair->bRows, wholeRank, image + bOffset(layer, target), maxRank_, adapter.scaling);
+      add(pair->bFile, pair->b, pair->bRows, wholeRank, static_cast<int>(pair->bRows.size()), bOffset(layer, target), maxRank_,
+          adapter.scaling);
+      ranges.push_back({aOffset(layer, target), aOffset(layer, target) + readRank * shape.in});
+      ranges.push_back({bOffset(layer, target), bOffset(layer, target) + shape.out * maxRank_});
       ranks[static_cast<size_t>(layer * kNumLoraTargets + t)] = adapter.rank;
     }
   }
-  copyAndConvert(pieces);
+  fillImage(pieces);
+  copyImage(slot, ranges);
   publishRanks(slot, ranks);
 }
 
 template <typename T>
-void AdapterSlots<T>::copyAndConvert(std::vector<Piece>& pieces) {
-  // Bytes between two tensors that are copied along rather than starting a new copy.
-  constexpr size_t kMaxGapBytes = 64 << 10;
-  constexpr size_t kAlign = 256;
-  const size_t capacity = staging_.bytes();
-  std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
-    return a.file != b.file ? a.file < b.file : a.begin < b.begin;
+void AdapterSlots<T>::fillImage(const std::vector<Piece>& pieces) {
+  auto* image = reinterpret_cast<uint16_t*>(image_.data());
+  converters_.parallelFor(static_cast<int64_t>(pieces.size()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const Piece& piece = pieces[static_cast<size_t>(i)];
+      for (int r = 0; r < piece.readRows; ++r) {
+        uint16_t* dst = image + piece.dst + r * piece.dstPitch;
+        const int written = r < piece.rows ? piece.cols : 0;
+        if (written > 0) convertRow<T>(piece.src + r * piece.srcRowBytes, piece.dtype, written, piece.scale, dst);
+        std::fill(dst + written, dst + piece.dstPitch, uint16_t{0});  // +0.0 in both 16-bit types
+      }
+    }
   });
-  size_t used = 0;          // staging bytes taken by copies not converted yet
-  size_t firstPending = 0;  // pieces [firstPending, i) are staged, not converted
-  size_t tableAt = 0;       // each conversion takes its own part of the window table
-  auto convertPending = [&](size_t end) {
-    const size_t count = end - firstPending;
-    if (count == 0) return;
-    for (size_t k = 0; k < count; ++k) windowsHost_.data()[tableAt + k] = pieces[firstPending + k].window;
-    checkCuda(cudaMemcpyAsync(windows_.data() + tableAt, windowsHost_.data() + tableAt,
-                              count * sizeof(ConvertWindow<T>), cudaMemcpyHostToDevice, loadStream_),
-              "cudaMemcpyAsync (conversion windows)");
-    // Stream order: the next copy into the staging area waits for this conversion.
-    convertWindows(windows_.data() + tableAt, static_cast<int>(count), loadStream_);
-    tableAt += count;
-    firstPending = end;
-    used = 0;
-  };
-  for (size_t i = 0; i < pieces.size();) {
-    // A run: the pieces of one file whose bytes follow each other (safetensors stores them back to back),
-    // copied at once.
-    const size_t runBegin = pieces[i].begin;
-    size_t runEnd = pieces[i].end;
-    size_t next = i + 1;
-    while (next < pieces.size() && pieces[next].file == pieces[i].file &&
-           pieces[next].begin <= runEnd + kMaxGapBytes && std::max(runEnd, pieces[next].end) - runBegin <= capacity) {
-      runEnd = std::max(runEnd, pieces[next].end);
-      ++next;
-    }
-    const size_t bytes = runEnd - runBegin;
-    if (bytes > capacity) throw std::logic_error("adapter tensor larger than the staging area");
-    if (used + bytes > capacity) convertPending(i);
-    upload_->copy(staging_.data() + used, pieces[i].file->data() + runBegin, bytes);
-    for (size_t k = i; k < next; ++k) {
-      pieces[k].window.src = staging_.data() + used + (pieces[k].begin - runBegin) + pieces[k].firstColumnBytes;
-    }
-    used += (bytes + kAlign - 1) / kAlign * kAlign;
-    i = next;
+}
+
+template <typename T>
+void AdapterSlots<T>::copyImage(int slot, std::vector<SlotRange> ranges) {
+  // Ranges that touch are sent as one copy: with a slot of the adapter's own rank, the whole layer at once.
+  std::sort(ranges.begin(), ranges.end(), [](const SlotRange& a, const SlotRange& b) { return a.begin < b.begin; });
+  T* device = weights_.data() + slot * slotElements_;
+  for (size_t i = 0; i < ranges.size();) {
+    SlotRange run = ranges[i++];
+    while (i < ranges.size() && ranges[i].begin <= run.end) run.end = std::max(run.end, ranges[i++].end);
+    checkCuda(cudaMemcpyAsync(device + run.begin, image_.data() + run.begin, static_cast<size_t>(run.end - run.begin) * sizeof(T),
+                              cudaMemcpyHostToDevice, loadStream_),
+              "cudaMemcpyAsync (adapter slot)");
   }
-  convertPending(pieces.size());
 }
 
 template <typename T>

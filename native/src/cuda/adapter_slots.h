@@ -1,11 +1,10 @@
 // LoRA adapters in device slots (lora_shrink_expand.cuh describes the layout the kernels read). All slots are
-// allocated at start-up, so their addresses never change under a captured CUDA graph. Loading an adapter runs on
-// its own stream while steps run: the stored bytes (bf16, float16 or float32, from the mapped file or the host
-// tier's page-locked memory) are copied as they are (pinned_upload.h: straight from page-locked memory, through
-// pinned chunks from a mapping), a few contiguous runs of the file at a time, into a device staging area; one
-// kernel per filling of that area converts them into the slot (the backend's 16-bit type T, the scaling folded
-// into B); only then are the ranks published, which is what makes the slot visible to the kernels. No host pass
-// touches a value.
+// allocated at start-up, so their addresses never change under a captured CUDA graph. Loading an adapter while
+// steps run must not take the GPU from them, so the GPU only copies: host threads convert the stored values
+// (bf16, float16 or float32, from the mapped file or the host tier) into a page-locked image of the slot (the
+// backend's 16-bit type T, the scaling folded into B, zeros where the kernels read past the rank), and the copy
+// engine sends the parts the kernels read, on a stream of its own; only then are the ranks published, which is
+// what makes the slot visible to the kernels. No GPU memset or conversion kernel runs for a load.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -15,14 +14,18 @@
 #include <optional>
 #include <vector>
 
+#include "../cpu/thread_pool.h"
 #include "../host_adapter.h"
 #include "../tensor_parallel.h"
-#include "convert_weights.cuh"
 #include "device_buffer.h"
 #include "lora_shrink_expand.cuh"
-#include "pinned_upload.h"
 
 namespace loraserve::cuda {
+
+// Elements [begin, end) of a slot that one load writes.
+struct SlotRange {
+  int64_t begin = 0, end = 0;
+};
 
 template <typename T>
 class AdapterSlots {
@@ -48,8 +51,13 @@ class AdapterSlots {
   int64_t bOffset(int layer, LoraTarget target) const;
   void publishRanks(int slot, const std::vector<int32_t>& ranks);
   struct Piece;
-  // Copies the pieces' stored bytes to the device and converts them into their places in the slot.
-  void copyAndConvert(std::vector<Piece>& pieces);
+  // Writes the pieces' converted values, and zeros around them, into the host image.
+  void fillImage(const std::vector<Piece>& pieces);
+  // Enqueues the copies of the image's ranges into the slot on the load stream.
+  void copyImage(int slot, std::vector<SlotRange> ranges);
+
+  // Host threads that convert one load: the bytes of a large adapter in a few milliseconds.
+  static constexpr int kConverterThreads = 8;
 
   ShardLayout layout_;
   int numLayers_;
@@ -61,12 +69,10 @@ class AdapterSlots {
   DeviceBuffer<T> weights_;  // [maxLoras][slotElements]
   DeviceBuffer<const T*> slotPointers_;
   DeviceBuffer<int32_t> ranks_;  // [maxLoras][numLayers][kNumLoraTargets]
-  std::mutex loadMutex_;         // one load at a time owns the staging area, the window table and the stream
+  std::mutex loadMutex_;  // one load at a time owns the image, the converters and the stream
   cudaStream_t loadStream_ = nullptr;
-  std::unique_ptr<PinnedUpload> upload_;
-  DeviceBuffer<uint8_t> staging_;                // stored bytes on their way into a slot: one slot's size
-  PinnedBuffer<ConvertWindow<T>> windowsHost_;   // [numLayers * kNumLoraTargets * 2]: every A and B of one load
-  DeviceBuffer<ConvertWindow<T>> windows_;
+  ThreadPool converters_;
+  PinnedBuffer<T> image_;  // [slotElements]: the slot being loaded, as it will be on the device
 };
 
 }  // namespace loraserve::cuda

@@ -109,10 +109,8 @@ CudaBackend<T>::CudaBackend(const EngineOptions& options)
       freeBeforeLoad_(freeDeviceBytes()),
       weights_(cuda::uploadModelWeights<T>(options, layout_)),
       adapters_(options.spec, layout_, options.maxLoras, options.maxLoraRank) {
-  // The highest priority: an adapter load converting on its own stream must not slow a step down.
-  int lowest = 0, highest = 0;
-  checkCuda(cudaDeviceGetStreamPriorityRange(&lowest, &highest), "cudaDeviceGetStreamPriorityRange");
-  checkCuda(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, highest), "cudaStreamCreate");
+  // Non-blocking: adapter loads copy on their own stream (adapter_slots.h) beside the steps, never in line.
+  checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   gemm_ = std::make_unique<cuda::Gemm>(stream_);
   if (options.world > 1 || options.tensorParallelPath) nccl_ = createCudaCommunicator(groupConfig(options), stream_);
 

@@ -1,0 +1,95 @@
+// `node dist/bench/cuda-profile.js --checkpoint DIR --batch N [--prompt P] [--steps S] [--adapters K]` (on the GPU
+// machine, under ncu): the smallest run that holds the decode steps ncu should look at. It prefills N sequences
+// of P tokens (default 512) on the 8B-shaped random checkpoint in DIR (written there first if absent), with K
+// distinct rank-16 all-target adapters round-robin over the batch (default 0: the base model), then runs S decode
+// steps (default 3). bench/ncu_table.py finds the last step's kernels in ncu's output by their repeating order.
+//   ncu --clock-control none --page raw --csv --print-kernel-base function --metrics gpu__time_duration.sum,
+//       dram__bytes_read.sum,dram__bytes_write.sum node dist/bench/cuda-profile.js ... > ncu.csv
+//   python3 bench/ncu_table.py ncu.csv
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { createEngine, type SeqStep } from "../native/addon.js";
+import { loadAdapterFiles } from "../shard/model/adapter.js";
+import { loadModelFiles } from "../shard/model/model-files.js";
+import { adapterPool, writeRandomAdapter, writeRandomModel } from "./random-checkpoint.js";
+import { LLAMA3_8B_SHAPE } from "./synthetic-model.js";
+
+const BLOCK_SIZE = 16;
+const RANK = 16;
+
+function positiveInteger(value: string | undefined, name: string, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+const { values } = parseArgs({
+  options: {
+    checkpoint: { type: "string" },
+    batch: { type: "string" },
+    prompt: { type: "string" },
+    steps: { type: "string" },
+    adapters: { type: "string" },
+  },
+});
+if (values.checkpoint === undefined || values.batch === undefined) throw new Error("cuda-profile: --checkpoint DIR and --batch N are required");
+const dir = values.checkpoint;
+const batch = positiveInteger(values.batch, "batch", 1);
+const prompt = positiveInteger(values.prompt, "prompt", 512);
+const steps = positiveInteger(values.steps, "steps", 3);
+const adapterCount = positiveInteger(values.adapters, "adapters", 0, 0);
+
+if (!existsSync(join(dir, "model", "config.json"))) writeRandomModel(join(dir, "model"), LLAMA3_8B_SHAPE);
+const pool = adapterPool();
+for (let a = 0; a < adapterCount; a++) {
+  if (!existsSync(join(dir, `adapter-${a}`, "adapter_config.json"))) writeRandomAdapter(join(dir, `adapter-${a}`), LLAMA3_8B_SHAPE, RANK, 11 + a, pool);
+}
+const model = loadModelFiles(join(dir, "model"));
+const blocksPerSeq = Math.ceil((prompt + steps + 1) / BLOCK_SIZE);
+const engine = createEngine({
+  device: "cuda",
+  rank: 0,
+  world: 1,
+  spec: model.spec,
+  weights: model.weights,
+  numKvBlocks: batch * blocksPerSeq,
+  blockSize: BLOCK_SIZE,
+  maxLoras: adapterCount,
+  maxLoraRank: RANK,
+  threads: 0,
+  dtype: "float16",
+});
+try {
+  for (let a = 0; a < adapterCount; a++) await engine.loadAdapter(a, loadAdapterFiles(join(dir, `adapter-${a}`), model.spec).weights);
+  const seqs = Array.from({ length: batch }, (_, i) => ({
+    slot: adapterCount === 0 ? -1 : i % adapterCount,
+    table: Int32Array.from({ length: blocksPerSeq }, (_, b) => i * blocksPerSeq + b),
+    position: 0,
+    last: 0,
+  }));
+  const run = async (tokens: (i: number) => Int32Array) => {
+    const plan: SeqStep[] = seqs.map((seq, i) => ({
+      tokens: tokens(i),
+      startPos: seq.position,
+      blockTable: seq.table,
+      adapterSlot: seq.slot,
+      sample: true,
+      sampling: { temperature: 0, topK: 0, topP: 1, seed: 0, draw: seq.position },
+      topN: 0,
+      logprobTargets: null,
+      returnLogits: false,
+    }));
+    const results = await engine.step(plan);
+    results.forEach((result, i) => {
+      seqs[i]!.position += plan[i]!.tokens.length;
+      seqs[i]!.last = result.token;
+    });
+  };
+  await run((i) => Int32Array.from({ length: prompt }, (_, k) => (i * 7919 + k * 31) % model.spec.vocabSize));
+  for (let s = 0; s < steps; s++) await run((i) => Int32Array.of(seqs[i]!.last));
+  console.log(`cuda-profile: batch ${batch}, ${prompt}-token prompts, ${adapterCount} adapters, ${steps} decode steps`);
+} finally {
+  engine.close();
+}
