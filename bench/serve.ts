@@ -3,7 +3,9 @@
 // ids; cpu: a tiny one) and n PEFT adapters, drives the public API open-loop with streaming clients (gRPC
 // GenerateStream and OpenAI SSE) under S-LoRA's workload (bench/serving/workload.ts), and prints per offered rate
 // TTFT, time per output token and end-to-end latency p50/p99, throughput, the share under 1 s and 6 s TTFT and
-// every failure, then the highest rate held with p99 TTFT within the objective for each n. `--help` lists the flags.
+// every failure, the requests in flight halfway through and at the end of the sending (a growing backlog means
+// the server fell behind), the engine's busy share of the wall time (the rest is the stack's), then the highest
+// rate held (p99 TTFT within the objective, no failure, backlog seen steady) for each n. `--help` lists the flags.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,7 +33,8 @@ const USAGE = `npm run bench -- --serve [options]   (node dist/bench/serve.js [o
   --output-lengths LO:HI   output tokens, uniform on [LO, HI), enforced with ignore_eos (default cpu 8:32, cuda 8:512)
   --protocol P             grpc, openai or alternate (default alternate: even requests gRPC, odd OpenAI)
   --seed N                 seeds the trace and the prompts (default 1)
-  --ttft-slo SECONDS       the p99 TTFT a rate must meet to count as held (default 1)
+  --ttft-slo SECONDS       the p99 TTFT a rate must meet to count as held (default 1); a rate must also send
+                           for twice its p99 end-to-end latency or more, to show that its backlog is steady
   --request-timeout SECONDS  a request still running after this long is aborted and counted failed (default 600)
   --work-dir DIR           make the checkpoint here and keep it; a later run reuses what matches (default: a
                            temporary directory, removed at the end)

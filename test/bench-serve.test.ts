@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { RequestOutcome } from "../bench/serving/outcome.js";
 import { takeEvents } from "../bench/serving/sse-events.js";
-import { highestRateHeld, percentile, spread, summarize } from "../bench/serving/summary.js";
+import { backlog, highestRateHeld, percentile, spread, summarize } from "../bench/serving/summary.js";
 import { checkAccounting, runSweep } from "../bench/serving/sweep.js";
 import { promptText, writeGeneratedTokenizer } from "../bench/serving/tokenizer.js";
 import { adapterSampler, gamma, planWorkload, seededRandom, type WorkloadSpec } from "../bench/serving/workload.js";
@@ -152,15 +152,38 @@ describe("summary maths", () => {
     // Shares of the requests sent: a failed one is never fast.
     expect(summary.ttftUnder1s).toBe(0.25);
     expect(summary.ttftUnder6s).toBe(0.5);
+    // Halfway through the sending (1250 ms) the first two are in flight; at the last send (2500 ms), the second
+    // and the one sent then (the third ended at that instant).
+    expect(summary.inFlightAtHalf).toBe(2);
+    expect(summary.inFlightAtEnd).toBe(2);
     expect(() => checkAccounting(summary, 4)).not.toThrow();
     expect(() => checkAccounting(summary, 5)).toThrow(/vanished/);
   });
 
   it("the highest rate held is the last of an unbroken run of held rates from the lowest", () => {
-    const at = (rate: number, ttftP99: number, failed = 0) => ({ ...summarize(rate, [outcome(0, ttftP99 * 1000, 5000, 4)]), failed });
+    // 40 requests a second apart, each 2 s long: a steady backlog.
+    const at = (rate: number, ttftP99: number, failed = 0) => ({
+      ...summarize(rate, Array.from({ length: 40 }, (_, i) => outcome(i * 1000, i * 1000 + ttftP99 * 1000, i * 1000 + 2000, 4))),
+      failed,
+    });
     expect(highestRateHeld([at(4, 0.5), at(2, 0.2), at(8, 1.5), at(16, 0.9)], 1)).toBe(4);
     expect(highestRateHeld([at(2, 0.2), at(4, 0.3, 1)], 1)).toBe(2);
     expect(highestRateHeld([at(2, 1.2)], 1)).toBeNull();
+  });
+
+  it("a rate whose requests in flight keep growing through the sending is not held, however fast its first tokens", () => {
+    // One request a second for 100 s, each taking 5 s: 5 in flight from then on (Little's law).
+    const steady = Array.from({ length: 100 }, (_, i) => outcome(i * 1000, i * 1000 + 100, i * 1000 + 5000, 8));
+    // 200 such arrivals, each taking 0.3 s longer than the one before: the backlog grows.
+    const growing = Array.from({ length: 200 }, (_, i) => outcome(i * 1000, i * 1000 + 100, i * 1000 + 2000 + i * 300, 8));
+    expect(summarize(1, steady)).toMatchObject({ inFlightAtHalf: 5, inFlightAtEnd: 5, sendSeconds: 99 });
+    expect(backlog(summarize(1, steady))).toBe("steady");
+    // Past Poisson noise: 48 > 24 + 3 sqrt(24) + 2.
+    expect(summarize(1, growing)).toMatchObject({ inFlightAtHalf: 24, inFlightAtEnd: 48 });
+    expect(backlog(summarize(1, growing))).toBe("growing");
+    expect(highestRateHeld([summarize(1, steady), summarize(2, growing)], 1)).toBe(1);
+    // Sending for less than twice the slowest requests' time cannot show a steady state.
+    expect(backlog(summarize(1, steady.slice(0, 8)))).toBe("too short to tell");
   });
 
   it("reads server-sent events split anywhere", () => {
@@ -206,6 +229,9 @@ describe("the harness end to end on the CPU (demo fixture, loraserve serve)", ()
       expect(o.firstTokenAt!).toBeGreaterThanOrEqual(o.sentAt);
       expect(o.firstTokenAt!).toBeLessThanOrEqual(o.endedAt);
     }
+    // The engine stepped for part of the load's wall time, never more than all of it.
+    expect(result.engineBusyShare).toBeGreaterThan(0);
+    expect(result.engineBusyShare).toBeLessThanOrEqual(1);
     expect(capacity).toHaveLength(1);
     expect(lines.at(-1)).toBe(`n=3 power:0.3 cv=1 rate=4/s: sent ${result.sent} = finished ${result.sent} + failed 0`);
   }, 30_000);

@@ -1,7 +1,7 @@
 // The serving benchmark's markdown: a row per workload and offered rate, then the highest rate held per
 // adapter count; and the JSON written by --out, from which a plot can be drawn later.
 import { writeFileSync } from "node:fs";
-import type { Spread } from "./summary.js";
+import { backlog, type Spread } from "./summary.js";
 import type { SweepResult } from "./sweep.js";
 
 const ms = (seconds: number): string => (Number.isNaN(seconds) ? "-" : `${(seconds * 1000).toFixed(0)}`);
@@ -10,16 +10,16 @@ const percent = (share: number): string => `${(share * 100).toFixed(1)} %`;
 
 export function markdownReport({ results, capacity }: SweepResult, ttftSloSeconds: number): string {
   const lines = [
-    "| n | popularity | cv | offered req/s | sent | finished | failed | TTFT p50 / p99 ms | TPOT p50 / p99 ms | e2e p50 / p99 ms | output tok/s | req/s | TTFT < 1 s | TTFT < 6 s |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| n | popularity | cv | offered req/s | sent | finished | failed | TTFT p50 / p99 ms | TPOT p50 / p99 ms | e2e p50 / p99 ms | output tok/s | req/s | TTFT < 1 s | TTFT < 6 s | in flight, half / end of sending (backlog) | engine busy |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const r of results) {
     const failed = r.failed === 0 ? "0" : `${r.failed} (${Object.entries(r.failures).map(([kind, count]) => `${kind}: ${count}`).join(", ")})`;
     lines.push(
-      `| ${r.adapters} | ${r.popularity} | ${r.cv} | ${r.offeredRate} | ${r.sent} | ${r.finished} | ${failed} | ${pair(r.ttft)} | ${pair(r.tpot)} | ${pair(r.e2e)} | ${r.outputTokensPerSecond.toFixed(1)} | ${r.requestsPerSecond.toFixed(2)} | ${percent(r.ttftUnder1s)} | ${percent(r.ttftUnder6s)} |`,
+      `| ${r.adapters} | ${r.popularity} | ${r.cv} | ${r.offeredRate} | ${r.sent} | ${r.finished} | ${failed} | ${pair(r.ttft)} | ${pair(r.tpot)} | ${pair(r.e2e)} | ${r.outputTokensPerSecond.toFixed(1)} | ${r.requestsPerSecond.toFixed(2)} | ${percent(r.ttftUnder1s)} | ${percent(r.ttftUnder6s)} | ${r.inFlightAtHalf} / ${r.inFlightAtEnd} (${backlog(r)}) | ${r.engineBusyShare.toFixed(3)} |`,
     );
   }
-  lines.push("", `| n | popularity | cv | highest offered req/s held (p99 TTFT <= ${ttftSloSeconds} s, no failure) |`, "| --- | --- | --- | --- |");
+  lines.push("", `| n | popularity | cv | highest offered req/s held (p99 TTFT <= ${ttftSloSeconds} s, no failure, backlog steady) |`, "| --- | --- | --- | --- |");
   for (const c of capacity) lines.push(`| ${c.adapters} | ${c.popularity} | ${c.cv} | ${c.highestRateHeld ?? "none of the rates swept"} |`);
   // The first message of each failure kind: what to look at when a row shows failures.
   const examples = new Map<string, string>();

@@ -18,6 +18,8 @@ export interface ServeOptions {
 
 export interface RunningServer {
   url: string;
+  /** The shard's Prometheus metrics (its engine's step time among them). */
+  shardMetricsUrl: string;
   pid: number;
   /** The end of what it wrote to stderr. */
   stderrTail(): string;
@@ -35,11 +37,13 @@ export function startServer({ cli, device, checkpoint, extraArgs }: ServeOptions
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on("line", (line) => {
       if (!line.startsWith("{")) return;
-      const ready = JSON.parse(line) as { event?: string; url?: string };
+      const ready = JSON.parse(line) as { event?: string; url?: string; shardMetricsPort?: number };
       if (ready.event !== "ready" || ready.url === undefined) return;
       const url = ready.url;
       const server: RunningServer = {
         url,
+        // The launcher puts the shard's metrics on loopback unless told otherwise (--metrics-hostname).
+        shardMetricsUrl: `http://127.0.0.1:${ready.shardMetricsPort}/metrics`,
         pid: child.pid!,
         stderrTail: () => stderr,
         stop: async () => {

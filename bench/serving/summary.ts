@@ -1,5 +1,6 @@
 // The serving benchmark's figures from its request outcomes: latency percentiles, throughput, the share under
-// S-LoRA's TTFT limits, failures by kind, and the highest offered rate that met the TTFT objective. Pure.
+// S-LoRA's TTFT limits, failures by kind, the backlog, and the highest offered rate that met the TTFT objective
+// and was kept up with. Pure.
 import type { RequestOutcome } from "./outcome.js";
 
 /** The p-th percentile (0..100) of ascending values, interpolated linearly as numpy's default does. */
@@ -42,6 +43,15 @@ export interface RateSummary {
   ttftUnder1s: number;
   ttftUnder6s: number;
   wallSeconds: number;
+  /**
+   * Requests sent and not yet ended halfway through the sending and at its end. A server that keeps up holds
+   * this steady (Little's law: rate x latency); one that falls behind lets it grow all through the window, even
+   * while its first tokens still come fast (the scheduler admits prompts ahead of decoding the backlog).
+   */
+  inFlightAtHalf: number;
+  inFlightAtEnd: number;
+  /** First send to last. */
+  sendSeconds: number;
 }
 
 export function summarize(offeredRate: number, outcomes: readonly RequestOutcome[]): RateSummary {
@@ -54,6 +64,8 @@ export function summarize(offeredRate: number, outcomes: readonly RequestOutcome
   const wallSeconds = outcomes.length === 0 ? 0 : (end - start) / 1000;
   const perSecond = (count: number): number => (wallSeconds > 0 ? count / wallSeconds : 0);
   const share = (limit: number): number => (outcomes.length === 0 ? 0 : ttfts.filter((t) => t < limit).length / outcomes.length);
+  const lastSend = Math.max(...outcomes.map((o) => o.sentAt));
+  const inFlightAt = (t: number): number => outcomes.filter((o) => o.sentAt <= t && t < o.endedAt).length;
   return {
     offeredRate,
     sent: outcomes.length,
@@ -68,12 +80,35 @@ export function summarize(offeredRate: number, outcomes: readonly RequestOutcome
     ttftUnder1s: share(1),
     ttftUnder6s: share(6),
     wallSeconds,
+    inFlightAtHalf: outcomes.length === 0 ? 0 : inFlightAt((start + lastSend) / 2),
+    inFlightAtEnd: outcomes.length === 0 ? 0 : inFlightAt(lastSend),
+    sendSeconds: outcomes.length === 0 ? 0 : (lastSend - start) / 1000,
   };
 }
 
-/** Whether a rate met the objective: p99 TTFT within it and no request failed. */
+/**
+ * How far the requests in flight may grow over the second half of the sending and still be noise: with
+ * random arrivals and no queueing (M/G/inf) their count is Poisson, its spread the square root of its mean.
+ */
+const BACKLOG_SPREADS = 3;
+const BACKLOG_SLACK = 2;
+
+export type Backlog = "steady" | "growing" | "too short to tell";
+
+/**
+ * Whether the server kept up: the requests in flight did not keep growing through the second half of the
+ * sending. That half only shows it once it starts at a steady state, after the slowest requests' time: a
+ * sending shorter than twice the p99 end-to-end latency cannot tell (run longer: --duration).
+ */
+export function backlog(summary: RateSummary): Backlog {
+  if (summary.finished === 0 || summary.sendSeconds < 2 * summary.e2e.p99) return "too short to tell";
+  const noise = BACKLOG_SPREADS * Math.sqrt(summary.inFlightAtHalf) + BACKLOG_SLACK;
+  return summary.inFlightAtEnd <= summary.inFlightAtHalf + noise ? "steady" : "growing";
+}
+
+/** Whether a rate met the objective: p99 TTFT within it, no request failed, and the server seen to keep up. */
 export function held(summary: RateSummary, ttftSloSeconds: number): boolean {
-  return summary.failed === 0 && summary.finished > 0 && summary.ttft.p99 <= ttftSloSeconds;
+  return summary.failed === 0 && summary.finished > 0 && summary.ttft.p99 <= ttftSloSeconds && backlog(summary) === "steady";
 }
 
 /**

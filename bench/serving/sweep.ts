@@ -3,6 +3,7 @@
 // and checked to account for every request sent.
 import type { Checkpoint } from "./checkpoint.js";
 import { openClients } from "./clients.js";
+import { withEngineBusyShare } from "./engine-time.js";
 import { runLoad, type LoadCounts, type ProtocolChoice } from "./load.js";
 import type { RequestOutcome } from "./outcome.js";
 import { startServer } from "./server.js";
@@ -36,6 +37,8 @@ export interface RateResult extends RateSummary {
   adapters: number;
   popularity: string;
   cv: number;
+  /** The share of the load's wall time the shard's engine spent in steps. */
+  engineBusyShare: number;
   outcomes: RequestOutcome[];
 }
 
@@ -92,20 +95,22 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
             });
             const line = (c: LoadCounts): string =>
               `${workload} rate=${rate}/s: sent ${c.sent}/${c.planned}, finished ${c.finished}, failed ${c.failed}, in flight ${c.sent - c.finished - c.failed}`;
-            const outcomes = await runLoad({
-              clients,
-              requests,
-              adapterIds,
-              protocol: options.protocol,
-              seed: options.seed,
-              requestTimeoutMs: options.requestTimeoutMs,
-              progress: (c) => options.progress(line(c)),
-            });
+            const { result: outcomes, engineBusyShare } = await withEngineBusyShare(server.shardMetricsUrl, () =>
+              runLoad({
+                clients,
+                requests,
+                adapterIds,
+                protocol: options.protocol,
+                seed: options.seed,
+                requestTimeoutMs: options.requestTimeoutMs,
+                progress: (c) => options.progress(line(c)),
+              }),
+            );
             const summary = summarize(rate, outcomes);
             checkAccounting(summary, requests.length);
             options.progress(`${workload} rate=${rate}/s: sent ${summary.sent} = finished ${summary.finished} + failed ${summary.failed}`);
             summaries.push(summary);
-            results.push({ ...summary, adapters: n, popularity: popularityName(popularity), cv, outcomes });
+            results.push({ ...summary, adapters: n, popularity: popularityName(popularity), cv, engineBusyShare, outcomes });
           }
           capacity.push({ adapters: n, popularity: popularityName(popularity), cv, highestRateHeld: highestRateHeld(summaries, options.ttftSloSeconds) });
         }
