@@ -44,7 +44,9 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --max-new-tokens-limit N       most tokens one request may generate (default: max total tokens - 1)
   --max-batch-prefill-tokens N   prompt tokens computed per step; longer prompts are chunked (default 4096)
   --max-concurrent-requests N    most requests queued or running at once; past it a request is refused
-                                 RESOURCE_EXHAUSTED (HTTP 429 with retry-after) (default ${DEFAULT_MAX_CONCURRENT_REQUESTS})
+                                 RESOURCE_EXHAUSTED (HTTP 429 with retry-after) (default ${DEFAULT_MAX_CONCURRENT_REQUESTS}); an
+                                 adapter below its fair share while others hold requests may go an eighth past
+                                 this and --max-queued-tokens
   --max-queued-tokens N          most prompt tokens waiting to be scheduled; past it a request is refused the same
                                  way (default ${QUEUED_PREFILL_STEPS} * --max-batch-prefill-tokens; at least --max-input-tokens)
   --max-top-n-tokens N           most alternatives a request may ask for per token: TGI's top_n_tokens, OpenAI's

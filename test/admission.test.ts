@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { SeqResult, SeqStep } from "../native/addon.js";
 import type { AdapterResidency } from "../shard/engine/adapter-residency.js";
-import { checkAdmission, OverloadedError } from "../shard/engine/admission.js";
+import { belowFairShare, checkAdmission, fairnessHeadroom, OverloadedError } from "../shard/engine/admission.js";
 import { LlmEngine, type TokenEvent } from "../shard/engine/llm-engine.js";
 import type { SequenceRequest } from "../shard/engine/sequence.js";
 
@@ -33,8 +33,8 @@ function gatedEngine(): { step: (steps: SeqStep[]) => Promise<SeqResult[]>; rele
   };
 }
 
-function request(promptTokens: number, maxNewTokens: number): SequenceRequest {
-  return { promptIds: new Int32Array(promptTokens).fill(3), adapterId: "", maxNewTokens, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, topN: 0, promptLogprobs: false };
+function request(promptTokens: number, maxNewTokens: number, adapterId = ""): SequenceRequest {
+  return { promptIds: new Int32Array(promptTokens).fill(3), adapterId, maxNewTokens, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, topN: 0, promptLogprobs: false };
 }
 
 async function drain(events: AsyncIterable<TokenEvent>): Promise<TokenEvent[]> {
@@ -48,17 +48,45 @@ const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolv
 
 describe("checkAdmission", () => {
   const limits = { maxConcurrentRequests: 2, maxQueuedTokens: 10 };
+  /** `count` requests of one adapter, "a". */
+  const byA = (count: number) => new Map([["a", count]]);
 
   it("admits below both limits, up to the queued-token bound exactly", () => {
-    expect(() => checkAdmission(limits, { admitted: 0, queuedTokens: 0 }, 10)).not.toThrow();
-    expect(() => checkAdmission(limits, { admitted: 1, queuedTokens: 4 }, 6)).not.toThrow();
+    expect(() => checkAdmission(limits, { admitted: 0, queuedTokens: 0, admittedByAdapter: byA(0) }, "a", 10)).not.toThrow();
+    expect(() => checkAdmission(limits, { admitted: 1, queuedTokens: 4, admittedByAdapter: byA(1) }, "a", 6)).not.toThrow();
   });
 
-  it("refuses at the concurrency limit, and past the queued-token bound", () => {
-    expect(() => checkAdmission(limits, { admitted: 2, queuedTokens: 0 }, 1)).toThrow(OverloadedError);
-    expect(() => checkAdmission(limits, { admitted: 2, queuedTokens: 0 }, 1)).toThrow(/limit of 2 concurrent requests/);
-    expect(() => checkAdmission(limits, { admitted: 1, queuedTokens: 5 }, 6)).toThrow(OverloadedError);
-    expect(() => checkAdmission(limits, { admitted: 1, queuedTokens: 5 }, 6)).toThrow(/limit of 10/);
+  it("refuses at the concurrency limit, and past the queued-token bound, an adapter that holds them alone", () => {
+    expect(() => checkAdmission(limits, { admitted: 2, queuedTokens: 0, admittedByAdapter: byA(2) }, "a", 1)).toThrow(OverloadedError);
+    expect(() => checkAdmission(limits, { admitted: 2, queuedTokens: 0, admittedByAdapter: byA(2) }, "a", 1)).toThrow(/limit of 2 concurrent requests; try/);
+    expect(() => checkAdmission(limits, { admitted: 1, queuedTokens: 5, admittedByAdapter: byA(1) }, "a", 6)).toThrow(OverloadedError);
+    expect(() => checkAdmission(limits, { admitted: 1, queuedTokens: 5, admittedByAdapter: byA(1) }, "a", 6)).toThrow(/limit of 10; try/);
+  });
+
+  it("lets an adapter below its fair share past a bound flooded by another, by an eighth of the bound and no more", () => {
+    const wide = { maxConcurrentRequests: 16, maxQueuedTokens: 80 };
+    const flood = { admitted: 16, queuedTokens: 80, admittedByAdapter: new Map([["a", 16]]) };
+    // The flooding adapter is refused at both bounds; another gets in (2 of 16 requests, 10 of 80 tokens).
+    expect(() => checkAdmission(wide, flood, "a", 1)).toThrow(/limit of 16 concurrent requests; try/);
+    expect(() => checkAdmission(wide, flood, "b", 10)).not.toThrow();
+    expect(() => checkAdmission(wide, flood, "b", 11)).toThrow(/limit of 80 and the headroom of 10 for adapters below their fair share/);
+    const withB = { admitted: 18, queuedTokens: 80, admittedByAdapter: new Map([["a", 16], ["b", 2]]) };
+    expect(() => checkAdmission(wide, withB, "b", 1)).toThrow(/limit of 16 concurrent requests and the headroom of 2/);
+    expect(() => checkAdmission(wide, withB, "c", 1)).toThrow(OverloadedError);
+    // An adapter alone never has headroom: the bounds are all its own.
+    expect(belowFairShare(wide, { admitted: 3, queuedTokens: 0, admittedByAdapter: new Map([["a", 3], ["idle", 0]]) }, "a")).toBe(false);
+    expect(() => checkAdmission(wide, { admitted: 3, queuedTokens: 80, admittedByAdapter: new Map([["a", 3]]) }, "a", 1)).toThrow(/limit of 80; try/);
+  });
+
+  it("the fair share is the request bound over the adapters holding requests, the asking one counted", () => {
+    const wide = { maxConcurrentRequests: 12, maxQueuedTokens: 80 };
+    const load = { admitted: 9, queuedTokens: 0, admittedByAdapter: new Map([["a", 5], ["b", 4], ["idle", 0]]) };
+    expect(belowFairShare(wide, load, "a")).toBe(true); // 5 < 12 / 2
+    expect(belowFairShare(wide, load, "c")).toBe(true); // 0 < 12 / 3
+    expect(belowFairShare(wide, { ...load, admittedByAdapter: new Map([["a", 5]]) }, "c")).toBe(true); // 0 < 12 / 2
+    expect(belowFairShare(wide, { ...load, admittedByAdapter: new Map([["a", 6], ["b", 3]]) }, "a")).toBe(false); // 6 = 12 / 2
+    expect(fairnessHeadroom(12)).toBe(2);
+    expect(fairnessHeadroom(3)).toBe(1);
   });
 });
 
@@ -107,6 +135,28 @@ describe("LlmEngine admission", () => {
     await settle();
     gate.release();
     expect((await later).map((e) => e.finish?.reason)).toEqual(["length"]);
+    await llm.close();
+  });
+  it("a flood on one adapter fills the bound; another adapter's request is still taken and scheduled ahead of the flood's backlog", async () => {
+    const gate = gatedEngine();
+    // KV room for 2 sequences of 3 + 1 tokens (a block each) at once: the rest wait in the queue.
+    const llm = new LlmEngine(gate, { numKvBlocks: 2, blockSize: BLOCK_SIZE, maxBatchPrefillTokens: 64, maxTotalTokens: 8, eosTokenIds: new Set(), adapters: BASE_ONLY, maxConcurrentRequests: 8 });
+    const flood = Array.from({ length: 8 }, () => llm.submit(request(3, 1, "sql")));
+    expect(() => llm.submit(request(3, 1, "sql"))).toThrow(/limit of 8 concurrent requests; try/);
+    const scheduledFirst: string[] = [];
+    const other = llm.submit(request(3, 1, "tone"), undefined, { scheduled: () => scheduledFirst.push("tone"), preempted: () => undefined });
+    expect(() => llm.submit(request(3, 1, "tone"))).toThrow(/headroom of 1/);
+    const outcomes = Promise.all([...flood, other].map(drain));
+    await settle();
+    // The first step took the flood's first request and, next in the fair queue, the other adapter's.
+    expect(scheduledFirst).toEqual(["tone"]);
+    expect(llm.load()).toMatchObject({ running: 2, waiting: 7 });
+    for (let step = 0; step < 20; step++) {
+      gate.release();
+      await settle();
+    }
+    // Every request admitted finished: none was dropped for the other's sake.
+    for (const events of await outcomes) expect(events.at(-1)?.finish?.reason).toBe("length");
     await llm.close();
   });
 });

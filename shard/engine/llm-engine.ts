@@ -127,7 +127,12 @@ export class LlmEngine {
     if (request.promptIds.length + request.maxNewTokens > this.options.maxTotalTokens) {
       throw new Error(`prompt (${request.promptIds.length}) + max new tokens (${request.maxNewTokens}) exceeds ${this.options.maxTotalTokens} tokens`);
     }
-    checkAdmission(this.admission, { admitted: this.outputs.size, queuedTokens: this.queuedTokens() }, request.promptIds.length);
+    checkAdmission(
+      this.admission,
+      { admitted: this.outputs.size, queuedTokens: this.queuedTokens(), admittedByAdapter: this.admittedByAdapter() },
+      request.adapterId,
+      request.promptIds.length,
+    );
     const { adapters } = this.options;
     adapters.acquire(request.adapterId);
     let seq: Sequence;
@@ -154,6 +159,13 @@ export class LlmEngine {
         cancel();
       }
     })();
+  }
+
+  /** Requests queued or running, by adapter. */
+  private admittedByAdapter(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const seq of this.outputs.keys()) counts.set(seq.request.adapterId, (counts.get(seq.request.adapterId) ?? 0) + 1);
+    return counts;
   }
 
   /** Prompt tokens of the sequences waiting to be scheduled, preempted ones included. */
