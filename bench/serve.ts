@@ -25,7 +25,9 @@ const USAGE = `npm run bench -- --serve [options]   (node dist/bench/serve.js [o
   --ranks LIST             adapter ranks, adapter i taking rank i mod the list: 8 is S-LoRA's S1, 8,16,32,64 its
                            S2 (default 8)
   --targets LIST           projections the adapters adapt (default q_proj,k_proj,v_proj,o_proj; "all": all seven)
-  --popularity LIST        power:ALPHA (S-LoRA: 1 uniform, 0.3 skewed) or zipf:EXPONENT (Punica: 1.5) (default power:1)
+  --popularity LIST        power:ALPHA (S-LoRA: 1 uniform, 0.3 skewed), zipf:EXPONENT (Punica: 1.5) or
+                           flood:SHARE (adapter 0 takes SHARE of the requests; the report compares the others'
+                           TTFT with the lowest rate's) (default power:1)
   --cv LIST                coefficient of variation of the gamma inter-arrival times: 1 Poisson, 4 bursty (default 1)
   --rates LIST             offered requests per second, swept in turn (default cpu 1,2, cuda 2,4,8,16)
   --duration SECONDS       how long each rate sends requests (default cpu 10, cuda 60)

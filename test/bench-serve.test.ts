@@ -10,7 +10,7 @@ import { takeEvents } from "../bench/serving/sse-events.js";
 import { backlog, highestRateHeld, percentile, spread, summarize } from "../bench/serving/summary.js";
 import { checkAccounting, runSweep } from "../bench/serving/sweep.js";
 import { promptText, writeGeneratedTokenizer } from "../bench/serving/tokenizer.js";
-import { adapterSampler, gamma, planWorkload, seededRandom, type WorkloadSpec } from "../bench/serving/workload.js";
+import { adapterSampler, gamma, parsePopularity, planWorkload, popularityName, seededRandom, type WorkloadSpec } from "../bench/serving/workload.js";
 import { TextCodec } from "../shard/text/tokenizer.js";
 import { projectFixture } from "./helpers/fixture-sets.js";
 import { CLI } from "./helpers/process.js";
@@ -85,6 +85,18 @@ describe("workload", () => {
     expect(counts[1]!).toBeGreaterThan(counts[9]!);
   });
 
+  it("a flood gives adapter 0 its share and spreads the rest evenly over the others", () => {
+    const pick = adapterSampler(5, { kind: "flood", share: 0.9 }, seededRandom(9));
+    const counts = new Array<number>(5).fill(0);
+    for (let i = 0; i < 20_000; i++) counts[pick()]!++;
+    expect(Math.abs(counts[0]! / 20_000 - 0.9)).toBeLessThan(0.01);
+    for (let a = 1; a < 5; a++) expect(Math.abs(counts[a]! / 20_000 - 0.025)).toBeLessThan(0.005);
+    expect(() => adapterSampler(1, { kind: "flood", share: 0.9 }, seededRandom(9))).toThrow(/2 adapters or more/);
+    expect(parsePopularity("flood:0.9")).toEqual({ kind: "flood", share: 0.9 });
+    expect(() => parsePopularity("flood:1")).toThrow(/flood:SHARE with a share in \(0, 1\)/);
+    expect(popularityName({ kind: "flood", share: 0.9 })).toBe("flood:0.9");
+  });
+
   it("lengths stay in [lo, hi) and reach both ends; arrivals are ordered within the duration", () => {
     const trace = planWorkload({ ...SPEC, inputTokens: { lo: 8, hi: 12 }, outputTokens: { lo: 1, hi: 3 } });
     const inputs = new Set(trace.map((r) => r.inputTokens));
@@ -145,6 +157,10 @@ describe("summary maths", () => {
     ]);
     expect(summary).toMatchObject({ offeredRate: 2, sent: 4, finished: 2, failed: 2, failures: { "http 429": 1, "stream error": 1 }, wallSeconds: 4 });
     expect(summary.ttft.p50).toBeCloseTo(1.25, 12);
+    // All four outcomes name adapter 0: no other adapter's TTFT.
+    expect(summary.ttftOthers.p99).toBeNaN();
+    const mixed = summarize(2, [outcome(0, 1000, 2000, 4), { ...outcome(0, 200, 900, 4), adapter: 2 }, { ...outcome(100, 400, 900, 4), adapter: 1 }]);
+    expect(mixed.ttftOthers).toMatchObject({ p50: 0.25, mean: 0.25 });
     expect(summary.tpot.mean).toBeCloseTo((0.1 + 0.5) / 2, 12);
     expect(summary.e2e.p50).toBeCloseTo(2.25, 12);
     expect(summary.outputTokensPerSecond).toBeCloseTo(14 / 4, 12);

@@ -1,5 +1,6 @@
 // The serving benchmark's markdown: a row per workload and offered rate, then the highest rate held per
-// adapter count; and the JSON written by --out, from which a plot can be drawn later.
+// adapter count, and for flood workloads the other adapters' TTFT against the lowest rate's; and the JSON
+// written by --out, from which a plot can be drawn later.
 import { writeFileSync } from "node:fs";
 import { backlog, type Spread } from "./summary.js";
 import type { SweepResult } from "./sweep.js";
@@ -21,6 +22,17 @@ export function markdownReport({ results, capacity }: SweepResult, ttftSloSecond
   }
   lines.push("", `| n | popularity | cv | highest offered req/s held (p99 TTFT <= ${ttftSloSeconds} s, no failure, backlog steady) |`, "| --- | --- | --- | --- |");
   for (const c of capacity) lines.push(`| ${c.adapters} | ${c.popularity} | ${c.cv} | ${c.highestRateHeld ?? "none of the rates swept"} |`);
+  const floods = results.filter((r) => r.popularity.startsWith("flood:"));
+  if (floods.length > 0) {
+    // Issue 15's fairness goal: the flood keeps the other adapters' p99 TTFT within 2x of the lowest rate's.
+    lines.push("", "| n | popularity | cv | offered req/s | others' TTFT p50 / p99 ms | others' p99 / at the lowest rate (goal <= 2) |", "| --- | --- | --- | --- | --- | --- |");
+    for (const r of floods) {
+      const lowest = floods
+        .filter((q) => q.adapters === r.adapters && q.popularity === r.popularity && q.cv === r.cv)
+        .reduce((a, b) => (b.offeredRate < a.offeredRate ? b : a));
+      lines.push(`| ${r.adapters} | ${r.popularity} | ${r.cv} | ${r.offeredRate} | ${pair(r.ttftOthers)} | ${(r.ttftOthers.p99 / lowest.ttftOthers.p99).toFixed(2)} |`);
+    }
+  }
   // The first message of each failure kind: what to look at when a row shows failures.
   const examples = new Map<string, string>();
   for (const r of results) for (const o of r.outcomes) if (o.failure !== null && !examples.has(o.failure)) examples.set(o.failure, o.detail);

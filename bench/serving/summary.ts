@@ -33,6 +33,8 @@ export interface RateSummary {
   failures: Record<string, number>;
   /** Seconds, over finished requests. */
   ttft: Spread;
+  /** The same over the finished requests on adapters other than adapter 0 (the flood's, in a flood workload). */
+  ttftOthers: Spread;
   /** Seconds per output token after the first, over finished requests of two tokens or more. */
   tpot: Spread;
   e2e: Spread;
@@ -73,6 +75,7 @@ export function summarize(offeredRate: number, outcomes: readonly RequestOutcome
     failed: outcomes.length - finished.length,
     failures,
     ttft: spread(ttfts),
+    ttftOthers: spread(finished.filter((o) => o.adapter !== 0).map((o) => (o.firstTokenAt! - o.sentAt) / 1000)),
     tpot: spread(finished.filter((o) => o.tokens > 1).map((o) => (o.endedAt - o.firstTokenAt!) / 1000 / (o.tokens - 1))),
     e2e: spread(finished.map((o) => (o.endedAt - o.sentAt) / 1000)),
     outputTokensPerSecond: perSecond(finished.reduce((sum, o) => sum + o.tokens, 0)),

@@ -3,13 +3,15 @@
 // so a run can be repeated and two servers compared on identical traffic.
 //   adapter       floor(n * X), X from numpy's power distribution (density alpha * x^(alpha - 1) on [0, 1):
 //                 alpha = 1 is uniform, alpha = 0.3 piles onto the low indices), or Punica's Zipf skew
-//                 (P(i) proportional to 1 / (i + 1)^s over the n adapters)
+//                 (P(i) proportional to 1 / (i + 1)^s over the n adapters), or a flood: adapter 0 takes a share
+//                 of the requests and the others split the rest evenly (the fairness test: does the flood
+//                 slow the others' first tokens?)
 //   arrivals      gamma inter-arrival times of mean 1 / rate and coefficient of variation cv (shape 1 / cv^2):
 //                 cv = 1 is a Poisson process, cv = 4 comes in bursts
 //   lengths       prompt and output tokens uniform on [lo, hi)
 
 /** How requests spread over the adapters. */
-export type Popularity = { kind: "power"; alpha: number } | { kind: "zipf"; exponent: number };
+export type Popularity = { kind: "power"; alpha: number } | { kind: "zipf"; exponent: number } | { kind: "flood"; share: number };
 
 /** A half-open integer range [lo, hi). */
 export interface LengthRange {
@@ -82,6 +84,10 @@ export function adapterSampler(n: number, popularity: Popularity, random: Random
     const inverse = 1 / popularity.alpha;
     return () => Math.min(n - 1, Math.floor(n * Math.pow(random(), inverse)));
   }
+  if (popularity.kind === "flood") {
+    if (n < 2) throw new Error("a flood needs 2 adapters or more: one to flood, others to be slowed or not");
+    return () => (random() < popularity.share ? 0 : 1 + Math.min(n - 2, Math.floor(random() * (n - 1))));
+  }
   const cdf: number[] = [];
   let total = 0;
   for (let i = 0; i < n; i++) cdf.push((total += 1 / Math.pow(i + 1, popularity.exponent)));
@@ -121,18 +127,27 @@ export function planWorkload(spec: WorkloadSpec): PlannedRequest[] {
   return requests;
 }
 
-/** "power:1", "power:0.3", "zipf:1.5": the flag's spelling of a popularity, and back. */
+/** "power:1", "power:0.3", "zipf:1.5", "flood:0.9": the flag's spelling of a popularity, and back. */
 export function parsePopularity(text: string): Popularity {
   const [kind, value] = text.split(":");
   const parameter = Number(value);
+  const usage = "a popularity is power:ALPHA or zipf:EXPONENT with a positive number, or flood:SHARE with a share in (0, 1)";
   if (value === undefined || value.trim() === "" || !(parameter > 0) || !Number.isFinite(parameter)) {
-    throw new Error(`a popularity is power:ALPHA or zipf:EXPONENT with a positive number, got ${JSON.stringify(text)}`);
+    throw new Error(`${usage}, got ${JSON.stringify(text)}`);
   }
   if (kind === "power") return { kind, alpha: parameter };
   if (kind === "zipf") return { kind, exponent: parameter };
-  throw new Error(`a popularity is power:ALPHA or zipf:EXPONENT, got ${JSON.stringify(text)}`);
+  if (kind === "flood" && parameter < 1) return { kind, share: parameter };
+  throw new Error(`${usage}, got ${JSON.stringify(text)}`);
 }
 
 export function popularityName(popularity: Popularity): string {
-  return popularity.kind === "power" ? `power:${popularity.alpha}` : `zipf:${popularity.exponent}`;
+  switch (popularity.kind) {
+    case "power":
+      return `power:${popularity.alpha}`;
+    case "zipf":
+      return `zipf:${popularity.exponent}`;
+    case "flood":
+      return `flood:${popularity.share}`;
+  }
 }
