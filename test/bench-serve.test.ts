@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { RequestOutcome } from "../bench/serving/outcome.js";
 import { takeEvents } from "../bench/serving/sse-events.js";
+import { renderPng, seriesOf, servingPlotSvg } from "../bench/serving/plot.js";
 import { backlog, highestRateHeld, percentile, spread, summarize } from "../bench/serving/summary.js";
 import { checkAccounting, runSweep } from "../bench/serving/sweep.js";
 import { promptText, writeGeneratedTokenizer } from "../bench/serving/tokenizer.js";
@@ -205,6 +206,26 @@ describe("summary maths", () => {
   it("reads server-sent events split anywhere", () => {
     expect(takeEvents('data: {"a":1}\n\ndata: [DO')).toEqual({ events: ['{"a":1}'], rest: "data: [DO" });
     expect(takeEvents("data: [DONE]\r\n\r\n")).toEqual({ events: ["[DONE]"], rest: "" });
+  });
+});
+
+describe("the plot", () => {
+  const point = (adapters: number, offeredRate: number, tokens: number, p99: number, failed = 0) => ({ adapters, popularity: "power:1", cv: 1, offeredRate, outputTokensPerSecond: tokens, ttft: { p99 }, failed });
+
+  it("draws a line per adapter count and workload, its points in rate order, in both panels, as a PNG", () => {
+    const series = seriesOf([point(100, 32, 4800, 0.138, 137), point(100, 16, 3300, 0.088), point(1000, 24, 4700, 0.147)]);
+    expect(series.map((s) => s.label)).toEqual(["n = 100, power:1, cv 1", "n = 1000, power:1, cv 1"]);
+    expect(series[0]!.points).toEqual([
+      { x: 16, throughput: 3300, ttftMs: 88, failed: false },
+      { x: 32, throughput: 4800, ttftMs: 138, failed: true },
+    ]);
+    const svg = servingPlotSvg(series);
+    const polylines = [...svg.matchAll(/<polyline points="([^"]*)"/g)].map((m) => m[1]!.split(" ").length);
+    expect(polylines).toEqual([2, 1, 2, 1]); // throughput panel, then TTFT panel
+    expect(svg.match(/fill="white" stroke=/g)).toHaveLength(2); // the failed point, hollow in each panel
+    const png = renderPng(svg);
+    expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([1200, 480]); // IHDR width, height
   });
 });
 
