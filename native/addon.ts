@@ -104,7 +104,11 @@ export interface EngineOptions {
    */
   numKvBlocks: number;
   blockSize: number;
-  /** Adapter slots in the engine and the largest rank a slot holds. */
+  /**
+   * Adapter slots in the engine and the largest rank a slot holds. maxLoras -1 (device "cuda" only): as many
+   * slots as fit in adapterMemoryFraction of the memory the weights leave of the engine's share, at most 1024;
+   * info() reports the count.
+   */
   maxLoras: number;
   maxLoraRank: number;
   /** CPU worker threads; 0 means the machine's core count. */
@@ -115,6 +119,8 @@ export interface EngineOptions {
    * rest (never more than is free). Memory of other processes is not counted. Absent: 0.9.
    */
   gpuMemoryFraction?: number;
+  /** With maxLoras -1: the share of the room after the weights the adapter slots take. Absent: 0.2. */
+  adapterMemoryFraction?: number;
   /**
    * Device "cuda": the 16-bit type of the weights, activations and KV cache on the GPU (sums, the residual
    * stream and logits are float32 either way). float16 carries three more mantissa bits than bfloat16, which

@@ -49,7 +49,17 @@ export interface RunningShard {
 export function createShardEngine(
   model: ModelFiles,
   limits: ShardLimits,
-  { device, dtype, threads, maxLoras, maxLoraRank, gpuMemoryFraction, group }: Pick<ShardArgs, "device" | "dtype" | "threads" | "maxLoras" | "maxLoraRank" | "gpuMemoryFraction" | "group">,
+  {
+    device,
+    dtype,
+    threads,
+    maxLoras,
+    maxCpuLoras,
+    adapterMemoryFraction,
+    maxLoraRank,
+    gpuMemoryFraction,
+    group,
+  }: Pick<ShardArgs, "device" | "dtype" | "threads" | "maxLoras" | "maxCpuLoras" | "adapterMemoryFraction" | "maxLoraRank" | "gpuMemoryFraction" | "group">,
 ): NativeEngine {
   return createEngine({
     device,
@@ -62,7 +72,10 @@ export function createShardEngine(
     weights: model.weights,
     numKvBlocks: limits.numKvBlocks,
     blockSize: limits.blockSize,
-    maxLoras,
+    // Unset: the CUDA engine sizes the slots from its memory (-1); on cpu a slot is host memory taken at load, as
+    // the host tier's are, so there are as many as the host tier holds.
+    maxLoras: maxLoras ?? (device === "cuda" ? -1 : maxCpuLoras),
+    adapterMemoryFraction,
     maxLoraRank,
     threads,
     gpuMemoryFraction,
@@ -108,7 +121,8 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
   const encoder = EncoderPool.start(model.dir, args.validationWorkers);
   try {
     const limits = requested.numKvBlocks === 0 ? withEngineKvBlocks(requested, engine.info().numKvBlocks, args.gpuMemoryFraction) : requested;
-    const { maxLoras, maxCpuLoras, maxLoraRank, listAdaptersInErrors } = args;
+    const { maxCpuLoras, maxLoraRank, listAdaptersInErrors } = args;
+    const { maxLoras } = engine.info();
     const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots, listAdaptersInErrors }, args.adapters, {
       listeners: [telemetry.slotListener],
       progress,

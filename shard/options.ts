@@ -9,7 +9,7 @@ import { parseTelemetryOptions, TELEMETRY_FLAGS, telemetryUsage, type TelemetryO
 import type { AdapterSource } from "./adapters/registry.js";
 import type { AdmissionLimits } from "./engine/admission.js";
 
-const DEFAULT_MAX_LORAS = 8;
+const DEFAULT_ADAPTER_MEMORY_FRACTION = 0.2;
 const DEFAULT_MAX_CPU_LORAS = 64;
 const DEFAULT_MAX_LORA_RANK = 64;
 const DEFAULT_GPU_MEMORY_FRACTION = 0.9;
@@ -31,7 +31,10 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --adapter-root DIR             where adapters not named above are found by id, as DIR/ID/ or in the Hugging Face
                                  cache layout DIR/models--ORG--NAME/snapshots/REV/; repeatable (ADAPTER_ROOT:
                                  colon-separated; the former ADAPTER_ROOTS is still read)
-  --max-loras N                  engine adapter slots (default ${DEFAULT_MAX_LORAS})
+  --max-loras N                  engine adapter slots (default on cuda: as many as fit in --adapter-memory-fraction
+                                 of what the weights leave, at most 1024; on cpu: --max-cpu-loras)
+  --adapter-memory-fraction F    without --max-loras, on cuda: the share of the memory left after the weights that
+                                 adapter slots take, the KV cache taking the rest (default ${DEFAULT_ADAPTER_MEMORY_FRACTION})
   --max-cpu-loras N              adapters held validated in host memory (default ${DEFAULT_MAX_CPU_LORAS})
   --max-lora-rank N              largest adapter rank accepted (default ${DEFAULT_MAX_LORA_RANK})
   --shard-port N                 internal ShardService port; 0 picks a free one (default 0)
@@ -106,7 +109,9 @@ export interface ShardArgs extends TelemetryOptions {
   servedModelName: string;
   adapters: AdapterSource[];
   adapterRoots: string[];
-  maxLoras: number;
+  /** Engine adapter slots; null: sized by the engine (cuda, --adapter-memory-fraction) or --max-cpu-loras (cpu). */
+  maxLoras: number | null;
+  adapterMemoryFraction: number;
   maxCpuLoras: number;
   maxLoraRank: number;
   port: number;
@@ -166,11 +171,14 @@ function integer(setting: Setting | undefined, min: number, max?: number): numbe
   }
 }
 
-function fraction(setting: Setting | undefined): number | null {
+/** A share in (0, 1], or (0, 1) with belowOne (a share that must leave some memory to the rest). */
+function fraction(setting: Setting | undefined, { belowOne = false } = {}): number | null {
   if (setting === undefined) return null;
   const { text, source } = setting;
   const value = Number(text);
-  if (text.trim() === "" || !(value > 0 && value <= 1)) throw new UsageError(`${source} must be a number in (0, 1], got ${JSON.stringify(text)}`);
+  if (text.trim() === "" || !(value > 0 && (belowOne ? value < 1 : value <= 1))) {
+    throw new UsageError(`${source} must be a number in (0, 1${belowOne ? ")" : "]"}, got ${JSON.stringify(text)}`);
+  }
   return value;
 }
 
@@ -197,6 +205,7 @@ export const SHARD_FLAGS = {
   "adapter-root": { type: "string", multiple: true },
   "max-loras": { type: "string" },
   "max-cpu-loras": { type: "string" },
+  "adapter-memory-fraction": { type: "string" },
   "max-lora-rank": { type: "string" },
   "shard-port": { type: "string" },
   "shard-hostname": { type: "string" },
@@ -251,7 +260,8 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     servedModelName: setting("served-model-name")?.text ?? modelDir,
     adapters: parseAdapterList(flagOrEnv("lora-adapters", values["lora-adapters"]?.join(","), env)?.text ?? ""),
     adapterRoots: flagsOrEnv("adapter-root", values["adapter-root"], env, ":") ?? [],
-    maxLoras: integer(setting("max-loras"), 1) ?? DEFAULT_MAX_LORAS,
+    maxLoras: integer(setting("max-loras"), 1),
+    adapterMemoryFraction: fraction(setting("adapter-memory-fraction"), { belowOne: true }) ?? DEFAULT_ADAPTER_MEMORY_FRACTION,
     maxCpuLoras: integer(setting("max-cpu-loras"), 1) ?? DEFAULT_MAX_CPU_LORAS,
     maxLoraRank: integer(setting("max-lora-rank"), 1) ?? DEFAULT_MAX_LORA_RANK,
     port: integer(setting("shard-port"), 0, 65535) ?? 0,

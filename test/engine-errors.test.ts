@@ -141,6 +141,9 @@ describe("engine errors and life cycle", () => {
       expect(() => createEngine(options({ blockSize: 0 }))).toThrow(/blockSize/);
       expect(() => createEngine(options({ numKvBlocks: 0 }))).toThrow(/numKvBlocks 0 \(size the cache from GPU memory\) needs device "cuda"/);
       expect(() => createEngine(options({ gpuMemoryFraction: 0 }))).toThrow(/gpuMemoryFraction must be in \(0, 1\]/);
+      expect(() => createEngine(options({ maxLoras: -1 }))).toThrow(/maxLoras -1 \(size the adapter slots from GPU memory\) needs device "cuda"/);
+      expect(() => createEngine(options({ maxLoras: -2 }))).toThrow(/maxLoras/);
+      expect(() => createEngine(options({ adapterMemoryFraction: 1 }))).toThrow(/adapterMemoryFraction must be in \(0, 1\)/);
       // A build without the CUDA backend says so (a CUDA build runs test/cuda-engine.test.ts instead).
       if (!loadAddon().hasCuda()) expect(() => createEngine(options({ device: "cuda" }))).toThrow(/no CUDA backend/);
     });

@@ -19,6 +19,7 @@ const SHARD_SAMPLES: Samples = {
   "adapter-root": ["/env-root", "/flag-root"],
   "max-loras": ["3", "5"],
   "max-cpu-loras": ["3", "5"],
+  "adapter-memory-fraction": ["0.3", "0.4"],
   "max-lora-rank": ["16", "32"],
   "shard-port": ["7000", "7001"],
   "shard-hostname": ["::1", "localhost"],

@@ -28,7 +28,8 @@ describe("parseShardArgs", () => {
         { id: "chat", dir: "/a/chat" },
       ],
       adapterRoots: [],
-      maxLoras: 8,
+      maxLoras: null,
+      adapterMemoryFraction: 0.2,
       maxCpuLoras: 64,
       maxLoraRank: 64,
       port: 7001,
@@ -103,6 +104,7 @@ describe("parseShardArgs", () => {
     const env = { MAX_NEW_TOKENS_LIMIT: "50", MAX_LORAS: "3", SHARD_PORT: "7000", NUM_KV_BLOCKS: "40" };
     expect(parseShardArgs(["--model-id", "/m"], env)).toMatchObject({ maxNewTokensLimit: 50, maxLoras: 3, port: 7000, numKvBlocks: 40 });
     expect(parseShardArgs(["--model-id", "/m", "--max-loras", "5"], env).maxLoras).toBe(5);
+    expect(parseShardArgs(["--model-id", "/m", "--adapter-memory-fraction", "0.35"], {}).adapterMemoryFraction).toBe(0.35);
   });
 
   it("names the environment variable when its integer is bad", () => {
@@ -126,6 +128,8 @@ describe("parseShardArgs", () => {
     [["--model-id", "/m", "--metrics-max-adapters", "many"], /--metrics-max-adapters must be a non-negative integer/],
     [["--model-id", "/m", "--metrics-port", "70000"], /--metrics-port must be an integer from 0 to 65535/],
     [["--model-id", "/m", "--max-loras", "0"], /--max-loras must be an integer >= 1, got "0"/],
+    [["--model-id", "/m", "--adapter-memory-fraction", "1"], /--adapter-memory-fraction must be a number in \(0, 1\), got "1"/],
+    [["--model-id", "/m", "--adapter-memory-fraction", "0"], /--adapter-memory-fraction must be a number in \(0, 1\)/],
     [["--model-id", "/m", "--max-cpu-loras", "x"], /--max-cpu-loras must be an integer >= 1/],
     [["--model-id", "/m", "--max-lora-rank", "0"], /--max-lora-rank must be an integer >= 1/],
     [["--model-id", "/m", "--unknown"], /Unknown option '--unknown'/],

@@ -218,6 +218,19 @@ describe.each(sets)("ShardService on $name", (set: FixtureSet) => {
   });
 });
 
+describe("the shard's engine", () => {
+  it("has --max-loras slots, and without it on cpu as many as --max-cpu-loras (a cpu slot is host memory taken at load)", () => {
+    const set = sets[0]!;
+    const model = loadModelFiles(set.modelDir);
+    for (const [flags, slots] of [[["--max-loras", "2"], 2], [["--max-cpu-loras", "5"], 5], [[], 64]] as const) {
+      const args = parseShardArgs(["--model-id", set.modelDir, "--device", "cpu", "--threads", "1", ...flags], {});
+      const native = createShardEngine(model, resolveLimits(args, model.spec), args);
+      expect(native.info().maxLoras).toBe(slots);
+      native.close();
+    }
+  });
+});
+
 describe("ShardService when a client goes away", () => {
   it("cancels the stream's sequence and frees its KV blocks while the engine is still busy", async () => {
     const set = sets[0]!;

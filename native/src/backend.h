@@ -37,6 +37,8 @@ class Backend {
   // A backend with its own device memory sizes the KV cache when EngineOptions.numKvBlocks is 0 and reports the
   // block count it chose here; the engine gives the others a count.
   virtual int sizedKvBlocks() const { return 0; }
+  // The same for the adapter slots when EngineOptions.maxLoras is -1.
+  virtual int sizedMaxLoras() const { return 0; }
 
   // Installs an adapter (checked against the base, this rank's windows known, tensors still in their files or
   // host bytes) in a free slot.

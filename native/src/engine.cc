@@ -34,7 +34,11 @@ const EngineOptions& validated(const EngineOptions& options) {
   require(options.numKvBlocks > 0 || options.device == Device::Cuda,
           "numKvBlocks 0 (size the cache from GPU memory) needs device \"cuda\"");
   require(options.gpuMemoryFraction > 0 && options.gpuMemoryFraction <= 1, "gpuMemoryFraction must be in (0, 1]");
-  require(options.maxLoras >= 0 && options.maxLoraRank >= 0, "maxLoras and maxLoraRank must be >= 0");
+  require(options.maxLoras >= -1 && options.maxLoraRank >= 0, "maxLoras must be >= -1 and maxLoraRank >= 0");
+  require(options.maxLoras >= 0 || options.device == Device::Cuda,
+          "maxLoras -1 (size the adapter slots from GPU memory) needs device \"cuda\"");
+  require(options.adapterMemoryFraction > 0 && options.adapterMemoryFraction < 1,
+          "adapterMemoryFraction must be in (0, 1)");
   require(options.threads >= 0, "threads must be >= 0");
   return options;
 }
@@ -48,13 +52,17 @@ Engine::Engine(const EngineOptions& options)
     : options_(validated(options)),
       layout_(options.spec, options.rank, options.world),
       backend_(createBackend(options)),
-      slots_(static_cast<size_t>(options.maxLoras), SlotState::Free) {
+      slots_(static_cast<size_t>(std::max(options.maxLoras, 0)), SlotState::Free) {
   if (options.world > 1 && options.rank == 0) {
     leader_ = std::make_unique<LeaderLink>(backend_->communicator(), kHeartbeatInterval);
   }
   // The file references are only needed while the backend reads the weights.
   options_.weights = BaseWeightRefs{};
   if (options_.numKvBlocks == 0) options_.numKvBlocks = backend_->sizedKvBlocks();
+  if (options_.maxLoras < 0) {
+    options_.maxLoras = backend_->sizedMaxLoras();
+    slots_.assign(static_cast<size_t>(options_.maxLoras), SlotState::Free);
+  }
 }
 
 EngineInfo Engine::info() const {

@@ -43,10 +43,13 @@ struct EngineOptions {
   BaseWeightRefs weights;
   int numKvBlocks = 0;  // 0: the device backend sizes the cache from gpuMemoryFraction
   int blockSize = 0;
-  int maxLoras = 0;
+  int maxLoras = 0;  // -1 (device cuda): as many slots as fit in adapterMemoryFraction of the room after weights
   int maxLoraRank = 0;
   int threads = 0;
   double gpuMemoryFraction = 0.9;  // share of the GPU's total memory the engine may take (numKvBlocks 0)
+  // maxLoras -1: the share of the engine's memory left after the weights that adapter slots take; the KV cache
+  // is sized from what remains.
+  double adapterMemoryFraction = 0.2;
   DeviceDtype dtype = DeviceDtype::Float16;  // device cuda only
   // Device cuda, world 1: run the tensor-parallel path anyway (a one-rank NCCL communicator and its
   // all-reduces), to check it and its cost against the plain path. World > 1 always takes it.

@@ -382,11 +382,13 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value) {
   options.weights = weightsAt(field(object, "weights"), path + ".weights");
   options.numKvBlocks = intAt(field(object, "numKvBlocks"), path + ".numKvBlocks");
   options.blockSize = intAt(field(object, "blockSize"), path + ".blockSize", 1);
-  options.maxLoras = intAt(field(object, "maxLoras"), path + ".maxLoras");
+  options.maxLoras = intAt(field(object, "maxLoras"), path + ".maxLoras", -1);
   options.maxLoraRank = intAt(field(object, "maxLoraRank"), path + ".maxLoraRank");
   options.threads = intAt(field(object, "threads"), path + ".threads");
   options.gpuMemoryFraction =
       optionalNumberAt(field(object, "gpuMemoryFraction"), path + ".gpuMemoryFraction", options.gpuMemoryFraction);
+  options.adapterMemoryFraction = optionalNumberAt(field(object, "adapterMemoryFraction"), path + ".adapterMemoryFraction",
+                                                   options.adapterMemoryFraction);
   const Napi::Value gpu = field(object, "gpu");
   if (!gpu.IsUndefined()) options.gpu = intAt(gpu, path + ".gpu", -1);
   const Napi::Value tensorParallelPath = field(object, "tensorParallelPath");

@@ -10,12 +10,28 @@
 
 namespace loraserve::cuda {
 
+namespace {
+
+int slotRank(int maxLoraRank) { return (std::max(maxLoraRank, 1) + 7) / 8 * 8; }
+
+}  // namespace
+
+template <typename T>
+size_t AdapterSlots<T>::slotBytes(const ModelSpec& spec, const ShardLayout& layout, int maxLoraRank) {
+  int64_t layerElements = 0;
+  for (int t = 0; t < kNumLoraTargets; ++t) {
+    const TargetShape shape = layout.localShape(static_cast<LoraTarget>(t));
+    layerElements += static_cast<int64_t>(slotRank(maxLoraRank)) * (shape.in + shape.out);
+  }
+  return static_cast<size_t>(layerElements * spec.numLayers) * sizeof(T);
+}
+
 template <typename T>
 AdapterSlots<T>::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int maxLoras, int maxLoraRank)
     : layout_(layout),
       numLayers_(spec.numLayers),
       maxLoras_(maxLoras),
-      maxRank_((std::max(maxLoraRank, 1) + 7) / 8 * 8),
+      maxRank_(slotRank(maxLoraRank)),
       targetOffsets_(kNumLoraTargets),
       converters_(kConverterThreads) {
   for (int t = 0; t < kNumLoraTargets; ++t) {

@@ -31,6 +31,8 @@ template <typename T>
 class AdapterSlots {
  public:
   AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, int maxLoras, int maxLoraRank);
+  // Device bytes of one slot: every target of every layer at maxLoraRank (rounded up to 8), A and B.
+  static size_t slotBytes(const ModelSpec& spec, const ShardLayout& layout, int maxLoraRank);
   ~AdapterSlots();
   AdapterSlots(const AdapterSlots&) = delete;
   AdapterSlots& operator=(const AdapterSlots&) = delete;
@@ -44,6 +46,7 @@ class AdapterSlots {
   // The group of targets that read one input, with their offsets in a slot and their outputs' columns.
   LoraGroup group(int layer, const std::vector<LoraTarget>& targets) const;
   int maxRank() const { return maxRank_; }
+  int count() const { return maxLoras_; }
   size_t bytes() const { return weights_.bytes(); }
 
  private:

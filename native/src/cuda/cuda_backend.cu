@@ -40,6 +40,9 @@ constexpr size_t kHeadroomBytes = 512u << 20;
 // A sized cache holds at most this many blocks: an 8B model fills 80 GB with ~35k, a tiny test model would get
 // tens of millions that no batch could use.
 constexpr int kMaxSizedKvBlocks = 1 << 20;
+// Sized adapter slots, at most: S-LoRA's scale (thousands of adapters live in host memory and on disk; the slots
+// hold the ones in use). A tiny test model would otherwise get millions.
+constexpr int kMaxSizedSlots = 1024;
 
 const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptions& options) {
   const ModelSpec& spec = options.spec;
@@ -108,7 +111,7 @@ CudaBackend<T>::CudaBackend(const EngineOptions& options)
       multiprocessors_(deviceMultiprocessors()),
       freeBeforeLoad_(freeDeviceBytes()),
       weights_(cuda::uploadModelWeights<T>(options, layout_)),
-      adapters_(options.spec, layout_, options.maxLoras, options.maxLoraRank) {
+      adapters_(options.spec, layout_, options.maxLoras >= 0 ? options.maxLoras : slotsThatFit(options), options.maxLoraRank) {
   // Non-blocking: adapter loads copy on their own stream (adapter_slots.h) beside the steps, never in line.
   checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   gemm_ = std::make_unique<cuda::Gemm>(stream_);
@@ -179,6 +182,27 @@ int CudaBackend<T>::kvBlocksThatFit(double gpuMemoryFraction) const {
     throw std::runtime_error(message);
   }
   return static_cast<int>(blocks);
+}
+
+template <typename T>
+int CudaBackend<T>::slotsThatFit(const EngineOptions& options) const {
+  size_t free = 0, total = 0;
+  checkCuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  // Called once the weights are on the device: the room is what the engine's share leaves after them.
+  const double held = static_cast<double>(freeBeforeLoad_) - static_cast<double>(free);
+  const double room = std::min(options.gpuMemoryFraction * static_cast<double>(total) - held, static_cast<double>(free));
+  const double slotBytes = static_cast<double>(cuda::AdapterSlots<T>::slotBytes(spec_, layout_, options.maxLoraRank));
+  const double slots = std::floor(options.adapterMemoryFraction * room / slotBytes);
+  if (slots < 1) {
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    char message[320];
+    std::snprintf(message, sizeof message,
+                  "device \"cuda\": no room for one adapter slot (%.2f GiB at max LoRA rank %d) in adapterMemoryFraction "
+                  "%.3g of the %.1f GiB left after the weights: lower the max LoRA rank or set the slot count",
+                  slotBytes / gib, options.maxLoraRank, options.adapterMemoryFraction, std::max(room, 0.0) / gib);
+    throw std::runtime_error(message);
+  }
+  return static_cast<int>(std::min(slots, static_cast<double>(kMaxSizedSlots)));
 }
 
 template <typename T>

@@ -42,6 +42,7 @@ class CudaBackend final : public Backend {
   Communicator& communicator() override { return nccl_ ? static_cast<Communicator&>(*nccl_) : singleRank_; }
   size_t weightBytes() const override { return weights_.bytes(); }
   int sizedKvBlocks() const override { return numKvBlocks_; }
+  int sizedMaxLoras() const override { return adapters_.count(); }
   void loadAdapter(int slot, const CheckedAdapter& adapter) override;
   void unloadAdapter(int slot) override;
   void* allocateHostMemory(size_t bytes) override;
@@ -75,6 +76,8 @@ class CudaBackend final : public Backend {
   int decodeSplits(int items) const;
   // The KV blocks that fit the engine's share of device memory after everything else is allocated.
   int kvBlocksThatFit(double gpuMemoryFraction) const;
+  // EngineOptions.maxLoras -1: the slots that fit in adapterMemoryFraction of the engine's room after the weights.
+  int slotsThatFit(const EngineOptions& options) const;
   cuda::PagedKv<T> pagedKv(int layer, const int32_t* blockTables) const;
 
   // Makes this rank's GPU current on the calling thread: the engine calls in from worker threads, whose current
