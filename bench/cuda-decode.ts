@@ -4,9 +4,9 @@
 //   limits      device-to-device copy bandwidth and bf16 GEMM rate (native/check/device_limits.cu)
 //   batched products  weight read rate of the skinny kernel and of cuBLAS at 2, 4, 8 rows (device_limits.cu)
 //   decode      step time at batch 1, 8, 32, 64, 128, 256 with 512-token contexts and at 1, 8, 32, 64 with
-//               8192-token ones, each against its bound: the bytes it reads (weights without the embedding
-//               table, plus every sequence's K/V) over the bandwidth, or its FLOPs over the GEMM rate where that
-//               is larger
+//               8155-token ones (the 8B shape's 8192 positions less the steps after the prompt), each against
+//               its bound: the bytes it reads (weights without the embedding table, plus every sequence's K/V)
+//               over the bandwidth, or its FLOPs over the GEMM rate where that is larger
 //   multi-LoRA  batch 32 with 32 distinct rank-16 all-target adapters against the same batch without
 //   prefill     2048 tokens in one step: achieved TFLOP/s over the GEMM rate
 //   adapter load  a rank-16 all-target adapter loaded into a slot from host memory (the host tier's bytes) while
@@ -156,16 +156,10 @@ async function decode(engine: NativeEngine, blocks: Blocks, slots: number[], pro
   return (await decodeSteps(engine, blocks, slots, { prompt })).map(ms);
 }
 
-/** The adapter with its files' bytes in the engine's host memory, as the shard's host tier hands it to a slot load. */
-function inHostMemory(engine: NativeEngine, weights: AdapterWeights): AdapterWeights {
+/** The adapter with its files' bytes in host memory, as the shard's host tier hands it to a slot load. */
+function inHostMemory(weights: AdapterWeights): AdapterWeights {
   const files = new Set(weights.pairs.flatMap((p) => [p.a.file, p.b.file]));
-  const read = (file: string) => {
-    const bytes = readFileSync(file);
-    const memory = engine.allocateHostBuffer(bytes.length);
-    memory.set(bytes);
-    return memory;
-  };
-  return { ...weights, fileBytes: Object.fromEntries([...files].map((file) => [file, read(file)])) };
+  return { ...weights, fileBytes: Object.fromEntries([...files].map((file) => [file, readFileSync(file)])) };
 }
 
 /** Milliseconds of one PREFILL-token prompt in one step (median of 3, after one warm-up). */
@@ -301,8 +295,8 @@ async function main(): Promise<void> {
     report("prefill TFLOP/s / GEMM rate (goal >= 0.60)", (tflops / (limits.gemmFlopsPerSecond / 1e12)).toFixed(3));
 
     // Reload one slot RELOADS times, one after another, while 31 adapters decode: each load runs on its own
-    // stream and worker thread from the adapter's bytes in the engine's (page-locked) host memory.
-    const reloaded = inHostMemory(engine, adapters[ADAPTERS - 1]!);
+    // stream and worker thread from the adapter's bytes in host memory.
+    const reloaded = inHostMemory(adapters[ADAPTERS - 1]!);
     const reload = async (): Promise<Interval> => {
       engine.unloadAdapter(ADAPTERS - 1);
       const start = performance.now();

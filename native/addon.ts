@@ -254,12 +254,6 @@ export interface NativeEngine {
   /** Frees a slot; no running sequence may still name it. */
   unloadAdapter(slot: number): void;
   /**
-   * Memory for bytes the engine will load from again and again (the host tier's adapter files, passed back in
-   * AdapterWeights.fileBytes): page-locked on cuda, so that a slot load is one DMA at the bus rate (plain memory
-   * where page-locked memory runs out); plain memory on cpu. Freed when no JS value holds it any more.
-   */
-  allocateHostBuffer(bytes: number): Uint8Array;
-  /**
    * A follower (rank > 0) of a group: runs the leader's steps and adapter loads natively until the leader stops
    * the group (resolves) or the group fails (rejects, naming why). Such an engine takes no other call but info() and close().
    */
@@ -370,10 +364,6 @@ class PackingEngine implements NativeEngine {
 
   unloadAdapter(slot: number): void {
     this.binding.unloadAdapter(slot);
-  }
-
-  allocateHostBuffer(bytes: number): Uint8Array {
-    return this.binding.allocateHostBuffer(bytes);
   }
 
   async follow(): Promise<void> {

@@ -93,7 +93,6 @@ function watch(native: NativeEngine, registry: () => AdapterRegistry): Watched {
       native.unloadAdapter(slot);
       watched.slots.delete(slot);
     },
-    allocateHostBuffer: (bytes) => native.allocateHostBuffer(bytes),
     follow: () => native.follow(),
     watchGroup: () => native.watchGroup(),
     close: () => native.close(),

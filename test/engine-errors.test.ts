@@ -155,22 +155,9 @@ describe("engine errors and life cycle", () => {
       const floats = tensors.reduce((sum, t) => sum + t.shape.reduce((a, d) => a * d, 1), 0);
       // A new engine has run no step and spent nothing in collectives.
       expect(engine.info()).toEqual({ device: "cpu", numKvBlocks: 64, blockSize: 4, maxLoras: 2, weightBytes: 4 * floats, steps: 0, stepSeconds: 0, collectiveSeconds: 0 });
-      // Host buffers: plain memory on cpu, of the size asked; a size that is not a byte count is refused.
-      const buffer = engine.allocateHostBuffer(1000);
-      expect([buffer instanceof Uint8Array, buffer.length]).toEqual([true, 1000]);
-      expect(engine.allocateHostBuffer(0).length).toBe(0);
-      for (const [bad, message] of [
-        [-1, /bytes must be an integer in \[0, 9007199254740991\]/],
-        [1.5, /bytes must be an integer in \[0, 9007199254740991\]/],
-        [Number.NaN, /bytes must be a finite number/],
-        ["8", /bytes must be a number/],
-      ] as [number, RegExp][]) {
-        expect(() => engine.allocateHostBuffer(bad), String(bad)).toThrow(message);
-      }
       engine.close();
       expect(() => engine.info()).toThrow(/closed/);
       await expect(engine.step([])).rejects.toThrow(/closed/);
-      expect(() => engine.allocateHostBuffer(8)).toThrow(/closed/);
     });
   });
 });

@@ -14,7 +14,6 @@ const NATIVE_ENGINE_METHODS: Record<keyof NativeEngine, true> = {
   step: true,
   loadAdapter: true,
   unloadAdapter: true,
-  allocateHostBuffer: true,
   follow: true,
   watchGroup: true,
   close: true,

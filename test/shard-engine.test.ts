@@ -35,7 +35,6 @@ function recording(engine: NativeEngine): { engine: NativeEngine; steps: SeqStep
       },
       loadAdapter: (slot, weights) => engine.loadAdapter(slot, weights),
       unloadAdapter: (slot) => engine.unloadAdapter(slot),
-      allocateHostBuffer: (bytes) => engine.allocateHostBuffer(bytes),
       follow: () => engine.follow(),
       watchGroup: () => engine.watchGroup(),
       close: () => engine.close(),

@@ -48,6 +48,12 @@ function tickStep(max: number): number {
   return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= raw)!;
 }
 
+/** 0, step, 2 step, ... up to max, each a multiple computed afresh (no sum of rounded steps) and trimmed. */
+function ticks(max: number): number[] {
+  const step = tickStep(max);
+  return Array.from({ length: Math.round(max / step) + 1 }, (_, i) => Number((i * step).toPrecision(12)));
+}
+
 const axisMax = (values: number[]): number => {
   const max = Math.max(...values.filter(Number.isFinite), 1);
   return Math.ceil(max / tickStep(max)) * tickStep(max);
@@ -60,11 +66,11 @@ function panel(series: Series[], left: number, width: number, title: string, val
   const x = (v: number) => left + (v / xMax) * width;
   const y = (v: number) => top + height - (v / yMax) * height;
   const parts = [`<rect x="${left}" y="${top}" width="${width}" height="${height}" fill="none" stroke="#444"/>`];
-  for (let v = 0; v <= yMax + 1e-9; v += tickStep(yMax)) {
+  for (const v of ticks(yMax)) {
     parts.push(`<line x1="${left}" x2="${left + width}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
     parts.push(`<text x="${left - 8}" y="${y(v) + 5}" text-anchor="end" ${FONT}>${v}</text>`);
   }
-  for (let v = 0; v <= xMax + 1e-9; v += tickStep(xMax)) {
+  for (const v of ticks(xMax)) {
     parts.push(`<text x="${x(v)}" y="${top + height + 20}" text-anchor="middle" ${FONT}>${v}</text>`);
   }
   parts.push(`<text x="${left + width / 2}" y="${top + height + 45}" text-anchor="middle" ${FONT}>offered requests/s</text>`);

@@ -1,5 +1,6 @@
 // cuda::loraShrink + cuda::loraExpand (through cuda::AdapterSlots, the slot load's dtype conversions included)
 // against the CPU addLoraDelta(): the delta each adds to a float32 output, compared element-wise.
+#include <functional>
 #include <memory>
 
 #include "../src/cpu/lora.h"
@@ -37,19 +38,17 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
   const std::vector<DType> dtypes = {DType::F32, DType::BF16, DType::F16};
   cuda::AdapterSlots<T> slots(spec, layout, static_cast<int>(ranks.size()), maxRank);
   std::vector<std::shared_ptr<const HostAdapter>> adapters(ranks.size());
-  std::vector<std::vector<uint8_t>> files(ranks.size());
-  for (size_t s = 0; s < ranks.size(); ++s) {
+  // An adapter's safetensors bytes (kept alive while its slot is loaded) and what checkAdapter makes of them:
+  // rank `rank`, stored as `dtype`, leaving out the targets `skip` names.
+  auto makeAdapter = [&](const std::string& name, int rank, DType dtype, double scaling, float scale,
+                         const std::function<bool(int layer, int target)>& skip, std::vector<uint8_t>& bytes) {
     AdapterRefs refs;
-    refs.rank = ranks[s];
-    // Powers of two: the slot folds the scaling into B before rounding to T (adapter_slots.cu), which is then
-    // exact, so the reference's B times scaling is what the kernels read.
-    refs.scaling = std::ldexp(0.5, static_cast<int>(s));
-    const std::string name = "adapter-" + std::to_string(s) + ".safetensors";
-    std::vector<uint8_t>& bytes = files[s];
+    refs.rank = rank;
+    refs.scaling = scaling;
     bytes.assign(3, 0);  // an odd header length: tensors start at unaligned offsets, as they may in real files
     auto store = [&](int64_t rows, int64_t cols) {
-      TensorRef ref{name, dtypes[s], {rows, cols}, bytes.size(), 0};
-      for (float value : exactInBoth(randomFloats(static_cast<size_t>(rows * cols), 0.1f))) {
+      TensorRef ref{name, dtype, {rows, cols}, bytes.size(), 0};
+      for (float value : exactInBoth(randomFloats(static_cast<size_t>(rows * cols), scale))) {
         uint8_t raw[4];
         if (ref.dtype == DType::F32) {
           std::memcpy(raw, &value, 4);
@@ -65,18 +64,35 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
     };
     for (int layer = 0; layer < spec.numLayers; ++layer) {
       for (int t = 0; t < kNumLoraTargets; ++t) {
-        if ((t + layer + static_cast<int>(s)) % 3 == 0) continue;  // this adapter leaves the target alone
+        if (skip(layer, t)) continue;
         const TargetShape shape = layout.localShape(static_cast<LoraTarget>(t));
         LoraPairRef pair;
         pair.layer = layer;
         pair.target = static_cast<LoraTarget>(t);
-        pair.a = store(refs.rank, shape.in);
-        pair.b = store(shape.out, refs.rank);
+        pair.a = store(rank, shape.in);
+        pair.b = store(shape.out, rank);
         refs.pairs.push_back(pair);
       }
     }
+    // Borrowed once every tensor is stored: until then offsets, not pointers, name them.
     refs.fileBytes[name] = BorrowedBytes{bytes.data(), bytes.size()};
-    const CheckedAdapter checked = checkAdapter(refs, spec, layout, maxRank);
+    return checkAdapter(refs, spec, layout, maxRank);
+  };
+  // Every slot first holds a full-rank adapter of large values on every target, so that the adapters loaded over
+  // it below read as their own only if a load writes zeros wherever the kernels read past its rank (a load runs
+  // no memset on the GPU: adapter_slots.h).
+  for (size_t s = 0; s < ranks.size(); ++s) {
+    std::vector<uint8_t> stale;
+    slots.load(static_cast<int>(s), makeAdapter("stale.safetensors", maxRank, DType::F32, 1.0, 4.0f, [](int, int) { return false; }, stale));
+    slots.unload(static_cast<int>(s));
+  }
+  std::vector<std::vector<uint8_t>> files(ranks.size());
+  for (size_t s = 0; s < ranks.size(); ++s) {
+    // Powers of two: the slot folds the scaling into B before rounding to T (adapter_slots.cu), which is then
+    // exact, so the reference's B times scaling is what the kernels read.
+    const auto leftOut = [s](int layer, int t) { return (t + layer + static_cast<int>(s)) % 3 == 0; };
+    const CheckedAdapter checked = makeAdapter("adapter-" + std::to_string(s) + ".safetensors", ranks[s], dtypes[s],
+                                               std::ldexp(0.5, static_cast<int>(s)), 0.1f, leftOut, files[s]);
     slots.load(static_cast<int>(s), checked);
     // The reference reads the stored values exactly; the slot holds the same values in T (exactInBoth).
     adapters[s] = std::make_shared<const HostAdapter>(readHostAdapter(checked));

@@ -131,7 +131,6 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
                        {InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::step>("step"),
                         InstanceMethod<&EngineWrap::loadAdapter>("loadAdapter"),
                         InstanceMethod<&EngineWrap::unloadAdapter>("unloadAdapter"),
-                        InstanceMethod<&EngineWrap::allocateHostBuffer>("allocateHostBuffer"),
                         InstanceMethod<&EngineWrap::follow>("follow"),
                         InstanceMethod<&EngineWrap::watchGroup>("watchGroup"),
                         InstanceMethod<&EngineWrap::close>("close")});
@@ -172,18 +171,6 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   }
 
   void unloadAdapter(const Napi::CallbackInfo& info) { open(info.Env())->unloadAdapter(slotAt(info[0])); }
-
-  // A Uint8Array over the backend's host memory (page-locked on cuda), freed when JS lets go of it; a plain one
-  // where the backend has none.
-  Napi::Value allocateHostBuffer(const Napi::CallbackInfo& info) {
-    const Napi::Env env = info.Env();
-    const size_t bytes = hostBufferBytesFromJs(info[0]);
-    void* data = bytes > 0 ? open(env)->allocateHostMemory(bytes) : nullptr;
-    if (data == nullptr) return Napi::Uint8Array::New(env, bytes);
-    const Napi::ArrayBuffer buffer =
-        Napi::ArrayBuffer::New(env, data, bytes, [](Napi::Env, void* block) { releaseHostMemory(block); });
-    return Napi::Uint8Array::New(env, bytes, buffer, 0);
-  }
 
   // A follower rank's whole life: resolves when the leader stops the group, rejects when the group fails.
   Napi::Value follow(const Napi::CallbackInfo& info) {

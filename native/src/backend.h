@@ -45,10 +45,6 @@ class Backend {
   virtual void loadAdapter(int slot, const CheckedAdapter& adapter) = 0;
   virtual void unloadAdapter(int slot) = 0;
 
-  // Host memory for bytes this backend copies to its device again and again (the host tier's adapters), or null
-  // when plain memory serves as well (cpu) or none is left. The cuda backend gives page-locked memory: a slot
-  // load from it is one DMA at the bus rate instead of a copy through staging chunks. releaseHostMemory frees it.
-  virtual void* allocateHostMemory(size_t /*bytes*/) { return nullptr; }
 
   // Runs the batch through the model: writes its K/V into the paged cache at each row's position through the
   // segment's block table, attends causally over each sequence's cached positions, and answers every
@@ -60,8 +56,5 @@ class Backend {
 
 // The backend that options.device names. Throws when that backend is not built or cannot serve the options.
 std::unique_ptr<Backend> createBackend(const EngineOptions& options);
-
-// Frees what a backend's allocateHostMemory returned; any thread, even after the backend is gone.
-void releaseHostMemory(void* data);
 
 }  // namespace loraserve

@@ -21,13 +21,4 @@ std::unique_ptr<Backend> createBackend(const EngineOptions& options) {
   throw std::logic_error("unknown device");
 }
 
-void releaseHostMemory(void* data) {
-#ifdef LORASERVE_WITH_CUDA
-  cudaFreeHost(data);
-#else
-  // Only the cuda backend allocates host memory of its own.
-  (void)data;
-#endif
-}
-
 }  // namespace loraserve

@@ -65,9 +65,6 @@ class Engine {
   // JS thread: the leader tells its followers to stop (after the running step); nothing for a single rank.
   void stopGroup();
 
-  // Backend::allocateHostMemory: null where plain memory serves as well.
-  void* allocateHostMemory(size_t bytes) { return backend_->allocateHostMemory(bytes); }
-
  private:
   enum class SlotState { Free, Loading, Ready };
 

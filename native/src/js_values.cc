@@ -365,7 +365,6 @@ Napi::Float32Array toFloat32Array(Napi::Env env, const std::vector<float>& value
 
 }  // namespace
 
-size_t hostBufferBytesFromJs(const Napi::Value& value) { return static_cast<size_t>(sizeAt(value, "bytes")); }
 
 EngineOptions engineOptionsFromJs(const Napi::Value& value) {
   const std::string path = "EngineOptions";

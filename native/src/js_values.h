@@ -20,8 +20,6 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value);
 // result points into: the caller holds them (and frees them on the JS thread) until the load is over.
 AdapterRefs adapterFromJs(const Napi::Value& value, std::vector<Napi::ObjectReference>& keepAlive);
 std::vector<SeqStep> seqStepsFromJs(const Napi::Value& value);
-// The byte count of NativeEngine.allocateHostBuffer: a non-negative safe integer.
-size_t hostBufferBytesFromJs(const Napi::Value& value);
 
 Napi::Value seqResultsToJs(Napi::Env env, const std::vector<SeqResult>& results);
 Napi::Value engineInfoToJs(Napi::Env env, const EngineInfo& info);

@@ -1,7 +1,6 @@
-// The host tier: adapters read from disk and validated, held in host memory (page-locked on cuda) so that a
-// slot load touches no disk. At most --max-cpu-loras adapters hold bytes or room for a read in flight; a full
+// The host tier: adapters read from disk and validated, held in host memory so that a slot load touches no
+// disk. At most --max-cpu-loras adapters hold bytes or room for a read in flight; a full
 // tier gives up its least recently used adapter that no sequence uses, and a read that finds none waits.
-import type { NativeEngine } from "../../native/addon.js";
 import { LoadError } from "../model/load-error.js";
 import { ON_DISK, type AdapterEntry } from "./adapter-entry.js";
 import type { AdapterCatalog } from "./catalog.js";
@@ -28,7 +27,6 @@ export class HostTier {
 
   constructor(
     private readonly catalog: AdapterCatalog,
-    private readonly engine: Pick<NativeEngine, "allocateHostBuffer">,
     private readonly options: HostTierOptions,
     private readonly events: HostReadEvents,
   ) {}
@@ -63,7 +61,7 @@ export class HostTier {
       // Stamped before reading: a change during the read gives another stamp at the next check, and a reload.
       stampedAt = Date.now();
       stamp = await stampAdapterFiles(entry.dir);
-      host = await readAdapter(entry.dir, entry.root, this.options, (bytes) => this.engine.allocateHostBuffer(bytes));
+      host = await readAdapter(entry.dir, entry.root, this.options);
     } catch (cause) {
       const reason = cause instanceof LoadError ? "is not valid for this model" : "cannot be read";
       const message = `adapter ${JSON.stringify(entry.id)} ${reason}: ${(cause as Error).message}`;

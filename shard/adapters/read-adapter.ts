@@ -43,17 +43,12 @@ async function resolveInside(path: string, root: string | null): Promise<string 
   }
 }
 
-/** Memory for a file's bytes (NativeEngine.allocateHostBuffer: page-locked on cuda). */
-export type HostBufferAllocator = (bytes: number) => Uint8Array;
-
-const plainMemory: HostBufferAllocator = (bytes) => Buffer.allocUnsafe(bytes);
-
 /**
- * Reads `path` whole into memory from `allocate`, or null when it does not exist. With a root, the file must
+ * Reads `path` whole into memory, or null when it does not exist. With a root, the file must
  * really lie inside it: its real path is checked before it is opened, and the opened file's path again after (a
  * symlink swapped in between cannot lead out).
  */
-async function readFileInside(path: string, root: string | null, allocate = plainMemory): Promise<Buffer | null> {
+async function readFileInside(path: string, root: string | null): Promise<Buffer | null> {
   const real = await resolveInside(path, root);
   if (real === null) return null;
   // O_NONBLOCK: a FIFO planted under the name must not hang the open.
@@ -64,8 +59,7 @@ async function readFileInside(path: string, root: string | null, allocate = plai
     const opened = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => real);
     assertInside(opened, root, path);
     const size = (await handle.stat()).size;
-    const memory = allocate(size);
-    const bytes = Buffer.from(memory.buffer, memory.byteOffset, size);
+    const bytes = Buffer.allocUnsafe(size);
     for (let at = 0; at < size; ) {
       const { bytesRead } = await handle.read(bytes, at, size - at, at);
       if (bytesRead === 0) throw new LoadError(path, `ended after ${at} of ${size} bytes (changed while read)`);
@@ -79,9 +73,9 @@ async function readFileInside(path: string, root: string | null, allocate = plai
 
 /**
  * Reads and validates the adapter in `dir` (a real path); `root` is the root it must stay in, null when the
- * operator named it. The weights file goes into memory from `allocate`.
+ * operator named it.
  */
-export async function readAdapter(dir: string, root: string | null, limits: AdapterLimits, allocate = plainMemory): Promise<HostAdapter> {
+export async function readAdapter(dir: string, root: string | null, limits: AdapterLimits): Promise<HostAdapter> {
   const configPath = join(dir, ADAPTER_CONFIG_FILE);
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   const tokenizerConfigPath = join(dir, TOKENIZER_CONFIG_FILE);
@@ -92,7 +86,7 @@ export async function readAdapter(dir: string, root: string | null, limits: Adap
   const configText = await readFileInside(configPath, root);
   if (configText === null) throw new LoadError(configPath, "missing: not a PEFT adapter directory");
   const configJson = parseJsonObject(configPath, configText.toString("utf8"));
-  const weightBytes = await readFileInside(weightsPath, root, allocate);
+  const weightBytes = await readFileInside(weightsPath, root);
   if (weightBytes === null) throw new LoadError(weightsPath, "missing (pickle adapter_model.bin is not loaded, convert it to safetensors)");
   const safetensors = safetensorsFromBytes(weightsPath, weightBytes);
   const files = adapterFromFiles(dir, configPath, configJson, safetensors, limits.spec);

@@ -70,7 +70,7 @@ export class AdapterRegistry implements AdapterResidency {
   private constructor(engine: NativeEngine, options: RegistryOptions) {
     this.filesCheckIntervalMs = options.filesCheckIntervalMs ?? FILES_CHECK_INTERVAL_MS;
     this.catalog = new AdapterCatalog(options.roots, options.listAdaptersInErrors ?? false);
-    this.host = new HostTier(this.catalog, engine, options, {
+    this.host = new HostTier(this.catalog, options, {
       read: () => this.slots.pump(),
       readFailed: (entry, error) => this.slots.readFailed(entry, error),
     });

@@ -1,5 +1,5 @@
-// A small fixed pool for the loops that OpenBLAS does not cover (attention over heads and tokens). The calling
-// thread works too, so a pool of N threads starts N - 1.
+// A small fixed pool for loops that OpenBLAS does not cover (attention over heads and tokens on cpu; an adapter
+// load's conversion on cuda, adapter_slots.h). The calling thread works too, so a pool of N threads starts N - 1.
 #pragma once
 
 #include <atomic>

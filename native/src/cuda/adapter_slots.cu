@@ -121,9 +121,9 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
   std::lock_guard<std::mutex> lock(loadMutex_);
   std::vector<int32_t> ranks(static_cast<size_t>(numLayers_) * kNumLoraTargets, 0);
   std::vector<Piece> pieces;
-  // What the kernels read of each target: A's rows up to the rank rounded up to 8, and all of B (its columns
-  // past the rank included); those parts of the image are written whole, zeros where the adapter has no value,
-  // and copied.
+  // What the kernels read of each target: A's rows and B's columns up to the rank rounded up to 8. A's rows are
+  // contiguous; B's columns are not (B is [out][maxRank]), so B goes whole, one contiguous copy rather than a
+  // strided one per row. Those ranges of the image are written whole, zeros where the adapter has no value.
   std::vector<SlotRange> ranges;
   auto add = [&pieces](const MappedFile* file, const TensorRef& ref, IndexRange rows, IndexRange cols, int readRows,
                        int64_t dst, int64_t dstPitch, float scale) {
@@ -159,7 +159,13 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
     }
   }
   fillImage(pieces);
-  copyImage(slot, ranges);
+  try {
+    copyImage(slot, ranges);
+  } catch (...) {
+    // Copies already queued read the image: the next load may not refill it before they are done.
+    cudaStreamSynchronize(loadStream_);
+    throw;
+  }
   publishRanks(slot, ranks);
 }
 

@@ -3,7 +3,8 @@
 // steps run must not take the GPU from them, so the GPU only copies: host threads convert the stored values
 // (bf16, float16 or float32, from the mapped file or the host tier) into a page-locked image of the slot (the
 // backend's 16-bit type T, the scaling folded into B, zeros where the kernels read past the rank), and the copy
-// engine sends the parts the kernels read, on a stream of its own; only then are the ranks published, which is
+// engine sends the targets the adapter has (A's rows up to its rank rounded up to 8, all of B), on a stream of
+// its own; only then are the ranks published, which is
 // what makes the slot visible to the kernels. No GPU memset or conversion kernel runs for a load.
 #pragma once
 

@@ -231,19 +231,6 @@ void CudaBackend<T>::unloadAdapter(int slot) {
 }
 
 template <typename T>
-void* CudaBackend<T>::allocateHostMemory(size_t bytes) {
-  useDevice();
-  void* data = nullptr;
-  // Page-locked memory is scarcer than memory (RLIMIT_MEMLOCK, the host's RAM): where it runs out the caller
-  // falls back to plain memory, which a slot load copies through the staging chunks instead.
-  if (cudaMallocHost(&data, bytes) != cudaSuccess) {
-    cudaGetLastError();  // not sticky; clear it so the next check does not report it
-    return nullptr;
-  }
-  return data;
-}
-
-template <typename T>
 int CudaBackend<T>::decodeSplits(int items) const {
   // Enough blocks for two waves over the multiprocessors; long contexts then read in parallel.
   const int blocks = items * static_cast<int>(layout_.localKvHeads());

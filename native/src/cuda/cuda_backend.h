@@ -45,7 +45,6 @@ class CudaBackend final : public Backend {
   int sizedMaxLoras() const override { return adapters_.count(); }
   void loadAdapter(int slot, const CheckedAdapter& adapter) override;
   void unloadAdapter(int slot) override;
-  void* allocateHostMemory(size_t bytes) override;
   std::vector<LogitResult> forward(const ForwardBatch& batch) override;
 
  private:

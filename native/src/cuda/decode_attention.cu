@@ -21,7 +21,7 @@ __device__ inline float rescale(float oldMax, float newMax) {
   return oldMax == -INFINITY ? 0.0f : exp2f(oldMax - newMax);
 }
 
-// A lane's kPerLane consecutive 16-bit elements in one load (2, 4, 8 or 16 bytes: the address is aligned to it).
+// A lane's kPerLane consecutive 16-bit elements in one load (2, 4 or 8 bytes: the address is aligned to it).
 template <int kPerLane>
 struct LaneBits;
 template <>
@@ -30,11 +30,10 @@ template <>
 struct LaneBits<2> { using type = unsigned int; };
 template <>
 struct LaneBits<4> { using type = uint2; };
-template <>
-struct LaneBits<8> { using type = uint4; };
 
+// Aligned as its load, which is stored into it whole.
 template <int kPerLane, typename T>
-struct LaneRow {
+struct alignas(sizeof(typename LaneBits<kPerLane>::type)) LaneRow {
   T values[kPerLane];
 };
 
@@ -48,7 +47,7 @@ __device__ inline LaneRow<kPerLane, T> loadLane(const T* src) {
 }
 
 // Each lane holds kPerLane consecutive elements of the head dimension: headDim = 32 * kPerLane, or fewer
-// (head_dim 16) with the upper lanes idle. Each warp reads kTile positions at once (their loads all in flight
+// (head_dim 16) with the upper lanes idle. Each warp reads kTile (8) positions at once (their loads all in flight
 // before the first score is needed: one position at a time left the K/V reads latency-bound, at 0.18 of the
 // bandwidth at batch 32, measured with ncu), scores them with kTile independent warp sums, and folds the tile
 // into its running softmax with one rescale.
@@ -58,8 +57,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                           T* out) {
   waitForPreviousKernel();
   constexpr int kDim = 32 * kPerLane;
-  // Registers: kTile keys and values per lane beside the group's queries and sums.
-  constexpr int kTile = kPerLane >= 8 ? 4 : 8;
+  // Positions a warp reads at once: 8 keys and values per lane fit in registers beside the group's queries and sums.
+  constexpr int kTile = 8;
   __shared__ float warpState[kWarps][kMaxGroup][kDim + 2];
   const int dim = kv.headDim;
   const DecodeItem item = items[blockIdx.x];
@@ -243,7 +242,6 @@ void decodeAttention(const T* q, const PagedKv<T>& kv, const DecodeItem* items, 
     case 32: launch(decodeAttentionKernel<1, T>); break;
     case 64: launch(decodeAttentionKernel<2, T>); break;
     case 128: launch(decodeAttentionKernel<4, T>); break;
-    case 256: launch(decodeAttentionKernel<8, T>); break;
     default: throw std::runtime_error("decode attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
   }
   if (splits > 1) {

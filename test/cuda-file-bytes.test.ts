@@ -1,6 +1,5 @@
-// The CUDA engine's host buffers (NativeEngine.allocateHostBuffer: page-locked memory, which a slot load copies
-// from directly): an adapter loaded from its file's bytes in one gives exactly the logits of the same adapter
-// loaded from the file.
+// A CUDA slot load from an adapter's bytes in host memory (AdapterWeights.fileBytes, as the host tier hands
+// them over) gives exactly the logits of the same adapter loaded from its file (mapped).
 //
 // Runs only where the CUDA engine can (test/helpers/cuda.ts); elsewhere it skips and says so.
 import { readFileSync } from "node:fs";
@@ -12,24 +11,17 @@ import { openHarness, runStep, TestSequence } from "./helpers/engine-harness.js"
 import { fixtureSets } from "./helpers/fixture-sets.js";
 
 const cuda = cudaAvailable();
-if (!cuda) console.warn("NOTE: test/cuda-host-buffer.test.ts is SKIPPED: no CUDA backend in the addon or no NVIDIA GPU.");
+if (!cuda) console.warn("NOTE: test/cuda-file-bytes.test.ts is SKIPPED: no CUDA backend in the addon or no NVIDIA GPU.");
 const set = fixtureSets().find((s) => Object.keys(s.refs.adapters).length > 0);
 
-describe.skipIf(!cuda || set === undefined)("CUDA host buffers", () => {
-  it("an adapter loaded from page-locked host memory gives the logits of the same adapter loaded from its file", async () => {
+describe.skipIf(!cuda || set === undefined)("CUDA slot loads from host bytes", () => {
+  it("an adapter loaded from its bytes in host memory gives the logits of the same adapter loaded from its file", async () => {
     const h = await openHarness(set!, { device: "cuda" });
     try {
       const id = Object.keys(set!.refs.adapters)[0]!;
       const { weights } = loadAdapterFiles(join(set!.adaptersDir, id), h.spec);
       const files = new Set(weights.pairs.flatMap((p) => [p.a.file, p.b.file]));
-      const fileBytes = Object.fromEntries(
-        [...files].map((file) => {
-          const bytes = readFileSync(file);
-          const memory = h.engine.allocateHostBuffer(bytes.length);
-          memory.set(bytes);
-          return [file, memory];
-        }),
-      );
+      const fileBytes = Object.fromEntries([...files].map((file) => [file, readFileSync(file)]));
       const fromFile = h.slots.get(id)!;
       h.engine.unloadAdapter(fromFile);
       await h.engine.loadAdapter(fromFile, { ...weights, fileBytes });
