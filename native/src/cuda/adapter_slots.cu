@@ -2,6 +2,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "adapter_slots.h"
 #include "cuda_check.h"
@@ -33,7 +34,8 @@ AdapterSlots<T>::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, 
       maxLoras_(maxLoras),
       maxRank_(slotRank(maxLoraRank)),
       targetOffsets_(kNumLoraTargets),
-      converters_(kConverterThreads) {
+      // No slots, nothing to convert: one thread (the caller's, so none is started).
+      converters_(maxLoras > 0 ? std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kConverterThreads) : 1) {
   for (int t = 0; t < kNumLoraTargets; ++t) {
     const TargetShape shape = layout.localShape(static_cast<LoraTarget>(t));
     targetOffsets_[static_cast<size_t>(t)] = layerElements_;
