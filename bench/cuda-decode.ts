@@ -18,10 +18,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { createEngine, LORA_TARGETS, type AdapterWeights, type DeviceDtype, type NativeEngine, type SeqStep } from "../native/addon.js";
+import { createEngine, LORA_TARGETS, type AdapterWeights, type DeviceDtype, type NativeEngine } from "../native/addon.js";
 import { loadAdapterFiles } from "../shard/model/adapter.js";
 import { loadModelFiles } from "../shard/model/model-files.js";
 import { projectionShape } from "../shard/model/projections.js";
+import { stepGreedily, type BenchSeq } from "./greedy-steps.js";
 import { adapterPool, writeRandomAdapter, writeRandomModel } from "./random-checkpoint.js";
 import { LLAMA3_8B_SHAPE } from "./synthetic-model.js";
 
@@ -78,27 +79,6 @@ class Blocks {
   }
 }
 
-interface Seq {
-  slot: number;
-  table: Int32Array;
-  position: number;
-  last: number;
-}
-
-function stepOf(seq: Seq, tokens: Int32Array): SeqStep {
-  return {
-    tokens,
-    startPos: seq.position,
-    blockTable: seq.table,
-    adapterSlot: seq.slot,
-    sample: true,
-    sampling: { temperature: 0, topK: 0, topP: 1, seed: 0, draw: seq.position },
-    topN: 0,
-    logprobTargets: null,
-    returnLogits: false,
-  };
-}
-
 /** When a step or a load ran, in performance.now() milliseconds. */
 interface Interval {
   start: number;
@@ -107,14 +87,9 @@ interface Interval {
 
 const ms = ({ start, end }: Interval) => end - start;
 
-async function runStep(engine: NativeEngine, seqs: Seq[], tokens: (s: Seq) => Int32Array): Promise<Interval> {
+async function runStep(engine: NativeEngine, seqs: BenchSeq[], tokens: (s: BenchSeq) => Int32Array): Promise<Interval> {
   const start = performance.now();
-  const plan = seqs.map((s) => stepOf(s, tokens(s)));
-  const results = await engine.step(plan);
-  results.forEach((r, i) => {
-    seqs[i]!.position += plan[i]!.tokens.length;
-    seqs[i]!.last = r.token;
-  });
+  await stepGreedily(engine, seqs, tokens);
   return { start, end: performance.now() };
 }
 
@@ -129,7 +104,7 @@ interface DecodeRun {
 
 /** Prefills one `prompt`-token sequence per slot, then decodes; returns each timed step's interval. */
 async function decodeSteps(engine: NativeEngine, blocks: Blocks, slots: number[], { steps = TIMED_STEPS, prompt = PROMPT, during }: DecodeRun = {}): Promise<Interval[]> {
-  const seqs: Seq[] = slots.map((slot) => ({
+  const seqs: BenchSeq[] = slots.map((slot) => ({
     slot,
     table: blocks.take(blocksPerSeq(steps, prompt)),
     position: 0,
@@ -166,7 +141,7 @@ function inHostMemory(weights: AdapterWeights): AdapterWeights {
 async function prefill(engine: NativeEngine, blocks: Blocks): Promise<number> {
   const times: number[] = [];
   for (let run = 0; run < 4; run++) {
-    const seq: Seq = { slot: -1, table: blocks.take(PREFILL / BLOCK_SIZE + 1), position: 0, last: 0 };
+    const seq: BenchSeq = { slot: -1, table: blocks.take(PREFILL / BLOCK_SIZE + 1), position: 0, last: 0 };
     const step = await runStep(engine, [seq], () => Int32Array.from({ length: PREFILL }, (_, k) => (k * 131 + run) % SHAPE.vocabSize));
     blocks.give(seq.table);
     if (run > 0) times.push(ms(step));

@@ -9,9 +9,10 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createEngine, type SeqStep } from "../native/addon.js";
+import { createEngine } from "../native/addon.js";
 import { loadAdapterFiles } from "../shard/model/adapter.js";
 import { loadModelFiles } from "../shard/model/model-files.js";
+import { stepGreedily, type BenchSeq } from "./greedy-steps.js";
 import { adapterPool, writeRandomAdapter, writeRandomModel } from "./random-checkpoint.js";
 import { LLAMA3_8B_SHAPE } from "./synthetic-model.js";
 
@@ -63,32 +64,14 @@ const engine = createEngine({
 });
 try {
   for (let a = 0; a < adapterCount; a++) await engine.loadAdapter(a, loadAdapterFiles(join(dir, `adapter-${a}`), model.spec).weights);
-  const seqs = Array.from({ length: batch }, (_, i) => ({
+  const seqs: BenchSeq[] = Array.from({ length: batch }, (_, i) => ({
     slot: adapterCount === 0 ? -1 : i % adapterCount,
     table: Int32Array.from({ length: blocksPerSeq }, (_, b) => i * blocksPerSeq + b),
     position: 0,
     last: 0,
   }));
-  const run = async (tokens: (i: number) => Int32Array) => {
-    const plan: SeqStep[] = seqs.map((seq, i) => ({
-      tokens: tokens(i),
-      startPos: seq.position,
-      blockTable: seq.table,
-      adapterSlot: seq.slot,
-      sample: true,
-      sampling: { temperature: 0, topK: 0, topP: 1, seed: 0, draw: seq.position },
-      topN: 0,
-      logprobTargets: null,
-      returnLogits: false,
-    }));
-    const results = await engine.step(plan);
-    results.forEach((result, i) => {
-      seqs[i]!.position += plan[i]!.tokens.length;
-      seqs[i]!.last = result.token;
-    });
-  };
-  await run((i) => Int32Array.from({ length: prompt }, (_, k) => (i * 7919 + k * 31) % model.spec.vocabSize));
-  for (let s = 0; s < steps; s++) await run((i) => Int32Array.of(seqs[i]!.last));
+  await stepGreedily(engine, seqs, (seq) => Int32Array.from({ length: prompt }, (_, k) => (seqs.indexOf(seq) * 7919 + k * 31) % model.spec.vocabSize));
+  for (let s = 0; s < steps; s++) await stepGreedily(engine, seqs, (seq) => Int32Array.of(seq.last));
   console.log(`cuda-profile: batch ${batch}, ${prompt}-token prompts, ${adapterCount} adapters, ${steps} decode steps`);
 } finally {
   engine.close();

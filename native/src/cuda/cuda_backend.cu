@@ -156,21 +156,30 @@ CudaBackend<T>::CudaBackend(const EngineOptions& options)
 }
 
 template <typename T>
-int CudaBackend<T>::kvBlocksThatFit(double gpuMemoryFraction) const {
+typename CudaBackend<T>::MemoryRoom CudaBackend<T>::memoryRoom(double gpuMemoryFraction) const {
   size_t free = 0, total = 0;
   checkCuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
-  // What this engine took since it started: weights, adapter slots, activations, workspaces.
-  const double held = static_cast<double>(freeBeforeLoad_) - static_cast<double>(free);
+  MemoryRoom memory;
+  memory.free = static_cast<double>(free);
+  memory.total = static_cast<double>(total);
+  memory.held = static_cast<double>(freeBeforeLoad_) - memory.free;
+  memory.room = std::min(gpuMemoryFraction * memory.total - memory.held, memory.free);
+  return memory;
+}
+
+template <typename T>
+int CudaBackend<T>::kvBlocksThatFit(double gpuMemoryFraction) const {
+  // What this engine took since it started (weights, adapter slots, activations, workspaces) is held.
+  const auto [room, held, free, total] = memoryRoom(gpuMemoryFraction);
   // Logit rows grow on demand (ensureLogitRows): keep room for one full part's, and for graphs and the like.
   // (On the tensor-parallel path each row also has its vocabulary columns and every rank's, gathered.)
   const double gatherFloats = nccl_ ? static_cast<double>(layout_.vocabPerRank()) * (layout_.world() + 1) : 0.0;
   const double logitRoom =
       static_cast<double>(kTokenBudget) * ((spec_.vocabSize + gatherFloats) * sizeof(float) + spec_.hiddenSize * 2);
-  const double room = std::min(gpuMemoryFraction * static_cast<double>(total) - held, static_cast<double>(free)) -
-                      logitRoom - static_cast<double>(kHeadroomBytes);
+  const double cacheRoom = room - logitRoom - static_cast<double>(kHeadroomBytes);
   const double blockBytes = static_cast<double>(spec_.numLayers) * 2 * blockSize_ * kvWidth_ * sizeof(T);
   // Cache rows are int32 block * blockSize + offset; and the shard keeps a list of the block ids.
-  const double blocks = std::min({std::floor(room / blockBytes), static_cast<double>(kMaxSizedKvBlocks),
+  const double blocks = std::min({std::floor(cacheRoom / blockBytes), static_cast<double>(kMaxSizedKvBlocks),
                                   static_cast<double>(std::numeric_limits<int32_t>::max() / blockSize_)});
   if (blocks < 1) {
     const double gib = 1024.0 * 1024.0 * 1024.0;
@@ -186,11 +195,8 @@ int CudaBackend<T>::kvBlocksThatFit(double gpuMemoryFraction) const {
 
 template <typename T>
 int CudaBackend<T>::slotsThatFit(const EngineOptions& options) const {
-  size_t free = 0, total = 0;
-  checkCuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
   // Called once the weights are on the device: the room is what the engine's share leaves after them.
-  const double held = static_cast<double>(freeBeforeLoad_) - static_cast<double>(free);
-  const double room = std::min(options.gpuMemoryFraction * static_cast<double>(total) - held, static_cast<double>(free));
+  const double room = memoryRoom(options.gpuMemoryFraction).room;
   const double slotBytes = static_cast<double>(cuda::AdapterSlots<T>::slotBytes(spec_, layout_, options.maxLoraRank));
   const double slots = std::floor(options.adapterMemoryFraction * room / slotBytes);
   if (slots < 1) {

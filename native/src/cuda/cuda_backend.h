@@ -74,6 +74,11 @@ class CudaBackend final : public Backend {
   void dropGraphs();
   int decodeSplits(int items) const;
   // The KV blocks that fit the engine's share of device memory after everything else is allocated.
+  // Device bytes: gpuMemoryFraction of the total less what the engine holds (room, never more than is free).
+  struct MemoryRoom {
+    double room = 0, held = 0, free = 0, total = 0;
+  };
+  MemoryRoom memoryRoom(double gpuMemoryFraction) const;
   int kvBlocksThatFit(double gpuMemoryFraction) const;
   // EngineOptions.maxLoras -1: the slots that fit in adapterMemoryFraction of the engine's room after the weights.
   int slotsThatFit(const EngineOptions& options) const;
