@@ -120,7 +120,7 @@ export async function startShard(args: ShardArgs, progress: ProgressSink = NO_PR
   const engine = telemetry.loadingModel(() => createShardEngine(model, requested, args));
   const encoder = EncoderPool.start(model.dir, args.validationWorkers);
   try {
-    const limits = requested.numKvBlocks === 0 ? withEngineKvBlocks(requested, engine.info().numKvBlocks, args.gpuMemoryFraction) : requested;
+    const limits = requested.numKvBlocks === 0 ? withEngineKvBlocks(requested, args, engine.info().numKvBlocks) : requested;
     const { maxCpuLoras, maxLoraRank, listAdaptersInErrors } = args;
     const { maxLoras } = engine.info();
     const adapters = await AdapterRegistry.open(engine, { spec: model.spec, maxLoraRank, maxLoras, maxCpuLoras, roots, listAdaptersInErrors }, args.adapters, {

@@ -16,7 +16,8 @@ const DEFAULT_GPU_MEMORY_FRACTION = 0.9;
 /** TGI's defaults. */
 const DEFAULT_MAX_TOP_N_TOKENS = 5;
 const DEFAULT_VALIDATION_WORKERS = 2;
-const DEFAULT_MAX_CONCURRENT_REQUESTS = 128;
+/** TGI's default, and the least a shard takes by default. */
+const MIN_DEFAULT_CONCURRENT_REQUESTS = 128;
 /** The default --max-queued-tokens, in steps' worth of prompt (--max-batch-prefill-tokens): generous, yet bounded. */
 const QUEUED_PREFILL_STEPS = 16;
 /** Kubernetes' default terminationGracePeriodSeconds. */
@@ -47,7 +48,8 @@ MAX_NEW_TOKENS_LIMIT=N. The flag wins when both are set.
   --max-new-tokens-limit N       most tokens one request may generate (default: max total tokens - 1)
   --max-batch-prefill-tokens N   prompt tokens computed per step; longer prompts are chunked (default 4096)
   --max-concurrent-requests N    most requests queued or running at once; past it a request is refused
-                                 RESOURCE_EXHAUSTED (HTTP 429 with retry-after) (default ${DEFAULT_MAX_CONCURRENT_REQUESTS}); an
+                                 RESOURCE_EXHAUSTED (HTTP 429 with retry-after) (default: as many sequences as the
+                                 KV cache holds at --max-total-tokens each, at least ${MIN_DEFAULT_CONCURRENT_REQUESTS}); an
                                  adapter below its fair share while others hold requests may go an eighth past
                                  this and --max-queued-tokens
   --max-queued-tokens N          most prompt tokens waiting to be scheduled; past it a request is refused the same
@@ -130,7 +132,8 @@ export interface ShardArgs extends TelemetryOptions {
   /** Reuse cached KV blocks of prompt prefixes (--disable-prefix-caching turns it off). */
   prefixCaching: boolean;
   maxBatchPrefillTokens: number;
-  maxConcurrentRequests: number;
+  /** Unset: sized from the KV cache (defaultConcurrentRequests). */
+  maxConcurrentRequests: number | null;
   /** Unset means QUEUED_PREFILL_STEPS steps' worth of prompt (see resolveLimits). */
   maxQueuedTokens: number | null;
   maxTopNTokens: number;
@@ -274,7 +277,7 @@ export function parseShardArgs(args: readonly string[], env: NodeJS.ProcessEnv =
     prefixCaching: !shardSwitch("disable-prefix-caching", values["disable-prefix-caching"], env),
     listAdaptersInErrors: shardSwitch("list-adapters-in-errors", values["list-adapters-in-errors"], env),
     maxBatchPrefillTokens: integer(setting("max-batch-prefill-tokens"), 1) ?? 4096,
-    maxConcurrentRequests: integer(setting("max-concurrent-requests"), 1) ?? DEFAULT_MAX_CONCURRENT_REQUESTS,
+    maxConcurrentRequests: integer(setting("max-concurrent-requests"), 1),
     maxQueuedTokens: integer(setting("max-queued-tokens"), 1),
     maxTopNTokens: integer(setting("max-top-n-tokens"), 0) ?? DEFAULT_MAX_TOP_N_TOKENS,
     validationWorkers: integer(setting("validation-workers"), 1) ?? DEFAULT_VALIDATION_WORKERS,
@@ -340,7 +343,8 @@ export function resolveLimits(args: ShardArgs, spec: ModelSpec): ShardLimits {
   const { blockSize } = args;
   // On cuda the engine sizes the cache from GPU memory (numKvBlocks 0); withEngineKvBlocks takes its count.
   const numKvBlocks = args.numKvBlocks ?? (args.device === "cuda" ? 0 : DEFAULT_FULL_SEQUENCES * Math.ceil(maxTotalTokens / blockSize));
-  const { maxBatchPrefillTokens, maxTopNTokens, maxConcurrentRequests } = args;
+  const { maxBatchPrefillTokens, maxTopNTokens } = args;
+  const maxConcurrentRequests = args.maxConcurrentRequests ?? defaultConcurrentRequests(numKvBlocks, maxTotalTokens, blockSize);
   const maxQueuedTokens = args.maxQueuedTokens ?? Math.max(QUEUED_PREFILL_STEPS * maxBatchPrefillTokens, maxInputTokens);
   // A bound below the longest prompt would refuse that prompt even on an idle shard.
   if (maxQueuedTokens < maxInputTokens) throw new UsageError(`--max-queued-tokens ${maxQueuedTokens} must be at least --max-input-tokens ${maxInputTokens}`);
@@ -349,10 +353,20 @@ export function resolveLimits(args: ShardArgs, spec: ModelSpec): ShardLimits {
   return limits;
 }
 
-/** The limits with the block count the engine chose for numKvBlocks 0 (--gpu-memory-fraction). */
-export function withEngineKvBlocks(limits: ShardLimits, numKvBlocks: number, gpuMemoryFraction: number): ShardLimits {
-  const sized = { ...limits, numKvBlocks };
-  checkKvBlocks(sized, `the ${numKvBlocks} KV blocks that fit --gpu-memory-fraction ${gpuMemoryFraction}`);
+/**
+ * --max-concurrent-requests' default: as many sequences as the cache holds at their longest, so that admission
+ * refuses what could not run together anyway, not what a large cache could (the H200's held 425 of 2048 tokens
+ * for an 8B model, where TGI's 128 refused a load it could serve); at least 128.
+ */
+function defaultConcurrentRequests(numKvBlocks: number, maxTotalTokens: number, blockSize: number): number {
+  return Math.max(MIN_DEFAULT_CONCURRENT_REQUESTS, Math.floor(numKvBlocks / Math.ceil(maxTotalTokens / blockSize)));
+}
+
+/** The limits with the block count the engine chose for numKvBlocks 0 (--gpu-memory-fraction), and what follows from it. */
+export function withEngineKvBlocks(limits: ShardLimits, args: Pick<ShardArgs, "gpuMemoryFraction" | "maxConcurrentRequests">, numKvBlocks: number): ShardLimits {
+  const maxConcurrentRequests = args.maxConcurrentRequests ?? defaultConcurrentRequests(numKvBlocks, limits.maxTotalTokens, limits.blockSize);
+  const sized = { ...limits, numKvBlocks, maxConcurrentRequests };
+  checkKvBlocks(sized, `the ${numKvBlocks} KV blocks that fit --gpu-memory-fraction ${args.gpuMemoryFraction}`);
   return sized;
 }
 

@@ -43,7 +43,7 @@ describe("parseShardArgs", () => {
       prefixCaching: true,
       listAdaptersInErrors: false,
       maxBatchPrefillTokens: 4096,
-      maxConcurrentRequests: 128,
+      maxConcurrentRequests: null,
       maxQueuedTokens: null,
       maxTopNTokens: 5,
       validationWorkers: 2,
@@ -163,6 +163,18 @@ describe("resolveLimits", () => {
     expect(() => parseShardArgs(["--model-id", "/m", "--max-concurrent-requests", "0"], {})).toThrow(UsageError);
   });
 
+  it("takes as many concurrent requests as the KV cache holds sequences at --max-total-tokens, at least 128, unless told", () => {
+    // 1024 tokens are 64 blocks of 16: 200 sequences in 12800 blocks.
+    expect(resolveLimits(parseShardArgs(["--model-id", "/m", "--num-kv-blocks", "12800"], {}), spec(1024)).maxConcurrentRequests).toBe(200);
+    expect(resolveLimits(parseShardArgs(["--model-id", "/m", "--num-kv-blocks", "640"], {}), spec(1024)).maxConcurrentRequests).toBe(128);
+    const cuda = parseShardArgs(["--model-id", "/m"], {}, "cuda");
+    const limits = resolveLimits(cuda, spec(1024));
+    expect(limits.maxConcurrentRequests).toBe(128); // the cache is not sized yet
+    expect(withEngineKvBlocks(limits, cuda, 64 * 425).maxConcurrentRequests).toBe(425);
+    const told = parseShardArgs(["--model-id", "/m", "--max-concurrent-requests", "50"], {}, "cuda");
+    expect(withEngineKvBlocks(resolveLimits(told, spec(1024)), told, 64 * 425).maxConcurrentRequests).toBe(50);
+  });
+
   it("on cuda leaves the block count to the engine (0) unless --num-kv-blocks names one, then checks the engine's", () => {
     const cuda = parseShardArgs(["--model-id", "/m", "--gpu-memory-fraction", "0.5"], {}, "cuda");
     expect([cuda.device, cuda.gpuMemoryFraction, cuda.dtype]).toEqual(["cuda", 0.5, "float16"]);
@@ -170,8 +182,8 @@ describe("resolveLimits", () => {
     const limits = resolveLimits(cuda, spec(1024));
     expect(limits.numKvBlocks).toBe(0);
     expect(resolveLimits(parseShardArgs(["--model-id", "/m", "--num-kv-blocks", "100"], {}, "cuda"), spec(1024)).numKvBlocks).toBe(100);
-    expect(withEngineKvBlocks(limits, 5000, 0.5).numKvBlocks).toBe(5000);
-    expect(() => withEngineKvBlocks(limits, 63, 0.5)).toThrow(/the 63 KV blocks that fit --gpu-memory-fraction 0.5 of 16 tokens cannot hold one sequence of --max-total-tokens 1024 \(64 blocks needed\)/);
+    expect(withEngineKvBlocks(limits, cuda, 5000).numKvBlocks).toBe(5000);
+    expect(() => withEngineKvBlocks(limits, cuda, 63)).toThrow(/the 63 KV blocks that fit --gpu-memory-fraction 0.5 of 16 tokens cannot hold one sequence of --max-total-tokens 1024 \(64 blocks needed\)/);
   });
 
   it.each([
