@@ -9,7 +9,7 @@ import type { RequestOutcome } from "../bench/serving/outcome.js";
 import { takeEvents } from "../bench/serving/sse-events.js";
 import { renderPng, seriesOf, servingPlotSvg } from "../bench/serving/plot.js";
 import { backlog, highestRateHeld, percentile, spread, summarize } from "../bench/serving/summary.js";
-import { checkAccounting, runSweep } from "../bench/serving/sweep.js";
+import { checkAccounting, progressBar, runSweep } from "../bench/serving/sweep.js";
 import { promptText, writeGeneratedTokenizer } from "../bench/serving/tokenizer.js";
 import { adapterSampler, gamma, parsePopularity, planWorkload, popularityName, seededRandom, type WorkloadSpec } from "../bench/serving/workload.js";
 import { TextCodec } from "../shard/text/tokenizer.js";
@@ -201,6 +201,12 @@ describe("summary maths", () => {
     expect(highestRateHeld([summarize(1, steady), summarize(2, growing)], 1)).toBe(1);
     // Sending for less than twice the slowest requests' time cannot show a steady state.
     expect(backlog(summarize(1, steady.slice(0, 8)))).toBe("too short to tell");
+  });
+
+  it("draws the progress bar of the requests ended", () => {
+    expect(progressBar(0)).toBe(`[${"-".repeat(20)}]`);
+    expect(progressBar(0.5)).toBe(`[${"#".repeat(10)}${"-".repeat(10)}]`);
+    expect(progressBar(1.7)).toBe(`[${"#".repeat(20)}]`);
   });
 
   it("reads server-sent events split anywhere", () => {

@@ -55,6 +55,14 @@ export interface SweepResult {
   capacity: Capacity[];
 }
 
+const BAR_WIDTH = 20;
+
+/** The share of a rate's requests that ended, as a bar: [#######-------------]. */
+export function progressBar(share: number): string {
+  const filled = Math.round(BAR_WIDTH * Math.min(1, Math.max(0, share)));
+  return `[${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}]`;
+}
+
 /** Throws unless every request sent ended as exactly one outcome, finished or failed. */
 export function checkAccounting(summary: RateSummary, sent: number): void {
   if (summary.sent !== sent || summary.finished + summary.failed !== sent) {
@@ -94,7 +102,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
               seed: options.seed,
             });
             const line = (c: LoadCounts): string =>
-              `${workload} rate=${rate}/s: sent ${c.sent}/${c.planned}, finished ${c.finished}, failed ${c.failed}, in flight ${c.sent - c.finished - c.failed}`;
+              `${workload} rate=${rate}/s ${progressBar((c.finished + c.failed) / Math.max(1, c.planned))} sent ${c.sent}/${c.planned}, finished ${c.finished}, failed ${c.failed}, in flight ${c.sent - c.finished - c.failed}`;
             const { result: outcomes, engineBusyShare } = await withEngineBusyShare(server.shardMetricsUrl, () =>
               runLoad({
                 clients,
