@@ -2,7 +2,8 @@
 // one's threads and memory never colour another's figures. `npm run bench -- --serve [--device cpu|cuda] [options]`
 // runs the serving benchmark (serve.js) alone instead, with its own options (`-- --serve --help`).
 //   cpu (default): decode.js (CPU decode vs the bandwidth bound), observability-cost.js (tracing + metrics cost),
-//                  prefix-cache.js (time to first token with a 2000-token system prompt cached, against computed)
+//                  prefix-cache.js (time to first token with a 2000-token system prompt cached, against computed),
+//                  loop-overhead.js (the shard's engine loop per decode step, against the H200's step times)
 //   cuda: cuda-decode.js --baseline (8B-shaped model on the GPU, with transformers + PEFT as the baseline);
 //         --dtype goes to it
 import { spawnSync } from "node:child_process";
@@ -10,7 +11,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 
 const BENCHMARKS: Record<string, string[][]> = {
-  cpu: [["decode.js"], ["observability-cost.js"], ["prefix-cache.js"]],
+  cpu: [["decode.js"], ["observability-cost.js"], ["prefix-cache.js"], ["loop-overhead.js"]],
   cuda: [["cuda-decode.js", "--baseline"]],
 };
 
