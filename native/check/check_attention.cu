@@ -108,7 +108,17 @@ void checkAttention(const std::string& name, CacheFixture<T>& cache, const std::
 
 template <typename T>
 void checkAll() {
-  // Decode: GQA 4 and 1, block sizes 16 and 5, head dims 128 / 64 / 32 / 16, one split and several.
+  // Decode: GQA 16, 8, 4, 2 and 1, block sizes 16 and 5, head dims 128 / 64 / 32 / 16, one split and several
+  // (more splits than a short sequence has keys: empty splits), lengths off the 16-key tiles.
+  {
+    CacheFixture<T> cache(16, 32, 4, 128, {2, 33, 513});
+    checkAttention<T>("decode attention d128 gqa8 block16 splits32", cache, {1, 1, 1}, 32);
+    checkAttention<T>("decode attention d128 gqa8 block16 splits1", cache, {1, 1, 1}, 1);
+  }
+  {
+    CacheFixture<T> cache(16, 32, 2, 64, {5, 100});
+    checkAttention<T>("decode attention d64 gqa16 block16 splits4", cache, {1, 1}, 4);
+  }
   {
     CacheFixture<T> cache(16, 32, 8, 128, {1, 17, 300, 1000});
     checkAttention<T>("decode attention d128 gqa4 block16 splits1", cache, {1, 1, 1, 1}, 1);

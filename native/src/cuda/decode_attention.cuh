@@ -23,7 +23,7 @@ int64_t decodeAttentionScratchFloats(int items, int numHeads, int headDim, int s
 
 // q: [rows, numHeads, headDim] in the 16-bit type T; out: the same shape. scratch: decodeAttentionScratchFloats
 // floats (may be null when splits == 1). headDim: 16, 32, 64 or 128 (what the backend supports); numHeads /
-// numKvHeads at most 8.
+// numKvHeads at most 16.
 template <typename T>
 void decodeAttention(const T* q, const PagedKv<T>& kv, const DecodeItem* items, int numItems, int splits,
                      float* scratch, T* out, cudaStream_t stream);

@@ -18,9 +18,6 @@ constexpr int kKeys = 64;                      // keys per tile
 constexpr int kPad = 8;                        // elements of padding per shared row: conflict-free fragment reads
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <typename T>
-__device__ inline uint32_t load2(const T* p) { return *reinterpret_cast<const uint32_t*>(p); }
-
 // B fragments of two adjacent 8-column tiles for keys k0..k0+15 from row-major [key][dim] shared memory,
 // transposed on the way (ldmatrix .trans): lane l addresses row k0 + (l & 15), columns col + 8 (l >> 4).
 template <typename T>
@@ -52,14 +49,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const T* q0 = q + ((static_cast<int64_t>(tile.firstRow) + row0) * kv.numHeads + head) * kDim;
     const T* q1 = q + ((static_cast<int64_t>(tile.firstRow) + row1) * kv.numHeads + head) * kDim;
     const bool valid0 = row0 < tile.numRows, valid1 = row1 < tile.numRows;
-#pragma unroll
-    for (int ks = 0; ks < kDim / 16; ++ks) {
-      const int col = ks * 16 + 2 * quad;
-      queryFrag[ks][0] = valid0 ? load2(q0 + col) : 0u;
-      queryFrag[ks][1] = valid1 ? load2(q1 + col) : 0u;
-      queryFrag[ks][2] = valid0 ? load2(q0 + col + 8) : 0u;
-      queryFrag[ks][3] = valid1 ? load2(q1 + col + 8) : 0u;
-    }
+    loadRowFragments<kDim>(q0, q1, valid0, valid1, quad, queryFrag);
   }
 
   float acc[kDim / 8][4];

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "async_copy.cuh"
 #include "cuda_check.h"
 #include "dependent_launch.cuh"
 #include "half_types.cuh"
@@ -43,16 +44,6 @@ __device__ inline void storeOutput(float* target, float value, float beta) {
 
 // Weights are read once per call: loaded as streaming data (evict first), so x and the partial sums keep L2.
 __device__ inline uint4 loadWeights(const void* p) { return __ldcs(reinterpret_cast<const uint4*>(p)); }
-
-// 16 bytes global -> shared without passing through registers (cp.async), so all of a thread's are in flight at
-// once; zeros when !valid (nothing is read then).
-__device__ inline void copyToShared(void* shared, const void* global, bool valid) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(valid ? 16 : 0)
-               : "memory");
-}
-
-__device__ inline void waitForCopies() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
 // The last block of a column of splits: y = the sum of the column's partials, in split order, + beta y. The
 // block's rows x 64 floats are rows x 16 float4s, kTiles per thread; all its loads of kSplitsAtOnce splits are

@@ -1,6 +1,6 @@
 // One tensor-core instruction, mma.sync m16n8k16 with float32 accumulators, for float16 and bfloat16: the
-// building block of every kernel here that multiplies tiles (prefill attention, the skinny products). One copy of
-// the inline PTX and of its register layout, so the kernels agree on it.
+// building block of every kernel here that multiplies tiles (prefill and decode attention, the skinny products).
+// One copy of the inline PTX and of its register layout, so the kernels agree on it.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,25 @@ __device__ inline void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two adjacent 16-bit values as one register.
+template <typename T>
+__device__ inline uint32_t load2(const T* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// The A fragments of a 16-row tile whose rows are contiguous vectors of kDim values (queries, say), one k-step of
+// 16 per fragment: this lane's rows are row0 and row1 (group and group + 8), zeros for a row that is not valid.
+template <int kDim, typename T>
+__device__ inline void loadRowFragments(const T* row0, const T* row1, bool valid0, bool valid1, int quad,
+                                        uint32_t (&frag)[kDim / 16][4]) {
+#pragma unroll
+  for (int ks = 0; ks < kDim / 16; ++ks) {
+    const int col = ks * 16 + 2 * quad;
+    frag[ks][0] = valid0 ? load2(row0 + col) : 0u;
+    frag[ks][1] = valid1 ? load2(row1 + col) : 0u;
+    frag[ks][2] = valid0 ? load2(row0 + col + 8) : 0u;
+    frag[ks][3] = valid1 ? load2(row1 + col + 8) : 0u;
   }
 }
 
