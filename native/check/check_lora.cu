@@ -19,10 +19,11 @@ std::vector<float> exactInBoth(std::vector<float> v) {
   return v;
 }
 
-// Mixed adapters: ranks 4/16/8, targets left out, rows without an adapter; `segments` are (slot, rows) pairs:
-// prefill-sized and decode segments together, or decode rows alone (the kernels' one-row form).
+// Mixed adapters: three ranks up to maxRank, targets left out, rows without an adapter; `segments` are (slot,
+// rows) pairs: prefill-sized and decode segments together, or decode rows alone (the kernels' one-row form).
 template <typename T>
-void checkSegments(const std::string& shape, const std::vector<std::pair<int, int>>& segments) {
+void checkSegments(const std::string& shape, const std::vector<std::pair<int, int>>& segments, int maxRank = 16,
+                   std::vector<int> ranks = {4, 16, 8}, float bFactor = 1.0f) {
   ModelSpec spec;
   spec.hiddenSize = 256;
   spec.intermediateSize = 512;
@@ -32,23 +33,23 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
   spec.headDim = 32;
   spec.vocabSize = 64;
   const ShardLayout layout(spec, 0, 1);
-  const int maxRank = 16;
-  const std::vector<int> ranks = {4, 16, 8};
-  // Each adapter stored in another dtype, so the slot load's conversions are all checked.
-  const std::vector<DType> dtypes = {DType::F32, DType::BF16, DType::F16};
+  // Each adapter stored in another dtype, so the slot load's conversions are all checked; B times a bFactor far
+  // below 1 needs float32's or bfloat16's range to be stored at all.
+  const std::vector<DType> dtypes = {DType::F32, DType::BF16, bFactor == 1.0f ? DType::F16 : DType::F32};
   cuda::AdapterSlots<T> slots(spec, layout, static_cast<int>(ranks.size()), maxRank);
   std::vector<std::shared_ptr<const HostAdapter>> adapters(ranks.size());
   // An adapter's safetensors bytes (kept alive while its slot is loaded) and what checkAdapter makes of them:
   // rank `rank`, stored as `dtype`, leaving out the targets `skip` names.
-  auto makeAdapter = [&](const std::string& name, int rank, DType dtype, double scaling, float scale,
+  auto makeAdapter = [&](const std::string& name, int rank, DType dtype, double scaling, float scale, float bFactor,
                          const std::function<bool(int layer, int target)>& skip, std::vector<uint8_t>& bytes) {
     AdapterRefs refs;
     refs.rank = rank;
     refs.scaling = scaling;
     bytes.assign(3, 0);  // an odd header length: tensors start at unaligned offsets, as they may in real files
-    auto store = [&](int64_t rows, int64_t cols) {
+    auto store = [&](int64_t rows, int64_t cols, float factor) {
       TensorRef ref{name, dtype, {rows, cols}, bytes.size(), 0};
       for (float value : exactInBoth(randomFloats(static_cast<size_t>(rows * cols), scale))) {
+        value *= factor;  // a power of two: exact in float32 and bfloat16
         uint8_t raw[4];
         if (ref.dtype == DType::F32) {
           std::memcpy(raw, &value, 4);
@@ -69,8 +70,8 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
         LoraPairRef pair;
         pair.layer = layer;
         pair.target = static_cast<LoraTarget>(t);
-        pair.a = store(rank, shape.in);
-        pair.b = store(shape.out, rank);
+        pair.a = store(rank, shape.in, 1.0f);
+        pair.b = store(shape.out, rank, bFactor);
         refs.pairs.push_back(pair);
       }
     }
@@ -83,16 +84,15 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
   // no memset on the GPU: adapter_slots.h).
   for (size_t s = 0; s < ranks.size(); ++s) {
     std::vector<uint8_t> stale;
-    slots.load(static_cast<int>(s), makeAdapter("stale.safetensors", maxRank, DType::F32, 1.0, 4.0f, [](int, int) { return false; }, stale));
+    slots.load(static_cast<int>(s), makeAdapter("stale.safetensors", maxRank, DType::F32, 1.0, 4.0f, 1.0f, [](int, int) { return false; }, stale));
     slots.unload(static_cast<int>(s));
   }
   std::vector<std::vector<uint8_t>> files(ranks.size());
   for (size_t s = 0; s < ranks.size(); ++s) {
-    // Powers of two: the slot folds the scaling into B before rounding to T (adapter_slots.cu), which is then
-    // exact, so the reference's B times scaling is what the kernels read.
+    // Scalings of powers of two, which the CPU reference applies in its own order: exact either way.
     const auto leftOut = [s](int layer, int t) { return (t + layer + static_cast<int>(s)) % 3 == 0; };
     const CheckedAdapter checked = makeAdapter("adapter-" + std::to_string(s) + ".safetensors", ranks[s], dtypes[s],
-                                               std::ldexp(0.5, static_cast<int>(s)), 0.1f, leftOut, files[s]);
+                                               std::ldexp(0.5, static_cast<int>(s)), 0.1f, bFactor, leftOut, files[s]);
     slots.load(static_cast<int>(s), checked);
     // The reference reads the stored values exactly; the slot holds the same values in T (exactInBoth).
     adapters[s] = std::make_shared<const HostAdapter>(readHostAdapter(checked));
@@ -128,7 +128,9 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
       int width = 0;
       for (LoraTarget t : targets) width += static_cast<int>(layout.localShape(t).out);
       const std::vector<float> x = exactIn<T>(randomFloats(static_cast<size_t>(rows) * in));
-      const std::vector<float> y = randomFloats(static_cast<size_t>(rows) * width);
+      // A faint delta would drown in the rounding of a y near 1: those cases start from y = 0.
+      const std::vector<float> y = bFactor == 1.0f ? randomFloats(static_cast<size_t>(rows) * width)
+                                                   : std::vector<float>(static_cast<size_t>(rows) * width, 0.0f);
       std::vector<float> expected(y.size());
       int column = 0;
       for (LoraTarget t : targets) {
@@ -145,9 +147,10 @@ void checkSegments(const std::string& shape, const std::vector<std::pair<int, in
       cuda::loraShrink(dx.data(), dtiles.data(), static_cast<int>(tiles.size()), maxTileRows, slots.view(), group, v.data(), nullptr);
       cuda::loraExpand(v.data(), dtiles.data(), static_cast<int>(tiles.size()), maxTileRows, slots.view(), group, dy.data(), width, nullptr);
       std::vector<float> deltaOurs = toHost(dy), deltaRef = expected;
+      // Divided by bFactor (a power of two: exact), a faint delta meets the tolerance made for deltas near 1.
       for (size_t i = 0; i < y.size(); ++i) {
-        deltaOurs[i] -= y[i];
-        deltaRef[i] -= y[i];
+        deltaOurs[i] = (deltaOurs[i] - y[i]) / bFactor;
+        deltaRef[i] = (deltaRef[i] - y[i]) / bFactor;
       }
       std::string names;
       for (LoraTarget t : targets) names += std::string(names.empty() ? "" : "+") + loraTargetName(t);
@@ -161,6 +164,14 @@ template <typename T>
 void checkAll() {
   checkSegments<T>("mixed", {{0, 37}, {-1, 5}, {1, 1}, {2, 20}, {-1, 1}, {1, 1}, {2, 1}});
   checkSegments<T>("decode", {{0, 1}, {-1, 1}, {1, 1}, {2, 1}, {1, 1}, {0, 1}});
+  // A maximum rank that is not a power of two, and one past 256 (more than a warp's lanes per B row).
+  checkSegments<T>("decode max rank 24", {{0, 1}, {1, 1}, {-1, 1}, {2, 1}}, 24, {8, 24, 16});
+  checkSegments<T>("mixed max rank 24", {{0, 19}, {1, 1}, {2, 3}}, 24, {8, 24, 16});
+  checkSegments<T>("decode max rank 264", {{0, 1}, {1, 1}, {2, 1}}, 264, {8, 264, 136});
+  // B about 1e-7, as small as trained B times a small scaling gets: below float16's smallest normal (6.1e-5),
+  // even below its smallest subnormal, yet the kernels must read it at full precision.
+  checkSegments<T>("decode faint B", {{0, 1}, {1, 1}, {2, 1}}, 16, {4, 16, 8}, std::ldexp(1.0f, -20));
+  checkSegments<T>("mixed faint B", {{0, 17}, {1, 1}, {2, 2}}, 16, {4, 16, 8}, std::ldexp(1.0f, -20));
 }
 
 }  // namespace

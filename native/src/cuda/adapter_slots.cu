@@ -1,8 +1,10 @@
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "adapter_slots.h"
 #include "cuda_check.h"
@@ -52,6 +54,8 @@ AdapterSlots<T>::AdapterSlots(const ModelSpec& spec, const ShardLayout& layout, 
             "cudaMemcpy (slot pointers)");
   ranks_.resize(static_cast<size_t>(maxLoras) * numLayers_ * kNumLoraTargets);
   checkCuda(cudaMemset(ranks_.data(), 0, ranks_.bytes()), "cudaMemset (adapter ranks)");
+  scales_.resize(ranks_.size());
+  checkCuda(cudaMemset(scales_.data(), 0, scales_.bytes()), "cudaMemset (adapter scales)");
   // Loads only copy: the stream's priority matters to no kernel, and being non-blocking keeps it off the steps.
   checkCuda(cudaStreamCreateWithFlags(&loadStream_, cudaStreamNonBlocking), "cudaStreamCreate (adapter loads)");
   image_.resize(static_cast<size_t>(slotElements_));
@@ -103,6 +107,36 @@ void convertRow(const uint8_t* src, DType dtype, int cols, float scale, uint16_t
   }
 }
 
+// The largest |value| of one stored row of `cols` elements.
+float rowMaxAbs(const uint8_t* src, DType dtype, int cols) {
+  float largest = 0.0f;
+  for (int c = 0; c < cols; ++c) {
+    float value = 0.0f;
+    if (dtype == DType::F32) {
+      std::memcpy(&value, src + 4 * c, sizeof value);
+    } else {
+      uint16_t bits;
+      std::memcpy(&bits, src + 2 * c, sizeof bits);
+      __half_raw raw;
+      raw.x = bits;
+      value = dtype == DType::BF16 ? bitsFloat(static_cast<uint32_t>(bits) << 16) : __half2float(__half(raw));
+    }
+    largest = std::max(largest, std::fabs(value));
+  }
+  return largest;
+}
+
+// The power of two that brings a matrix whose largest |value| is maxAbs to [2^14, 2^15) in float16, so that
+// values 2^24 times smaller still round as normals; 1 in bfloat16, whose exponent range is float32's. Exact:
+// only the exponent changes.
+template <typename T>
+float unitScale(float maxAbs) {
+  if (!std::is_same_v<T, __half> || !(maxAbs > 0.0f) || !std::isfinite(maxAbs)) return 1.0f;
+  int exponent = 0;
+  std::frexp(maxAbs, &exponent);  // maxAbs = m 2^exponent, m in [0.5, 1)
+  return std::ldexp(1.0f, 15 - exponent);
+}
+
 }  // namespace
 
 // One A or B of the adapter: a window of whole stored rows, and where its values go in the slot image.
@@ -115,20 +149,22 @@ struct AdapterSlots<T>::Piece {
   int64_t dstPitch = 0;
   int rows = 0, cols = 0;
   int readRows = 0;  // rows the kernels read: those past `rows`, and columns past `cols`, are zeros
-  float scale = 1.0f;
+  float scale = 1.0f;  // a power of two (unitScale)
 };
 
 template <typename T>
 void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
   std::lock_guard<std::mutex> lock(loadMutex_);
   std::vector<int32_t> ranks(static_cast<size_t>(numLayers_) * kNumLoraTargets, 0);
+  std::vector<float> scales(ranks.size(), 0.0f);
   std::vector<Piece> pieces;
+  std::vector<size_t> pieceTargets;  // [pieces / 2]: the ranks index of each A, B pair
   // What the kernels read of each target: A's rows and B's columns up to the rank rounded up to 8. A's rows are
   // contiguous; B's columns are not (B is [out][maxRank]), so B goes whole, one contiguous copy rather than a
   // strided one per row. Those ranges of the image are written whole, zeros where the adapter has no value.
   std::vector<SlotRange> ranges;
   auto add = [&pieces](const MappedFile* file, const TensorRef& ref, IndexRange rows, IndexRange cols, int readRows,
-                       int64_t dst, int64_t dstPitch, float scale) {
+                       int64_t dst, int64_t dstPitch) {
     const size_t element = dtypeSize(ref.dtype);
     const size_t rowBytes = static_cast<size_t>(ref.shape.back()) * element;
     Piece piece;
@@ -140,7 +176,6 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
     piece.rows = static_cast<int>(rows.size());
     piece.cols = static_cast<int>(cols.size());
     piece.readRows = readRows;
-    piece.scale = scale;
     pieces.push_back(piece);
   };
   const int readRank = (adapter.rank + 7) / 8 * 8;
@@ -151,14 +186,18 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
       const LoraTarget target = static_cast<LoraTarget>(t);
       const TargetShape shape = layout_.localShape(target);
       const IndexRange wholeRank{0, adapter.rank};
-      add(pair->aFile, pair->a, wholeRank, pair->aColumns, readRank, aOffset(layer, target), pair->aColumns.size(), 1.0f);
-      // The scaling is folded into B before rounding, so the kernels need no per-slot scale.
-      add(pair->bFile, pair->b, pair->bRows, wholeRank, static_cast<int>(pair->bRows.size()), bOffset(layer, target), maxRank_,
-          adapter.scaling);
+      add(pair->aFile, pair->a, wholeRank, pair->aColumns, readRank, aOffset(layer, target), pair->aColumns.size());
+      add(pair->bFile, pair->b, pair->bRows, wholeRank, static_cast<int>(pair->bRows.size()), bOffset(layer, target), maxRank_);
       ranges.push_back({aOffset(layer, target), aOffset(layer, target) + readRank * shape.in});
       ranges.push_back({bOffset(layer, target), bOffset(layer, target) + shape.out * maxRank_});
-      ranks[static_cast<size_t>(layer * kNumLoraTargets + t)] = adapter.rank;
+      const size_t index = static_cast<size_t>(layer * kNumLoraTargets + t);
+      ranks[index] = adapter.rank;
+      pieceTargets.push_back(index);
     }
+  }
+  scalePieces(pieces);
+  for (size_t i = 0; i < pieceTargets.size(); ++i) {
+    scales[pieceTargets[i]] = static_cast<float>(adapter.scaling / (static_cast<double>(pieces[2 * i].scale) * pieces[2 * i + 1].scale));
   }
   fillImage(pieces);
   try {
@@ -168,7 +207,20 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
     cudaStreamSynchronize(loadStream_);
     throw;
   }
-  publishRanks(slot, ranks);
+  publishTargets(slot, ranks, scales);
+}
+
+template <typename T>
+void AdapterSlots<T>::scalePieces(std::vector<Piece>& pieces) {
+  if (!std::is_same_v<T, __half>) return;  // unitScale is 1: no pass over the values
+  converters_.parallelFor(static_cast<int64_t>(pieces.size()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      Piece& piece = pieces[static_cast<size_t>(i)];
+      float largest = 0.0f;
+      for (int r = 0; r < piece.rows; ++r) largest = std::max(largest, rowMaxAbs(piece.src + r * piece.srcRowBytes, piece.dtype, piece.cols));
+      piece.scale = unitScale<T>(largest);
+    }
+  });
 }
 
 template <typename T>
@@ -204,13 +256,17 @@ void AdapterSlots<T>::copyImage(int slot, std::vector<SlotRange> ranges) {
 template <typename T>
 void AdapterSlots<T>::unload(int slot) {
   std::lock_guard<std::mutex> lock(loadMutex_);
-  publishRanks(slot, std::vector<int32_t>(static_cast<size_t>(numLayers_) * kNumLoraTargets, 0));
+  const size_t targets = static_cast<size_t>(numLayers_) * kNumLoraTargets;
+  publishTargets(slot, std::vector<int32_t>(targets, 0), std::vector<float>(targets, 0.0f));
 }
 
 template <typename T>
-void AdapterSlots<T>::publishRanks(int slot, const std::vector<int32_t>& ranks) {
-  // Stream order puts the ranks after the weights; the synchronise makes both visible before the engine hands
-  // the slot to a step.
+void AdapterSlots<T>::publishTargets(int slot, const std::vector<int32_t>& ranks, const std::vector<float>& scales) {
+  // Stream order puts the ranks and scales after the weights; the synchronise makes them all visible before the
+  // engine hands the slot to a step.
+  checkCuda(cudaMemcpyAsync(scales_.data() + static_cast<size_t>(slot) * scales.size(), scales.data(),
+                            scales.size() * sizeof(float), cudaMemcpyHostToDevice, loadStream_),
+            "cudaMemcpyAsync (adapter scales)");
   checkCuda(cudaMemcpyAsync(ranks_.data() + static_cast<size_t>(slot) * ranks.size(), ranks.data(),
                             ranks.size() * sizeof(int32_t), cudaMemcpyHostToDevice, loadStream_),
             "cudaMemcpyAsync (adapter ranks)");
@@ -219,7 +275,7 @@ void AdapterSlots<T>::publishRanks(int slot, const std::vector<int32_t>& ranks) 
 
 template <typename T>
 LoraSlots<T> AdapterSlots<T>::view() const {
-  return LoraSlots<T>{slotPointers_.data(), ranks_.data(), numLayers_, maxRank_};
+  return LoraSlots<T>{slotPointers_.data(), ranks_.data(), scales_.data(), numLayers_, maxRank_};
 }
 
 template <typename T>

@@ -2,10 +2,9 @@
 // allocated at start-up, so their addresses never change under a captured CUDA graph. Loading an adapter while
 // steps run must not take the GPU from them, so the GPU only copies: host threads convert the stored values
 // (bf16, float16 or float32, from the mapped file or the host tier) into a page-locked image of the slot (the
-// backend's 16-bit type T, the scaling folded into B, zeros where the kernels read past the rank), and the copy
+// backend's 16-bit type T, each A and B times its power of two, zeros where the kernels read past the rank), and the copy
 // engine sends the targets the adapter has (A's rows up to its rank rounded up to 8, all of B), on a stream of
-// its own; only then are the ranks published, which is
-// what makes the slot visible to the kernels. No GPU memset or conversion kernel runs for a load.
+// its own; only then are the ranks and scales published, which is what makes the slot visible to the kernels. No GPU memset or conversion kernel runs for a load.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -53,8 +52,10 @@ class AdapterSlots {
  private:
   int64_t aOffset(int layer, LoraTarget target) const;
   int64_t bOffset(int layer, LoraTarget target) const;
-  void publishRanks(int slot, const std::vector<int32_t>& ranks);
+  void publishTargets(int slot, const std::vector<int32_t>& ranks, const std::vector<float>& scales);
   struct Piece;
+  // Sets each piece's power of two from its largest value (float16 only: one pass over the stored values).
+  void scalePieces(std::vector<Piece>& pieces);
   // Writes the pieces' converted values, and zeros around them, into the host image.
   void fillImage(const std::vector<Piece>& pieces);
   // Enqueues the copies of the image's ranges into the slot on the load stream.
@@ -74,6 +75,7 @@ class AdapterSlots {
   DeviceBuffer<T> weights_;  // [maxLoras][slotElements]
   DeviceBuffer<const T*> slotPointers_;
   DeviceBuffer<int32_t> ranks_;  // [maxLoras][numLayers][kNumLoraTargets]
+  DeviceBuffer<float> scales_;   // [maxLoras][numLayers][kNumLoraTargets]: LoraSlots::scales
   std::mutex loadMutex_;  // one load at a time owns the image, the converters and the stream
   cudaStream_t loadStream_ = nullptr;
   ThreadPool converters_;

@@ -11,7 +11,7 @@ namespace {
 
 constexpr int kShrinkWarps = 8;      // rank rows per shrink block: one warp each
 constexpr int kExpandThreads = 128;
-constexpr int kExpandColumns = 4;    // consecutive output columns per expand thread
+constexpr int kExpandPasses = 4;     // column runs each expand warp loads before it adds any up
 
 // group.x[g] with a run-time g would copy the whole parameter struct to local memory for every thread (real
 // memory traffic in kernels of thousands of blocks); compile-time indices keep it in the parameter bank.
@@ -26,8 +26,13 @@ __device__ inline V pick(const V (&values)[kMaxLoraGroupTargets], int g) {
 }
 
 template <typename T>
+__device__ inline int64_t targetIndex(const LoraSlots<T>& slots, int slot, int layer, int target) {
+  return (static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumLoraTargets + target;
+}
+
+template <typename T>
 __device__ inline int targetRank(const LoraSlots<T>& slots, int slot, int layer, int target) {
-  return slots.ranks[(static_cast<int64_t>(slot) * slots.numLayers + layer) * kNumLoraTargets + target];
+  return slots.ranks[targetIndex(slots, slot, layer, target)];
 }
 
 // One block per (tile, target, split of the input, group of kShrinkWarps rank rows); each warp streams one rank
@@ -81,14 +86,17 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
   }
 }
 
-// One block per (tile, kExpandThreads * kExpandColumns output columns of the group); each thread owns
-// kExpandColumns consecutive columns and reads their B rows (maxRank contiguous values each) once for all rows
-// of the tile. Wide blocks: the splits' partial sums are added once per block, which narrow blocks would repeat
-// for every few columns.
+// One block per (tile, a run of output columns of the group). B is [out, maxRank]: a column's B row is maxRank
+// contiguous values, so `lanes` neighbouring lanes (maxRank / 8 rounded up to a power of two, at most 32) read
+// one row together, 8 values each, and one warp instruction reads 32 * 8 contiguous values of B: coalesced,
+// however small the rank. A lane's slice of the rank is the same for every column, so its part of v stays in
+// registers across columns (decode), and each warp issues the loads of kExpandPasses column runs before it uses
+// any, to keep enough bytes in flight for a kernel that reads each byte once. The lanes of a column add their
+// partial sums with shuffles.
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kExpandThreads)
     loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* y,
-                     int yStride) {
+                     int yStride, int lanes) {
   waitForPreviousKernel();
   extern __shared__ float tileV[];  // [numRows][targets * maxRank]: the shrink's splits added up
   const LoraTile tile = tiles[blockIdx.x];
@@ -103,40 +111,72 @@ __global__ void __launch_bounds__(kExpandThreads)
     tileV[idx] = sum;
   }
   __syncthreads();
-  const int firstColumn = (blockIdx.y * kExpandThreads + threadIdx.x) * kExpandColumns;
+  const int lane = threadIdx.x & 31;
+  const int sub = lane & (lanes - 1);        // which 8 values of each chunk of 8 * lanes in a B row
+  const int columnsPerWarp = 32 / lanes;     // columns one warp instruction covers
+  const int warpColumns = columnsPerWarp * kExpandPasses;
+  const int firstColumn = (blockIdx.y * (kExpandThreads / 32) + (threadIdx.x >> 5)) * warpColumns + lane / lanes;
+  const int columns = pick(group.outOffset, group.numTargets - 1) + pick(group.outDim, group.numTargets - 1);
+  int g[kExpandPasses];
+  int rank[kExpandPasses];
+  float scale[kExpandPasses];
 #pragma unroll
-  for (int c = 0; c < kExpandColumns; ++c) {
-    const int column = firstColumn + c;
-    // Targets' widths are multiples of 8, so one thread's columns never straddle two targets; still, each
-    // column finds its own.
-    int g = -1;
+  for (int p = 0; p < kExpandPasses; ++p) {
+    const int column = firstColumn + p * columnsPerWarp;
+    g[p] = 0;
 #pragma unroll
-    for (int t = 0; t < kMaxLoraGroupTargets; ++t) {
-      if (t < group.numTargets && column >= group.outOffset[t] && column < group.outOffset[t] + group.outDim[t]) g = t;
+    for (int t = 1; t < kMaxLoraGroupTargets; ++t) {
+      if (t < group.numTargets && column >= group.outOffset[t]) g[p] = t;
     }
-    if (g < 0) continue;
-    const int rank = targetRank(slots, tile.slot, group.layer, pick(group.target, g));
-    if (rank == 0) continue;
-    const T* bRow = slots.weights[tile.slot] + pick(group.bOffset, g) +
-                    static_cast<int64_t>(column - pick(group.outOffset, g)) * slots.maxRank;
-    float acc[kRows];
+    const int64_t index = targetIndex(slots, tile.slot, group.layer, pick(group.target, g[p]));
+    rank[p] = column < columns ? slots.ranks[index] : 0;
+    scale[p] = rank[p] > 0 ? slots.scales[index] : 0.0f;
+  }
+  float acc[kExpandPasses][kRows];
 #pragma unroll
-    for (int i = 0; i < kRows; ++i) acc[i] = 0.0f;
-    for (int r0 = 0; r0 < rank; r0 += 8) {
-      float weights[8];
-      load8(bRow + r0, weights);  // zero past the rank
+  for (int p = 0; p < kExpandPasses; ++p) {
 #pragma unroll
-      for (int i = 0; i < kRows; ++i) {
-        if (i < tile.numRows) {
-          const float* vRow = tileV + i * width + g * slots.maxRank + r0;
+    for (int i = 0; i < kRows; ++i) acc[p][i] = 0.0f;
+  }
+  // Ranks past 8 * 32 take more than one chunk of a B row per lane.
+  for (int r0 = sub * 8; r0 < slots.maxRank; r0 += lanes * 8) {
+    float weights[kExpandPasses][8];
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[i] += weights[e] * vRow[e];
-        }
+    for (int p = 0; p < kExpandPasses; ++p) {
+      const int column = firstColumn + p * columnsPerWarp;
+      if (r0 < rank[p]) {
+        load8(slots.weights[tile.slot] + pick(group.bOffset, g[p]) +
+                  static_cast<int64_t>(column - pick(group.outOffset, g[p])) * slots.maxRank + r0,
+              weights[p]);  // zero past the rank
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) weights[p][e] = 0.0f;
       }
     }
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
-      if (i < tile.numRows) y[static_cast<int64_t>(tile.firstRow + i) * yStride + column] += acc[i];
+      if (i < tile.numRows) {
+#pragma unroll
+        for (int p = 0; p < kExpandPasses; ++p) {
+          if (r0 < rank[p]) {
+            const float* vRow = tileV + i * width + g[p] * slots.maxRank + r0;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[p][i] += weights[p][e] * vRow[e];
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int p = 0; p < kExpandPasses; ++p) {
+    const int column = firstColumn + p * columnsPerWarp;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      if (i < tile.numRows) {
+        float sum = acc[p][i];
+        for (int offset = lanes / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+        if (sub == 0 && rank[p] > 0) y[static_cast<int64_t>(tile.firstRow + i) * yStride + column] += scale[p] * sum;
+      }
     }
   }
 }
@@ -159,11 +199,13 @@ void loraExpand(const float* v, const LoraTile* tiles, int numTiles, int maxTile
   if (numTiles == 0) return;
   const int last = group.numTargets - 1;
   const int columns = group.outOffset[last] + group.outDim[last];
-  const int perBlock = kExpandThreads * kExpandColumns;
+  int lanes = 1;  // lanes per B row: a power of two, so a column's lanes add up with shuffles
+  while (lanes < 32 && lanes * 8 < slots.maxRank) lanes *= 2;
+  const int perBlock = (kExpandThreads / 32) * (32 / lanes) * kExpandPasses;
   const dim3 grid(numTiles, (columns + perBlock - 1) / perBlock);
   const size_t shared = sizeof(float) * maxTileRows * kMaxLoraGroupTargets * slots.maxRank;
   launchDependent("loraExpandKernel", maxTileRows == 1 ? loraExpandKernel<T, 1> : loraExpandKernel<T, kLoraTileRows>,
-                  grid, kExpandThreads, shared, stream, v, tiles, slots, group, y, yStride);
+                  grid, kExpandThreads, shared, stream, v, tiles, slots, group, y, yStride, lanes);
 }
 
 template void loraShrink(const __half*, const LoraTile*, int, int, const LoraSlots<__half>&, const LoraGroup&, float*,

@@ -3,10 +3,13 @@
 //
 // Layout (ideas from Punica's BGMV/SGMV and S-LoRA, arranged for a fused projection): each slot owns one
 // device allocation with, for every layer and target, A as [maxRank, in] and B as [out, maxRank], zero-padded
-// past the adapter's rank and with the adapter's scaling folded into B, so mixed ranks share one stride and one
-// kernel. The batch is cut into tiles of at most kLoraTileRows rows of one sequence (one slot): a decode row
-// is a tile of one row (BGMV), a prefill chunk is a run of tiles that share A and B through the caches (SGMV).
-// Tiles of base-only rows (slot -1) and targets the adapter leaves alone (rank 0) exit at once.
+// past the adapter's rank, so mixed ranks share one stride and one kernel. A and B are stored times powers of
+// two that bring their largest values near the top of the 16-bit type's range (exact, and it keeps trained B,
+// often below float16's smallest normal once scaled, at full precision); the expand multiplies by the scale
+// that undoes them, the adapter's scaling included, in float32. The batch is cut into tiles of at most
+// kLoraTileRows rows of one sequence (one slot): a decode row is a tile of one row (BGMV), a prefill chunk is
+// a run of tiles that share A and B through the caches (SGMV). Tiles of base-only rows (slot -1) and targets
+// the adapter leaves alone (rank 0) exit at once.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -30,6 +33,7 @@ template <typename T>
 struct LoraSlots {
   const T* const* weights = nullptr;  // [maxLoras]: each slot's allocation
   const int32_t* ranks = nullptr;     // [maxLoras][numLayers][kNumLoraTargets]: 0 where the target has no LoRA
+  const float* scales = nullptr;      // [maxLoras][numLayers][kNumLoraTargets]: what B (A x) is multiplied by
   int numLayers = 0;
   int maxRank = 0;  // the stride of A rows and B columns; a multiple of 8
 };
