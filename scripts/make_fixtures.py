@@ -149,6 +149,9 @@ class AdapterSpec:
     seed: int
     rslora: bool = False
     layers: tuple | None = None
+    # A's values are drawn this many times larger, B's this many times smaller (the product stays the same):
+    # trained adapters keep B small, and B times a small scaling can fall below float16's smallest normal.
+    a_over_b: float = 1.0
 
     @property
     def scaling(self):
@@ -252,6 +255,10 @@ MODELS = [
         adapters=(
             AdapterSpec(id="mini", r=4, alpha=4, targets=("k_proj", "v_proj", "down_proj"), dtype="float16",
                         seed=21),
+            # rsLoRA with a small scaling (1/8) and layers_to_transform, B about 2e-5 once scaled: in float16
+            # most of B * scaling is subnormal, so an engine that folds the scaling into B in 16 bits loses it.
+            AdapterSpec(id="faint", r=64, alpha=1, targets=("q_proj", "v_proj", "o_proj", "up_proj", "down_proj"),
+                        dtype="float32", seed=22, rslora=True, layers=(1,), a_over_b=2048.0),
         ),
     ),
 ]
@@ -407,8 +414,8 @@ def make_adapter(model_dir, adapter_dir, spec, adapter):
             continue
         base_std = float(module.get_base_layer().weight.std())
         std = math.sqrt(LORA_DELTA_RATIO * base_std / (module.scaling["default"] * math.sqrt(adapter.r)))
-        for lora in (module.lora_A["default"], module.lora_B["default"]):
-            values = rng.normal(0, std, tuple(lora.weight.shape)).astype(np.float32)
+        for lora, factor in ((module.lora_A["default"], adapter.a_over_b), (module.lora_B["default"], 1 / adapter.a_over_b)):
+            values = rng.normal(0, std * factor, tuple(lora.weight.shape)).astype(np.float32)
             lora.weight.data = torch.from_numpy(values).to(dtype)
     peft_model.peft_config["default"].base_model_name_or_path = f"fixtures/{spec.name}/model"
     peft_model.save_pretrained(str(adapter_dir))
