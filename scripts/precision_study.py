@@ -6,8 +6,9 @@
 
 For each fixture set it runs a float64 Llama + LoRA forward over the stored files that rounds values to a
 16-bit type exactly where the CUDA backend stores them in 16 bits, and nowhere else:
-  weights      every weight, norms and adapter A/B included (the adapter's scaling folded into B first,
-               as the engine uploads it);
+  weights      every weight, norms and adapter A/B included (in float16 each A and B times the power of
+               two that brings its largest value to [2^14, 2^15), as the engine stores them; the adapter's
+               scaling is applied in float32);
   GEMM inputs  every matrix-product input: the RMS-normed hidden, the attention output, silu(gate)*up and
                the final normed hidden. Sums, the residual stream, the LoRA intermediate A x, attention
                scores and logits stay wide, as the engine keeps them in float32;
@@ -68,6 +69,16 @@ def round_float16(values: np.ndarray) -> np.ndarray:
 
 
 ENGINE_TYPES: dict[str, Rounding] = {"bfloat16": round_bfloat16, "float16": round_float16}
+
+
+def round_adapter_matrix(rounding: Rounding, values: np.ndarray) -> np.ndarray:
+    """An adapter's A or B as the engine's slots hold it: in float16 times a power of two (exact) that keeps small
+    values clear of the subnormals, rounded, then divided again; bfloat16 has float32's range and needs none."""
+    largest = float(np.abs(values).max())
+    if rounding is not round_float16 or largest == 0.0:
+        return rounding(values)
+    unit = 2.0 ** (15 - math.frexp(largest)[1])
+    return rounding(values * unit) / unit
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,8 @@ def read_model(model_dir: Path) -> Model:
 
 @dataclass
 class Adapter:
-    # (layer, module) -> (A [rank, in], scaling * B [out, rank])
+    scaling: float
+    # (layer, module) -> (A [rank, in], B [out, rank])
     pairs: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
@@ -173,12 +185,12 @@ def read_adapter(adapter_dir: Path, num_layers: int, expected_scaling: float | N
     elif isinstance(layers, int):
         layers = [layers]
     tensors = read_safetensors(adapter_dir / "adapter_model.safetensors")
-    adapter = Adapter()
+    adapter = Adapter(scaling)
     for layer in layers:
         for module in config["target_modules"]:
             prefix = f"base_model.model.model.layers.{layer}.{LORA_MODULES[module]}.{module}"
             adapter.pairs[(layer, module)] = (tensors.pop(f"{prefix}.lora_A.weight"),
-                                              scaling * tensors.pop(f"{prefix}.lora_B.weight"))
+                                              tensors.pop(f"{prefix}.lora_B.weight"))
     if tensors:
         raise ValueError(f"{adapter_dir}: tensors outside the configured targets: {sorted(tensors)[:3]}")
     return adapter
@@ -217,8 +229,8 @@ def forward(model: Model, adapter: Adapter | None, token_ids: list[int], places:
         output = inputs @ weights[f"model.layers.{layer}.{LORA_MODULES[module]}.{module}.weight"].T
         pair = adapter.pairs.get((layer, module)) if adapter else None
         if pair:
-            lora_a, scaled_lora_b = pair
-            output = output + (inputs @ lora_a.T) @ scaled_lora_b.T
+            lora_a, lora_b = pair
+            output = output + adapter.scaling * ((inputs @ lora_a.T) @ lora_b.T)
         return output
 
     tokens = len(token_ids)
@@ -268,7 +280,8 @@ def with_rounded_weights(fixtures: FixtureSet, rounding: Rounding) -> tuple[Mode
                           model.rms_norm_eps, model.inverse_frequencies,
                           {name: rounding(tensor) for name, tensor in model.weights.items()})
     rounded_adapters = {
-        adapter_id: Adapter({target: (rounding(a), rounding(b)) for target, (a, b) in adapter.pairs.items()})
+        adapter_id: Adapter(adapter.scaling, {target: (round_adapter_matrix(rounding, a), round_adapter_matrix(rounding, b))
+                                               for target, (a, b) in adapter.pairs.items()})
         for adapter_id, adapter in fixtures.adapters.items()
     }
     return rounded_model, rounded_adapters
