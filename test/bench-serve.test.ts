@@ -233,6 +233,14 @@ describe("the plot", () => {
     expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
     expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([1200, 480]); // IHDR width, height
   });
+
+  it("keeps two runs of one workload apart", () => {
+    const series = seriesOf([{ ...point(1000, 40, 6689, 0.244), run: "389e4e8, 20 s per rate" }, { ...point(1000, 40, 6129, 0.518, 833), run: "1c98f47, 60 s per rate" }]);
+    expect(series.map((s) => [s.label, s.points.length])).toEqual([
+      ["n = 1000, power:1, cv 1 (389e4e8, 20 s per rate)", 1],
+      ["n = 1000, power:1, cv 1 (1c98f47, 60 s per rate)", 1],
+    ]);
+  });
 });
 
 describe("the harness end to end on the CPU (demo fixture, loraserve serve)", () => {

@@ -13,6 +13,8 @@ export interface PlotPoint {
   outputTokensPerSecond: number;
   ttft: { p99: number };
   failed: number;
+  /** Which run the point comes from (its commit and duration, say): runs of one workload are separate lines. */
+  run?: string;
 }
 
 export interface Series {
@@ -28,11 +30,11 @@ const GAP = 90;
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"];
 const FONT = `font-family="DejaVu Sans, Arial, sans-serif" font-size="14"`;
 
-/** One series per adapter count and workload, its points in rate order. */
+/** One series per adapter count, workload and run, its points in rate order. */
 export function seriesOf(points: readonly PlotPoint[]): Series[] {
   const byLabel = new Map<string, Series>();
   for (const p of points) {
-    const label = `n = ${p.adapters}, ${p.popularity}, cv ${p.cv}`;
+    const label = `n = ${p.adapters}, ${p.popularity}, cv ${p.cv}${p.run === undefined ? "" : ` (${p.run})`}`;
     const series = byLabel.get(label) ?? { label, points: [] };
     series.points.push({ x: p.offeredRate, throughput: p.outputTokensPerSecond, ttftMs: p.ttft.p99 * 1000, failed: p.failed > 0 });
     byLabel.set(label, series);
