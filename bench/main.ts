@@ -9,6 +9,7 @@
 import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
+import { profilingFlags } from "../common/profiling-flags.js";
 
 const BENCHMARKS: Record<string, string[][]> = {
   cpu: [["decode.js"], ["observability-cost.js"], ["prefix-cache.js"], ["loop-overhead.js"]],
@@ -18,7 +19,7 @@ const BENCHMARKS: Record<string, string[][]> = {
 const argv = process.argv.slice(2);
 if (argv.includes("--serve")) {
   // The serving benchmark parses its options itself, --device among them: they pass through as given.
-  const result = spawnSync(process.execPath, [fileURLToPath(new URL("serve.js", import.meta.url)), ...argv.filter((arg) => arg !== "--serve")], { stdio: "inherit" });
+  const result = spawnSync(process.execPath, [...profilingFlags(), fileURLToPath(new URL("serve.js", import.meta.url)), ...argv.filter((arg) => arg !== "--serve")], { stdio: "inherit" });
   process.exit(result.status ?? 1);
 }
 
@@ -34,6 +35,6 @@ if (values.dtype !== undefined && values.device !== "cuda") {
 }
 const dtypeArgs = values.dtype === undefined ? [] : ["--dtype", values.dtype];
 for (const [script, ...args] of runs) {
-  const result = spawnSync(process.execPath, [fileURLToPath(new URL(script!, import.meta.url)), ...args, ...dtypeArgs], { stdio: "inherit" });
+  const result = spawnSync(process.execPath, [...profilingFlags(), fileURLToPath(new URL(script!, import.meta.url)), ...args, ...dtypeArgs], { stdio: "inherit" });
   if (result.status !== 0) process.exit(result.status ?? 1);
 }

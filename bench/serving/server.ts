@@ -2,6 +2,7 @@
 // once its ready line says the router is healthy and GET /health answers 200.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { profilingFlags } from "../../common/profiling-flags.js";
 import type { Checkpoint } from "./checkpoint.js";
 
 /** The end of the server's stderr kept for the error message of a failed start or run. */
@@ -30,7 +31,7 @@ export interface RunningServer {
 export function startServer({ cli, device, checkpoint, extraArgs }: ServeOptions): Promise<RunningServer> {
   const args = ["serve", "--port", "0", "--hostname", "127.0.0.1", "--device", device, "--model-id", checkpoint.modelDir, "--log-level", "warn"];
   if (checkpoint.adapters.length > 0) args.push("--lora-adapters", checkpoint.adapters.map(({ id, dir }) => `${id}=${dir}`).join(","));
-  const child = spawn(process.execPath, [cli, ...args, ...extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...profilingFlags(), cli, ...args, ...extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (text: string) => (stderr = (stderr + text).slice(-STDERR_TAIL)));
   const exited = new Promise<string>((resolve) => child.once("exit", (code, signal) => resolve(`code ${code}, signal ${signal}`)));

@@ -30,9 +30,9 @@ process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
-function spawnCli(args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
+function spawnCli(args: string[], env?: NodeJS.ProcessEnv, nodeFlags: readonly string[] = []): ChildProcess {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` before the end-to-end tests`);
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   running.add(child);
   child.once("exit", () => running.delete(child));
   return child;
@@ -42,9 +42,12 @@ function exitOf(child: ChildProcess): Promise<Exit> {
   return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
 }
 
-/** Starts `loraserve ARGS` and resolves once it prints a {"event":"ready",...} line; rejects if it exits first. */
-export function startCli<Ready extends { event: "ready" }>(args: string[], env?: NodeJS.ProcessEnv): Promise<Started<Ready>> {
-  const child = spawnCli(args, env);
+/**
+ * Starts `loraserve ARGS` (under Node's `nodeFlags`) and resolves once it prints a {"event":"ready",...} line;
+ * rejects if it exits first.
+ */
+export function startCli<Ready extends { event: "ready" }>(args: string[], env?: NodeJS.ProcessEnv, nodeFlags: readonly string[] = []): Promise<Started<Ready>> {
+  const child = spawnCli(args, env, nodeFlags);
   const exited = exitOf(child);
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (text: string) => (stderr += text));
