@@ -107,23 +107,29 @@ void convertRow(const uint8_t* src, DType dtype, int cols, float scale, uint16_t
   }
 }
 
-// The largest |value| of one stored row of `cols` elements.
+// The largest |value| of one stored row of `cols` elements. With the sign bit cleared, the bits of finite values
+// of all three dtypes order as their magnitudes do, so the row is scanned as integers, one branch-free loop per
+// dtype, and only the largest is converted: this pass runs on every float16 load, before the conversion.
 float rowMaxAbs(const uint8_t* src, DType dtype, int cols) {
-  float largest = 0.0f;
-  for (int c = 0; c < cols; ++c) {
-    float value = 0.0f;
-    if (dtype == DType::F32) {
-      std::memcpy(&value, src + 4 * c, sizeof value);
-    } else {
-      uint16_t bits;
-      std::memcpy(&bits, src + 2 * c, sizeof bits);
-      __half_raw raw;
-      raw.x = bits;
-      value = dtype == DType::BF16 ? bitsFloat(static_cast<uint32_t>(bits) << 16) : __half2float(__half(raw));
+  if (dtype == DType::F32) {
+    uint32_t largest = 0;
+    for (int c = 0; c < cols; ++c) {
+      uint32_t bits;
+      std::memcpy(&bits, src + 4 * c, sizeof bits);
+      largest = std::max(largest, bits & 0x7fffffffu);
     }
-    largest = std::max(largest, std::fabs(value));
+    return bitsFloat(largest);
   }
-  return largest;
+  uint16_t largest = 0;
+  for (int c = 0; c < cols; ++c) {
+    uint16_t bits;
+    std::memcpy(&bits, src + 2 * c, sizeof bits);
+    largest = std::max(largest, static_cast<uint16_t>(bits & 0x7fffu));
+  }
+  if (dtype == DType::BF16) return bitsFloat(static_cast<uint32_t>(largest) << 16);
+  __half_raw raw;
+  raw.x = largest;
+  return __half2float(__half(raw));
 }
 
 // The power of two that brings a matrix whose largest |value| is maxAbs to [2^14, 2^15) in float16, so that

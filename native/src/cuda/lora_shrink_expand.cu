@@ -89,10 +89,9 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
 // One block per (tile, a run of output columns of the group). B is [out, maxRank]: a column's B row is maxRank
 // contiguous values, so `lanes` neighbouring lanes (maxRank / 8 rounded up to a power of two, at most 32) read
 // one row together, 8 values each, and one warp instruction reads 32 * 8 contiguous values of B: coalesced,
-// however small the rank. A lane's slice of the rank is the same for every column, so its part of v stays in
-// registers across columns (decode), and each warp issues the loads of kExpandPasses column runs before it uses
-// any, to keep enough bytes in flight for a kernel that reads each byte once. The lanes of a column add their
-// partial sums with shuffles.
+// however small the rank. Each warp issues the loads of kExpandPasses column runs before it uses any, to keep
+// enough bytes in flight for a kernel that reads each byte once; v comes from shared memory. The lanes of a
+// column add their partial sums with shuffles.
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kExpandThreads)
     loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* y,
