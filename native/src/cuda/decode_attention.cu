@@ -25,21 +25,6 @@ __device__ inline float rescale(float oldMax, float newMax) {
   return oldMax == -INFINITY ? 0.0f : exp2f(oldMax - newMax);
 }
 
-// Four 8x8 matrices from shared memory, lanes 8m..8m+7 addressing the rows of matrix m; `.trans` transposes each.
-template <bool kTranspose>
-__device__ inline void loadMatrices(const void* rowStart, uint32_t* b) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(rowStart));
-  if constexpr (kTranspose) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-                 : "r"(address));
-  } else {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-                 : "r"(address));
-  }
-}
-
 template <int kDim>
 constexpr int kStride = kDim + kPad;
 // One stage of a warp: kKeys rows of K, then kKeys rows of V.

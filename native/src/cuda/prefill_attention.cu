@@ -18,16 +18,6 @@ constexpr int kKeys = 64;                      // keys per tile
 constexpr int kPad = 8;                        // elements of padding per shared row: conflict-free fragment reads
 constexpr float kLog2e = 1.4426950408889634f;
 
-// B fragments of two adjacent 8-column tiles for keys k0..k0+15 from row-major [key][dim] shared memory,
-// transposed on the way (ldmatrix .trans): lane l addresses row k0 + (l & 15), columns col + 8 (l >> 4).
-template <typename T>
-__device__ inline void loadValueFragments(const T* rowStart, uint32_t* b) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(rowStart));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-               : "r"(address));
-}
-
 template <int kDim, typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     prefillAttentionKernel(const T* q, PagedKv<T> kv, const PrefillTile* tiles, float scaleLog2, T* out) {
@@ -140,7 +130,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int dt = 0; dt < kDim / 8; dt += 2) {
         uint32_t b[4];
-        loadValueFragments(&values[kk * 16 + (lane & 15)][dt * 8 + (lane >> 4) * 8], b);
+        loadMatrices<true>(&values[kk * 16 + (lane & 15)][dt * 8 + (lane >> 4) * 8], b);
         mma16816<T>(acc[dt], p, b[0], b[1]);
         mma16816<T>(acc[dt + 1], p, b[2], b[3]);
       }

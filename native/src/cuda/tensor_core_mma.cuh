@@ -30,6 +30,21 @@ __device__ inline void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32
   }
 }
 
+// Four 8x8 matrices from shared memory, lanes 8m..8m+7 addressing the rows of matrix m; `.trans` transposes each.
+template <bool kTranspose>
+__device__ inline void loadMatrices(const void* rowStart, uint32_t* b) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(rowStart));
+  if constexpr (kTranspose) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                 : "r"(address));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                 : "r"(address));
+  }
+}
+
 // Two adjacent 16-bit values as one register.
 template <typename T>
 __device__ inline uint32_t load2(const T* p) { return *reinterpret_cast<const uint32_t*>(p); }
