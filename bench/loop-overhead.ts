@@ -21,7 +21,8 @@ const BASE_ONLY: AdapterResidency = { acquire: () => undefined, release: () => u
 class InstantEngine {
   decodeStepAt: number[] = [];
   async step(steps: SeqStep[]): Promise<SeqResult[]> {
-    if (steps.every((s) => s.tokens.length === 1)) this.decodeStepAt.push(performance.now());
+    // A decode entry runs one token: its own, or the one the step before draws (previousResult).
+    if (steps.every((s) => s.tokens.length + (s.previousResult === undefined ? 0 : 1) === 1)) this.decodeStepAt.push(performance.now());
     return steps.map((s) => ({ token: s.sample ? 7 : -1, logprob: -0.5, topIds: new Int32Array(), topLogprobs: new Float32Array(), targetLogprobs: new Float32Array(), logits: new Float32Array() }));
   }
 }

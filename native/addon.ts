@@ -193,6 +193,12 @@ export interface SamplingParams {
 export interface SeqStep {
   /** Tokens to run this step: a prompt chunk, or the single last generated token. */
   tokens: Int32Array;
+  /**
+   * Instead of tokens (which is then empty): the one token this step runs is the one the step started just before
+   * this one draws at its entry previousResult, still in flight (so the next step can start before the JS thread
+   * has seen that token). With penaltyTokens, that token is appended to them too. Absent: tokens says.
+   */
+  previousResult?: number;
   /** Position of tokens[0] in the sequence; KV of positions [0, startPos) is already cached. */
   startPos: number;
   /** KV block ids of this sequence, enough for startPos + tokens.length positions. */
@@ -247,7 +253,10 @@ export interface EngineInfo {
 
 export interface NativeEngine {
   info(): EngineInfo;
-  /** Runs one batched forward pass off the JS thread. Sequences may use different adapters. */
+  /**
+   * Runs one batched forward pass off the JS thread. Sequences may use different adapters. Up to two steps may be in
+   * flight: they run one after the other in the order started, though their promises may settle in either order.
+   */
   step(seqs: SeqStep[]): Promise<SeqResult[]>;
   /** Copies an adapter into a slot (off the JS thread); the slot must be free. */
   loadAdapter(slot: number, adapter: AdapterWeights): Promise<void>;

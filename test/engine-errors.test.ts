@@ -67,14 +67,41 @@ describe("engine errors and life cycle", () => {
       await expectWorking("base");
     });
 
-    it("runs one step at a time and rejects a second concurrent one", async () => {
-      const a = new TestSequence(h, -1);
-      const b = new TestSequence(h, -1);
-      const first = h.engine.step([a.step(set.refs.prompts[0]!.ids)]);
-      await expect(h.engine.step([b.step(set.refs.prompts[1]!.ids)])).rejects.toThrow(/a step is already running/);
-      await expect(first).resolves.toHaveLength(1);
-      a.release();
-      b.release();
+    it("runs two steps in flight in the order started, the second running the token the first draws, and refuses a third", async () => {
+      const ids = set.refs.prompts[0]!.ids;
+      const neighbour = set.refs.prompts[1]!.ids;
+      // The penalty looks at the prompt and the drawn token: the engine must append the token it passes on.
+      const penalised = { sampling: { temperature: 0, topK: 0, topP: 1, seed: 0, draw: 1, repetitionPenalty: 1.5 }, penaltyPromptLength: ids.length };
+      // One step after the other, the JS side passing the drawn token on.
+      const serial = new TestSequence(h, -1);
+      const [drawnSerially] = await runStep(h.engine, [[serial, serial.step(ids, { sample: true })]]);
+      const token = drawnSerially!.token;
+      const [nextSerially] = await runStep(h.engine, [[serial, serial.step([token], { sample: true, returnLogits: true, ...penalised, penaltyTokens: Int32Array.from([...ids, token]) })]]);
+      serial.release();
+
+      // Chained: the decode starts before the prompt's step is over and names the entry that draws its token.
+      const other = new TestSequence(h, -1);
+      const seq = new TestSequence(h, -1);
+      const first = h.engine.step([other.step(neighbour), seq.step(ids, { sample: true })]);
+      seq.advance(ids.length);
+      // The block table is sized for the one token the step runs; tokens itself stays empty.
+      const taking = (previousResult: number, options: Partial<SeqStep> = {}): SeqStep => ({ ...seq.step([0], { sample: true, ...options }), tokens: new Int32Array(0), previousResult });
+      const decode = taking(1, { returnLogits: true, ...penalised, penaltyTokens: Int32Array.from(ids) });
+      const second = h.engine.step([decode]);
+      const spare = new TestSequence(h, -1);
+      await expect(h.engine.step([spare.step(neighbour)])).rejects.toThrow(/already 2 steps in flight/);
+      const [firstResults, [chained]] = await Promise.all([first, second]);
+      expect(firstResults[1]!.token).toBe(token);
+      expect(chained!.token).toBe(nextSerially!.token);
+      // The neighbour's rows change the order of the CPU's sums, not the numbers beyond float32 rounding.
+      expectRowClose(chained!.logits, nextSerially!.logits, 1e-5, "chained decode");
+
+      // An entry the step before does not draw at is refused; so is any, after a step that was refused.
+      seq.advance(1);
+      await expect(h.engine.step([taking(5)])).rejects.toThrow(/previousResult 5 names no token/);
+      await expect(h.engine.step([taking(0)])).rejects.toThrow(/previousResult 0 names no token/);
+      await expect(h.engine.step([{ ...taking(0), tokens: Int32Array.from([1]) }])).rejects.toThrow(/has no tokens of its own/);
+      for (const s of [other, seq, spare]) s.release();
       await expectWorking("base");
     });
 
@@ -87,7 +114,7 @@ describe("engine errors and life cycle", () => {
 
       const seq = new TestSequence(h, slot);
       const running = h.engine.step([seq.step(set.refs.prompts[0]!.ids)]);
-      expect(() => h.engine.unloadAdapter(slot)).toThrow(/used by the running step/);
+      expect(() => h.engine.unloadAdapter(slot)).toThrow(/used by a step in flight/);
       await running;
       seq.release();
       h.engine.unloadAdapter(slot);

@@ -64,8 +64,11 @@ describe.each(fixtureSets())("prefix cache on $name", (set: FixtureSet) => {
     const steps: Seen[][] = [];
     const step = async (seqs: SeqStep[]): Promise<SeqResult[]> => {
       const asked = seqs.map((s) => ({ ...s, returnLogits: true }));
+      // Recorded in the order started: the loop has two steps in flight, whose promises may settle in either order.
+      const seen: Seen[] = [];
+      steps.push(seen);
       const results = await native.step(asked);
-      steps.push(asked.map((s, i) => ({ step: s, result: results[i]! })));
+      seen.push(...asked.map((s, i) => ({ step: s, result: results[i]! })));
       return results;
     };
     const llm = new LlmEngine({ step }, { numKvBlocks: KV_BLOCKS, blockSize: BLOCK_SIZE, maxBatchPrefillTokens: 4096, maxTotalTokens: 256, eosTokenIds: new Set(), adapters: registry, prefixCaching });

@@ -31,7 +31,7 @@ function traced() {
 }
 
 /** A chunk of `numTokens` from `startPos`; the scheduler's sequence is not looked at by the trace. */
-const chunk = (startPos: number, numTokens: number): ScheduledChunk => ({ seq: null as never, startPos, numTokens, sample: true });
+const chunk = (startPos: number, numTokens: number): ScheduledChunk => ({ seq: null as never, startPos, numTokens, sample: true, preemptionsBefore: 0 });
 
 async function* tokens(count: number): AsyncGenerator<TokenEvent> {
   for (let i = 0; i < count; i++) yield { finish: i === count - 1 ? { reason: "length" } : undefined } as TokenEvent;

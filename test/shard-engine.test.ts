@@ -22,16 +22,23 @@ function logitRow(logits: LogitRows, row: number): Float32Array {
   return rowOf(logits.data, logits.vocab, row);
 }
 
-/** The native engine with every step's plan recorded, to see how the loop batched and chunked. */
-function recording(engine: NativeEngine): { engine: NativeEngine; steps: SeqStep[][] } {
+/**
+ * The native engine with every step's plan recorded, to see how the loop batched and chunked, and with how many
+ * steps were in flight as each one started.
+ */
+function recording(engine: NativeEngine): { engine: NativeEngine; steps: SeqStep[][]; inFlightAtStart: number[] } {
   const steps: SeqStep[][] = [];
+  const inFlightAtStart: number[] = [];
+  let inFlight = 0;
   return {
     steps,
+    inFlightAtStart,
     engine: {
       info: () => engine.info(),
       step: (seqs) => {
         steps.push(seqs);
-        return engine.step(seqs);
+        inFlightAtStart.push(inFlight++);
+        return engine.step(seqs).finally(() => inFlight--);
       },
       loadAdapter: (slot, weights) => engine.loadAdapter(slot, weights),
       unloadAdapter: (slot) => engine.unloadAdapter(slot),
@@ -89,7 +96,7 @@ describe.each(sets)("shard engine on $name", (set: FixtureSet) => {
     });
     engines.push(native);
     const adapters = await openRegistry(native, model.spec, sources, { maxLoras: sources.length });
-    const { engine, steps } = recording(native);
+    const { engine, steps, inFlightAtStart } = recording(native);
     const llm = new LlmEngine(engine, {
       numKvBlocks,
       blockSize,
@@ -98,7 +105,7 @@ describe.each(sets)("shard engine on $name", (set: FixtureSet) => {
       eosTokenIds: codec.eosTokenIds,
       adapters,
     });
-    return { llm, steps };
+    return { llm, steps, inFlightAtStart };
   }
 
   function greedy(variant: string, promptIndex: number, extra: Partial<SequenceRequest> = {}): SequenceRequest {
@@ -161,6 +168,24 @@ describe.each(sets)("shard engine on $name", (set: FixtureSet) => {
     expect(steps[0]).toHaveLength(cases.length);
     expect(new Set(steps[0]!.map((s) => s.adapterSlot)).size).toBe(variants.length);
     expect(llm.load()).toEqual({ running: 0, waiting: 0, freeKvBlocks: 256, totalKvBlocks: 256 });
+  });
+
+  it("starts each step while the one before runs, a decode there naming the entry that draws its token", async () => {
+    const { llm, steps, inFlightAtStart } = await start();
+    const outcomes = await Promise.all(cases.map(({ variant, prompt }) => collect(llm.submit(greedy(variant, prompt)))));
+    cases.forEach(({ variant, prompt }, i) => expectMatchesReference(variant, prompt, outcomes[i]!));
+    // Every step after the first started with one in flight; never more than one.
+    expect(inFlightAtStart[0]).toBe(0);
+    expect(Math.max(...inFlightAtStart)).toBe(1);
+    expect(inFlightAtStart.filter((n) => n === 1).length).toBeGreaterThan(steps.length / 2);
+    // A decode whose token was still being drawn carries no tokens, only the previous step's entry, which samples.
+    const chained = steps.flatMap((step, k) => step.filter((s) => s.previousResult !== undefined).map((s) => ({ s, previous: steps[k - 1]! })));
+    expect(chained.length).toBeGreaterThan(0);
+    for (const { s, previous } of chained) {
+      expect(s.tokens).toHaveLength(0);
+      expect(previous[s.previousResult!]!.sample).toBe(true);
+    }
+    expect(llm.load().freeKvBlocks).toBe(64);
   });
 
   it("computes long prompts in chunks under a small prefill budget and still matches", async () => {

@@ -240,19 +240,21 @@ describe("ShardService when a client goes away", () => {
     const limits = resolveLimits(args, model.spec);
     const native = createShardEngine(model, limits, args);
     const adapters = await openRegistry(native, model.spec, [], { maxLoras: 1, maxLoraRank: 1 });
-    // Steps run only when the test lets them: whatever changes while a step is held back is the shard's doing.
+    // Steps run only when the test lets them, in the order the loop started them (it starts the next step before
+    // the one in flight is over): whatever changes while a step is held back is the shard's doing.
     let allowed = 0;
-    let wake: (() => void) | null = null;
+    const held: (() => void)[] = [];
     const allowStep = (): void => {
-      allowed++;
-      wake?.();
+      const next = held.shift();
+      if (next) next();
+      else allowed++;
     };
     const gated = new Proxy(native, {
       get(target, key) {
         if (key !== "step") return Reflect.get(target, key).bind(target);
         return async (seqs: SeqStep[]) => {
-          while (allowed === 0) await new Promise<void>((resolve) => (wake = resolve));
-          allowed--;
+          if (allowed > 0) allowed--;
+          else await new Promise<void>((resolve) => held.push(resolve));
           return target.step(seqs);
         };
       },
@@ -289,7 +291,9 @@ describe("ShardService when a client goes away", () => {
         expect([status.runningSequences, status.waitingSequences, status.freeKvBlocks]).toEqual([0, 0, status.totalKvBlocks]);
       });
     } finally {
-      allowStep();
+      // Every step from here on runs: the loop may have started one more behind the one held back.
+      allowed = Infinity;
+      for (const go of held.splice(0)) go();
       await llm.close();
       await server.close();
       native.close();

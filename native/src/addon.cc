@@ -49,27 +49,28 @@ int slotAt(const Napi::Value& value) {
 
 class StepWorker final : public Napi::AsyncWorker {
  public:
-  StepWorker(Napi::Env env, std::shared_ptr<Engine> engine, std::vector<SeqStep> seqs)
+  StepWorker(Napi::Env env, std::shared_ptr<Engine> engine, uint64_t ticket, std::vector<SeqStep> seqs)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), engine_(std::move(engine)),
-        seqs_(std::move(seqs)) {}
+        ticket_(ticket), seqs_(std::move(seqs)) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
-  void Execute() override { results_ = engine_->runStep(seqs_); }
+  void Execute() override { results_ = engine_->runStep(ticket_, seqs_); }
 
   void OnOK() override {
-    engine_->endStep();
+    engine_->endStep(ticket_);
     deferred_.Resolve(seqResultsToJs(Env(), results_));
   }
 
   void OnError(const Napi::Error& error) override {
-    engine_->endStep();
+    engine_->endStep(ticket_);
     deferred_.Reject(error.Value());
   }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Engine> engine_;
+  uint64_t ticket_;
   std::vector<SeqStep> seqs_;
   std::vector<SeqResult> results_;
 };
@@ -154,8 +155,8 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     return startWork(info.Env(), [&] {
       std::shared_ptr<Engine> engine = open(info.Env());
       std::vector<SeqStep> seqs = seqStepsFromJs(info[0]);
-      engine->beginStep(seqs);
-      return new StepWorker(info.Env(), std::move(engine), std::move(seqs));
+      const uint64_t ticket = engine->beginStep(seqs);
+      return new StepWorker(info.Env(), std::move(engine), ticket, std::move(seqs));
     });
   }
 

@@ -70,35 +70,41 @@ EngineInfo Engine::info() const {
           backend_->weightBytes(), stepClock_.steps(), stepClock_.seconds(), backend_->collectiveSeconds()};
 }
 
-void Engine::beginStep(const std::vector<SeqStep>& seqs) {
-  if (stepRunning_) throw std::runtime_error("a step is already running: await it before starting the next");
+uint64_t Engine::beginStep(const std::vector<SeqStep>& seqs) {
   const StepLimits limits{options_.spec, options_.numKvBlocks, options_.blockSize, options_.maxLoras,
-                          [this](int slot) { return slots_[static_cast<size_t>(slot)] == SlotState::Ready; }};
-  validateStep(seqs, limits);
-  slotsOfRunningStep_.clear();
-  for (const SeqStep& seq : seqs) {
-    if (seq.adapterSlot >= 0) slotsOfRunningStep_.push_back(seq.adapterSlot);
+                          [this](int slot) { return slots_[static_cast<size_t>(slot)] == SlotState::Ready; },
+                          steps_.lastSampled()};
+  try {
+    validateStep(seqs, limits);
+    return steps_.begin(seqs);
+  } catch (...) {
+    steps_.beginFailed();
+    throw;
   }
-  stepRunning_ = true;
 }
 
-std::vector<SeqResult> Engine::runStep(const std::vector<SeqStep>& seqs) {
+std::vector<SeqResult> Engine::runStep(uint64_t ticket, std::vector<SeqStep>& seqs) {
+  StepChain::Turn turn(steps_, ticket);
+  turn.takePrevious(seqs);
   std::vector<SeqResult> results;
-  if (seqs.empty()) return results;
-  const ForwardBatch batch = buildForwardBatch(seqs);
-  const StepClock::Timing timing = stepClock_.start();
-  std::vector<LogitResult> answers =
-      leader_ ? leader_->runStep<std::vector<LogitResult>>(encodeStep(seqs), [&] { return backend_->forward(batch); })
-              : backend_->forward(batch);
-  results.reserve(seqs.size());
-  for (size_t i = 0; i < seqs.size(); ++i) results.push_back(resultFor(seqs[i], batch.segments[i], batch, answers));
+  std::vector<int32_t> drawn;
+  if (!seqs.empty()) {
+    const ForwardBatch batch = buildForwardBatch(seqs);
+    const StepClock::Timing timing = stepClock_.start();
+    std::vector<LogitResult> answers =
+        leader_ ? leader_->runStep<std::vector<LogitResult>>(encodeStep(seqs), [&] { return backend_->forward(batch); })
+                : backend_->forward(batch);
+    results.reserve(seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      results.push_back(resultFor(seqs[i], batch.segments[i], batch, answers));
+      drawn.push_back(results.back().token);
+    }
+  }
+  turn.finish(std::move(drawn));
   return results;
 }
 
-void Engine::endStep() {
-  stepRunning_ = false;
-  slotsOfRunningStep_.clear();
-}
+void Engine::endStep(uint64_t ticket) { steps_.end(ticket); }
 
 SeqResult Engine::resultFor(const SeqStep& seq, const BatchSegment& segment, const ForwardBatch& batch,
                             std::vector<LogitResult>& answers) {
@@ -158,9 +164,8 @@ void Engine::unloadAdapter(int slot) {
     throw std::invalid_argument("adapter slot " + std::to_string(slot) + " is still loading");
   }
   if (state == SlotState::Free) throw std::invalid_argument("adapter slot " + std::to_string(slot) + " is free");
-  if (stepRunning_ &&
-      std::find(slotsOfRunningStep_.begin(), slotsOfRunningStep_.end(), slot) != slotsOfRunningStep_.end()) {
-    throw std::invalid_argument("adapter slot " + std::to_string(slot) + " is used by the running step");
+  if (steps_.usesSlot(slot)) {
+    throw std::invalid_argument("adapter slot " + std::to_string(slot) + " is used by a step in flight");
   }
   backend_->unloadAdapter(slot);
   if (leader_) leader_->enqueue(encodeUnloadAdapter(slot));

@@ -3,8 +3,8 @@
 //
 // Threads: methods marked "JS thread" are called from Node's main thread only, so the bookkeeping they share
 // needs no lock; runStep and loadAdapter run on worker threads between their begin and end calls.
-// One step at a time: beginStep throws while a step is running (the scheduler awaits each step; a second
-// concurrent step is a caller bug, reported rather than queued).
+// Steps: up to two in flight; they run one at a time in the order begun (step_chain.h), so the scheduler can
+// start the next step while one runs.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +15,7 @@
 #include "adapter_refs.h"
 #include "backend.h"
 #include "engine_options.h"
+#include "step_chain.h"
 #include "step_io.h"
 #include "step_clock.h"
 #include "tensor_parallel.h"
@@ -41,12 +42,13 @@ class Engine {
 
   EngineInfo info() const;
 
-  // JS thread: validates the step and marks it running. Throws on bad input or while another step runs.
-  void beginStep(const std::vector<SeqStep>& seqs);
-  // Worker thread, after beginStep.
-  std::vector<SeqResult> runStep(const std::vector<SeqStep>& seqs);
+  // JS thread: validates the step and queues it behind the steps in flight; returns its ticket. Throws on bad
+  // input or when two steps are in flight already.
+  uint64_t beginStep(const std::vector<SeqStep>& seqs);
+  // Worker thread, after beginStep: waits for the steps begun before, then runs this one.
+  std::vector<SeqResult> runStep(uint64_t ticket, std::vector<SeqStep>& seqs);
   // JS thread, once runStep has returned or thrown.
-  void endStep();
+  void endStep(uint64_t ticket);
 
   // JS thread: reserves `slot`, which must be free.
   void beginAdapterLoad(int slot);
@@ -79,8 +81,7 @@ class Engine {
   // (stop) still has the backend's communicator.
   std::unique_ptr<LeaderLink> leader_;
   std::vector<SlotState> slots_;
-  bool stepRunning_ = false;
-  std::vector<int> slotsOfRunningStep_;
+  StepChain steps_;
   StepClock stepClock_;
 };
 

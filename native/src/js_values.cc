@@ -316,6 +316,8 @@ SeqStep seqStepAt(const Napi::Value& value, const std::string& path) {
   const Napi::Object object = objectAt(value, path);
   SeqStep seq;
   seq.tokens = int32ArrayAt(field(object, "tokens"), path + ".tokens");
+  const Napi::Value previousResult = field(object, "previousResult");
+  if (!previousResult.IsUndefined()) seq.previousResult = intAt(previousResult, path + ".previousResult");
   seq.startPos = sizeAt(field(object, "startPos"), path + ".startPos");
   seq.blockTable = int32ArrayAt(field(object, "blockTable"), path + ".blockTable");
   seq.adapterSlot = intAt(field(object, "adapterSlot"), path + ".adapterSlot", -1);

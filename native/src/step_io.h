@@ -20,6 +20,9 @@ struct SamplingParams {
 
 struct SeqStep {
   std::vector<int32_t> tokens;
+  // >= 0: tokens is empty, and the one token this step runs is the one the step started just before it drew for
+  // its entry previousResult (step_chain.h); the engine puts it in tokens (and penaltyTokens) before running.
+  int previousResult = -1;
   int64_t startPos = 0;
   std::vector<int32_t> blockTable;
   int adapterSlot = -1;

@@ -10,7 +10,17 @@ namespace {
 
 void validateSequence(const SeqStep& seq, const StepLimits& limits, const std::string& name) {
   auto fail = [&](const std::string& message) { throw std::invalid_argument(name + ": " + message); };
-  const int64_t count = static_cast<int64_t>(seq.tokens.size());
+  const bool takesPrevious = seq.previousResult >= 0;
+  if (takesPrevious) {
+    if (!seq.tokens.empty()) fail("a step that takes the previous step's token has no tokens of its own");
+    if (!seq.logprobTargets.empty()) fail("a step that takes the previous step's token asks for no logprob targets");
+    if (static_cast<size_t>(seq.previousResult) >= limits.previousSampled.size() ||
+        !limits.previousSampled[static_cast<size_t>(seq.previousResult)]) {
+      fail("previousResult " + std::to_string(seq.previousResult) +
+           " names no token that the step started before this one draws");
+    }
+  }
+  const int64_t count = static_cast<int64_t>(seq.tokens.size()) + (takesPrevious ? 1 : 0);
   if (count == 0) fail("no tokens");
   if (seq.startPos < 0) fail("startPos " + std::to_string(seq.startPos) + " is negative");
   const int64_t end = seq.startPos + count;

@@ -17,6 +17,8 @@ struct StepLimits {
   int maxLoras;
   // Whether a slot holds a loaded adapter.
   std::function<bool(int)> slotReady;
+  // For each entry of the step started just before this one, whether it draws a token (what previousResult may name).
+  const std::vector<bool>& previousSampled;
 };
 
 // Throws std::invalid_argument naming the sequence (by index in the step) and what is wrong.

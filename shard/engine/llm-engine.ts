@@ -1,6 +1,10 @@
 // The continuous-batching loop: while any sequence has work, schedule → one engine step → append the drawn
-// tokens → emit them. Requests join and leave between steps; the engine runs one step at a time, so blocks
-// freed while a step is in flight are only handed out again once that step is over.
+// tokens → emit them. Requests join and leave between steps. The loop plans and starts step k+1 before it
+// waits for step k (vLLM V1's async scheduling, SGLang's overlap scheduler): a sequence decoding in both runs
+// in step k+1 the token step k draws for it, which the engine passes on without the JS thread (SeqStep
+// .previousResult), so the GPU does not wait for streaming, telemetry or planning between steps. The price: a
+// sequence that ends on a token (EOS, a stop sequence) has already been given one more step, whose result is
+// dropped; one that ends by length is not, its last draw being known in advance.
 import type { NativeEngine, SeqResult, SeqStep } from "../../native/addon.js";
 import type { AdapterResidency } from "./adapter-residency.js";
 import { checkAdmission, type AdmissionLimits } from "./admission.js";
@@ -52,6 +56,16 @@ export interface EngineLoad {
   totalKvBlocks: number;
 }
 
+/** A step the engine is running (or has queued), and what the loop must do once it is over. */
+interface StepInFlight {
+  chunks: ScheduledChunk[];
+  /** Each sequence's entry in the step: what the next step names to run the token drawn there. */
+  indexOf: ReadonlyMap<Sequence, number>;
+  outcome: Promise<{ results: SeqResult[] } | { error: unknown }>;
+  /** Adapters of sequences that ended while the step was in flight: released once it is over. */
+  releases: string[];
+}
+
 export class ShuttingDownError extends Error {
   constructor(message = "the shard is shutting down") {
     super(message);
@@ -68,9 +82,8 @@ export class LlmEngine {
   /** The running loop, null when idle. */
   private loop: Promise<void> | null = null;
   private closed = false;
-  /** The sequences of the step in flight: their adapters are released only once it is over. */
-  private stepping: ReadonlySet<Sequence> | null = null;
-  private releasedDuringStep: string[] = [];
+  /** Steps started and not yet applied, oldest first (at most two). */
+  private readonly inFlight: StepInFlight[] = [];
   private readonly admission: AdmissionLimits;
 
   constructor(
@@ -189,44 +202,72 @@ export class LlmEngine {
 
   private async run(): Promise<void> {
     try {
-      while (this.scheduler.hasWork()) {
-        const chunks = this.scheduler.schedule();
-        // Everything left waits for its adapter; the residency wakes the loop when one is in a slot.
-        if (chunks.length === 0) break;
-        for (const chunk of chunks) this.observers.get(chunk.seq)?.scheduled(chunk, chunks.length);
-        const steps = chunks.map((chunk) => this.stepFor(chunk));
-        let results: SeqResult[];
-        this.stepping = new Set(chunks.map((chunk) => chunk.seq));
-        try {
-          results = await this.engine.step(steps);
-        } catch (error) {
-          // The step's sequences cannot go on (their cache is in an unknown state); the others can.
-          for (const { seq } of chunks) this.end(seq, "cancelled", error);
-          continue;
-        } finally {
-          this.stepping = null;
-          for (const adapterId of this.releasedDuringStep.splice(0)) this.options.adapters.release(adapterId);
-        }
-        chunks.forEach((chunk, i) => this.apply(chunk, results[i] as SeqResult));
+      for (;;) {
+        // Step k+1 is planned and started while step k runs; the engine runs them in that order.
+        const next = this.scheduler.hasWork() ? this.startStep() : null;
+        const oldest = this.inFlight[0];
+        // Nothing in flight and nothing to start: everything left waits for its adapter, whose load wakes the loop.
+        if (oldest === undefined) break;
+        if (next === null || this.inFlight.length > 1) await this.finishStep(oldest);
       }
     } catch (error) {
       // A bug in the loop itself: fail every request rather than leave its client waiting forever.
       for (const seq of [...this.outputs.keys()]) this.end(seq, "cancelled", error);
     } finally {
+      this.inFlight.length = 0;
       this.loop = null;
     }
   }
 
-  private stepFor({ seq, startPos, numTokens, sample }: ScheduledChunk): SeqStep {
+  /** Plans the next step and starts it; null when nothing can run now. */
+  private startStep(): StepInFlight | null {
+    // Read before planning: the step before this one, still in flight, draws the tokens this one may name.
+    const previous = this.inFlight.at(-1)?.indexOf ?? new Map<Sequence, number>();
+    const chunks = this.scheduler.schedule();
+    if (chunks.length === 0) return null;
+    for (const chunk of chunks) this.observers.get(chunk.seq)?.scheduled(chunk, chunks.length);
+    const steps = chunks.map((chunk) => this.stepFor(chunk, previous));
+    const step: StepInFlight = {
+      chunks,
+      indexOf: new Map(chunks.map((chunk, i) => [chunk.seq, i])),
+      // Settled into a value: a step refused at once must not count as an unhandled rejection while the loop is
+      // still awaiting the step before it.
+      outcome: this.engine.step(steps).then(
+        (results) => ({ results }),
+        (error: unknown) => ({ error }),
+      ),
+      releases: [],
+    };
+    this.inFlight.push(step);
+    return step;
+  }
+
+  private async finishStep(step: StepInFlight): Promise<void> {
+    const outcome = await step.outcome;
+    this.inFlight.shift();
+    for (const adapterId of step.releases) this.options.adapters.release(adapterId);
+    // The step's sequences cannot go on (their cache is in an unknown state); the others can.
+    if ("error" in outcome) for (const { seq } of step.chunks) this.end(seq, "cancelled", outcome.error);
+    else step.chunks.forEach((chunk, i) => this.apply(chunk, outcome.results[i] as SeqResult));
+  }
+
+  private stepFor(chunk: ScheduledChunk, previous: ReadonlyMap<Sequence, number>): SeqStep {
+    const { seq, startPos, numTokens, sample } = chunk;
     const { request } = seq;
+    // A decode token still being drawn is run by naming where the step in flight draws it.
+    const awaited = startPos >= seq.knownTokens;
+    const previousResult = awaited ? previous.get(seq) : undefined;
+    if (awaited && previousResult === undefined) throw new Error(`sequence ${seq.id} awaits a token that no step in flight draws`);
     return {
-      tokens: seq.tokens(startPos, numTokens),
+      tokens: awaited ? new Int32Array(0) : seq.tokens(startPos, numTokens),
+      ...(previousResult === undefined ? {} : { previousResult }),
       startPos,
       blockTable: Int32Array.from(seq.blockTable),
       adapterSlot: this.slotOf(seq),
       sample,
-      sampling: { ...request.sampling, draw: seq.generated.length },
-      ...(sample && penalises(request.sampling) ? { penaltyTokens: seq.tokens(0, seq.numTokens), penaltyPromptLength: seq.promptLength } : {}),
+      sampling: { ...request.sampling, draw: seq.generated.length + seq.awaitedTokens - (sample ? 1 : 0) },
+      // The engine appends the awaited token to these itself.
+      ...(sample && penalises(request.sampling) ? { penaltyTokens: seq.tokens(0, seq.knownTokens), penaltyPromptLength: seq.promptLength } : {}),
       topN: sample ? request.topN : 0,
       logprobTargets: this.promptTargets(seq, startPos, numTokens),
       returnLogits: false,
@@ -243,7 +284,7 @@ export class LlmEngine {
 
   private apply(chunk: ScheduledChunk, result: SeqResult): void {
     const { seq } = chunk;
-    if (seq.status === "finished") return; // cancelled while the step ran
+    if (seq.status === "finished") return; // cancelled, or ended by an earlier step's token, while the step ran
     this.scheduler.computed(chunk);
     if (seq.promptLogprobs && result.targetLogprobs.length > 0) {
       // A preempted sequence computes its prompt again; the numbers are the same, so writing twice is harmless.
@@ -252,7 +293,8 @@ export class LlmEngine {
     }
     if (!chunk.sample) return;
     const token: GeneratedToken = { id: result.token, logprob: result.logprob, top: topTokens(result) };
-    seq.generated.push(token);
+    // Kept even when the sequence was preempted since: it was drawn before its blocks were taken.
+    seq.receive(token);
     const reason = this.finishReason(seq, token.id);
     const queue = this.outputs.get(seq);
     queue?.push({ token, finish: reason ? { reason, promptLogprobs: seq.promptLogprobs } : null });
@@ -264,7 +306,7 @@ export class LlmEngine {
     const stopped = seq.request.stopCheck?.stopsAt(token) ?? false;
     if (!seq.request.ignoreEos && this.options.eosTokenIds.has(token)) return "eos_token";
     if (stopped) return "stop_sequence";
-    if (seq.generated.length >= seq.request.maxNewTokens || seq.numTokens >= this.options.maxTotalTokens) return "length";
+    if (seq.generated.length >= seq.request.maxNewTokens || seq.knownTokens >= this.options.maxTotalTokens) return "length";
     return null;
   }
 
@@ -278,8 +320,9 @@ export class LlmEngine {
   private end(seq: Sequence, reason: FinishReason, error?: unknown): void {
     if (seq.status !== "finished") {
       this.scheduler.finish(seq, reason);
-      // A slot named by the step in flight must stay loaded until the step is over, whoever leaves meanwhile.
-      if (this.stepping?.has(seq)) this.releasedDuringStep.push(seq.request.adapterId);
+      // A slot named by a step in flight must stay loaded until the last such step is over, whoever leaves meanwhile.
+      const holder = [...this.inFlight].reverse().find((step) => step.indexOf.has(seq));
+      if (holder) holder.releases.push(seq.request.adapterId);
       else this.options.adapters.release(seq.request.adapterId);
     }
     this.outputs.get(seq)?.end(error);

@@ -4,7 +4,8 @@
 // sequence is preempted: its blocks are freed and it is computed again later. A sequence admitted with the
 // start of its tokens in the prefix cache (block-manager.ts) computes only what follows. Waiting sequences
 // are admitted fairly across adapters (fair-queue.ts), FCFS within one. Never touches tensors: the engine loop
-// turns the chunks into a step plan.
+// turns the chunks into a step plan. A plan may be made while the step before it is still in flight: a
+// sequence's positions count as cached once planned, and a token being drawn counts as one of its tokens.
 import type { BlockManager } from "./block-manager.js";
 import { FairQueue } from "./fair-queue.js";
 import type { FinishReason, Sequence } from "./sequence.js";
@@ -16,6 +17,8 @@ export interface ScheduledChunk {
   numTokens: number;
   /** The chunk reaches the sequence's last token, so the logits of its last position give the next token. */
   sample: boolean;
+  /** seq.preemptions when planned: a preemption since took the blocks the chunk computed into. */
+  preemptionsBefore: number;
 }
 
 /** What the prefix cache saved since start: tokens admitted (looked up), and how many of them were found cached. */
@@ -76,6 +79,7 @@ export class Scheduler {
     // Oldest first, so that preempting from the tail never takes a sequence already placed in this step.
     for (let i = 0; i < this.running.length; i++) {
       const seq = this.running[i] as Sequence;
+      if (seq.allDrawn) continue; // its last token is still being drawn: it ends when that arrives
       const decoding = seq.pendingTokens === 1;
       const wanted = decoding ? 1 : Math.min(seq.pendingTokens, budget);
       if (wanted === 0) continue;
@@ -84,7 +88,9 @@ export class Scheduler {
       chunks.push(this.place(seq, granted));
       if (!decoding) budget -= granted;
     }
-    for (let seq = this.waiting.peek(this.runnable); seq && budget > 0; seq = this.waiting.peek(this.runnable)) {
+    // A preempted sequence whose token is still being drawn cannot recompute yet: that token is not known.
+    const admissible = (seq: Sequence): boolean => seq.awaitedTokens === 0 && this.runnable(seq);
+    for (let seq = this.waiting.peek(admissible); seq && budget > 0; seq = this.waiting.peek(admissible)) {
       // Admit only when the whole rest of the sequence fits in the free blocks now, so that a new prompt does
       // not start on blocks that the next chunks would have to win back by preemption.
       // Prompt logprobs come from computing every prompt position: such a sequence does not look.
@@ -105,6 +111,7 @@ export class Scheduler {
       chunks.push(this.place(seq, granted));
       budget -= granted;
     }
+    for (const chunk of chunks) this.start(chunk);
     return chunks;
   }
 
@@ -118,10 +125,23 @@ export class Scheduler {
     seq.finishReason = reason;
   }
 
-  /** Records that the engine computed a chunk: its positions are now in the cache, its full blocks findable. */
+  /**
+   * Records that the engine computed a chunk: its full blocks become findable by later prompts. Nothing when the
+   * sequence was preempted since it was planned (its blocks are gone) or has ended.
+   */
   computed(chunk: ScheduledChunk): void {
+    const { seq } = chunk;
+    if (seq.status === "finished" || seq.preemptions !== chunk.preemptionsBefore) return;
+    this.blocks.cacheComputed(seq, chunk.startPos, chunk.startPos + chunk.numTokens);
+  }
+
+  /**
+   * A planned chunk is in flight from now: its positions count as cached (steps run in order, so the next step's
+   * attention sees them) and the token a sampling chunk draws is awaited.
+   */
+  private start(chunk: ScheduledChunk): void {
     chunk.seq.numCachedTokens = chunk.startPos + chunk.numTokens;
-    this.blocks.cacheComputed(chunk.seq, chunk.startPos, chunk.seq.numCachedTokens);
+    if (chunk.sample) chunk.seq.awaitedTokens++;
   }
 
   /**
@@ -149,6 +169,7 @@ export class Scheduler {
     removeFrom(this.running, seq);
     this.blocks.release(seq.blockTable);
     seq.numCachedTokens = 0;
+    seq.preemptions++;
     seq.status = "waiting";
     // Back to the front of its adapter's queue: it was admitted before everything still waiting there.
     this.waiting.unshift(seq);
@@ -157,7 +178,7 @@ export class Scheduler {
 
   private place(seq: Sequence, numTokens: number): ScheduledChunk {
     const startPos = seq.numCachedTokens;
-    return { seq, startPos, numTokens, sample: startPos + numTokens === seq.numTokens };
+    return { seq, startPos, numTokens, sample: startPos + numTokens === seq.numTokens, preemptionsBefore: seq.preemptions };
   }
 }
 

@@ -54,10 +54,18 @@ export class Sequence {
   /** KV block ids holding positions [0, numCachedTokens), in order. */
   readonly blockTable: number[] = [];
   /**
-   * Positions whose keys and values are in the cache: computed, or found in the prefix cache when admitted. Reset
-   * to 0 when the sequence is preempted.
+   * Positions whose keys and values are in the cache: computed, found in the prefix cache when admitted, or being
+   * computed by a step in flight (steps run in order, so the next one sees them). Reset to 0 when the sequence is
+   * preempted.
    */
   numCachedTokens = 0;
+  /**
+   * Tokens that steps in flight draw for this sequence and the loop has not received yet: their positions count
+   * in numTokens, and the next step runs such a token by naming the step that draws it (SeqStep.previousResult).
+   */
+  awaitedTokens = 0;
+  /** Times it was preempted: a step planned before the last preemption computed into blocks it no longer holds. */
+  preemptions = 0;
   /**
    * Logprob of prompt token i given tokens [0, i), NaN at 0 (nothing predicts the first token); null when
    * not asked for. Filled chunk by chunk as the prompt is computed.
@@ -77,9 +85,26 @@ export class Sequence {
     return this.request.promptIds.length;
   }
 
-  /** Prompt and generated tokens so far. */
+  /** Prompt and generated tokens so far, the awaited ones included. */
   get numTokens(): number {
+    return this.knownTokens + this.awaitedTokens;
+  }
+
+  /** Prompt and generated tokens the loop has received. */
+  get knownTokens(): number {
     return this.request.promptIds.length + this.generated.length;
+  }
+
+  /** Every token it may generate is received or awaited: nothing more to run, it ends when the last one arrives. */
+  get allDrawn(): boolean {
+    return this.generated.length + this.awaitedTokens >= this.request.maxNewTokens;
+  }
+
+  /** A token that a step drew for it arrives (in the order drawn). */
+  receive(token: GeneratedToken): void {
+    if (this.awaitedTokens === 0) throw new Error(`sequence ${this.id} received a token it was not awaiting`);
+    this.awaitedTokens--;
+    this.generated.push(token);
   }
 
   /** Tokens whose KV is not cached yet: the rest of the prompt, or the last generated token when decoding. */
@@ -96,7 +121,7 @@ export class Sequence {
     const { promptIds } = this.request;
     if (position < promptIds.length) return promptIds[position] as number;
     const token = this.generated[position - promptIds.length];
-    if (token === undefined) throw new Error(`sequence ${this.id} has no token at position ${position}`);
+    if (token === undefined) throw new Error(`sequence ${this.id} has no token received at position ${position}`);
     return token.id;
   }
 

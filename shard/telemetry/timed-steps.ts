@@ -5,13 +5,18 @@ import type { NativeEngine } from "../../native/addon.js";
 import type { ShardMetrics } from "./shard-metrics.js";
 
 export function timedSteps(engine: Pick<NativeEngine, "step">, metrics: ShardMetrics): Pick<NativeEngine, "step"> {
+  // The loop starts a step while the one before runs, and the engine runs them one after the other: a step began
+  // when it was started or when the one before it ended, whichever is later (as the JS thread saw that end).
+  let lastEndedAt = 0;
   return {
     step: async (seqs) => {
       const startedAt = performance.now();
       try {
         return await engine.step(seqs);
       } finally {
-        metrics.stepDuration.observe({}, (performance.now() - startedAt) / 1000);
+        const endedAt = performance.now();
+        metrics.stepDuration.observe({}, (endedAt - Math.max(startedAt, lastEndedAt)) / 1000);
+        lastEndedAt = Math.max(lastEndedAt, endedAt);
         metrics.batchSize.observe({}, seqs.length);
       }
     },

@@ -6,7 +6,7 @@ export function runStep(scheduler: Scheduler): ScheduledChunk[] {
   const chunks = scheduler.schedule();
   for (const chunk of chunks) {
     scheduler.computed(chunk);
-    if (chunk.sample) chunk.seq.generated.push({ id: 7, logprob: 0, top: [] });
+    if (chunk.sample) chunk.seq.receive({ id: 7, logprob: 0, top: [] });
   }
   return chunks;
 }
