@@ -249,6 +249,13 @@ export interface EngineInfo {
   stepSeconds: number;
   /** Seconds in the group's all-reduces and all-gathers; 0 where the backend cannot tell (CUDA's NCCL is asynchronous). */
   collectiveSeconds: number;
+  /**
+   * Seconds between consecutive steps (from one's end to the next one's start), and the part of them before the JS
+   * thread had started the next step: what the device waited for the engine loop, or for work (the rest is the
+   * engine's own host work between steps).
+   */
+  stepGapSeconds: number;
+  loopWaitSeconds: number;
 }
 
 export interface NativeEngine {

@@ -283,6 +283,9 @@ describe("the harness end to end on the CPU (demo fixture, loraserve serve)", ()
     // The engine stepped for part of the load's wall time, never more than all of it.
     expect(result.engineBusyShare).toBeGreaterThan(0);
     expect(result.engineBusyShare).toBeLessThanOrEqual(1);
+    // The time the engine waited for its loop is part of the rest.
+    expect(result.loopWaitShare).toBeGreaterThanOrEqual(0);
+    expect(result.engineBusyShare + result.loopWaitShare).toBeLessThanOrEqual(1.01);
     expect(capacity).toHaveLength(1);
     expect(lines.at(-1)).toBe(`n=3 power:0.3 cv=1 rate=4/s: sent ${result.sent} = finished ${result.sent} + failed 0`);
   }, 30_000);

@@ -105,6 +105,31 @@ describe("engine errors and life cycle", () => {
       await expectWorking("base");
     });
 
+    it("counts the time between steps, and the part of it before the next step was started", async () => {
+      const ids = set.refs.prompts[0]!.ids;
+      const run = async (chained: boolean): Promise<{ gap: number; wait: number }> => {
+        const before = h.engine.info();
+        const a = new TestSequence(h, -1);
+        const b = new TestSequence(h, -1);
+        const first = h.engine.step([a.step(ids)]);
+        // Serially, the JS thread starts the second step 50 ms after the first is over: the device waited for it.
+        if (!chained) await first.then(() => new Promise((resolve) => setTimeout(resolve, 50)));
+        await Promise.all([first, h.engine.step([b.step(ids)])]);
+        a.release();
+        b.release();
+        const after = h.engine.info();
+        return { gap: after.stepGapSeconds - before.stepGapSeconds, wait: after.loopWaitSeconds - before.loopWaitSeconds };
+      };
+      const serial = await run(false);
+      expect(serial.wait).toBeGreaterThanOrEqual(0.05);
+      expect(serial.wait).toBeLessThanOrEqual(serial.gap);
+      // Started while the first ran: the device waits for nobody (the gap since the previous run's step aside).
+      const chained = await run(true);
+      expect(chained.wait).toBeLessThanOrEqual(chained.gap);
+      expect(chained.gap - chained.wait).toBeLessThan(0.05);
+      expect(chained.wait).toBeLessThan(serial.wait - 0.04);
+    });
+
     it("keeps adapter slots consistent: busy slots, unload during a step, reload", async () => {
       const variant = adapterIds[0]!;
       const slot = h.slots.get(variant)!;
@@ -181,7 +206,7 @@ describe("engine errors and life cycle", () => {
       const tensors = [weights.embedTokens, weights.finalNorm, ...(weights.lmHead ? [weights.lmHead] : []), ...weights.layers.flatMap((l): TensorRef[] => Object.values(l))];
       const floats = tensors.reduce((sum, t) => sum + t.shape.reduce((a, d) => a * d, 1), 0);
       // A new engine has run no step and spent nothing in collectives.
-      expect(engine.info()).toEqual({ device: "cpu", numKvBlocks: 64, blockSize: 4, maxLoras: 2, weightBytes: 4 * floats, steps: 0, stepSeconds: 0, collectiveSeconds: 0 });
+      expect(engine.info()).toEqual({ device: "cpu", numKvBlocks: 64, blockSize: 4, maxLoras: 2, weightBytes: 4 * floats, steps: 0, stepSeconds: 0, collectiveSeconds: 0, stepGapSeconds: 0, loopWaitSeconds: 0 });
       engine.close();
       expect(() => engine.info()).toThrow(/closed/);
       await expect(engine.step([])).rejects.toThrow(/closed/);

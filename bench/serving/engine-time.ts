@@ -1,25 +1,41 @@
-// The engine's own share of a load's wall time, from the shard's Prometheus metrics: the leader rank's
-// loraserve_rank_step_seconds_total (the wall time of its engine steps) read before and after the load. What is
-// left of the wall time is the stack's: scheduling, tokenizing, streaming and the gaps between steps.
+// The engine's own share of a load's wall time, from the shard's Prometheus metrics read before and after the
+// load: the leader rank's loraserve_rank_step_seconds_total (the wall time of its engine steps), and of the time
+// between steps, loraserve_rank_loop_wait_seconds_total (before the engine loop had started the next step). What
+// is left of the wall time is the stack's: scheduling, tokenizing, streaming and the gaps between steps.
 import { performance } from "node:perf_hooks";
 
 const STEP_SECONDS = "loraserve_rank_step_seconds_total";
+const LOOP_WAIT_SECONDS = "loraserve_rank_loop_wait_seconds_total";
 
-/** Seconds the shard's engine has spent in steps since it started: the metric's sum over its label sets. */
-export async function readEngineStepSeconds(metricsUrl: string): Promise<number> {
+/** Each counter's sum over its label sets, as the shard reports it now. */
+export async function readCounters(metricsUrl: string, names: readonly string[]): Promise<number[]> {
   const response = await fetch(metricsUrl);
   if (response.status !== 200) throw new Error(`${metricsUrl} answered ${response.status}`);
-  const lines = (await response.text()).split("\n").filter((line) => line.startsWith(STEP_SECONDS));
-  if (lines.length === 0) throw new Error(`${metricsUrl} has no ${STEP_SECONDS}`);
-  return lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+  const lines = (await response.text()).split("\n");
+  return names.map((name) => {
+    // The name alone or with labels: never a longer name that starts with this one.
+    const mine = lines.filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`));
+    if (mine.length === 0) throw new Error(`${metricsUrl} has no ${name}`);
+    return mine.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+  });
 }
 
-/** Measures `load` and the engine's step seconds over it: the share of its wall time the engine was busy. */
-export async function withEngineBusyShare<T>(metricsUrl: string, load: () => Promise<T>): Promise<{ result: T; engineBusyShare: number }> {
-  const stepsBefore = await readEngineStepSeconds(metricsUrl);
+/** Shares of a load's wall time: the engine stepping, and the engine waiting for its loop to start a step. */
+export interface EngineShares {
+  /** The shard's engine in steps. */
+  engineBusyShare: number;
+  /** Between steps, before the engine loop had started the next one (the rest of the idle time is the engine's own host work). */
+  loopWaitShare: number;
+}
+
+/** Measures `load` and the engine's time over it. */
+export async function withEngineShares<T>(metricsUrl: string, load: () => Promise<T>): Promise<{ result: T } & EngineShares> {
+  const names = [STEP_SECONDS, LOOP_WAIT_SECONDS];
+  const before = await readCounters(metricsUrl, names);
   const startedAt = performance.now();
   const result = await load();
   const wallSeconds = (performance.now() - startedAt) / 1000;
-  const stepSeconds = (await readEngineStepSeconds(metricsUrl)) - stepsBefore;
-  return { result, engineBusyShare: wallSeconds > 0 ? stepSeconds / wallSeconds : 0 };
+  const [steps, loopWait] = (await readCounters(metricsUrl, names)).map((value, i) => value - before[i]!) as [number, number];
+  const share = (seconds: number): number => (wallSeconds > 0 ? seconds / wallSeconds : 0);
+  return { result, engineBusyShare: share(steps), loopWaitShare: share(loopWait) };
 }

@@ -11,13 +11,13 @@ const percent = (share: number): string => `${(share * 100).toFixed(1)} %`;
 
 export function markdownReport({ results, capacity }: SweepResult, ttftSloSeconds: number): string {
   const lines = [
-    "| n | popularity | cv | offered req/s | sent | finished | failed | TTFT p50 / p99 ms | TPOT p50 / p99 ms | e2e p50 / p99 ms | output tok/s | req/s | TTFT < 1 s | TTFT < 6 s | in flight, half / end of sending (backlog) | engine busy |",
+    "| n | popularity | cv | offered req/s | sent | finished | failed | TTFT p50 / p99 ms | TPOT p50 / p99 ms | e2e p50 / p99 ms | output tok/s | req/s | TTFT < 1 s | TTFT < 6 s | in flight, half / end of sending (backlog) | engine busy (waiting for the loop) |",
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const r of results) {
     const failed = r.failed === 0 ? "0" : `${r.failed} (${Object.entries(r.failures).map(([kind, count]) => `${kind}: ${count}`).join(", ")})`;
     lines.push(
-      `| ${r.adapters} | ${r.popularity} | ${r.cv} | ${r.offeredRate} | ${r.sent} | ${r.finished} | ${failed} | ${pair(r.ttft)} | ${pair(r.tpot)} | ${pair(r.e2e)} | ${r.outputTokensPerSecond.toFixed(1)} | ${r.requestsPerSecond.toFixed(2)} | ${percent(r.ttftUnder1s)} | ${percent(r.ttftUnder6s)} | ${r.inFlightAtHalf} / ${r.inFlightAtEnd} (${backlog(r)}) | ${r.engineBusyShare.toFixed(3)} |`,
+      `| ${r.adapters} | ${r.popularity} | ${r.cv} | ${r.offeredRate} | ${r.sent} | ${r.finished} | ${failed} | ${pair(r.ttft)} | ${pair(r.tpot)} | ${pair(r.e2e)} | ${r.outputTokensPerSecond.toFixed(1)} | ${r.requestsPerSecond.toFixed(2)} | ${percent(r.ttftUnder1s)} | ${percent(r.ttftUnder6s)} | ${r.inFlightAtHalf} / ${r.inFlightAtEnd} (${backlog(r)}) | ${r.engineBusyShare.toFixed(3)} (${r.loopWaitShare.toFixed(3)}) |`,
     );
   }
   lines.push("", `| n | popularity | cv | highest offered req/s held (p99 TTFT <= ${ttftSloSeconds} s, no failure, backlog steady) |`, "| --- | --- | --- | --- |");

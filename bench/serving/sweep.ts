@@ -3,7 +3,7 @@
 // and checked to account for every request sent.
 import type { Checkpoint } from "./checkpoint.js";
 import { openClients } from "./clients.js";
-import { withEngineBusyShare } from "./engine-time.js";
+import { withEngineShares, type EngineShares } from "./engine-time.js";
 import { runLoad, type LoadCounts, type ProtocolChoice } from "./load.js";
 import type { RequestOutcome } from "./outcome.js";
 import { startServer } from "./server.js";
@@ -33,12 +33,10 @@ export interface SweepOptions {
 }
 
 /** One workload at one rate on one adapter count, with every request's outcome. */
-export interface RateResult extends RateSummary {
+export interface RateResult extends RateSummary, EngineShares {
   adapters: number;
   popularity: string;
   cv: number;
-  /** The share of the load's wall time the shard's engine spent in steps. */
-  engineBusyShare: number;
   outcomes: RequestOutcome[];
 }
 
@@ -103,7 +101,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
             });
             const line = (c: LoadCounts): string =>
               `${workload} rate=${rate}/s ${progressBar((c.finished + c.failed) / Math.max(1, c.planned))} sent ${c.sent}/${c.planned}, finished ${c.finished}, failed ${c.failed}, in flight ${c.sent - c.finished - c.failed}`;
-            const { result: outcomes, engineBusyShare } = await withEngineBusyShare(server.shardMetricsUrl, () =>
+            const { result: outcomes, ...shares } = await withEngineShares(server.shardMetricsUrl, () =>
               runLoad({
                 clients,
                 requests,
@@ -118,7 +116,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
             checkAccounting(summary, requests.length);
             options.progress(`${workload} rate=${rate}/s: sent ${summary.sent} = finished ${summary.finished} + failed ${summary.failed}`);
             summaries.push(summary);
-            results.push({ ...summary, adapters: n, popularity: popularityName(popularity), cv, engineBusyShare, outcomes });
+            results.push({ ...summary, adapters: n, popularity: popularityName(popularity), cv, ...shares, outcomes });
           }
           capacity.push({ adapters: n, popularity: popularityName(popularity), cv, highestRateHeld: highestRateHeld(summaries, options.ttftSloSeconds) });
         }

@@ -49,7 +49,7 @@ int slotAt(const Napi::Value& value) {
 
 class StepWorker final : public Napi::AsyncWorker {
  public:
-  StepWorker(Napi::Env env, std::shared_ptr<Engine> engine, uint64_t ticket, std::vector<SeqStep> seqs)
+  StepWorker(Napi::Env env, std::shared_ptr<Engine> engine, StepTicket ticket, std::vector<SeqStep> seqs)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), engine_(std::move(engine)),
         ticket_(ticket), seqs_(std::move(seqs)) {}
 
@@ -58,19 +58,19 @@ class StepWorker final : public Napi::AsyncWorker {
   void Execute() override { results_ = engine_->runStep(ticket_, seqs_); }
 
   void OnOK() override {
-    engine_->endStep(ticket_);
+    engine_->endStep(ticket_.id);
     deferred_.Resolve(seqResultsToJs(Env(), results_));
   }
 
   void OnError(const Napi::Error& error) override {
-    engine_->endStep(ticket_);
+    engine_->endStep(ticket_.id);
     deferred_.Reject(error.Value());
   }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Engine> engine_;
-  uint64_t ticket_;
+  StepTicket ticket_;
   std::vector<SeqStep> seqs_;
   std::vector<SeqResult> results_;
 };
@@ -155,7 +155,7 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     return startWork(info.Env(), [&] {
       std::shared_ptr<Engine> engine = open(info.Env());
       std::vector<SeqStep> seqs = seqStepsFromJs(info[0]);
-      const uint64_t ticket = engine->beginStep(seqs);
+      const StepTicket ticket = engine->beginStep(seqs);
       return new StepWorker(info.Env(), std::move(engine), ticket, std::move(seqs));
     });
   }

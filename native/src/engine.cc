@@ -67,10 +67,11 @@ Engine::Engine(const EngineOptions& options)
 
 EngineInfo Engine::info() const {
   return {options_.device,      options_.numKvBlocks,     options_.blockSize,          options_.maxLoras,
-          backend_->weightBytes(), stepClock_.steps(), stepClock_.seconds(), backend_->collectiveSeconds()};
+          backend_->weightBytes(), stepClock_.steps(), stepClock_.seconds(), backend_->collectiveSeconds(),
+          stepClock_.gapSeconds(), stepClock_.loopWaitSeconds()};
 }
 
-uint64_t Engine::beginStep(const std::vector<SeqStep>& seqs) {
+StepTicket Engine::beginStep(const std::vector<SeqStep>& seqs) {
   const StepLimits limits{options_.spec, options_.numKvBlocks, options_.blockSize, options_.maxLoras,
                           [this](int slot) { return slots_[static_cast<size_t>(slot)] == SlotState::Ready; },
                           steps_.lastSampled()};
@@ -83,14 +84,14 @@ uint64_t Engine::beginStep(const std::vector<SeqStep>& seqs) {
   }
 }
 
-std::vector<SeqResult> Engine::runStep(uint64_t ticket, std::vector<SeqStep>& seqs) {
-  StepChain::Turn turn(steps_, ticket);
+std::vector<SeqResult> Engine::runStep(const StepTicket& ticket, std::vector<SeqStep>& seqs) {
+  StepChain::Turn turn(steps_, ticket.id);
   turn.takePrevious(seqs);
   std::vector<SeqResult> results;
   std::vector<int32_t> drawn;
   if (!seqs.empty()) {
     const ForwardBatch batch = buildForwardBatch(seqs);
-    const StepClock::Timing timing = stepClock_.start();
+    const StepClock::Timing timing = stepClock_.start(ticket.startedAt);
     std::vector<LogitResult> answers =
         leader_ ? leader_->runStep<std::vector<LogitResult>>(encodeStep(seqs), [&] { return backend_->forward(batch); })
                 : backend_->forward(batch);

@@ -34,6 +34,9 @@ struct EngineInfo {
   uint64_t steps;
   double stepSeconds;
   double collectiveSeconds;
+  // Between consecutive steps: all the time, and the part before the JS thread had started the next (step_clock.h).
+  double stepGapSeconds;
+  double loopWaitSeconds;
 };
 
 class Engine {
@@ -44,9 +47,9 @@ class Engine {
 
   // JS thread: validates the step and queues it behind the steps in flight; returns its ticket. Throws on bad
   // input or when two steps are in flight already.
-  uint64_t beginStep(const std::vector<SeqStep>& seqs);
+  StepTicket beginStep(const std::vector<SeqStep>& seqs);
   // Worker thread, after beginStep: waits for the steps begun before, then runs this one.
-  std::vector<SeqResult> runStep(uint64_t ticket, std::vector<SeqStep>& seqs);
+  std::vector<SeqResult> runStep(const StepTicket& ticket, std::vector<SeqStep>& seqs);
   // JS thread, once runStep has returned or thrown.
   void endStep(uint64_t ticket);
 

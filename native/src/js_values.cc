@@ -473,6 +473,8 @@ Napi::Value engineInfoToJs(Napi::Env env, const EngineInfo& info) {
   object.Set("steps", Napi::Number::New(env, static_cast<double>(info.steps)));
   object.Set("stepSeconds", info.stepSeconds);
   object.Set("collectiveSeconds", info.collectiveSeconds);
+  object.Set("stepGapSeconds", info.stepGapSeconds);
+  object.Set("loopWaitSeconds", info.loopWaitSeconds);
   return object;
 }
 

@@ -7,7 +7,7 @@
 
 namespace loraserve {
 
-uint64_t StepChain::begin(const std::vector<SeqStep>& seqs) {
+StepTicket StepChain::begin(const std::vector<SeqStep>& seqs) {
   if (inFlight_.size() >= kMaxInFlight) {
     throw std::runtime_error("already " + std::to_string(kMaxInFlight) +
                              " steps in flight: await the oldest before starting another");
@@ -19,7 +19,7 @@ uint64_t StepChain::begin(const std::vector<SeqStep>& seqs) {
     lastSampled_[i] = seqs[i].sample;
   }
   inFlight_.push_back(std::move(step));
-  return inFlight_.back().ticket;
+  return {inFlight_.back().ticket, std::chrono::steady_clock::now()};
 }
 
 void StepChain::beginFailed() { lastSampled_.clear(); }

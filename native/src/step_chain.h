@@ -7,6 +7,7 @@
 // worker thread that runs its step.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -18,13 +19,19 @@
 
 namespace loraserve {
 
+// A step's place in the chain, and when the JS thread started it.
+struct StepTicket {
+  uint64_t id;
+  std::chrono::steady_clock::time_point startedAt;
+};
+
 class StepChain {
  public:
   // More would only hold libuv worker threads waiting: two is what overlapping one step with the next needs.
   static constexpr size_t kMaxInFlight = 2;
 
   // JS thread: a step passed validation and is queued; returns its ticket. Throws past kMaxInFlight.
-  uint64_t begin(const std::vector<SeqStep>& seqs);
+  StepTicket begin(const std::vector<SeqStep>& seqs);
   // JS thread: a step was refused before it was queued. The next step cannot take tokens from it: there are none.
   void beginFailed();
   // JS thread: the step's promise settles.

@@ -12,4 +12,14 @@ export function watchRankEngine(set: MetricSet, engine: Pick<NativeEngine, "info
     "Time this rank's steps spent in the group's all-reduces and all-gathers (0 on CUDA, whose NCCL calls are asynchronous)",
     () => engine.info().collectiveSeconds,
   );
+  set.observedCounter(
+    "loraserve_rank_step_gap_seconds_total",
+    "Time between this rank's consecutive engine steps, from one's end to the next one's start",
+    () => engine.info().stepGapSeconds,
+  );
+  set.observedCounter(
+    "loraserve_rank_loop_wait_seconds_total",
+    "Of the time between steps, the part before the engine loop had started the next step (waiting for the loop or for work)",
+    () => engine.info().loopWaitSeconds,
+  );
 }
