@@ -121,13 +121,13 @@ describe("engine errors and life cycle", () => {
         return { gap: after.stepGapSeconds - before.stepGapSeconds, wait: after.loopWaitSeconds - before.loopWaitSeconds };
       };
       const serial = await run(false);
-      expect(serial.wait).toBeGreaterThanOrEqual(0.05);
+      expect(serial.wait).toBeGreaterThanOrEqual(0.045); // Node's timers may fire a little early by this clock
       expect(serial.wait).toBeLessThanOrEqual(serial.gap);
       // Started while the first ran: the device waits for nobody (the gap since the previous run's step aside).
       const chained = await run(true);
       expect(chained.wait).toBeLessThanOrEqual(chained.gap);
       expect(chained.gap - chained.wait).toBeLessThan(0.05);
-      expect(chained.wait).toBeLessThan(serial.wait - 0.04);
+      expect(chained.wait).toBeLessThan(serial.wait - 0.035);
     });
 
     it("keeps adapter slots consistent: busy slots, unload during a step, reload", async () => {
