@@ -100,7 +100,8 @@ export function shardServiceImpl(shard: ShardContext, admitting: () => boolean =
       const prepared = await prepareRequest(request, { ...prompts, limits, vocabSize: codec.vocabSize, generationDefaults: shard.generationDefaults ?? { greedy: false } });
       stream = new GenerateStream(codec, prepared);
       events = submitObserved(shard.telemetry, request, prepared.sequence, context, (observer) =>
-        llm.submit({ ...prepared.sequence, stopCheck: stream }, signal, observer),
+        // Only stop sequences need the text inside the engine loop; without them it is spelled as it is streamed.
+        llm.submit({ ...prepared.sequence, ...(prepared.stop.length > 0 ? { stopCheck: stream } : {}) }, signal, observer),
       );
     } catch (error) {
       throw toConnectError(error, redact);

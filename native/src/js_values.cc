@@ -448,16 +448,32 @@ std::vector<SeqStep> seqStepsFromJs(const Napi::Value& value) {
 }
 
 Napi::Value seqResultsToJs(Napi::Env env, const std::vector<SeqResult>& results) {
+  // This runs on the JS thread for every sequence of every step: the keys are made once per step, and the entries
+  // that ask for no alternatives, targets or logits (most) share one empty array of each type.
+  const Napi::String token = Napi::String::New(env, "token");
+  const Napi::String logprob = Napi::String::New(env, "logprob");
+  const Napi::String topIds = Napi::String::New(env, "topIds");
+  const Napi::String topLogprobs = Napi::String::New(env, "topLogprobs");
+  const Napi::String targetLogprobs = Napi::String::New(env, "targetLogprobs");
+  const Napi::String logits = Napi::String::New(env, "logits");
+  const Napi::Int32Array noInts = Napi::Int32Array::New(env, 0);
+  const Napi::Float32Array noFloats = Napi::Float32Array::New(env, 0);
+  auto ints = [&](const std::vector<int32_t>& values) -> Napi::Value {
+    return values.empty() ? noInts : toInt32Array(env, values);
+  };
+  auto floats = [&](const std::vector<float>& values) -> Napi::Value {
+    return values.empty() ? noFloats : toFloat32Array(env, values);
+  };
   Napi::Array array = Napi::Array::New(env, results.size());
   for (size_t i = 0; i < results.size(); ++i) {
     const SeqResult& result = results[i];
     Napi::Object object = Napi::Object::New(env);
-    object.Set("token", Napi::Number::New(env, result.token));
-    object.Set("logprob", Napi::Number::New(env, result.logprob));
-    object.Set("topIds", toInt32Array(env, result.topIds));
-    object.Set("topLogprobs", toFloat32Array(env, result.topLogprobs));
-    object.Set("targetLogprobs", toFloat32Array(env, result.targetLogprobs));
-    object.Set("logits", toFloat32Array(env, result.logits));
+    object.Set(token, Napi::Number::New(env, result.token));
+    object.Set(logprob, Napi::Number::New(env, result.logprob));
+    object.Set(topIds, ints(result.topIds));
+    object.Set(topLogprobs, floats(result.topLogprobs));
+    object.Set(targetLogprobs, floats(result.targetLogprobs));
+    object.Set(logits, floats(result.logits));
     array.Set(static_cast<uint32_t>(i), object);
   }
   return array;

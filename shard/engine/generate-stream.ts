@@ -52,6 +52,8 @@ export class GenerateStream implements StopCheck {
   }
 
   message(event: TokenEvent): GenerateStreamResponse {
+    // Without stop sequences the loop never asks stopsAt (shard/server.ts): the text is spelled here, off its path.
+    if (this.pending.length === 0) this.stopsAt(event.token.id);
     const token = this.tokenMessage(event.token);
     this.tokens.push(token);
     let text = this.pending.shift() ?? "";

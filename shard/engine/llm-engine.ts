@@ -56,12 +56,14 @@ export interface EngineLoad {
   totalKvBlocks: number;
 }
 
+type StepOutcome = { results: SeqResult[] } | { error: unknown };
+
 /** A step the engine is running (or has queued), and what the loop must do once it is over. */
 interface StepInFlight {
   chunks: ScheduledChunk[];
   /** Each sequence's entry in the step: what the next step names to run the token drawn there. */
   indexOf: ReadonlyMap<Sequence, number>;
-  outcome: Promise<{ results: SeqResult[] } | { error: unknown }>;
+  outcome: Promise<StepOutcome>;
   /** Adapters of sequences that ended while the step was in flight: released once it is over. */
   releases: string[];
 }
@@ -208,7 +210,10 @@ export class LlmEngine {
         const oldest = this.inFlight[0];
         // Nothing in flight and nothing to start: everything left waits for its adapter, whose load wakes the loop.
         if (oldest === undefined) break;
-        if (next === null || this.inFlight.length > 1) await this.finishStep(oldest);
+        if (next !== null && this.inFlight.length === 1) continue;
+        // From here to the next step's start nothing awaits: the consumers of the tokens applied (streaming,
+        // telemetry) run as microtasks, after that step is on its way.
+        this.finishStep(oldest, await oldest.outcome);
       }
     } catch (error) {
       // A bug in the loop itself: fail every request rather than leave its client waiting forever.
@@ -242,8 +247,7 @@ export class LlmEngine {
     return step;
   }
 
-  private async finishStep(step: StepInFlight): Promise<void> {
-    const outcome = await step.outcome;
+  private finishStep(step: StepInFlight, outcome: StepOutcome): void {
     this.inFlight.shift();
     for (const adapterId of step.releases) this.options.adapters.release(adapterId);
     // The step's sequences cannot go on (their cache is in an unknown state); the others can.
