@@ -409,6 +409,8 @@ export interface NativeContract {
 interface Addon {
   Engine: new (options: EngineOptions) => EngineBinding;
   hasCuda(): boolean;
+  /** Per [dtype code, offset, nbytes] triple of spans: the index of the span's first NaN or infinity, or -1. */
+  findNonFinite(bytes: Uint8Array, spans: Float64Array): Promise<Float64Array>;
   contract: NativeContract;
 }
 
@@ -492,3 +494,13 @@ const CONTRACT = checkedContract();
 
 /** The seven projections a LoRA adapter may target, in the engine's order (native/src/lora_target.h). */
 export const LORA_TARGETS: readonly LoraTarget[] = CONTRACT.loraTargets;
+
+/**
+ * For each tensor of `bytes` (a whole safetensors file): the index of its first NaN or infinity, or -1. Scanned off
+ * the JS thread (an adapter is megabytes); `bytes` must not change until the promise settles.
+ */
+export async function findNonFinite(bytes: Uint8Array, tensors: readonly TensorRef[]): Promise<number[]> {
+  const spans = new Float64Array(tensors.length * 3);
+  tensors.forEach((ref, i) => spans.set([CONTRACT.dtypeCodes.get(ref.dtype) ?? -1, ref.offset, ref.nbytes], i * 3));
+  return Array.from(await loadAddon().findNonFinite(bytes, spans));
+}

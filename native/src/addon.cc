@@ -12,6 +12,7 @@
 
 #include "contract.h"
 #include "engine.h"
+#include "finite_scan.h"
 #include "js_values.h"
 
 namespace loraserve {
@@ -125,6 +126,72 @@ class GroupWorker final : public Napi::AsyncWorker {
   std::string outcome_;
 };
 
+// findNonFinite(bytes, spans): for each span [dtype code, byte offset, byte length] of `bytes`, the index of its
+// first NaN or infinity, or -1; scanned on a worker thread, the bytes kept alive (and unchanged) meanwhile.
+class FiniteScanWorker final : public Napi::AsyncWorker {
+ public:
+  struct Span {
+    DType dtype;
+    size_t offset;
+    size_t count;
+  };
+
+  FiniteScanWorker(Napi::Env env, const Napi::Uint8Array& bytes, std::vector<Span> spans)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), bytes_(Napi::Persistent(bytes)),
+        data_(bytes.Data()), spans_(std::move(spans)) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    for (const Span& span : spans_) found_.push_back(firstNonFinite(data_ + span.offset, span.count, span.dtype));
+  }
+
+  void OnOK() override {
+    Napi::Float64Array out = Napi::Float64Array::New(Env(), found_.size());
+    for (size_t i = 0; i < found_.size(); ++i) out[i] = static_cast<double>(found_[i]);
+    deferred_.Resolve(out);
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::Reference<Napi::Uint8Array> bytes_;
+  const uint8_t* data_;
+  std::vector<Span> spans_;
+  std::vector<int64_t> found_;
+};
+
+Napi::Value findNonFinite(const Napi::CallbackInfo& info) {
+  return startWork(info.Env(), [&] {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw Napi::TypeError::New(info.Env(), "bytes must be a Uint8Array");
+    }
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      throw Napi::TypeError::New(info.Env(), "spans must be a Float64Array");
+    }
+    const Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+    const Napi::Float64Array numbers = info[1].As<Napi::Float64Array>();
+    if (numbers.ElementLength() % 3 != 0) throw Napi::TypeError::New(info.Env(), "spans must hold [dtype, offset, nbytes] triples");
+    std::vector<FiniteScanWorker::Span> spans;
+    for (size_t i = 0; i < numbers.ElementLength(); i += 3) {
+      const double code = numbers[i], offset = numbers[i + 1], nbytes = numbers[i + 2];
+      if (!(code >= 0 && code < kNumDTypes && code == static_cast<int>(code))) {
+        throw Napi::RangeError::New(info.Env(), "span " + std::to_string(i / 3) + ": unknown dtype code");
+      }
+      const DType dtype = static_cast<DType>(static_cast<int>(code));
+      const double width = static_cast<double>(dtypeSize(dtype));
+      if (!(offset >= 0 && nbytes >= 0 && offset == static_cast<double>(static_cast<size_t>(offset)) &&
+            nbytes == static_cast<double>(static_cast<size_t>(nbytes)) && offset + nbytes <= static_cast<double>(bytes.ByteLength()) &&
+            static_cast<size_t>(nbytes) % static_cast<size_t>(width) == 0)) {
+        throw Napi::RangeError::New(info.Env(), "span " + std::to_string(i / 3) + " is not whole elements inside the bytes");
+      }
+      spans.push_back({dtype, static_cast<size_t>(offset), static_cast<size_t>(nbytes / width)});
+    }
+    return new FiniteScanWorker(info.Env(), bytes, std::move(spans));
+  });
+}
+
 class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -217,6 +284,7 @@ static Napi::Object initLoraserve(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", engineClass);
   exports.Set("contract", loraserve::contractToJs(env, engineClass));
   exports.Set("hasCuda", Napi::Function::New(env, loraserve::hasCuda, "hasCuda"));
+  exports.Set("findNonFinite", Napi::Function::New(env, loraserve::findNonFinite, "findNonFinite"));
   return exports;
 }
 

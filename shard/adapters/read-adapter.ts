@@ -90,7 +90,7 @@ export async function readAdapter(dir: string, root: string | null, limits: Adap
   if (weightBytes === null) throw new LoadError(weightsPath, "missing (pickle adapter_model.bin is not loaded, convert it to safetensors)");
   const safetensors = safetensorsFromBytes(weightsPath, weightBytes);
   const files = adapterFromFiles(dir, configPath, configJson, safetensors, limits.spec);
-  assertFiniteWeights(weightsPath, weightBytes, safetensors.tensors);
+  await assertFiniteWeights(weightsPath, weightBytes, safetensors.tensors);
   if (files.config.rank > limits.maxLoraRank) {
     throw new LoadError(configPath, `"r" = ${files.config.rank} exceeds the shard's --max-lora-rank ${limits.maxLoraRank}`);
   }
