@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { flagOrEnv } from "../common/flag-or-env.js";
 import { parseInteger } from "../common/parse-integer.js";
 import { profilingFlags } from "../common/profiling-flags.js";
+import { youngGenerationFlags } from "../common/young-generation.js";
 import { DEFAULT_SHUTDOWN_GRACE_SECONDS } from "../router/options.js";
 
 const CLI = fileURLToPath(new URL("./cli.js", import.meta.url));
@@ -50,7 +51,7 @@ function readyLine(line: string): ReadyLine | undefined {
 
 export function startServerProcess(name: string, args: string[]): ServerProcess {
   // Its own process group: a terminal's Ctrl-C reaches the launcher alone, which then stops each child once.
-  const child: ChildProcess = spawn(process.execPath, [...profilingFlags(), CLI, ...args], { stdio: ["ignore", "pipe", "inherit"], detached: true });
+  const child: ChildProcess = spawn(process.execPath, [...youngGenerationFlags(), ...profilingFlags(), CLI, ...args], { stdio: ["ignore", "pipe", "inherit"], detached: true });
   const exited = new Promise<string>((resolve) =>
     child.once("exit", (code, signal) => resolve(signal ? `${name} was killed by ${signal}` : `${name} exited with code ${code}`)),
   );

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { profilingFlags } from "../common/profiling-flags.js";
+import { youngGenerationFlags } from "../common/young-generation.js";
 import { projectFixture } from "./helpers/fixture-sets.js";
 import { startCli } from "./helpers/process.js";
 
@@ -20,6 +21,17 @@ describe("profilingFlags", () => {
     // serves one process.
     expect(profilingFlags(["--cpu-prof", "--cpu-prof-name=x.cpuprofile", "--inspect=9229", "--require", "--cpu-prof"])).toEqual(["--cpu-prof", "--cpu-prof"]);
     expect(profilingFlags([])).toEqual([]);
+  });
+});
+
+describe("youngGenerationFlags", () => {
+  it("gives a server process a 64 MiB semi-space unless the launcher's flags or NODE_OPTIONS set one", () => {
+    expect(youngGenerationFlags([], "")).toEqual(["--max-semi-space-size=64"]);
+    expect(youngGenerationFlags(["--cpu-prof"], "--max-old-space-size=4096")).toEqual(["--max-semi-space-size=64"]);
+    // The launcher's own size goes on to its children; one in NODE_OPTIONS reaches them by itself.
+    expect(youngGenerationFlags(["--max-semi-space-size=16"], "")).toEqual(["--max-semi-space-size=16"]);
+    expect(youngGenerationFlags(["--max_semi_space_size=32"], "")).toEqual(["--max_semi_space_size=32"]);
+    expect(youngGenerationFlags([], "--inspect --max-semi-space-size=8")).toEqual([]);
   });
 });
 
