@@ -1,7 +1,8 @@
 // The young-generation size each server process the launcher starts gets. With hundreds of streams in flight the
-// default 16 MiB semi-space fills every few milliseconds: V8's scavenges took 14.5 % of the shard's JS thread in
-// the n = 1000 serve bench (H200, 2026-12-04), against 3 % with 64 MiB (2026-12-03). A size the user set (in
-// NODE_OPTIONS or in the launcher's own Node flags, which the children would not otherwise see) wins.
+// default 16 MiB semi-space fills every few milliseconds: in the n = 1000 serve bench (H200, 2026-12-04, the last
+// 35 s of the shard's profile: the load and its drain) garbage collection took 0.057 of the shard's JS thread with
+// the default and 0.034 with 64 MiB. A size the user set (in NODE_OPTIONS or in the launcher's own Node flags, which
+// the children would not otherwise see) wins.
 const FLAG = "--max-semi-space-size";
 const MIB = 64;
 

@@ -1,7 +1,8 @@
 // Refuses an adapter whose weights hold a NaN or an infinity. The engine would load it and every token it
 // touched would come out of a NaN distribution (`<unk>` with a null logprob), so the adapter is refused at load,
-// naming the tensor, instead. The scan (native/src/finite_scan.cc) reads bit patterns on a worker thread: at
-// 5-7 ms per 14.7 MB adapter on the JS thread, a thousand adapters arriving under load stalled the engine loop.
+// naming the tensor, instead. The scan (native/src/finite_scan.cc) reads bit patterns on a worker thread: in JS it
+// took about 14 s of the shard's JS thread for the thousand adapters the n = 1000 serve bench reads at start-up, and
+// an adapter read under load held the engine loop for its 5-7 ms.
 import { findNonFinite, type TensorRef } from "../../native/addon.js";
 import { LoadError } from "../model/load-error.js";
 
