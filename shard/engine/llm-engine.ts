@@ -56,6 +56,9 @@ export interface EngineLoad {
   totalKvBlocks: number;
 }
 
+/** The tokens of an entry that runs the previous step's draw: the engine only reads them, so one serves all. */
+const NO_TOKENS = new Int32Array(0);
+
 type StepOutcome = { results: SeqResult[] } | { error: unknown };
 
 /** A step the engine is running (or has queued), and what the loop must do once it is over. */
@@ -262,20 +265,22 @@ export class LlmEngine {
     const awaited = startPos >= seq.knownTokens;
     const previousResult = awaited ? previous.get(seq) : undefined;
     if (awaited && previousResult === undefined) throw new Error(`sequence ${seq.id} awaits a token that no step in flight draws`);
-    return {
-      tokens: awaited ? new Int32Array(0) : seq.tokens(startPos, numTokens),
-      ...(previousResult === undefined ? {} : { previousResult }),
+    // Built for every sequence of every step on the JS thread: no spread, no new typed array where one will do.
+    const step: SeqStep = {
+      tokens: awaited ? NO_TOKENS : seq.tokens(startPos, numTokens),
       startPos,
-      blockTable: Int32Array.from(seq.blockTable),
+      blockTable: seq.blockTableArray(),
       adapterSlot: this.slotOf(seq),
       sample,
-      sampling: { ...request.sampling, draw: seq.generated.length + seq.awaitedTokens - (sample ? 1 : 0) },
+      sampling: samplingAt(request.sampling, seq.generated.length + seq.awaitedTokens - (sample ? 1 : 0)),
       // The engine appends the awaited token to these itself.
       ...(sample && penalises(request.sampling) ? { penaltyTokens: seq.tokens(0, seq.knownTokens), penaltyPromptLength: seq.promptLength } : {}),
       topN: sample ? request.topN : 0,
       logprobTargets: this.promptTargets(seq, startPos, numTokens),
       returnLogits: false,
     };
+    if (previousResult !== undefined) step.previousResult = previousResult;
+    return step;
   }
 
   /** Position i of the chunk predicts prompt token startPos + i + 1: ask for its logprob while inside the prompt. */
@@ -333,6 +338,15 @@ export class LlmEngine {
     this.outputs.delete(seq);
     this.observers.delete(seq);
   }
+}
+
+/**
+ * A request's sampling parameters with the index of the draw: a literal of one shape (a spread costs far more),
+ * which must name every parameter (`satisfies`), so none added later is dropped here.
+ */
+function samplingAt(sampling: SequenceRequest["sampling"], draw: number): SeqStep["sampling"] {
+  const { temperature, topK, topP, seed, typicalP, repetitionPenalty, frequencyPenalty, presencePenalty } = sampling;
+  return { temperature, topK, topP, seed, draw, typicalP, repetitionPenalty, frequencyPenalty, presencePenalty } satisfies Record<keyof SeqStep["sampling"], unknown>;
 }
 
 /** Whether the engine needs the sequence's tokens to penalise logits. */

@@ -66,6 +66,8 @@ export class Sequence {
   awaitedTokens = 0;
   /** Times it was preempted: a step planned before the last preemption computed into blocks it no longer holds. */
   preemptions = 0;
+  /** blockTable as the engine takes it, made again only when the table changed (see blockTableArray). */
+  private tableArray = new Int32Array(0);
   /**
    * Logprob of prompt token i given tokens [0, i), NaN at 0 (nothing predicts the first token); null when
    * not asked for. Filled chunk by chunk as the prompt is computed.
@@ -115,6 +117,18 @@ export class Sequence {
   /** The most tokens this sequence can ever hold: what the scheduler must be able to fit in the cache. */
   get maxTokens(): number {
     return this.request.promptIds.length + this.request.maxNewTokens;
+  }
+
+  /**
+   * The block table as an Int32Array: the same array while the table is unchanged, since a step takes every
+   * sequence's table and a new typed array costs more than comparing a few dozen ids. Never written to.
+   */
+  blockTableArray(): Int32Array {
+    const table = this.blockTable;
+    let same = this.tableArray.length === table.length;
+    for (let i = 0; same && i < table.length; i++) same = this.tableArray[i] === table[i];
+    if (!same) this.tableArray = new Int32Array(table);
+    return this.tableArray;
   }
 
   tokenAt(position: number): number {
