@@ -2,11 +2,18 @@
 // (shard/engine/llm-engine.ts: schedule, build each sequence's SeqStep, apply the results, stream the tokens to
 // their consumers) costs per decode step at batch 1 to 256, with an engine that computes nothing and answers at
 // once. On a GPU that time sits between two steps unless it overlaps one (issue 15 item 2), so it is reported
-// beside the H200's measured step times (docs/performance.md) as the share of the step it would add.
+// beside the H200's measured step times (docs/performance.md) as the share of the step it would add. Then the
+// step's N-API crossing on the JS thread (native/src/js_values.cc): the last decode step the loop built, given
+// to a CPU engine that converts it whole and refuses it (its entries name a previous step the engine never ran).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import type { SeqResult, SeqStep } from "../native/addon.js";
+import { createEngine, type SeqResult, type SeqStep } from "../native/addon.js";
 import type { AdapterResidency } from "../shard/engine/adapter-residency.js";
 import { LlmEngine, type TokenEvent } from "../shard/engine/llm-engine.js";
+import { loadModelFiles } from "../shard/model/model-files.js";
+import { CPU_BENCH_SHAPE, writeSyntheticModel } from "./synthetic-model.js";
 
 const BLOCK_SIZE = 16;
 const PROMPT = 512;
@@ -20,9 +27,13 @@ const BASE_ONLY: AdapterResidency = { acquire: () => undefined, release: () => u
 /** Answers every step at once with token 7 for each sampled row, counting the decode steps (one row each). */
 class InstantEngine {
   decodeStepAt: number[] = [];
+  lastDecodeStep: SeqStep[] = [];
   async step(steps: SeqStep[]): Promise<SeqResult[]> {
     // A decode entry runs one token: its own, or the one the step before draws (previousResult).
-    if (steps.every((s) => s.tokens.length + (s.previousResult === undefined ? 0 : 1) === 1)) this.decodeStepAt.push(performance.now());
+    if (steps.every((s) => s.tokens.length + (s.previousResult === undefined ? 0 : 1) === 1)) {
+      this.decodeStepAt.push(performance.now());
+      this.lastDecodeStep = steps;
+    }
     return steps.map((s) => ({ token: s.sample ? 7 : -1, logprob: -0.5, topIds: new Int32Array(), topLogprobs: new Float32Array(), targetLogprobs: new Float32Array(), logits: new Float32Array() }));
   }
 }
@@ -31,8 +42,7 @@ async function drain(events: AsyncIterable<TokenEvent>): Promise<void> {
   for await (const _ of events);
 }
 
-async function perStepMs(batch: number): Promise<number> {
-  const engine = new InstantEngine();
+async function perStepMs(batch: number, engine = new InstantEngine()): Promise<number> {
   const blocksPerSeq = Math.ceil((PROMPT + DECODE_STEPS + 1) / BLOCK_SIZE);
   const llm = new LlmEngine(engine, {
     numKvBlocks: batch * blocksPerSeq,
@@ -57,11 +67,34 @@ async function perStepMs(batch: number): Promise<number> {
   return (at.at(-1)! - at[0]!) / (at.length - 1);
 }
 
-console.log("| batch | engine loop per decode step (ms) | share of the H200's step at 512-token contexts |\n| --- | --- | --- |");
-for (const batch of BATCHES) {
-  await perStepMs(batch); // warm-up: the JIT
-  // The median of 3 runs: one run moves by tens of per cent on a busy machine.
-  const runs = [await perStepMs(batch), await perStepMs(batch), await perStepMs(batch)].sort((a, b) => a - b);
-  const ms = runs[1]!;
-  console.log(`| ${batch} | ${ms.toFixed(3)} | ${(ms / H200_STEP_MS[batch]!).toFixed(3)} |`);
+/** Milliseconds per N-API crossing of `steps` (converted whole, then refused), the median of 3 runs of 200. */
+async function crossingMs(native: ReturnType<typeof createEngine>, steps: SeqStep[]): Promise<number> {
+  const runs: number[] = [];
+  for (let run = 0; run < 4; run++) {
+    const startedAt = performance.now();
+    for (let i = 0; i < 200; i++) await native.step(steps).then(() => Promise.reject(new Error("the step was not refused")), () => undefined);
+    runs.push((performance.now() - startedAt) / 200);
+  }
+  return runs.slice(1).sort((a, b) => a - b)[1]!; // the first run warms up
+}
+
+const dir = mkdtempSync(join(tmpdir(), "loraserve-loop-overhead-"));
+try {
+  writeSyntheticModel(dir, CPU_BENCH_SHAPE);
+  const model = loadModelFiles(dir);
+  const native = createEngine({ device: "cpu", rank: 0, world: 1, spec: model.spec, weights: model.weights, numKvBlocks: 64, blockSize: BLOCK_SIZE, maxLoras: 0, maxLoraRank: 0, threads: 1 });
+  console.log("| batch | engine loop per decode step (ms) | share of the H200's step at 512-token contexts | the step's N-API crossing (ms) | its share |\n| --- | --- | --- | --- | --- |");
+  for (const batch of BATCHES) {
+    await perStepMs(batch); // warm-up: the JIT
+    // The median of 3 runs: one run moves by tens of per cent on a busy machine.
+    const engine = new InstantEngine();
+    const runs = [await perStepMs(batch, engine), await perStepMs(batch), await perStepMs(batch)].sort((a, b) => a - b);
+    const ms = runs[1]!;
+    const crossing = await crossingMs(native, engine.lastDecodeStep);
+    const share = (value: number): string => (value / H200_STEP_MS[batch]!).toFixed(3);
+    console.log(`| ${batch} | ${ms.toFixed(3)} | ${share(ms)} | ${crossing.toFixed(3)} | ${share(crossing)} |`);
+  }
+  native.close();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -18,39 +18,55 @@ namespace {
   throw Napi::TypeError::New(env, path + " must be " + expected);
 }
 
-Napi::Object objectAt(const Napi::Value& value, const std::string& path) {
-  if (!value.IsObject()) typeError(value.Env(), path, "an object");
+// A value's path in an error message: a string, or a function that spells it, so that the conversion that runs for
+// every sequence of every step (seqStepAt) spells a path only when it throws.
+inline const std::string& pathText(const std::string& path) { return path; }
+template <typename Spell>
+std::string pathText(const Spell& path) {
+  return path();
+}
+
+template <typename Path>
+Napi::Object objectAt(const Napi::Value& value, const Path& path) {
+  if (!value.IsObject()) typeError(value.Env(), pathText(path), "an object");
   return value.As<Napi::Object>();
 }
 
 Napi::Value field(const Napi::Object& object, const char* key) { return object.Get(key); }
 
-double numberAt(const Napi::Value& value, const std::string& path) {
-  if (!value.IsNumber()) typeError(value.Env(), path, "a number");
+template <typename Path>
+double numberAt(const Napi::Value& value, const Path& path) {
+  if (!value.IsNumber()) typeError(value.Env(), pathText(path), "a number");
   const double number = value.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(number)) typeError(value.Env(), path, "a finite number");
+  if (!std::isfinite(number)) typeError(value.Env(), pathText(path), "a finite number");
   return number;
 }
 
-int64_t integerAt(const Napi::Value& value, const std::string& path, double min, double max) {
+template <typename Path>
+int64_t integerAt(const Napi::Value& value, const Path& path, double min, double max) {
   const double number = numberAt(value, path);
   if (number != std::floor(number) || number < min || number > max) {
-    typeError(value.Env(), path, "an integer in [" + std::to_string(static_cast<int64_t>(min)) + ", " +
-                                     std::to_string(static_cast<int64_t>(max)) + "]");
+    typeError(value.Env(), pathText(path), "an integer in [" + std::to_string(static_cast<int64_t>(min)) + ", " +
+                                               std::to_string(static_cast<int64_t>(max)) + "]");
   }
   return static_cast<int64_t>(number);
 }
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
 
-int64_t sizeAt(const Napi::Value& value, const std::string& path) { return integerAt(value, path, 0, kMaxSafeInteger); }
+template <typename Path>
+int64_t sizeAt(const Napi::Value& value, const Path& path) {
+  return integerAt(value, path, 0, kMaxSafeInteger);
+}
 
-int intAt(const Napi::Value& value, const std::string& path, int min = 0) {
+template <typename Path>
+int intAt(const Napi::Value& value, const Path& path, int min = 0) {
   return static_cast<int>(integerAt(value, path, min, std::numeric_limits<int32_t>::max()));
 }
 
-bool boolAt(const Napi::Value& value, const std::string& path) {
-  if (!value.IsBoolean()) typeError(value.Env(), path, "a boolean");
+template <typename Path>
+bool boolAt(const Napi::Value& value, const Path& path) {
+  if (!value.IsBoolean()) typeError(value.Env(), pathText(path), "a boolean");
   return value.As<Napi::Boolean>().Value();
 }
 
@@ -60,7 +76,8 @@ std::string stringAt(const Napi::Value& value, const std::string& path) {
 }
 
 // An optional number of the contract: absent (undefined) means `fallback`.
-double optionalNumberAt(const Napi::Value& value, const std::string& path, double fallback) {
+template <typename Path>
+double optionalNumberAt(const Napi::Value& value, const Path& path, double fallback) {
   return value.IsUndefined() ? fallback : numberAt(value, path);
 }
 
@@ -69,9 +86,10 @@ Napi::Array arrayAt(const Napi::Value& value, const std::string& path) {
   return value.As<Napi::Array>();
 }
 
-std::vector<int32_t> int32ArrayAt(const Napi::Value& value, const std::string& path) {
+template <typename Path>
+std::vector<int32_t> int32ArrayAt(const Napi::Value& value, const Path& path) {
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-    typeError(value.Env(), path, "an Int32Array");
+    typeError(value.Env(), pathText(path), "an Int32Array");
   }
   const Napi::Int32Array array = value.As<Napi::Int32Array>();
   return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
@@ -312,44 +330,65 @@ class PackedPairs {
   const std::vector<std::string>& files_;
 };
 
-SeqStep seqStepAt(const Napi::Value& value, const std::string& path) {
+// The property names of a SeqStep, made once per step rather than once per read.
+struct SeqStepKeys {
+  explicit SeqStepKeys(Napi::Env env)
+      : tokens(key(env, "tokens")), previousResult(key(env, "previousResult")), startPos(key(env, "startPos")),
+        blockTable(key(env, "blockTable")), adapterSlot(key(env, "adapterSlot")), sample(key(env, "sample")),
+        sampling(key(env, "sampling")), temperature(key(env, "temperature")), topK(key(env, "topK")),
+        topP(key(env, "topP")), seed(key(env, "seed")), draw(key(env, "draw")), typicalP(key(env, "typicalP")),
+        repetitionPenalty(key(env, "repetitionPenalty")), frequencyPenalty(key(env, "frequencyPenalty")),
+        presencePenalty(key(env, "presencePenalty")), penaltyTokens(key(env, "penaltyTokens")),
+        penaltyPromptLength(key(env, "penaltyPromptLength")), topN(key(env, "topN")),
+        logprobTargets(key(env, "logprobTargets")), returnLogits(key(env, "returnLogits")) {}
+
+  static Napi::String key(Napi::Env env, const char* name) { return Napi::String::New(env, name); }
+
+  Napi::String tokens, previousResult, startPos, blockTable, adapterSlot, sample, sampling, temperature, topK, topP,
+      seed, draw, typicalP, repetitionPenalty, frequencyPenalty, presencePenalty, penaltyTokens, penaltyPromptLength,
+      topN, logprobTargets, returnLogits;
+};
+
+SeqStep seqStepAt(const Napi::Value& value, const SeqStepKeys& keys, uint32_t index) {
+  const auto path = [index] { return "seqs[" + std::to_string(index) + "]"; };
+  const auto at = [&path](const char* name) { return [&path, name] { return path() + "." + name; }; };
+  const auto samplingAt = [&path](const char* name) { return [&path, name] { return path() + ".sampling." + name; }; };
   const Napi::Object object = objectAt(value, path);
   SeqStep seq;
-  seq.tokens = int32ArrayAt(field(object, "tokens"), path + ".tokens");
-  const Napi::Value previousResult = field(object, "previousResult");
-  if (!previousResult.IsUndefined()) seq.previousResult = intAt(previousResult, path + ".previousResult");
-  seq.startPos = sizeAt(field(object, "startPos"), path + ".startPos");
-  seq.blockTable = int32ArrayAt(field(object, "blockTable"), path + ".blockTable");
-  seq.adapterSlot = intAt(field(object, "adapterSlot"), path + ".adapterSlot", -1);
-  seq.sample = boolAt(field(object, "sample"), path + ".sample");
-  const std::string samplingPath = path + ".sampling";
-  const Napi::Object sampling = objectAt(field(object, "sampling"), samplingPath);
-  seq.sampling.temperature = numberAt(field(sampling, "temperature"), samplingPath + ".temperature");
-  seq.sampling.topK = sizeAt(field(sampling, "topK"), samplingPath + ".topK");
-  seq.sampling.topP = numberAt(field(sampling, "topP"), samplingPath + ".topP");
-  seq.sampling.seed = static_cast<uint64_t>(sizeAt(field(sampling, "seed"), samplingPath + ".seed"));
-  seq.sampling.draw = static_cast<uint64_t>(sizeAt(field(sampling, "draw"), samplingPath + ".draw"));
-  seq.sampling.typicalP = optionalNumberAt(field(sampling, "typicalP"), samplingPath + ".typicalP", 1.0);
+  seq.tokens = int32ArrayAt(object.Get(keys.tokens), at("tokens"));
+  const Napi::Value previousResult = object.Get(keys.previousResult);
+  if (!previousResult.IsUndefined()) seq.previousResult = intAt(previousResult, at("previousResult"));
+  seq.startPos = sizeAt(object.Get(keys.startPos), at("startPos"));
+  seq.blockTable = int32ArrayAt(object.Get(keys.blockTable), at("blockTable"));
+  seq.adapterSlot = intAt(object.Get(keys.adapterSlot), at("adapterSlot"), -1);
+  seq.sample = boolAt(object.Get(keys.sample), at("sample"));
+  const Napi::Object sampling = objectAt(object.Get(keys.sampling), at("sampling"));
+  seq.sampling.temperature = numberAt(sampling.Get(keys.temperature), samplingAt("temperature"));
+  seq.sampling.topK = sizeAt(sampling.Get(keys.topK), samplingAt("topK"));
+  seq.sampling.topP = numberAt(sampling.Get(keys.topP), samplingAt("topP"));
+  seq.sampling.seed = static_cast<uint64_t>(sizeAt(sampling.Get(keys.seed), samplingAt("seed")));
+  seq.sampling.draw = static_cast<uint64_t>(sizeAt(sampling.Get(keys.draw), samplingAt("draw")));
+  seq.sampling.typicalP = optionalNumberAt(sampling.Get(keys.typicalP), samplingAt("typicalP"), 1.0);
   seq.sampling.repetitionPenalty =
-      optionalNumberAt(field(sampling, "repetitionPenalty"), samplingPath + ".repetitionPenalty", 1.0);
+      optionalNumberAt(sampling.Get(keys.repetitionPenalty), samplingAt("repetitionPenalty"), 1.0);
   seq.sampling.frequencyPenalty =
-      optionalNumberAt(field(sampling, "frequencyPenalty"), samplingPath + ".frequencyPenalty", 0.0);
+      optionalNumberAt(sampling.Get(keys.frequencyPenalty), samplingAt("frequencyPenalty"), 0.0);
   seq.sampling.presencePenalty =
-      optionalNumberAt(field(sampling, "presencePenalty"), samplingPath + ".presencePenalty", 0.0);
-  const Napi::Value penaltyTokens = field(object, "penaltyTokens");
+      optionalNumberAt(sampling.Get(keys.presencePenalty), samplingAt("presencePenalty"), 0.0);
+  const Napi::Value penaltyTokens = object.Get(keys.penaltyTokens);
   if (!penaltyTokens.IsUndefined() && !penaltyTokens.IsNull()) {
-    seq.penaltyTokens = int32ArrayAt(penaltyTokens, path + ".penaltyTokens");
-    seq.penaltyPromptLength = sizeAt(field(object, "penaltyPromptLength"), path + ".penaltyPromptLength");
+    seq.penaltyTokens = int32ArrayAt(penaltyTokens, at("penaltyTokens"));
+    seq.penaltyPromptLength = sizeAt(object.Get(keys.penaltyPromptLength), at("penaltyPromptLength"));
   }
-  seq.topN = intAt(field(object, "topN"), path + ".topN");
-  const Napi::Value targets = field(object, "logprobTargets");
+  seq.topN = intAt(object.Get(keys.topN), at("topN"));
+  const Napi::Value targets = object.Get(keys.logprobTargets);
   if (!targets.IsNull()) {
-    seq.logprobTargets = int32ArrayAt(targets, path + ".logprobTargets");
+    seq.logprobTargets = int32ArrayAt(targets, at("logprobTargets"));
     if (seq.logprobTargets.size() != seq.tokens.size()) {
-      typeError(targets.Env(), path + ".logprobTargets", "null or one entry per token");
+      typeError(targets.Env(), at("logprobTargets")(), "null or one entry per token");
     }
   }
-  seq.returnLogits = boolAt(field(object, "returnLogits"), path + ".returnLogits");
+  seq.returnLogits = boolAt(object.Get(keys.returnLogits), at("returnLogits"));
   return seq;
 }
 
@@ -443,7 +482,8 @@ std::vector<SeqStep> seqStepsFromJs(const Napi::Value& value) {
   const Napi::Array array = arrayAt(value, "seqs");
   std::vector<SeqStep> seqs;
   seqs.reserve(array.Length());
-  for (uint32_t i = 0; i < array.Length(); ++i) seqs.push_back(seqStepAt(array.Get(i), "seqs[" + std::to_string(i) + "]"));
+  const SeqStepKeys keys(value.Env());
+  for (uint32_t i = 0; i < array.Length(); ++i) seqs.push_back(seqStepAt(array.Get(i), keys, i));
   return seqs;
 }
 

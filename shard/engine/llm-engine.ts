@@ -221,8 +221,11 @@ export class LlmEngine {
     } catch (error) {
       // A bug in the loop itself: fail every request rather than leave its client waiting forever.
       for (const seq of [...this.outputs.keys()]) this.end(seq, "cancelled", error);
+      // The engine still runs the steps in flight: what they name is released once each is over.
+      for (const step of this.inFlight.splice(0)) {
+        void step.outcome.then(() => step.releases.forEach((adapterId) => this.options.adapters.release(adapterId)));
+      }
     } finally {
-      this.inFlight.length = 0;
       this.loop = null;
     }
   }
