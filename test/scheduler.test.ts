@@ -158,6 +158,54 @@ describe("Scheduler", () => {
     expect(Array.from(newer.tokens(0, 9))).toEqual([1, 2, 3, 4, 7, 7, 7, 7, 7]);
   });
 
+  it("plans a step while the one before is in flight: the token being drawn is run next, the last one is not", () => {
+    const blocks = new BlockManager(8, 4);
+    const scheduler = new Scheduler(blocks, 64);
+    const seq = sequence(4, 2);
+    scheduler.add(seq);
+    // The prompt's step, not yet over: its positions count as cached and its token as awaited.
+    const [prompt] = scheduler.schedule();
+    expect([prompt!.startPos, prompt!.numTokens, prompt!.sample]).toEqual([0, 4, true]);
+    expect([seq.numCachedTokens, seq.awaitedTokens, seq.numTokens, seq.knownTokens]).toEqual([4, 1, 5, 4]);
+    // The next step runs the awaited token (position 4) and draws the second and last one.
+    const [decode] = scheduler.schedule();
+    expect([decode!.seq, decode!.startPos, decode!.numTokens, decode!.sample]).toEqual([seq, 4, 1, true]);
+    expect(seq.awaitedTokens).toBe(2);
+    // Both of its tokens are being drawn: nothing more is planned for it, though it is still running.
+    expect(seq.allDrawn).toBe(true);
+    expect(scheduler.schedule()).toEqual([]);
+    seq.receive({ id: 7, logprob: 0, top: [] });
+    expect(scheduler.schedule()).toEqual([]);
+    expect(() => seq.receive({ id: 7, logprob: 0, top: [] })).not.toThrow();
+    expect(() => seq.receive({ id: 7, logprob: 0, top: [] })).toThrow(/not awaiting/);
+  });
+
+  it("readmits a sequence preempted in flight only once the token it was drawing has arrived, and caches nothing of the preempted chunk", () => {
+    const blockSize = 4;
+    const blocks = new BlockManager(3, blockSize, true);
+    const scheduler = new Scheduler(blocks, 64);
+    // Different prompts: each one's full block is its own prefix.
+    const [older, newer] = [sequence(4, 8), sequence(4, 8, "other")];
+    scheduler.add(older);
+    scheduler.add(newer);
+    const first = scheduler.schedule(); // both prompts, one block each; both tokens still being drawn
+    expect(first.map((ch) => ch.seq)).toEqual([older, newer]);
+    // Planned before the first step is over: the older one takes the last free block, the newer one is preempted.
+    expect(scheduler.schedule().map((ch) => ch.seq)).toEqual([older]);
+    expect([newer.status, newer.awaitedTokens, newer.numCachedTokens, newer.preemptions]).toEqual(["waiting", 1, 0, 1]);
+    // The first step is over: the older one's full prompt block is now findable; the preempted one's chunk names a
+    // block it no longer holds, so nothing of it is (both would count once free).
+    scheduler.computed(first[0]!);
+    scheduler.computed(first[1]!);
+    // Room is free again, but the newer one's token is not known yet: it cannot recompute without it.
+    scheduler.finish(older, "length");
+    expect(blocks.cachedCount).toBe(1);
+    expect(scheduler.schedule()).toEqual([]);
+    // Its token arrives (kept: it was drawn before the blocks were taken); it comes back, prompt and token computed again.
+    newer.receive({ id: 7, logprob: 0, top: [] });
+    expect(scheduler.schedule().map((ch) => [ch.seq, ch.startPos, ch.numTokens, ch.sample])).toEqual([[newer, 0, 5, true]]);
+  });
+
   it("under a random load on a small cache, keeps every rule and finishes every sequence", () => {
     const blockSize = 4;
     const budget = 12;
