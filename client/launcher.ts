@@ -24,6 +24,8 @@ export const SERVE_USAGE = `loraserve serve --model-id DIR [--lora-adapters ID=D
   --port N               public port (default 3000; 0 picks a free one)
   --hostname H           address to listen on (default 0.0.0.0; not read from HOSTNAME, the machine's name)
   --max-body-bytes N     largest request body the router accepts
+  --api-processes N      router processes serving --port (default 1): more when one thread cannot carry the
+                         streams; /metrics sums them all whichever one answers
   --metrics-port N       the shard's Prometheus metrics port (default 0: a free one; the ready line's
                          shardMetricsPort), on --metrics-hostname (default 127.0.0.1). The router's metrics are
                          GET /metrics on --port.

@@ -23,10 +23,14 @@ export interface RouterOptions extends Partial<TelemetryOptions> {
   tls?: { certFile: string; keyFile: string } | null;
   /** On SIGTERM, how long requests in flight may take to finish (--shutdown-grace-seconds). */
   shutdownGraceMs?: number;
+  /** Processes serving the public port (--api-processes, router/api-processes.ts); absent: 1. */
+  apiProcesses?: number;
 }
 
 /** Kubernetes' default terminationGracePeriodSeconds. */
 export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 30;
+/** More processes than this would be more than any machine here has cores for the rest. */
+const MAX_API_PROCESSES = 64;
 /** TGI's default payload limit. */
 const DEFAULT_MAX_BODY_BYTES = 2_000_000;
 
@@ -51,6 +55,8 @@ export const ROUTER_USAGE = `loraserve router --shard-uri URL [--shard-uri URL .
   --tls-key PATH         PEM private key of --tls-cert
   --shutdown-grace-seconds N  on SIGTERM: stop admitting (503 with retry-after, health NOT_SERVING), let requests in
                          flight finish for N seconds, end the rest with a final error event, exit 0 (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})
+  --api-processes N      serve the public port from N processes, for when one thread cannot carry the streams;
+                         /metrics answers their sum from whichever one a scrape reaches (default 1, at most ${MAX_API_PROCESSES})
 ${telemetryUsage(25)}
 
   GET /metrics on the same port serves Prometheus metrics; OTEL_* variables configure OpenTelemetry export.`;
@@ -67,6 +73,7 @@ export const ROUTER_FLAGS = {
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "shutdown-grace-seconds": { type: "string" },
+  "api-processes": { type: "string" },
   ...TELEMETRY_FLAGS,
 } as const;
 
@@ -106,6 +113,7 @@ export function parseRouterOptions(args: string[], env: NodeJS.ProcessEnv): Rout
     shardTokenFile: flagOrEnv("shard-token-file", values["shard-token-file"], env)?.text || null,
     shutdownGraceMs: 1000 * (parseInteger(flagOrEnv("shutdown-grace-seconds", values["shutdown-grace-seconds"], env), 0) ?? DEFAULT_SHUTDOWN_GRACE_SECONDS),
     tls: tlsFiles(flagOrEnv("tls-cert", values["tls-cert"], env), flagOrEnv("tls-key", values["tls-key"], env)),
+    apiProcesses: parseInteger(flagOrEnv("api-processes", values["api-processes"], env), 1, MAX_API_PROCESSES) ?? 1,
     ...parseTelemetryOptions(values, env),
   };
 }

@@ -1,5 +1,6 @@
 // The router assembled: Connect/gRPC/gRPC-Web services (with health checking and server reflection) and the
 // TGI and OpenAI routes behind one handler on one port.
+import cluster from "node:cluster";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { readShardToken } from "../common/shard-token.js";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -38,6 +39,8 @@ export interface RunningRouter extends OnePortServer {
 
 export async function startRouter(options: RouterOptions): Promise<RunningRouter> {
   const telemetry = routerTelemetry(options, () => pool.groupStatuses());
+  // One of --api-processes: a scrape here answers every process's sum (router/api-processes.ts).
+  if ((options.apiProcesses ?? 1) > 1 && cluster.isWorker) telemetry.metrics.set.aggregateAcrossProcesses();
   const shardToken = options.shardTokenFile ? readShardToken(options.shardTokenFile) : null;
   const pool = new ShardPool(options.shardUris, telemetry, shardToken, options.shardGroupNames);
   const adapters = new AdapterForwarder(pool, new AdminAuth(options.adminToken ?? null));

@@ -3,6 +3,7 @@
 // otherwise, which costs a call). One definition, so the two views never disagree on names or buckets.
 import { metrics, type Meter } from "@opentelemetry/api";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { joinClusterMetrics } from "./cluster-metrics.js";
 
 export type LabelSet<L extends string> = Record<L, string>;
 
@@ -34,6 +35,8 @@ export class MetricSet {
   readonly registry = new Registry();
   private readonly meter: Meter;
   private readonly removable: Removable[] = [];
+  /** The exposition's text: this process's registry, or the cluster's sum (aggregateAcrossProcesses). */
+  private collect: () => Promise<string> = () => this.registry.metrics();
 
   constructor(meterName: string) {
     this.meter = metrics.getMeter(meterName);
@@ -63,17 +66,23 @@ export class MetricSet {
     };
   }
 
-  /** A gauge read when collected (each scrape, each OTLP export), so nothing is set on the request path. */
+  /**
+   * A gauge read when collected (each scrape, each OTLP export), so nothing is set on the request path.
+   * `sameInEveryProcess`: every process of a multi-process server reads it from the same source, so their
+   * metrics' sum (cluster-metrics.ts) takes it once rather than adding it up.
+   */
   observedGauge<L extends string>(
     name: string,
     help: string,
     labelNames: readonly L[],
     read: () => GaugeSample<L>[] | Promise<GaugeSample<L>[]>,
+    sameInEveryProcess = false,
   ): void {
     new Gauge<L>({
       name,
       help,
       labelNames,
+      aggregator: sameInEveryProcess ? "first" : "sum",
       registers: [this.registry],
       async collect() {
         const samples = await read();
@@ -118,8 +127,13 @@ export class MetricSet {
     }
   }
 
+  /** From now on a scrape of this process answers the sum over the processes of a cluster (cluster-metrics.ts). */
+  aggregateAcrossProcesses(): void {
+    this.collect = joinClusterMetrics(this.registry);
+  }
+
   /** The Prometheus text exposition and its content type. */
   async exposition(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    return { contentType: this.registry.contentType, body: await this.collect() };
   }
 }

@@ -62,6 +62,7 @@ const ROUTER_SAMPLES: Samples = {
   "tls-cert": ["/env-cert.pem", "/flag-cert.pem"],
   "tls-key": ["/env-key.pem", "/flag-key.pem"],
   "shutdown-grace-seconds": ["5", "10"],
+  "api-processes": ["2", "3"],
   ...TELEMETRY_SAMPLES,
 };
 

@@ -58,8 +58,13 @@ export class RouterMetrics {
       <L extends string>(values: (name: string, status: StatusResponse) => GaugeSample<L>[]) =>
       (): GaugeSample<L>[] =>
         groups().flatMap(({ name, status }) => (status ? values(name, status) : []));
-    this.set.observedGauge("loraserve_shard_group_up", "1 when the group's leader answered Status ready, else 0", ["shard_group"], () =>
-      groups().map(({ name, status }) => ({ labels: { shard_group: name }, value: status?.ready ? 1 : 0 })),
+    // The groups' gauges come from Status, which every process of a --api-processes router asks alike: taken once.
+    this.set.observedGauge(
+      "loraserve_shard_group_up",
+      "1 when the group's leader answered Status ready, else 0",
+      ["shard_group"],
+      () => groups().map(({ name, status }) => ({ labels: { shard_group: name }, value: status?.ready ? 1 : 0 })),
+      true,
     );
     this.set.observedGauge(
       "loraserve_shard_group_sequences",
@@ -69,6 +74,7 @@ export class RouterMetrics {
         { labels: { shard_group: name, state: "running" }, value: s.runningSequences },
         { labels: { shard_group: name, state: "waiting" }, value: s.waitingSequences },
       ]),
+      true,
     );
     this.set.observedGauge(
       "loraserve_shard_group_kv_blocks",
@@ -78,12 +84,14 @@ export class RouterMetrics {
         { labels: { shard_group: name, state: "used" }, value: s.totalKvBlocks - s.freeKvBlocks },
         { labels: { shard_group: name, state: "free" }, value: s.freeKvBlocks },
       ]),
+      true,
     );
     this.set.observedGauge(
       "loraserve_shard_group_adapters",
       "Adapters a group can serve",
       ["shard_group"],
       perGroup((name, s) => [{ labels: { shard_group: name }, value: s.adapterIds.length }]),
+      true,
     );
   }
 
