@@ -51,7 +51,11 @@ function readyLine(line: string): ReadyLine | undefined {
 
 export function startServerProcess(name: string, args: string[]): ServerProcess {
   // Its own process group: a terminal's Ctrl-C reaches the launcher alone, which then stops each child once.
-  const child: ChildProcess = spawn(process.execPath, [...youngGenerationFlags(), ...profilingFlags(), CLI, ...args], { stdio: ["ignore", "pipe", "inherit"], detached: true });
+  // libuv's pool (4 threads by default) runs the engine's steps, and with two steps in flight one of them waits
+  // there for the other; adapter reads, their non-finite scans and slot loads share it. 8 keeps a step from
+  // queueing behind them. A size the user set wins.
+  const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "8" };
+  const child: ChildProcess = spawn(process.execPath, [...youngGenerationFlags(), ...profilingFlags(), CLI, ...args], { stdio: ["ignore", "pipe", "inherit"], detached: true, env });
   const exited = new Promise<string>((resolve) =>
     child.once("exit", (code, signal) => resolve(signal ? `${name} was killed by ${signal}` : `${name} exited with code ${code}`)),
   );

@@ -21,8 +21,15 @@ export function reportReady(port: number): void {
   process.send!({ event: "api-process-ready", port } satisfies ApiProcessReady);
 }
 
-/** Runs the primary until every process has exited; sets process.exitCode 1 when one died on its own. */
-export async function superviseApiProcesses(count: number): Promise<void> {
+/** What a process still running this long after SIGTERM has beyond its grace period: it is killed. */
+const KILL_AFTER_GRACE_MS = 5000;
+
+/**
+ * Runs the primary until every process has exited; sets process.exitCode 1 when one died on its own. A process
+ * still draining `graceMs` + 5 s after the SIGTERM is killed, before the launcher's own SIGKILL of this one (10 s
+ * past the grace) could leave it behind.
+ */
+export async function superviseApiProcesses(count: number, graceMs: number): Promise<void> {
   serveClusterMetrics();
   const workers: Worker[] = Array.from({ length: count }, () => cluster.fork());
   const alive = new Set(workers);
@@ -30,9 +37,14 @@ export async function superviseApiProcesses(count: number): Promise<void> {
   let readyCount = 0;
   let stopping = false;
   let failure: string | null = null;
+  let killTimer: NodeJS.Timeout | undefined;
   const stopAll = (): void => {
+    if (stopping) return;
     stopping = true;
     for (const worker of alive) worker.process.kill("SIGTERM");
+    killTimer = setTimeout(() => {
+      for (const worker of alive) worker.process.kill("SIGKILL");
+    }, graceMs + KILL_AFTER_GRACE_MS);
   };
   // Installed for the whole run, so a second signal cannot kill the primary while the processes drain.
   process.on("SIGINT", stopAll);
@@ -49,9 +61,14 @@ export async function superviseApiProcesses(count: number): Promise<void> {
       });
       worker.on("exit", (code, signal) => {
         alive.delete(worker);
-        if (!stopping || code !== 0) failure ??= `router process ${worker.process.pid} exited with ${signal ?? `code ${code}`}`;
-        if (!stopping) stopAll();
-        if (alive.size === 0) resolve();
+        // Stopping, a clean exit is 0, or the SIGTERM itself when it came before the process could handle it.
+        const clean = stopping && (code === 0 || signal === "SIGTERM");
+        if (!clean) failure ??= `router process ${worker.process.pid} exited with ${signal ?? `code ${code}`}`;
+        stopAll();
+        if (alive.size === 0) {
+          clearTimeout(killTimer);
+          resolve();
+        }
       });
     }
   });

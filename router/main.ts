@@ -12,7 +12,9 @@ import { startRouter } from "./server.js";
 export async function routerMain(args: string[]): Promise<void> {
   const options = parseRouterOptions(args, process.env);
   const oneOfSeveral = (options.apiProcesses ?? 1) > 1;
-  if (oneOfSeveral && cluster.isPrimary) return superviseApiProcesses(options.apiProcesses!);
+  if (oneOfSeveral && cluster.isPrimary) {
+    return superviseApiProcesses(options.apiProcesses!, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_SECONDS * 1000);
+  }
   // Before the router exists: its tracer and meters are taken from the SDK this starts.
   const openTelemetry = startOpenTelemetry("loraserve-router", new Logger("router", options.logLevel ?? DEFAULT_TELEMETRY.logLevel));
   const router = await startRouter(options);

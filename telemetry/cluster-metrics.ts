@@ -6,6 +6,8 @@ import cluster from "node:cluster";
 import { AggregatorRegistry, type Registry } from "prom-client";
 
 const REQUEST = "loraserve:cluster-metrics";
+/** Longer than prom-client's own 5 s wait for the processes, so that its error is the one reported. */
+const REPLY_TIMEOUT_MS = 10_000;
 const REPLY = "loraserve:cluster-metrics-reply";
 
 interface Reply {
@@ -51,7 +53,15 @@ export function joinClusterMetrics(registry: Registry): () => Promise<string> {
   return () =>
     new Promise<string>((resolve, reject) => {
       const id = nextId++;
-      pending.set(id, { resolve, reject });
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error(`the primary process did not answer within ${REPLY_TIMEOUT_MS} ms`));
+      }, REPLY_TIMEOUT_MS);
+      const settle = <T>(done: (value: T) => void) => (value: T): void => {
+        clearTimeout(timer);
+        done(value);
+      };
+      pending.set(id, { resolve: settle(resolve), reject: settle(reject) });
       process.send!({ type: REQUEST, id });
     });
 }

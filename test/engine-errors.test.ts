@@ -96,12 +96,33 @@ describe("engine errors and life cycle", () => {
       // The neighbour's rows change the order of the CPU's sums, not the numbers beyond float32 rounding.
       expectRowClose(chained!.logits, nextSerially!.logits, 1e-5, "chained decode");
 
-      // An entry the step before does not draw at is refused; so is any, after a step that was refused.
-      seq.advance(1);
-      await expect(h.engine.step([taking(5)])).rejects.toThrow(/previousResult 5 names no token/);
-      await expect(h.engine.step([taking(0)])).rejects.toThrow(/previousResult 0 names no token/);
-      await expect(h.engine.step([{ ...taking(0), tokens: Int32Array.from([1]) }])).rejects.toThrow(/has no tokens of its own/);
       for (const s of [other, seq, spare]) s.release();
+
+      // After a step of two entries, only entry 1 draws: entry 0 and entry 5 name nothing.
+      const [neighbourAgain, again] = [new TestSequence(h, -1), new TestSequence(h, -1)];
+      const takingAfter = (previousResult: number): SeqStep => ({ ...again.step([0], { sample: true }), tokens: new Int32Array(0), previousResult });
+      const refusedAfterTwo = async (previousResult: number, message: RegExp): Promise<void> => {
+        await h.engine.step([neighbourAgain.step(neighbour), again.step(ids, { sample: true })]);
+        neighbourAgain.advance(neighbour.length);
+        again.advance(ids.length);
+        await expect(h.engine.step([takingAfter(previousResult)])).rejects.toThrow(message);
+        // The refused step ran nothing: both sequences start over.
+        neighbourAgain.release();
+        again.release();
+        neighbourAgain.position = 0;
+        again.position = 0;
+      };
+      await refusedAfterTwo(0, /previousResult 0 names no token/);
+      await refusedAfterTwo(5, /previousResult 5 names no token/);
+      // An entry of its own tokens and the previous step's token at once is refused.
+      await h.engine.step([neighbourAgain.step(neighbour), again.step(ids, { sample: true })]);
+      neighbourAgain.advance(neighbour.length);
+      again.advance(ids.length);
+      await expect(h.engine.step([{ ...takingAfter(1), tokens: Int32Array.from([1]) }])).rejects.toThrow(/has no tokens of its own/);
+      // And after a refused step, even entry 1 of the step before that names nothing: the refused one came between.
+      await expect(h.engine.step([takingAfter(1)])).rejects.toThrow(/previousResult 1 names no token/);
+      neighbourAgain.release();
+      again.release();
       await expectWorking("base");
     });
 

@@ -180,7 +180,7 @@ describe("Scheduler", () => {
     expect(() => seq.receive({ id: 7, logprob: 0, top: [] })).toThrow(/not awaiting/);
   });
 
-  it("readmits a sequence preempted in flight only once the token it was drawing has arrived, and caches nothing of the preempted chunk", () => {
+  it("readmits a sequence preempted in flight only once the token it was drawing has arrived", () => {
     const blockSize = 4;
     const blocks = new BlockManager(3, blockSize, true);
     const scheduler = new Scheduler(blocks, 64);
@@ -193,8 +193,8 @@ describe("Scheduler", () => {
     // Planned before the first step is over: the older one takes the last free block, the newer one is preempted.
     expect(scheduler.schedule().map((ch) => ch.seq)).toEqual([older]);
     expect([newer.status, newer.awaitedTokens, newer.numCachedTokens, newer.preemptions]).toEqual(["waiting", 1, 0, 1]);
-    // The first step is over: the older one's full prompt block is now findable; the preempted one's chunk names a
-    // block it no longer holds, so nothing of it is (both would count once free).
+    // The first step is over: the older one's full prompt block is now findable, and the preempted one holds no
+    // blocks for its chunk to name (the next test has it readmitted first).
     scheduler.computed(first[0]!);
     scheduler.computed(first[1]!);
     // Room is free again, but the newer one's token is not known yet: it cannot recompute without it.
@@ -204,6 +204,27 @@ describe("Scheduler", () => {
     // Its token arrives (kept: it was drawn before the blocks were taken); it comes back, prompt and token computed again.
     newer.receive({ id: 7, logprob: 0, top: [] });
     expect(scheduler.schedule().map((ch) => [ch.seq, ch.startPos, ch.numTokens, ch.sample])).toEqual([[newer, 0, 5, true]]);
+  });
+
+  it("names no block for a prompt chunk whose sequence was preempted and readmitted before that chunk's step was over", () => {
+    const blocks = new BlockManager(3, 4, true);
+    const scheduler = new Scheduler(blocks, 8);
+    const older = sequence(4, 8);
+    const long = sequence(8, 4, "long");
+    scheduler.add(older);
+    scheduler.add(long);
+    const first = scheduler.schedule(); // the older prompt, and the first half of the long one (no token drawn)
+    expect(first.map((ch) => [ch.seq, ch.startPos, ch.numTokens, ch.sample])).toEqual([[older, 0, 4, true], [long, 0, 4, false]]);
+    // Planned while the first step runs: the older one's decode takes the last block, the long one is preempted.
+    expect(scheduler.schedule().map((ch) => ch.seq)).toEqual([older]);
+    expect([long.status, long.awaitedTokens]).toEqual(["waiting", 0]);
+    // Nothing of its is awaited, so once there is room it is readmitted at once, its whole prompt in one chunk.
+    scheduler.finish(older, "length");
+    expect(scheduler.schedule().map((ch) => [ch.seq, ch.startPos, ch.numTokens])).toEqual([[long, 0, 8]]);
+    // The first step ends now: its chunk of the long prompt computed into blocks the sequence no longer holds. The
+    // blocks it holds now are being computed by the step in flight: none may be found by a later prompt yet.
+    scheduler.computed(first[1]!);
+    expect(blocks.cachedPrefix(sequence(8, 4, "long"))).toEqual([]);
   });
 
   it("under a random load on a small cache, keeps every rule and finishes every sequence", () => {

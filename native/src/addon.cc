@@ -3,6 +3,7 @@
 // so JS may reuse its typed arrays at once. Every failure of step/loadAdapter rejects the promise.
 #include <napi.h>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -50,11 +51,15 @@ int slotAt(const Napi::Value& value) {
 
 class StepWorker final : public Napi::AsyncWorker {
  public:
-  StepWorker(Napi::Env env, std::shared_ptr<Engine> engine, StepTicket ticket, std::vector<SeqStep> seqs)
+  StepWorker(Napi::Env env, std::shared_ptr<Engine> engine, std::vector<SeqStep> seqs)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), engine_(std::move(engine)),
-        ticket_(ticket), seqs_(std::move(seqs)) {}
+        seqs_(std::move(seqs)) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
+
+  // Takes the step's place in the engine's chain: the last thing before Queue(), since a ticket that never runs
+  // would hold back every later step.
+  void begin() { ticket_ = engine_->beginStep(seqs_); }
 
   void Execute() override { results_ = engine_->runStep(ticket_, seqs_); }
 
@@ -71,7 +76,7 @@ class StepWorker final : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Engine> engine_;
-  StepTicket ticket_;
+  StepTicket ticket_{};
   std::vector<SeqStep> seqs_;
   std::vector<SeqResult> results_;
 };
@@ -176,16 +181,17 @@ Napi::Value findNonFinite(const Napi::CallbackInfo& info) {
     std::vector<FiniteScanWorker::Span> spans;
     for (size_t i = 0; i < numbers.ElementLength(); i += 3) {
       const double code = numbers[i], offset = numbers[i + 1], nbytes = numbers[i + 2];
-      if (!(code >= 0 && code < kNumDTypes && code == static_cast<int>(code))) {
+      if (!(code >= 0 && code < kNumDTypes && code == std::floor(code))) {
         throw Napi::RangeError::New(info.Env(), "span " + std::to_string(i / 3) + ": unknown dtype code");
       }
       const DType dtype = static_cast<DType>(static_cast<int>(code));
-      const double width = static_cast<double>(dtypeSize(dtype));
-      if (!(offset >= 0 && nbytes >= 0 && offset == static_cast<double>(static_cast<size_t>(offset)) &&
-            nbytes == static_cast<double>(static_cast<size_t>(nbytes)) && offset + nbytes <= static_cast<double>(bytes.ByteLength()) &&
-            static_cast<size_t>(nbytes) % static_cast<size_t>(width) == 0)) {
+      // In range as doubles before any cast (a cast of an out-of-range double is undefined).
+      if (!(offset >= 0 && nbytes >= 0 && offset == std::floor(offset) && nbytes == std::floor(nbytes) &&
+            offset + nbytes <= static_cast<double>(bytes.ByteLength()) &&
+            static_cast<size_t>(nbytes) % dtypeSize(dtype) == 0)) {
         throw Napi::RangeError::New(info.Env(), "span " + std::to_string(i / 3) + " is not whole elements inside the bytes");
       }
+      const double width = static_cast<double>(dtypeSize(dtype));
       spans.push_back({dtype, static_cast<size_t>(offset), static_cast<size_t>(nbytes / width)});
     }
     return new FiniteScanWorker(info.Env(), bytes, std::move(spans));
@@ -221,9 +227,9 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value step(const Napi::CallbackInfo& info) {
     return startWork(info.Env(), [&] {
       std::shared_ptr<Engine> engine = open(info.Env());
-      std::vector<SeqStep> seqs = seqStepsFromJs(info[0]);
-      const StepTicket ticket = engine->beginStep(seqs);
-      return new StepWorker(info.Env(), std::move(engine), ticket, std::move(seqs));
+      auto worker = std::make_unique<StepWorker>(info.Env(), std::move(engine), seqStepsFromJs(info[0]));
+      worker->begin();
+      return worker.release();
     });
   }
 

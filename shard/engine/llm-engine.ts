@@ -89,6 +89,11 @@ export class LlmEngine {
   private closed = false;
   /** Steps started and not yet applied, oldest first (at most two). */
   private readonly inFlight: StepInFlight[] = [];
+  /**
+   * A step failed and the one after it, started before the failure was known, is still in flight: nothing new
+   * starts until that one is over, so that no step names the entries of a step that cannot draw.
+   */
+  private recovering = false;
   private readonly admission: AdmissionLimits;
 
   constructor(
@@ -209,7 +214,8 @@ export class LlmEngine {
     try {
       for (;;) {
         // Step k+1 is planned and started while step k runs; the engine runs them in that order.
-        const next = this.scheduler.hasWork() ? this.startStep() : null;
+        if (this.inFlight.length === 0) this.recovering = false;
+        const next = this.scheduler.hasWork() && !this.recovering ? this.startStep() : null;
         const oldest = this.inFlight[0];
         // Nothing in flight and nothing to start: everything left waits for its adapter, whose load wakes the loop.
         if (oldest === undefined) break;
@@ -256,9 +262,18 @@ export class LlmEngine {
   private finishStep(step: StepInFlight, outcome: StepOutcome): void {
     this.inFlight.shift();
     for (const adapterId of step.releases) this.options.adapters.release(adapterId);
-    // The step's sequences cannot go on (their cache is in an unknown state); the others can.
-    if ("error" in outcome) for (const { seq } of step.chunks) this.end(seq, "cancelled", outcome.error);
-    else step.chunks.forEach((chunk, i) => this.apply(chunk, outcome.results[i] as SeqResult));
+    if (!("error" in outcome)) {
+      step.chunks.forEach((chunk, i) => this.apply(chunk, outcome.results[i] as SeqResult));
+    } else if (this.recovering) {
+      // Started before the step ahead of it failed: it fails with it (naming entries that never drew), whatever it
+      // held is computed again; the sequences of the failed step have ended already.
+      for (const chunk of step.chunks) if (chunk.seq.status !== "finished") this.scheduler.recompute(chunk);
+    } else {
+      // The step's sequences cannot go on (their cache is in an unknown state); the others can, once the step
+      // started after this one (which may name its entries) is over.
+      for (const { seq } of step.chunks) this.end(seq, "cancelled", outcome.error);
+      this.recovering = this.inFlight.length > 0;
+    }
   }
 
   private stepFor(chunk: ScheduledChunk, previous: ReadonlyMap<Sequence, number>): SeqStep {

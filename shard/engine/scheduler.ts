@@ -126,6 +126,16 @@ export class Scheduler {
   }
 
   /**
+   * A step that held this chunk failed for the step before it (its token never came): the sequence gives up its
+   * blocks and is computed again from the start, as if preempted, rather than failing with a step it had no part in.
+   */
+  recompute(chunk: ScheduledChunk): void {
+    const { seq } = chunk;
+    if (chunk.sample) seq.awaitedTokens--;
+    if (seq.status === "running") this.preempt(seq);
+  }
+
+  /**
    * Records that the engine computed a chunk: its full blocks become findable by later prompts. Nothing when the
    * sequence was preempted since it was planned (its blocks are gone) or has ended.
    */

@@ -11,14 +11,13 @@ export function timedSteps(engine: Pick<NativeEngine, "step">, metrics: ShardMet
   return {
     step: async (seqs) => {
       const startedAt = performance.now();
-      try {
-        return await engine.step(seqs);
-      } finally {
-        const endedAt = performance.now();
-        metrics.stepDuration.observe({}, (endedAt - Math.max(startedAt, lastEndedAt)) / 1000);
-        lastEndedAt = Math.max(lastEndedAt, endedAt);
-        metrics.batchSize.observe({}, seqs.length);
-      }
+      const results = await engine.step(seqs);
+      // Only a step that ran: one refused at once settles before the step ahead of it, and would move that one's start.
+      const endedAt = performance.now();
+      metrics.stepDuration.observe({}, (endedAt - Math.max(startedAt, lastEndedAt)) / 1000);
+      lastEndedAt = Math.max(lastEndedAt, endedAt);
+      metrics.batchSize.observe({}, seqs.length);
+      return results;
     },
   };
 }
