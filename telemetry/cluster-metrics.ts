@@ -1,7 +1,8 @@
 // The metrics of a server that runs as several processes (the router's --api-processes, node:cluster): each process
 // records its own, and a scrape, whichever process it reaches, is answered with the primary process's sum of them
 // all (prom-client's AggregatorRegistry, which asks every process through messages of its own). A gauge that every
-// process reads from the same source (the shard groups' Status) is taken once instead (MetricSet.observedGauge).
+// process reads from the same source (the shard groups' Status) takes the largest reading instead
+// (MetricSet.observedGauge).
 import cluster from "node:cluster";
 import { AggregatorRegistry, type Registry } from "prom-client";
 

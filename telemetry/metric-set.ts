@@ -69,7 +69,8 @@ export class MetricSet {
   /**
    * A gauge read when collected (each scrape, each OTLP export), so nothing is set on the request path.
    * `sameInEveryProcess`: every process of a multi-process server reads it from the same source, so their
-   * metrics' sum (cluster-metrics.ts) takes it once rather than adding it up.
+   * metrics' sum (cluster-metrics.ts) takes the largest of their readings rather than adding them up (each process
+   * asks on its own clock, so one may lag a beat: a group up in any view is up).
    */
   observedGauge<L extends string>(
     name: string,
@@ -82,7 +83,7 @@ export class MetricSet {
       name,
       help,
       labelNames,
-      aggregator: sameInEveryProcess ? "first" : "sum",
+      aggregator: sameInEveryProcess ? "max" : "sum",
       registers: [this.registry],
       async collect() {
         const samples = await read();

@@ -58,7 +58,7 @@ export class RouterMetrics {
       <L extends string>(values: (name: string, status: StatusResponse) => GaugeSample<L>[]) =>
       (): GaugeSample<L>[] =>
         groups().flatMap(({ name, status }) => (status ? values(name, status) : []));
-    // The groups' gauges come from Status, which every process of a --api-processes router asks alike: taken once.
+    // The groups' gauges come from Status, which every process of a --api-processes router asks alike: not added up.
     this.set.observedGauge(
       "loraserve_shard_group_up",
       "1 when the group's leader answered Status ready, else 0",
