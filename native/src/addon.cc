@@ -3,7 +3,6 @@
 // so JS may reuse its typed arrays at once. Every failure of step/loadAdapter rejects the promise.
 #include <napi.h>
 
-#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -135,20 +134,14 @@ class GroupWorker final : public Napi::AsyncWorker {
 // first NaN or infinity, or -1; scanned on a worker thread, the bytes kept alive (and unchanged) meanwhile.
 class FiniteScanWorker final : public Napi::AsyncWorker {
  public:
-  struct Span {
-    DType dtype;
-    size_t offset;
-    size_t count;
-  };
-
-  FiniteScanWorker(Napi::Env env, const Napi::Uint8Array& bytes, std::vector<Span> spans)
+  FiniteScanWorker(Napi::Env env, const Napi::Uint8Array& bytes, std::vector<FiniteScanSpan> spans)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), bytes_(Napi::Persistent(bytes)),
         data_(bytes.Data()), spans_(std::move(spans)) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
   void Execute() override {
-    for (const Span& span : spans_) found_.push_back(firstNonFinite(data_ + span.offset, span.count, span.dtype));
+    for (const FiniteScanSpan& span : spans_) found_.push_back(firstNonFinite(data_ + span.offset, span.count, span.dtype));
   }
 
   void OnOK() override {
@@ -163,37 +156,14 @@ class FiniteScanWorker final : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   Napi::Reference<Napi::Uint8Array> bytes_;
   const uint8_t* data_;
-  std::vector<Span> spans_;
+  std::vector<FiniteScanSpan> spans_;
   std::vector<int64_t> found_;
 };
 
 Napi::Value findNonFinite(const Napi::CallbackInfo& info) {
   return startWork(info.Env(), [&] {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-      throw Napi::TypeError::New(info.Env(), "bytes must be a Uint8Array");
-    }
-    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-      throw Napi::TypeError::New(info.Env(), "spans must be a Float64Array");
-    }
-    const Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
-    const Napi::Float64Array numbers = info[1].As<Napi::Float64Array>();
-    if (numbers.ElementLength() % 3 != 0) throw Napi::TypeError::New(info.Env(), "spans must hold [dtype, offset, nbytes] triples");
-    std::vector<FiniteScanWorker::Span> spans;
-    for (size_t i = 0; i < numbers.ElementLength(); i += 3) {
-      const double code = numbers[i], offset = numbers[i + 1], nbytes = numbers[i + 2];
-      if (!(code >= 0 && code < kNumDTypes && code == std::floor(code))) {
-        throw Napi::RangeError::New(info.Env(), "span " + std::to_string(i / 3) + ": unknown dtype code");
-      }
-      const DType dtype = static_cast<DType>(static_cast<int>(code));
-      // In range as doubles before any cast (a cast of an out-of-range double is undefined).
-      if (!(offset >= 0 && nbytes >= 0 && offset == std::floor(offset) && nbytes == std::floor(nbytes) &&
-            offset + nbytes <= static_cast<double>(bytes.ByteLength()) &&
-            static_cast<size_t>(nbytes) % dtypeSize(dtype) == 0)) {
-        throw Napi::RangeError::New(info.Env(), "span " + std::to_string(i / 3) + " is not whole elements inside the bytes");
-      }
-      const double width = static_cast<double>(dtypeSize(dtype));
-      spans.push_back({dtype, static_cast<size_t>(offset), static_cast<size_t>(nbytes / width)});
-    }
+    Napi::Uint8Array bytes;
+    std::vector<FiniteScanSpan> spans = finiteScanSpansFromJs(info[0], info[1], bytes);
     return new FiniteScanWorker(info.Env(), bytes, std::move(spans));
   });
 }

@@ -13,4 +13,11 @@ namespace loraserve {
 // The index of the first non-finite element of the `count` elements at `data` (any alignment), or -1.
 int64_t firstNonFinite(const uint8_t* data, size_t count, DType dtype);
 
+// One tensor of a file's bytes to scan: its dtype, its first byte and its element count.
+struct FiniteScanSpan {
+  DType dtype;
+  size_t offset;
+  size_t count;
+};
+
 }  // namespace loraserve

@@ -487,6 +487,38 @@ std::vector<SeqStep> seqStepsFromJs(const Napi::Value& value) {
   return seqs;
 }
 
+std::vector<FiniteScanSpan> finiteScanSpansFromJs(const Napi::Value& bytes, const Napi::Value& spans,
+                                                  Napi::Uint8Array& data) {
+  if (!bytes.IsTypedArray() || bytes.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    typeError(bytes.Env(), "bytes", "a Uint8Array");
+  }
+  if (!spans.IsTypedArray() || spans.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    typeError(spans.Env(), "spans", "a Float64Array");
+  }
+  data = bytes.As<Napi::Uint8Array>();
+  const Napi::Float64Array numbers = spans.As<Napi::Float64Array>();
+  if (numbers.ElementLength() % 3 != 0) {
+    throw Napi::TypeError::New(spans.Env(), "spans must hold [dtype, offset, nbytes] triples");
+  }
+  std::vector<FiniteScanSpan> result;
+  for (size_t i = 0; i < numbers.ElementLength(); i += 3) {
+    const std::string span = "span " + std::to_string(i / 3);
+    const double code = numbers[i], offset = numbers[i + 1], nbytes = numbers[i + 2];
+    if (!(code >= 0 && code < kNumDTypes && code == std::floor(code))) {
+      throw Napi::RangeError::New(spans.Env(), span + ": unknown dtype code");
+    }
+    const DType dtype = static_cast<DType>(static_cast<int>(code));
+    // In range as doubles before any cast (a cast of an out-of-range double is undefined).
+    if (!(offset >= 0 && nbytes >= 0 && offset == std::floor(offset) && nbytes == std::floor(nbytes) &&
+          offset + nbytes <= static_cast<double>(data.ByteLength()) &&
+          static_cast<size_t>(nbytes) % dtypeSize(dtype) == 0)) {
+      throw Napi::RangeError::New(spans.Env(), span + " is not whole elements inside the bytes");
+    }
+    result.push_back({dtype, static_cast<size_t>(offset), static_cast<size_t>(nbytes) / dtypeSize(dtype)});
+  }
+  return result;
+}
+
 Napi::Value seqResultsToJs(Napi::Env env, const std::vector<SeqResult>& results) {
   // This runs on the JS thread for every sequence of every step: the keys are made once per step, and the entries
   // that ask for no alternatives, targets or logits (most) share one empty array of each type.

@@ -9,6 +9,7 @@
 #include "adapter_refs.h"
 #include "engine.h"
 #include "engine_options.h"
+#include "finite_scan.h"
 #include "step_io.h"
 
 namespace loraserve {
@@ -20,6 +21,10 @@ EngineOptions engineOptionsFromJs(const Napi::Value& value);
 // result points into: the caller holds them (and frees them on the JS thread) until the load is over.
 AdapterRefs adapterFromJs(const Napi::Value& value, std::vector<Napi::ObjectReference>& keepAlive);
 std::vector<SeqStep> seqStepsFromJs(const Napi::Value& value);
+// findNonFinite's spans: a Float64Array of [dtype code, byte offset, byte length] triples, each whole elements
+// inside `bytes` (a Uint8Array, returned in `data`).
+std::vector<FiniteScanSpan> finiteScanSpansFromJs(const Napi::Value& bytes, const Napi::Value& spans,
+                                                  Napi::Uint8Array& data);
 
 Napi::Value seqResultsToJs(Napi::Env env, const std::vector<SeqResult>& results);
 Napi::Value engineInfoToJs(Napi::Env env, const EngineInfo& info);
