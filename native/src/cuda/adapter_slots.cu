@@ -10,6 +10,7 @@
 #include "cuda_check.h"
 #include "half_types.cuh"
 #include "host_half.h"
+#include "../safetensors_view.h"
 
 namespace loraserve::cuda {
 
@@ -109,7 +110,7 @@ void convertRow(const uint8_t* src, DType dtype, int cols, float scale, uint16_t
 
 // The largest |value| of one stored row of `cols` elements. With the sign bit cleared, the bits of finite values
 // of all three dtypes order as their magnitudes do, so the row is scanned as integers, one branch-free loop per
-// dtype, and only the largest is converted: this pass runs on every float16 load, before the conversion.
+// dtype, and only the largest is converted.
 float rowMaxAbs(const uint8_t* src, DType dtype, int cols) {
   if (dtype == DType::F32) {
     uint32_t largest = 0;
@@ -126,18 +127,13 @@ float rowMaxAbs(const uint8_t* src, DType dtype, int cols) {
     std::memcpy(&bits, src + 2 * c, sizeof bits);
     largest = std::max(largest, static_cast<uint16_t>(bits & 0x7fffu));
   }
-  if (dtype == DType::BF16) return bitsFloat(static_cast<uint32_t>(largest) << 16);
-  __half_raw raw;
-  raw.x = largest;
-  return __half2float(__half(raw));
+  return dtype == DType::BF16 ? bfloat16ToFloat(largest) : halfToFloat(largest);
 }
 
 // The power of two that brings a matrix whose largest |value| is maxAbs to [2^14, 2^15) in float16, so that
-// values 2^24 times smaller still round as normals; 1 in bfloat16, whose exponent range is float32's. Exact:
-// only the exponent changes.
-template <typename T>
-float unitScale(float maxAbs) {
-  if (!std::is_same_v<T, __half> || !(maxAbs > 0.0f) || !std::isfinite(maxAbs)) return 1.0f;
+// values 2^24 times smaller still round as normals. Exact: only the exponent changes.
+float float16UnitScale(float maxAbs) {
+  if (!(maxAbs > 0.0f) || !std::isfinite(maxAbs)) return 1.0f;
   int exponent = 0;
   std::frexp(maxAbs, &exponent);  // maxAbs = m 2^exponent, m in [0.5, 1)
   return std::ldexp(1.0f, 15 - exponent);
@@ -155,7 +151,8 @@ struct AdapterSlots<T>::Piece {
   int64_t dstPitch = 0;
   int rows = 0, cols = 0;
   int readRows = 0;  // rows the kernels read: those past `rows`, and columns past `cols`, are zeros
-  float scale = 1.0f;  // a power of two (unitScale)
+  size_t target = 0;   // the (layer, target) index of the ranks and scales
+  float scale = 1.0f;  // what the stored values were multiplied by: a power of two, set by fillImage
 };
 
 template <typename T>
@@ -164,13 +161,12 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
   std::vector<int32_t> ranks(static_cast<size_t>(numLayers_) * kNumLoraTargets, 0);
   std::vector<float> scales(ranks.size(), 0.0f);
   std::vector<Piece> pieces;
-  std::vector<size_t> pieceTargets;  // [pieces / 2]: the ranks index of each A, B pair
   // What the kernels read of each target: A's rows and B's columns up to the rank rounded up to 8. A's rows are
   // contiguous; B's columns are not (B is [out][maxRank]), so B goes whole, one contiguous copy rather than a
   // strided one per row. Those ranges of the image are written whole, zeros where the adapter has no value.
   std::vector<SlotRange> ranges;
   auto add = [&pieces](const MappedFile* file, const TensorRef& ref, IndexRange rows, IndexRange cols, int readRows,
-                       int64_t dst, int64_t dstPitch) {
+                       int64_t dst, int64_t dstPitch, size_t target) {
     const size_t element = dtypeSize(ref.dtype);
     const size_t rowBytes = static_cast<size_t>(ref.shape.back()) * element;
     Piece piece;
@@ -182,6 +178,7 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
     piece.rows = static_cast<int>(rows.size());
     piece.cols = static_cast<int>(cols.size());
     piece.readRows = readRows;
+    piece.target = target;
     pieces.push_back(piece);
   };
   const int readRank = (adapter.rank + 7) / 8 * 8;
@@ -192,20 +189,22 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
       const LoraTarget target = static_cast<LoraTarget>(t);
       const TargetShape shape = layout_.localShape(target);
       const IndexRange wholeRank{0, adapter.rank};
-      add(pair->aFile, pair->a, wholeRank, pair->aColumns, readRank, aOffset(layer, target), pair->aColumns.size());
-      add(pair->bFile, pair->b, pair->bRows, wholeRank, static_cast<int>(pair->bRows.size()), bOffset(layer, target), maxRank_);
+      const size_t index = static_cast<size_t>(layer * kNumLoraTargets + t);
+      add(pair->aFile, pair->a, wholeRank, pair->aColumns, readRank, aOffset(layer, target), pair->aColumns.size(), index);
+      add(pair->bFile, pair->b, pair->bRows, wholeRank, static_cast<int>(pair->bRows.size()), bOffset(layer, target),
+          maxRank_, index);
       ranges.push_back({aOffset(layer, target), aOffset(layer, target) + readRank * shape.in});
       ranges.push_back({bOffset(layer, target), bOffset(layer, target) + shape.out * maxRank_});
-      const size_t index = static_cast<size_t>(layer * kNumLoraTargets + t);
       ranks[index] = adapter.rank;
-      pieceTargets.push_back(index);
     }
   }
-  scalePieces(pieces);
-  for (size_t i = 0; i < pieceTargets.size(); ++i) {
-    scales[pieceTargets[i]] = static_cast<float>(adapter.scaling / (static_cast<double>(pieces[2 * i].scale) * pieces[2 * i + 1].scale));
-  }
   fillImage(pieces);
+  // The expand multiplies by the adapter's scaling over the powers of two its A and B were stored times.
+  std::vector<double> stored(ranks.size(), 1.0);
+  for (const Piece& piece : pieces) stored[piece.target] *= piece.scale;
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (ranks[i] > 0) scales[i] = static_cast<float>(adapter.scaling / stored[i]);
+  }
   try {
     copyImage(slot, ranges);
   } catch (...) {
@@ -217,24 +216,18 @@ void AdapterSlots<T>::load(int slot, const CheckedAdapter& adapter) {
 }
 
 template <typename T>
-void AdapterSlots<T>::scalePieces(std::vector<Piece>& pieces) {
-  if (!std::is_same_v<T, __half>) return;  // unitScale is 1: no pass over the values
-  converters_.parallelFor(static_cast<int64_t>(pieces.size()), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      Piece& piece = pieces[static_cast<size_t>(i)];
-      float largest = 0.0f;
-      for (int r = 0; r < piece.rows; ++r) largest = std::max(largest, rowMaxAbs(piece.src + r * piece.srcRowBytes, piece.dtype, piece.cols));
-      piece.scale = unitScale<T>(largest);
-    }
-  });
-}
-
-template <typename T>
-void AdapterSlots<T>::fillImage(const std::vector<Piece>& pieces) {
+void AdapterSlots<T>::fillImage(std::vector<Piece>& pieces) {
   auto* image = reinterpret_cast<uint16_t*>(image_.data());
   converters_.parallelFor(static_cast<int64_t>(pieces.size()), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const Piece& piece = pieces[static_cast<size_t>(i)];
+      Piece& piece = pieces[static_cast<size_t>(i)];
+      // float16 pieces are scanned for their largest value first, by the thread that then converts them: the
+      // piece (one A or B of one layer: hundreds of KB at rank 16) is still in its caches for the second read.
+      if (std::is_same_v<T, __half>) {
+        float largest = 0.0f;
+        for (int r = 0; r < piece.rows; ++r) largest = std::max(largest, rowMaxAbs(piece.src + r * piece.srcRowBytes, piece.dtype, piece.cols));
+        piece.scale = float16UnitScale(largest);
+      }
       for (int r = 0; r < piece.readRows; ++r) {
         uint16_t* dst = image + piece.dst + r * piece.dstPitch;
         const int written = r < piece.rows ? piece.cols : 0;

@@ -54,10 +54,9 @@ class AdapterSlots {
   int64_t bOffset(int layer, LoraTarget target) const;
   void publishTargets(int slot, const std::vector<int32_t>& ranks, const std::vector<float>& scales);
   struct Piece;
-  // Sets each piece's power of two from its largest value (float16 only: one pass over the stored values).
-  void scalePieces(std::vector<Piece>& pieces);
-  // Writes the pieces' converted values, and zeros around them, into the host image.
-  void fillImage(const std::vector<Piece>& pieces);
+  // Writes the pieces' converted values, and zeros around them, into the host image; in float16 each piece is
+  // first given the power of two that brings its largest value near the top of the type's range.
+  void fillImage(std::vector<Piece>& pieces);
   // Enqueues the copies of the image's ranges into the slot on the load stream.
   void copyImage(int slot, std::vector<SlotRange> ranges);
 

@@ -51,7 +51,8 @@ const ShardLayout& requireSupported(const ShardLayout& layout, const EngineOptio
   };
   require(spec.headDim == 16 || spec.headDim == 32 || spec.headDim == 64 || spec.headDim == 128,
           "head_dim " + std::to_string(spec.headDim) + " is not supported (16, 32, 64 or 128)");
-  require(spec.numHeads / spec.numKvHeads <= 16, "more than 16 query heads per kv head are not supported");
+  require(spec.numHeads / spec.numKvHeads <= cuda::kMaxDecodeGroup,
+          "more than " + std::to_string(cuda::kMaxDecodeGroup) + " query heads per kv head are not supported");
   require(spec.hiddenSize % 8 == 0 && layout.localIntermediate() % 8 == 0 &&
               (layout.localKvHeads() * spec.headDim) % 8 == 0,
           "hidden, intermediate and kv widths must be multiples of 8 (16-byte vector loads)");

@@ -1,3 +1,4 @@
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -7,6 +8,7 @@
 #include "dependent_launch.cuh"
 #include "decode_attention.cuh"
 #include "half_types.cuh"
+#include "online_softmax.cuh"
 #include "tensor_core_mma.cuh"
 
 namespace loraserve::cuda {
@@ -14,7 +16,7 @@ namespace loraserve::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kMaxGroup = 16;  // the 16 rows of one mma tile
+constexpr int kMaxGroup = kMaxDecodeGroup;
 constexpr int kKeys = 16;      // keys per warp tile: two 8-key score tiles, one 16-key step of P V
 constexpr int kStages = 3;     // tiles a warp has in flight or in use: two loading while it computes one
 constexpr int kPad = 8;        // elements of padding per shared row: conflict-free ldmatrix
@@ -140,38 +142,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int nt = 0; nt < 2; ++nt) score[nt][2 * r] = score[nt][2 * r + 1] = 0.0f;
         continue;
       }
-      float tileMax = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& s = score[nt][2 * r + e];
-          s = first + nt * 8 + 2 * quad + e < end ? s * scaleLog2 : -INFINITY;
-          tileMax = fmaxf(tileMax, s);
-        }
-      }
-      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
-      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 2));
-      // The tile's first key is < end, so newMax is finite.
-      const float newMax = fmaxf(rowMax[r], tileMax);
-      const float correction = rescale(rowMax[r], newMax);
-      float sum = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& s = score[nt][2 * r + e];
-          s = exp2f(s - newMax);  // exactly 0 for the keys past the end
-          sum += s;
-        }
-      }
-      rowSum[r] = rowSum[r] * correction + sum;
-      rowMax[r] = newMax;
-#pragma unroll
-      for (int dt = 0; dt < kDim / 8; ++dt) {
-        acc[dt][2 * r] *= correction;
-        acc[dt][2 * r + 1] *= correction;
-      }
+      onlineSoftmaxRow(score, acc, r, scaleLog2, rowMax[r], rowSum[r],
+                       [&](int nt, int e) { return first + nt * 8 + 2 * quad + e < end; });
     }
 
     // The two score tiles' accumulators are exactly the A fragment of P for the 16 keys; V rows are B's rows,
@@ -199,11 +171,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   waitForCopies();  // the empty groups past the last tile
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 1);
-    rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 2);
-  }
+  for (float& sum : rowSum) sum = quadSum(sum);
   __syncthreads();  // the rings are free: they become the warps' softmax states
   float (*warpState)[kMaxGroup][kDim + 2] = reinterpret_cast<float (*)[kMaxGroup][kDim + 2]>(shared);
 #pragma unroll
@@ -283,23 +251,31 @@ void decodeAttention(const T* q, const PagedKv<T>& kv, const DecodeItem* items, 
   if (numItems == 0) return;
   if (kv.numHeads % kv.numKvHeads != 0 || kv.numHeads / kv.numKvHeads > kMaxGroup) {
     throw std::runtime_error("decode attention: " + std::to_string(kv.numHeads) + " q heads per " +
-                             std::to_string(kv.numKvHeads) + " kv heads is not supported (at most 16 per kv head)");
+                             std::to_string(kv.numKvHeads) + " kv heads is not supported (at most " +
+                             std::to_string(kMaxGroup) + " per kv head)");
   }
   const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
   const dim3 grid(numItems, kv.numKvHeads, splits);
-  auto launch = [&](auto kernel, size_t bytes) {
-    // Past 48 KiB a kernel must opt in to dynamic shared memory; once per kernel and device is enough, but the
-    // call is cheap and this keeps no state.
-    checkCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-              "decode attention shared memory");
+  // Past 48 KiB a kernel must opt in to dynamic shared memory, once per kernel and device: a bit per device
+  // for each head dim (a device past the 64th opts in on every launch).
+  static std::atomic<uint64_t> optedIn[4] = {};
+  int device = 0;
+  checkCuda(cudaGetDevice(&device), "cudaGetDevice");
+  const uint64_t deviceBit = device < 64 ? uint64_t{1} << device : 0;
+  auto launch = [&](auto kernel, size_t bytes, int which) {
+    if (!(optedIn[which].load(std::memory_order_acquire) & deviceBit)) {
+      checkCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                "decode attention shared memory");
+      optedIn[which].fetch_or(deviceBit, std::memory_order_release);
+    }
     launchDependent("decodeAttentionKernel", kernel, grid, kWarps * 32, bytes, stream, q, kv, items, scaleLog2,
                     scratch, out);
   };
   switch (kv.headDim) {
-    case 16: launch(decodeAttentionKernel<16, T>, sharedBytes<16>()); break;
-    case 32: launch(decodeAttentionKernel<32, T>, sharedBytes<32>()); break;
-    case 64: launch(decodeAttentionKernel<64, T>, sharedBytes<64>()); break;
-    case 128: launch(decodeAttentionKernel<128, T>, sharedBytes<128>()); break;
+    case 16: launch(decodeAttentionKernel<16, T>, sharedBytes<16>(), 0); break;
+    case 32: launch(decodeAttentionKernel<32, T>, sharedBytes<32>(), 1); break;
+    case 64: launch(decodeAttentionKernel<64, T>, sharedBytes<64>(), 2); break;
+    case 128: launch(decodeAttentionKernel<128, T>, sharedBytes<128>(), 3); break;
     default: throw std::runtime_error("decode attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
   }
   if (splits > 1) {

@@ -18,12 +18,15 @@ struct DecodeItem {
   int tableOffset = 0;  // where the sequence's block table starts in PagedKv::blockTables
 };
 
+// The most q heads per kv head (GQA's group): the 16 rows of one tensor-core tile.
+constexpr int kMaxDecodeGroup = 16;
+
 // The float scratch that `splits` > 1 needs: 2 + headDim floats per (item, head, split).
 int64_t decodeAttentionScratchFloats(int items, int numHeads, int headDim, int splits);
 
 // q: [rows, numHeads, headDim] in the 16-bit type T; out: the same shape. scratch: decodeAttentionScratchFloats
 // floats (may be null when splits == 1). headDim: 16, 32, 64 or 128 (what the backend supports); numHeads /
-// numKvHeads at most 16.
+// numKvHeads at most kMaxDecodeGroup.
 template <typename T>
 void decodeAttention(const T* q, const PagedKv<T>& kv, const DecodeItem* items, int numItems, int splits,
                      float* scratch, T* out, cudaStream_t stream);

@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
   }
 }
 
-// One block per (tile, a run of output columns of the group). B is [out, maxRank]: a column's B row is maxRank
+// One block per (tile, a run of output columns of the group; `columns` in all). B is [out, maxRank]: a column's B row is maxRank
 // contiguous values, so `lanes` neighbouring lanes (maxRank / 8 rounded up to a power of two, at most 32) read
 // one row together, 8 values each, and one warp instruction reads 32 * 8 contiguous values of B: coalesced,
 // however small the rank. Each warp issues the loads of kExpandPasses column runs before it uses any, to keep
@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kExpandThreads)
     loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* y,
-                     int yStride, int lanes) {
+                     int yStride, int columns, int lanes) {
   waitForPreviousKernel();
   extern __shared__ float tileV[];  // [numRows][targets * maxRank]: the shrink's splits added up
   const LoraTile tile = tiles[blockIdx.x];
@@ -115,7 +115,6 @@ __global__ void __launch_bounds__(kExpandThreads)
   const int columnsPerWarp = 32 / lanes;     // columns one warp instruction covers
   const int warpColumns = columnsPerWarp * kExpandPasses;
   const int firstColumn = (blockIdx.y * (kExpandThreads / 32) + (threadIdx.x >> 5)) * warpColumns + lane / lanes;
-  const int columns = pick(group.outOffset, group.numTargets - 1) + pick(group.outDim, group.numTargets - 1);
   int g[kExpandPasses];
   int rank[kExpandPasses];
   float scale[kExpandPasses];
@@ -143,13 +142,10 @@ __global__ void __launch_bounds__(kExpandThreads)
 #pragma unroll
     for (int p = 0; p < kExpandPasses; ++p) {
       const int column = firstColumn + p * columnsPerWarp;
-      if (r0 < rank[p]) {
+      if (r0 < rank[p]) {  // the sums below skip what is not loaded
         load8(slots.weights[tile.slot] + pick(group.bOffset, g[p]) +
                   static_cast<int64_t>(column - pick(group.outOffset, g[p])) * slots.maxRank + r0,
               weights[p]);  // zero past the rank
-      } else {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) weights[p][e] = 0.0f;
       }
     }
 #pragma unroll
@@ -204,7 +200,7 @@ void loraExpand(const float* v, const LoraTile* tiles, int numTiles, int maxTile
   const dim3 grid(numTiles, (columns + perBlock - 1) / perBlock);
   const size_t shared = sizeof(float) * maxTileRows * kMaxLoraGroupTargets * slots.maxRank;
   launchDependent("loraExpandKernel", maxTileRows == 1 ? loraExpandKernel<T, 1> : loraExpandKernel<T, kLoraTileRows>,
-                  grid, kExpandThreads, shared, stream, v, tiles, slots, group, y, yStride, lanes);
+                  grid, kExpandThreads, shared, stream, v, tiles, slots, group, y, yStride, columns, lanes);
 }
 
 template void loraShrink(const __half*, const LoraTile*, int, int, const LoraSlots<__half>&, const LoraGroup&, float*,

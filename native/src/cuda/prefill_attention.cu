@@ -6,6 +6,7 @@
 #include "cuda_check.h"
 #include "dependent_launch.cuh"
 #include "half_types.cuh"
+#include "online_softmax.cuh"
 #include "prefill_attention.cuh"
 #include "tensor_core_mma.cuh"
 
@@ -84,40 +85,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      float tileMax = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int keyPos = keyStart + nt * 8 + 2 * quad + e;
-          float& s = score[nt][2 * r + e];
-          s = keyPos <= queryPos[r] ? s * scaleLog2 : -INFINITY;
-          tileMax = fmaxf(tileMax, s);
-        }
-      }
-      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
-      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 2));
-      const float newMax = fmaxf(rowMax[r], tileMax);
-      // A row with every key masked so far keeps max -inf; subtracting 0 then gives exp2(-inf) = 0, not NaN.
-      const float base = newMax == -INFINITY ? 0.0f : newMax;
-      const float correction = exp2f(rowMax[r] - base);
-      float sum = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& s = score[nt][2 * r + e];
-          s = exp2f(s - base);
-          sum += s;
-        }
-      }
-      rowSum[r] = rowSum[r] * correction + sum;
-      rowMax[r] = newMax;
-#pragma unroll
-      for (int dt = 0; dt < kDim / 8; ++dt) {
-        acc[dt][2 * r] *= correction;
-        acc[dt][2 * r + 1] *= correction;
-      }
+      onlineSoftmaxRow(score, acc, r, scaleLog2, rowMax[r], rowSum[r],
+                       [&](int nt, int e) { return keyStart + nt * 8 + 2 * quad + e <= queryPos[r]; });
     }
 
     // The score accumulators of key tiles 2kk and 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
@@ -137,11 +106,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 1);
-    rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 2);
-  }
+  for (float& sum : rowSum) sum = quadSum(sum);
   const int rows[2] = {row0, row1};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
