@@ -1,7 +1,7 @@
-#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "async_copy.cuh"
 #include "cuda_check.h"
@@ -9,6 +9,7 @@
 #include "decode_attention.cuh"
 #include "half_types.cuh"
 #include "online_softmax.cuh"
+#include "shared_memory_opt_in.cuh"
 #include "tensor_core_mma.cuh"
 
 namespace loraserve::cuda {
@@ -256,26 +257,18 @@ void decodeAttention(const T* q, const PagedKv<T>& kv, const DecodeItem* items, 
   }
   const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
   const dim3 grid(numItems, kv.numKvHeads, splits);
-  // Past 48 KiB a kernel must opt in to dynamic shared memory, once per kernel and device: a bit per device
-  // for each head dim (a device past the 64th opts in on every launch).
-  static std::atomic<uint64_t> optedIn[4] = {};
-  int device = 0;
-  checkCuda(cudaGetDevice(&device), "cudaGetDevice");
-  const uint64_t deviceBit = device < 64 ? uint64_t{1} << device : 0;
-  auto launch = [&](auto kernel, size_t bytes, int which) {
-    if (!(optedIn[which].load(std::memory_order_acquire) & deviceBit)) {
-      checkCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-                "decode attention shared memory");
-      optedIn[which].fetch_or(deviceBit, std::memory_order_release);
-    }
-    launchDependent("decodeAttentionKernel", kernel, grid, kWarps * 32, bytes, stream, q, kv, items, scaleLog2,
-                    scratch, out);
+  auto launch = [&](auto dim) {
+    constexpr int kDim = decltype(dim)::value;
+    constexpr auto kernel = decodeAttentionKernel<kDim, T>;
+    allowSharedBytes<kernel>(sharedBytes<kDim>(), "decode attention shared memory");
+    launchDependent("decodeAttentionKernel", kernel, grid, kWarps * 32, sharedBytes<kDim>(), stream, q, kv, items,
+                    scaleLog2, scratch, out);
   };
   switch (kv.headDim) {
-    case 16: launch(decodeAttentionKernel<16, T>, sharedBytes<16>(), 0); break;
-    case 32: launch(decodeAttentionKernel<32, T>, sharedBytes<32>(), 1); break;
-    case 64: launch(decodeAttentionKernel<64, T>, sharedBytes<64>(), 2); break;
-    case 128: launch(decodeAttentionKernel<128, T>, sharedBytes<128>(), 3); break;
+    case 16: launch(std::integral_constant<int, 16>{}); break;
+    case 32: launch(std::integral_constant<int, 32>{}); break;
+    case 64: launch(std::integral_constant<int, 64>{}); break;
+    case 128: launch(std::integral_constant<int, 128>{}); break;
     default: throw std::runtime_error("decode attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
   }
   if (splits > 1) {

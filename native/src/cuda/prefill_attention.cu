@@ -2,12 +2,15 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
+#include "async_copy.cuh"
 #include "cuda_check.h"
 #include "dependent_launch.cuh"
 #include "half_types.cuh"
 #include "online_softmax.cuh"
 #include "prefill_attention.cuh"
+#include "shared_memory_opt_in.cuh"
 #include "tensor_core_mma.cuh"
 
 namespace loraserve::cuda {
@@ -16,17 +19,29 @@ namespace {
 
 constexpr int kWarps = kPrefillTileRows / 16;  // each warp owns 16 query rows
 constexpr int kKeys = 64;                      // keys per tile
-constexpr int kPad = 8;                        // elements of padding per shared row: conflict-free fragment reads
+constexpr int kPad = 8;                        // elements of padding per shared row: conflict-free ldmatrix
 constexpr float kLog2e = 1.4426950408889634f;
 
+template <int kDim>
+constexpr int kRow = kDim + kPad;
+// One stage: kKeys rows of K, then kKeys rows of V; two stages, one landing while the block computes the other.
+template <int kDim>
+constexpr int kStageElements = 2 * kKeys * kRow<kDim>;
+template <int kDim>
+constexpr size_t kSharedBytes = 2 * kStageElements<kDim> * 2;
+
+// One block per (q head, tile of queries). The tiles run last first: a tile later in its sequence has more keys
+// to read (causal), and starting the longest ones first keeps them off the end of the grid. The K/V tiles stream
+// through two shared stages with cp.async, the next landing while the block scores the current one. At most 168
+// registers (no spills) let 3 blocks share a multiprocessor, where head dim 128 in float16 took 206 and fit 2.
 template <int kDim, typename T>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kWarps * 32, 3)
     prefillAttentionKernel(const T* q, PagedKv<T> kv, const PrefillTile* tiles, float scaleLog2, T* out) {
   waitForPreviousKernel();
-  __shared__ __align__(16) T keys[kKeys][kDim + kPad];
-  __shared__ __align__(16) T values[kKeys][kDim + kPad];
-  const PrefillTile tile = tiles[blockIdx.x];
-  const int head = blockIdx.y;
+  extern __shared__ __align__(16) unsigned char shared[];
+  T* const stages = reinterpret_cast<T*>(shared);
+  const PrefillTile tile = tiles[gridDim.y - 1 - blockIdx.y];
+  const int head = blockIdx.x;
   const int kvHead = head / (kv.numHeads / kv.numKvHeads);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
@@ -53,57 +68,76 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int warpLastPos = tile.firstPos + min(warp * 16 + 15, tile.numRows - 1);
   const int queryPos[2] = {tile.firstPos + row0, tile.firstPos + row1};
   constexpr int kChunks = kDim / 8;  // 16-byte pieces of one key row
+  const int keyTiles = lastPos / kKeys + 1;
 
-  for (int keyStart = 0; keyStart <= lastPos; keyStart += kKeys) {
-    __syncthreads();  // every warp is done with the previous tile
+  // Starts the copy of key tile t into stage t % 2 (keys past lastPos land as zeros).
+  auto startTile = [&](int t) {
+    T* keys = stages + (t % 2) * kStageElements<kDim>;
+    T* values = keys + kKeys * kRow<kDim>;
     for (int c = threadIdx.x; c < kKeys * kChunks; c += blockDim.x) {
       const int key = c / kChunks;
       const int part = c % kChunks;
-      const int position = keyStart + key;
-      uint4 k = make_uint4(0, 0, 0, 0), v = make_uint4(0, 0, 0, 0);
-      if (position <= lastPos) {
-        const int64_t offset = (pagedRow(kv, tile.tableOffset, position) * kv.numKvHeads + kvHead) * kDim + part * 8;
-        k = *reinterpret_cast<const uint4*>(kv.k + offset);
-        v = *reinterpret_cast<const uint4*>(kv.v + offset);
-      }
-      *reinterpret_cast<uint4*>(&keys[key][part * 8]) = k;
-      *reinterpret_cast<uint4*>(&values[key][part * 8]) = v;
+      const int position = t * kKeys + key;
+      const bool inside = position <= lastPos;
+      const int64_t offset =
+          inside ? (pagedRow(kv, tile.tableOffset, position) * kv.numKvHeads + kvHead) * kDim + part * 8 : 0;
+      copyToShared(keys + key * kRow<kDim> + part * 8, kv.k + offset, inside);
+      copyToShared(values + key * kRow<kDim> + part * 8, kv.v + offset, inside);
     }
-    __syncthreads();
-    if (keyStart > warpLastPos) continue;  // causal: these keys all follow this warp's queries
+    commitCopies();
+  };
 
-    float score[kKeys / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) {
-      score[nt][0] = score[nt][1] = score[nt][2] = score[nt][3] = 0.0f;
+  startTile(0);
+  for (int t = 0; t < keyTiles; ++t) {
+    const int keyStart = t * kKeys;
+    if (t + 1 < keyTiles) {
+      startTile(t + 1);  // its stage was last read in iteration t - 1, which every warp has left
+      waitForCopyGroups<1>();
+    } else {
+      waitForCopies();
+    }
+    __syncthreads();  // every thread's copies of tile t have landed
+    const T* keys = stages + (t % 2) * kStageElements<kDim>;
+    const T* values = keys + kKeys * kRow<kDim>;
+    if (keyStart <= warpLastPos) {  // causal: otherwise these keys all follow this warp's queries
+      // S = Q K^T. K rows are B's columns as stored, so ldmatrix loads them untransposed: matrices
+      // (keys +0-7 | +8-15 of a 16-key pair of score tiles) x (dims +0-7 | +8-15).
+      float score[kKeys / 8][4] = {};
+      const int m = lane >> 3;
 #pragma unroll
       for (int ks = 0; ks < kDim / 16; ++ks) {
-        const T* k = &keys[nt * 8 + group][ks * 16 + 2 * quad];
-        mma16816<T>(score[nt], queryFrag[ks], load2(k), load2(k + 8));
+#pragma unroll
+        for (int j = 0; j < kKeys / 16; ++j) {
+          uint32_t b[4];
+          loadMatrices<false>(keys + (j * 16 + (m >> 1) * 8 + (lane & 7)) * kRow<kDim> + ks * 16 + (m & 1) * 8, b);
+          mma16816<T>(score[2 * j], queryFrag[ks], b[0], b[1]);
+          mma16816<T>(score[2 * j + 1], queryFrag[ks], b[2], b[3]);
+        }
       }
-    }
 
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      onlineSoftmaxRow(score, acc, r, scaleLog2, rowMax[r], rowSum[r],
-                       [&](int nt, int e) { return keyStart + nt * 8 + 2 * quad + e <= queryPos[r]; });
-    }
+      for (int r = 0; r < 2; ++r) {
+        onlineSoftmaxRow(score, acc, r, scaleLog2, rowMax[r], rowSum[r],
+                         [&](int nt, int e) { return keyStart + nt * 8 + 2 * quad + e <= queryPos[r]; });
+      }
 
-    // The score accumulators of key tiles 2kk and 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
+      // The score accumulators of key tiles 2kk and 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
 #pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
-      const uint32_t p[4] = {packPair<T>(score[2 * kk][0], score[2 * kk][1]),
-                             packPair<T>(score[2 * kk][2], score[2 * kk][3]),
-                             packPair<T>(score[2 * kk + 1][0], score[2 * kk + 1][1]),
-                             packPair<T>(score[2 * kk + 1][2], score[2 * kk + 1][3])};
+      for (int kk = 0; kk < kKeys / 16; ++kk) {
+        const uint32_t p[4] = {packPair<T>(score[2 * kk][0], score[2 * kk][1]),
+                               packPair<T>(score[2 * kk][2], score[2 * kk][3]),
+                               packPair<T>(score[2 * kk + 1][0], score[2 * kk + 1][1]),
+                               packPair<T>(score[2 * kk + 1][2], score[2 * kk + 1][3])};
 #pragma unroll
-      for (int dt = 0; dt < kDim / 8; dt += 2) {
-        uint32_t b[4];
-        loadMatrices<true>(&values[kk * 16 + (lane & 15)][dt * 8 + (lane >> 4) * 8], b);
-        mma16816<T>(acc[dt], p, b[0], b[1]);
-        mma16816<T>(acc[dt + 1], p, b[2], b[3]);
+        for (int dt = 0; dt < kDim / 8; dt += 2) {
+          uint32_t b[4];
+          loadMatrices<true>(values + (kk * 16 + (lane & 15)) * kRow<kDim> + dt * 8 + (lane >> 4) * 8, b);
+          mma16816<T>(acc[dt], p, b[0], b[1]);
+          mma16816<T>(acc[dt + 1], p, b[2], b[3]);
+        }
       }
     }
+    __syncthreads();  // every warp is done with stage t % 2 before iteration t + 1 refills it
   }
 
   for (float& sum : rowSum) sum = quadSum(sum);
@@ -128,16 +162,19 @@ void prefillAttention(const T* q, const PagedKv<T>& kv, const PrefillTile* tiles
                       cudaStream_t stream) {
   if (numTiles == 0) return;
   const float scaleLog2 = kLog2e / std::sqrt(static_cast<float>(kv.headDim));
-  const dim3 grid(numTiles, kv.numHeads);
-  constexpr int threads = kWarps * 32;
-  auto launch = [&](auto kernel) {
-    launchDependent("prefillAttentionKernel", kernel, grid, threads, 0, stream, q, kv, tiles, scaleLog2, out);
+  const dim3 grid(kv.numHeads, numTiles);
+  auto launch = [&](auto dim) {
+    constexpr int kDim = decltype(dim)::value;
+    constexpr auto kernel = prefillAttentionKernel<kDim, T>;
+    allowSharedBytes<kernel>(kSharedBytes<kDim>, "prefill attention shared memory");
+    launchDependent("prefillAttentionKernel", kernel, grid, kWarps * 32, kSharedBytes<kDim>, stream, q, kv, tiles,
+                    scaleLog2, out);
   };
   switch (kv.headDim) {
-    case 16: launch(prefillAttentionKernel<16, T>); break;
-    case 32: launch(prefillAttentionKernel<32, T>); break;
-    case 64: launch(prefillAttentionKernel<64, T>); break;
-    case 128: launch(prefillAttentionKernel<128, T>); break;
+    case 16: launch(std::integral_constant<int, 16>{}); break;
+    case 32: launch(std::integral_constant<int, 32>{}); break;
+    case 64: launch(std::integral_constant<int, 64>{}); break;
+    case 128: launch(std::integral_constant<int, 128>{}); break;
     default:
       throw std::runtime_error("prefill attention: head_dim " + std::to_string(kv.headDim) + " is not supported");
   }
