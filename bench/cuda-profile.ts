@@ -2,12 +2,13 @@
 // machine, under ncu): the smallest run that holds the decode steps ncu should look at. It prefills N sequences
 // of P tokens (default 512) on the 8B-shaped random checkpoint in DIR (written there first if absent), with K
 // distinct rank-16 all-target adapters round-robin over the batch (default 0: the base model), then runs S decode
-// steps (default 3). bench/ncu_table.py finds the last step's kernels in ncu's output by their repeating order.
+// steps (default 3) and prints their median time. bench/ncu_table.py finds the last step's kernels in ncu's output by their repeating order.
 //   ncu --clock-control none --page raw --csv --print-kernel-base function --metrics gpu__time_duration.sum,
 //       dram__bytes_read.sum,dram__bytes_write.sum node dist/bench/cuda-profile.js ... > ncu.csv
 //   python3 bench/ncu_table.py ncu.csv
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { createEngine } from "../native/addon.js";
 import { loadAdapterFiles } from "../shard/model/adapter.js";
@@ -71,8 +72,17 @@ try {
     last: 0,
   }));
   await stepGreedily(engine, seqs, (seq) => Int32Array.from({ length: prompt }, (_, k) => (seqs.indexOf(seq) * 7919 + k * 31) % model.spec.vocabSize));
-  for (let s = 0; s < steps; s++) await stepGreedily(engine, seqs, (seq) => Int32Array.of(seq.last));
-  console.log(`cuda-profile: batch ${batch}, ${prompt}-token prompts, ${adapterCount} adapters, ${steps} decode steps`);
+  const times: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const start = performance.now();
+    await stepGreedily(engine, seqs, (seq) => Int32Array.of(seq.last));
+    times.push(performance.now() - start);
+  }
+  // Outside ncu, the steps' median (after the first, which captures the graph) is a quick A/B figure for two
+  // builds run one after another on one lease.
+  const timed = times.slice(1).sort((a, b) => a - b);
+  const median = timed.length === 0 ? NaN : timed[Math.floor(timed.length / 2)]!;
+  console.log(`cuda-profile: batch ${batch}, ${prompt}-token prompts, ${adapterCount} adapters, ${steps} decode steps, median ${median.toFixed(3)} ms`);
 } finally {
   engine.close();
 }

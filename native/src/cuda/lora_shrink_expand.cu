@@ -1,4 +1,5 @@
 #include "../lora_target.h"
+#include "async_copy.cuh"
 #include "block_reduce.cuh"
 #include "cuda_check.h"
 #include "dependent_launch.cuh"
@@ -40,50 +41,55 @@ __device__ inline int targetRank(const LoraSlots<T>& slots, int slot, int layer,
 // per rank row and the split of the input give a decode batch (one row per tile) enough warps to keep the
 // memory system busy; the expand adds the splits' partial sums. kRows is the tile's row capacity: 1 for decode
 // steps, whose accumulators then fit a few registers, kLoraTileRows otherwise.
+//
+// x is older than the base product launched just before (dependent_launch.cuh), so the shrink does its work at
+// once, beside the product where the GPU has room, and waits for the product only before it ends: the expand
+// after it adds into the product's output, and v was last read by an expand older still.
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kShrinkWarps * 32)
     loraShrinkKernel(const T* x, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* v) {
-  waitForPreviousKernel();
+  letNextKernelStart();
   const LoraTile tile = tiles[blockIdx.x];
-  if (tile.slot < 0) return;
   const int g = blockIdx.y;
   const int split = blockIdx.z % kLoraShrinkSplits;
   const int r = (blockIdx.z / kLoraShrinkSplits) * kShrinkWarps + (threadIdx.x >> 5);
-  const int rank = targetRank(slots, tile.slot, group.layer, pick(group.target, g));
+  const int rank = tile.slot < 0 ? 0 : targetRank(slots, tile.slot, group.layer, pick(group.target, g));
   // Ranks are padded to a multiple of 8 with zero rows of A, so the expand's 8-wide reads of v stay finite.
-  if (r >= (rank + 7) / 8 * 8) return;
-  const int lane = threadIdx.x & 31;
-  const int in = group.inDim;
-  const int chunk = (in / kLoraShrinkSplits + 7) / 8 * 8;
-  const int kBegin = split * chunk;
-  const int kEnd = min(in, kBegin + chunk);
-  const T* aRow = slots.weights[tile.slot] + pick(group.aOffset, g) + static_cast<int64_t>(r) * in;
-  float acc[kRows];
+  if (r < (rank + 7) / 8 * 8) {
+    const int lane = threadIdx.x & 31;
+    const int in = group.inDim;
+    const int chunk = (in / kLoraShrinkSplits + 7) / 8 * 8;
+    const int kBegin = split * chunk;
+    const int kEnd = min(in, kBegin + chunk);
+    const T* aRow = slots.weights[tile.slot] + pick(group.aOffset, g) + static_cast<int64_t>(r) * in;
+    float acc[kRows];
 #pragma unroll
-  for (int i = 0; i < kRows; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < kRows; ++i) acc[i] = 0.0f;
 #pragma unroll 4
-  for (int k = kBegin + lane * 8; k < kEnd; k += 32 * 8) {
-    float weights[8];
-    load8(aRow + k, weights);
+    for (int k = kBegin + lane * 8; k < kEnd; k += 32 * 8) {
+      float weights[8];
+      load8(aRow + k, weights);
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        if (i < tile.numRows) {
+          float inputs[8];
+          load8(x + static_cast<int64_t>(tile.firstRow + i) * in + k, inputs);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[i] += weights[e] * inputs[e];
+        }
+      }
+    }
+    const int vStride = loraIntermediateStride(slots.maxRank);
+    float* vSplit = v + split * kMaxLoraGroupTargets * slots.maxRank + g * slots.maxRank + r;
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
       if (i < tile.numRows) {
-        float inputs[8];
-        load8(x + static_cast<int64_t>(tile.firstRow + i) * in + k, inputs);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[i] += weights[e] * inputs[e];
+        const float sum = warpSum(acc[i]);
+        if (lane == 0) vSplit[static_cast<int64_t>(tile.firstRow + i) * vStride] = sum;
       }
     }
   }
-  const int vStride = loraIntermediateStride(slots.maxRank);
-  float* vSplit = v + split * kMaxLoraGroupTargets * slots.maxRank + g * slots.maxRank + r;
-#pragma unroll
-  for (int i = 0; i < kRows; ++i) {
-    if (i < tile.numRows) {
-      const float sum = warpSum(acc[i]);
-      if (lane == 0) vSplit[static_cast<int64_t>(tile.firstRow + i) * vStride] = sum;
-    }
-  }
+  awaitPreviousKernel();
 }
 
 // One block per (tile, a run of output columns of the group; `columns` in all). B is [out, maxRank]: a column's B row is maxRank
@@ -96,20 +102,10 @@ template <typename T, int kRows>
 __global__ void __launch_bounds__(kExpandThreads)
     loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* y,
                      int yStride, int columns, int lanes) {
-  waitForPreviousKernel();
   extern __shared__ float tileV[];  // [numRows][targets * maxRank]: the shrink's splits added up
+  // Before the wait, what no kernel of the step writes: the tile, the slot's tables, and B, fetched into L2
+  // while the shrink still runs.
   const LoraTile tile = tiles[blockIdx.x];
-  if (tile.slot < 0) return;
-  const int vStride = loraIntermediateStride(slots.maxRank);
-  const int width = kMaxLoraGroupTargets * slots.maxRank;
-  for (int idx = threadIdx.x; idx < tile.numRows * width; idx += blockDim.x) {
-    const float* partials = v + static_cast<int64_t>(tile.firstRow + idx / width) * vStride + idx % width;
-    float sum = 0.0f;
-#pragma unroll
-    for (int split = 0; split < kLoraShrinkSplits; ++split) sum += partials[split * width];
-    tileV[idx] = sum;
-  }
-  __syncthreads();
   const int lane = threadIdx.x & 31;
   const int sub = lane & (lanes - 1);        // which 8 values of each chunk of 8 * lanes in a B row
   const int columnsPerWarp = 32 / lanes;     // columns one warp instruction covers
@@ -126,10 +122,34 @@ __global__ void __launch_bounds__(kExpandThreads)
     for (int t = 1; t < kMaxLoraGroupTargets; ++t) {
       if (t < group.numTargets && column >= group.outOffset[t]) g[p] = t;
     }
-    const int64_t index = targetIndex(slots, tile.slot, group.layer, pick(group.target, g[p]));
-    rank[p] = column < columns ? slots.ranks[index] : 0;
+    const int64_t index = tile.slot < 0 ? 0 : targetIndex(slots, tile.slot, group.layer, pick(group.target, g[p]));
+    rank[p] = tile.slot >= 0 && column < columns ? slots.ranks[index] : 0;
     scale[p] = rank[p] > 0 ? slots.scales[index] : 0.0f;
   }
+  // Column `column`'s B row, from rank index r0.
+  auto bRow = [&](int p, int r0) {
+    const int column = firstColumn + p * columnsPerWarp;
+    return slots.weights[tile.slot] + pick(group.bOffset, g[p]) +
+           static_cast<int64_t>(column - pick(group.outOffset, g[p])) * slots.maxRank + r0;
+  };
+  for (int r0 = sub * 8; r0 < slots.maxRank; r0 += lanes * 8) {
+#pragma unroll
+    for (int p = 0; p < kExpandPasses; ++p) {
+      if (r0 < rank[p]) prefetchToL2(bRow(p, r0));
+    }
+  }
+  waitForPreviousKernel();  // v, and the product's output y
+  if (tile.slot < 0) return;
+  const int vStride = loraIntermediateStride(slots.maxRank);
+  const int width = kMaxLoraGroupTargets * slots.maxRank;
+  for (int idx = threadIdx.x; idx < tile.numRows * width; idx += blockDim.x) {
+    const float* partials = v + static_cast<int64_t>(tile.firstRow + idx / width) * vStride + idx % width;
+    float sum = 0.0f;
+#pragma unroll
+    for (int split = 0; split < kLoraShrinkSplits; ++split) sum += partials[split * width];
+    tileV[idx] = sum;
+  }
+  __syncthreads();
   float acc[kExpandPasses][kRows];
 #pragma unroll
   for (int p = 0; p < kExpandPasses; ++p) {
@@ -141,12 +161,7 @@ __global__ void __launch_bounds__(kExpandThreads)
     float weights[kExpandPasses][8];
 #pragma unroll
     for (int p = 0; p < kExpandPasses; ++p) {
-      const int column = firstColumn + p * columnsPerWarp;
-      if (r0 < rank[p]) {  // the sums below skip what is not loaded
-        load8(slots.weights[tile.slot] + pick(group.bOffset, g[p]) +
-                  static_cast<int64_t>(column - pick(group.outOffset, g[p])) * slots.maxRank + r0,
-              weights[p]);  // zero past the rank
-      }
+      if (r0 < rank[p]) load8(bRow(p, r0), weights[p]);  // zero past the rank; the sums below skip the rest
     }
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
