@@ -225,7 +225,9 @@ void AdapterSlots<T>::fillImage(std::vector<Piece>& pieces) {
       // piece (one A or B of one layer: hundreds of KB at rank 16) is still in its caches for the second read.
       if (std::is_same_v<T, __half>) {
         float largest = 0.0f;
-        for (int r = 0; r < piece.rows; ++r) largest = std::max(largest, rowMaxAbs(piece.src + r * piece.srcRowBytes, piece.dtype, piece.cols));
+        for (int r = 0; r < piece.rows; ++r) {
+          largest = std::max(largest, rowMaxAbs(piece.src + r * piece.srcRowBytes, piece.dtype, piece.cols));
+        }
         piece.scale = float16UnitScale(largest);
       }
       for (int r = 0; r < piece.readRows; ++r) {

@@ -92,12 +92,12 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
   awaitPreviousKernel();
 }
 
-// One block per (tile, a run of output columns of the group; `columns` in all). B is [out, maxRank]: a column's B row is maxRank
-// contiguous values, so `lanes` neighbouring lanes (maxRank / 8 rounded up to a power of two, at most 32) read
-// one row together, 8 values each, and one warp instruction reads 32 * 8 contiguous values of B: coalesced,
-// however small the rank. Each warp issues the loads of kExpandPasses column runs before it uses any, to keep
-// enough bytes in flight for a kernel that reads each byte once; v comes from shared memory. The lanes of a
-// column add their partial sums with shuffles.
+// One block per (tile, a run of output columns of the group; `columns` in all). B is [out, maxRank]: a column's
+// B row is maxRank contiguous values, so `lanes` neighbouring lanes (maxRank / 8 rounded up to a power of two, at
+// most 32) read one row together, 8 values each, and one warp instruction reads 32 * 8 contiguous values of B:
+// coalesced, however small the rank. Each warp issues the loads of kExpandPasses column runs before it uses any,
+// to keep enough bytes in flight for a kernel that reads each byte once; v comes from shared memory. The lanes of
+// a column add their partial sums with shuffles.
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kExpandThreads)
     loraExpandKernel(const float* v, const LoraTile* tiles, LoraSlots<T> slots, LoraGroup group, float* y,
@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(kExpandThreads)
     rank[p] = tile.slot >= 0 && column < columns ? slots.ranks[index] : 0;
     scale[p] = rank[p] > 0 ? slots.scales[index] : 0.0f;
   }
-  // Column `column`'s B row, from rank index r0.
+  // The B row of pass p's column, from rank index r0 on.
   auto bRow = [&](int p, int r0) {
     const int column = firstColumn + p * columnsPerWarp;
     return slots.weights[tile.slot] + pick(group.bOffset, g[p]) +
