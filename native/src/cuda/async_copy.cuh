@@ -23,9 +23,4 @@ __device__ inline void waitForCopyGroups() {
 
 __device__ inline void waitForCopies() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
-// Starts fetching the cache line at `global` into L2, for a kernel that knows what it will read before it may read
-// it: the LoRA expand's B, fetched while the shrink still runs (dependent_launch.cuh). The base products gain
-// nothing from it: the same prefetch of their first weights made batch 1 and 8 steps 2-3 % slower.
-__device__ inline void prefetchToL2(const void* global) { asm volatile("prefetch.global.L2 [%0];" ::"l"(global)); }
-
 }  // namespace loraserve::cuda
