@@ -36,6 +36,9 @@ class InstantEngine {
     }
     return steps.map((s) => ({ token: s.sample ? 7 : -1, logprob: -0.5, topIds: new Int32Array(), topLogprobs: new Float32Array(), targetLogprobs: new Float32Array(), logits: new Float32Array() }));
   }
+
+  // No clock to keep: the loop's cost is measured here, between the decode steps.
+  resumeFromIdle(): void {}
 }
 
 async function drain(events: AsyncIterable<TokenEvent>): Promise<void> {

@@ -251,8 +251,9 @@ export interface EngineInfo {
   collectiveSeconds: number;
   /**
    * Seconds between consecutive steps (from one's end to the next one's start), and the part of them before the JS
-   * thread had started the next step: what the device waited for the engine loop, or for work (the rest is the
-   * engine's own host work between steps).
+   * thread had started the next step: what the device waited for the engine loop (the rest is the engine's own host
+   * work between steps). A time when the loop had nothing to run is in neither: it ends at resumeFromIdle(), where
+   * the next gap starts.
    */
   stepGapSeconds: number;
   loopWaitSeconds: number;
@@ -269,6 +270,12 @@ export interface NativeEngine {
   loadAdapter(slot: number, adapter: AdapterWeights): Promise<void>;
   /** Frees a slot; no running sequence may still name it. */
   unloadAdapter(slot: number): void;
+  /**
+   * The engine loop had nothing to run since the last step ended and has work again: the time since that end is
+   * idle, not a gap between steps nor a wait for the loop. A leader passes it on to its followers (before the next
+   * step), whose gaps then leave it out too.
+   */
+  resumeFromIdle(): void;
   /**
    * A follower (rank > 0) of a group: runs the leader's steps and adapter loads natively until the leader stops
    * the group (resolves) or the group fails (rejects, naming why). Such an engine takes no other call but info() and close().
@@ -380,6 +387,10 @@ class PackingEngine implements NativeEngine {
 
   unloadAdapter(slot: number): void {
     this.binding.unloadAdapter(slot);
+  }
+
+  resumeFromIdle(): void {
+    this.binding.resumeFromIdle();
   }
 
   async follow(): Promise<void> {

@@ -76,6 +76,7 @@ function watch(native: NativeEngine, registry: () => AdapterRegistry): Watched {
       watched.stepEnds.push(performance.now());
       return results;
     },
+    resumeFromIdle: () => native.resumeFromIdle(),
     loadAdapter: async (slot, weights) => {
       const load = { id: adapterOf(weights), start: performance.now(), end: Number.NaN };
       await native.loadAdapter(slot, weights);

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { SeqResult, SeqStep } from "../native/addon.js";
 import type { AdapterResidency } from "../shard/engine/adapter-residency.js";
 import { belowFairShare, checkAdmission, fairnessHeadroom, OverloadedError } from "../shard/engine/admission.js";
-import { LlmEngine, type TokenEvent } from "../shard/engine/llm-engine.js";
+import { LlmEngine, type LoopEngine, type TokenEvent } from "../shard/engine/llm-engine.js";
 import type { SequenceRequest } from "../shard/engine/sequence.js";
 
 const BLOCK_SIZE = 4;
@@ -20,15 +20,16 @@ const BASE_ONLY: AdapterResidency = {
 };
 
 /** An engine whose steps wait until the test lets them through, each sampling chunk drawing token 7. */
-function gatedEngine(): { step: (steps: SeqStep[]) => Promise<SeqResult[]>; release: () => void } {
+function gatedEngine(): LoopEngine & { release: () => void } {
   const pending: (() => void)[] = [];
   return {
-    step: (steps) =>
+    step: (steps: SeqStep[]) =>
       new Promise((resolve) =>
         pending.push(() =>
           resolve(steps.map((s) => ({ token: s.sample ? 7 : -1, logprob: 0, topIds: new Int32Array(), topLogprobs: new Float32Array(), targetLogprobs: new Float32Array(), logits: new Float32Array() }))),
         ),
       ),
+    resumeFromIdle: () => undefined,
     release: () => pending.splice(0).forEach((go) => go()),
   };
 }

@@ -283,11 +283,11 @@ describe("the harness end to end on the CPU (demo fixture, loraserve serve)", ()
     // The engine stepped for part of the load's wall time, never more than all of it.
     expect(result.engineBusyShare).toBeGreaterThan(0);
     expect(result.engineBusyShare).toBeLessThanOrEqual(1);
-    // The time the engine waited for its loop is part of the rest. Not exactly: the engine counts the gap before
-    // the load's first step (idle since the step before the load) as waiting too, and books it after the counters
-    // were first read; on a loaded 2-core machine that was 1.2 % of this 10 s load.
+    // The time the engine waited for its loop is part of the rest. The idle time before the load's first step is
+    // not waiting (the loop tells the engine when it resumes from idle), so it is not booked inside the load; the
+    // 1 % leaves room for a step that the first read of the counters fell inside, booked whole when it ends.
     expect(result.loopWaitShare).toBeGreaterThanOrEqual(0);
-    expect(result.engineBusyShare + result.loopWaitShare).toBeLessThanOrEqual(1.05);
+    expect(result.engineBusyShare + result.loopWaitShare).toBeLessThanOrEqual(1.01);
     expect(capacity).toHaveLength(1);
     expect(lines.at(-1)).toBe(`n=3 power:0.3 cv=1 rate=4/s: sent ${result.sent} = finished ${result.sent} + failed 0`);
   }, 30_000);

@@ -151,6 +151,32 @@ describe("engine errors and life cycle", () => {
       expect(chained.wait).toBeLessThan(serial.wait - 0.035);
     });
 
+    it("leaves an idle time out of the gap and the wait once the loop says it resumes from it", async () => {
+      const ids = set.refs.prompts[0]!.ids;
+      const pauseMs = 100;
+      // A step, then nothing to run for the pause, then the next step: what the second one adds.
+      const afterPause = async (resumed: boolean): Promise<{ gap: number; wait: number }> => {
+        const first = new TestSequence(h, -1);
+        await h.engine.step([first.step(ids)]);
+        first.release();
+        const before = h.engine.info();
+        await new Promise((resolve) => setTimeout(resolve, pauseMs));
+        if (resumed) h.engine.resumeFromIdle();
+        const next = new TestSequence(h, -1);
+        await h.engine.step([next.step(ids)]);
+        next.release();
+        const after = h.engine.info();
+        return { gap: after.stepGapSeconds - before.stepGapSeconds, wait: after.loopWaitSeconds - before.loopWaitSeconds };
+      };
+      // Not told: the pause is time the device waited for the loop.
+      const untold = await afterPause(false);
+      expect(untold.wait).toBeGreaterThanOrEqual(0.095); // Node's timers may fire a little early by this clock
+      // Told: the gap starts at the resume, so only the step's own start-up is left of it.
+      const resumed = await afterPause(true);
+      expect(resumed.gap).toBeLessThan(0.05);
+      expect(resumed.wait).toBeLessThanOrEqual(resumed.gap);
+    });
+
     it("keeps adapter slots consistent: busy slots, unload during a step, reload", async () => {
       const variant = adapterIds[0]!;
       const slot = h.slots.get(variant)!;

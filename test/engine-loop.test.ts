@@ -1,6 +1,7 @@
 // The engine loop's failure paths (shard/engine/llm-engine.ts): a failed step ends its own sequences only, even
 // though the step started after it fails too (it names entries that never drew); a bug inside the loop ends every
 // request with its error, and the adapters its steps in flight name are released only once the engine is done.
+// And when the loop tells the engine that it resumes from having had nothing to run.
 import { describe, expect, it } from "vitest";
 import type { SeqResult, SeqStep } from "../native/addon.js";
 import type { AdapterResidency } from "../shard/engine/adapter-residency.js";
@@ -18,6 +19,8 @@ const BASE_ONLY: AdapterResidency = { acquire: () => undefined, release: () => u
  */
 class ScriptedEngine {
   readonly started: SeqStep[][] = [];
+  /** How many steps had started each time the loop said it resumed from having nothing to run. */
+  readonly resumedAfter: number[] = [];
   private readonly pending: ((fail: boolean) => void)[] = [];
   private previousFailed = false;
 
@@ -35,6 +38,10 @@ class ScriptedEngine {
         resolve(seqs.map((s) => ({ token: s.sample ? 7 : -1, logprob: 0, topIds: new Int32Array(), topLogprobs: new Float32Array(), targetLogprobs: new Float32Array(), logits: new Float32Array() })));
       }),
     );
+  }
+
+  resumeFromIdle(): void {
+    this.resumedAfter.push(this.started.length);
   }
 
   /** Settles the oldest step still running, then lets the loop go on. */
@@ -81,6 +88,25 @@ describe("the engine loop", () => {
     expect(llm.load()).toEqual({ running: 0, waiting: 0, freeKvBlocks: 16, totalKvBlocks: 16 });
   });
 
+  it("tells the engine when it resumes from having nothing to run, before that run's first step", async () => {
+    const engine = new ScriptedEngine();
+    const llm = new LlmEngine(engine, { numKvBlocks: 16, blockSize: 4, maxBatchPrefillTokens: 64, maxTotalTokens: 64, eosTokenIds: new Set(), adapters: BASE_ONLY });
+    expect(engine.resumedAfter).toEqual([]);
+    // Submitted together: one run of two steps (both prompts, then both decodes), busy from its start to its end.
+    const together = [collect(llm.submit(request(2))), collect(llm.submit(request(2)))];
+    await settle();
+    expect(engine.started).toHaveLength(2);
+    await engine.settle();
+    await engine.settle();
+    expect(await Promise.all(together)).toEqual([0, 1].map(() => ({ tokens: 2, finish: "length", error: null })));
+    // Idle since: the next request starts another run, which says so first.
+    const later = collect(llm.submit(request(1)));
+    await settle();
+    await engine.settle();
+    expect(await later).toEqual({ tokens: 1, finish: "length", error: null });
+    expect(engine.resumedAfter).toEqual([0, 2]);
+  });
+
   it("ends every request when the loop itself fails, and releases the adapter once the step in flight is over", async () => {
     // The adapter is in slot 0 until the prompt's step has started and in none when the next is planned: a residency
     // that contradicts itself, which the loop reports as a bug of its own.
@@ -98,6 +124,7 @@ describe("the engine loop", () => {
         new Promise<SeqResult[]>((resolve) =>
           held.push(() => resolve(steps.map(() => ({ token: 7, logprob: 0, topIds: new Int32Array(), topLogprobs: new Float32Array(), targetLogprobs: new Float32Array(), logits: new Float32Array() })))),
         ),
+      resumeFromIdle: () => undefined,
     };
     const llm = new LlmEngine(engine, { numKvBlocks: 16, blockSize: 4, maxBatchPrefillTokens: 64, maxTotalTokens: 64, eosTokenIds: new Set(), adapters: residency });
     const events: TokenEvent[] = [];

@@ -14,6 +14,7 @@ const NATIVE_ENGINE_METHODS: Record<keyof NativeEngine, true> = {
   step: true,
   loadAdapter: true,
   unloadAdapter: true,
+  resumeFromIdle: true,
   follow: true,
   watchGroup: true,
   close: true,

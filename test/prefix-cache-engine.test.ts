@@ -71,7 +71,7 @@ describe.each(fixtureSets())("prefix cache on $name", (set: FixtureSet) => {
       seen.push(...asked.map((s, i) => ({ step: s, result: results[i]! })));
       return results;
     };
-    const llm = new LlmEngine({ step }, { numKvBlocks: KV_BLOCKS, blockSize: BLOCK_SIZE, maxBatchPrefillTokens: 4096, maxTotalTokens: 256, eosTokenIds: new Set(), adapters: registry, prefixCaching });
+    const llm = new LlmEngine({ step, resumeFromIdle: () => native.resumeFromIdle() }, { numKvBlocks: KV_BLOCKS, blockSize: BLOCK_SIZE, maxBatchPrefillTokens: 4096, maxTotalTokens: 256, eosTokenIds: new Set(), adapters: registry, prefixCaching });
     return { llm, registry, steps };
   }
 

@@ -42,6 +42,7 @@ function recording(engine: NativeEngine): { engine: NativeEngine; steps: SeqStep
       },
       loadAdapter: (slot, weights) => engine.loadAdapter(slot, weights),
       unloadAdapter: (slot) => engine.unloadAdapter(slot),
+      resumeFromIdle: () => engine.resumeFromIdle(),
       follow: () => engine.follow(),
       watchGroup: () => engine.watchGroup(),
       close: () => engine.close(),

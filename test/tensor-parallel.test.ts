@@ -152,6 +152,43 @@ describe.each(fixtureSets())("tensor parallelism on $name", (set) => {
       }
     });
 
+    it("no rank counts the leader's idle time as a gap once the leader's loop says it resumes from it", async () => {
+      const pauseMs = 300;
+      const ports = (await followers.ready).map(({ metricsPort }) => metricsPort);
+      // Every rank's step gaps so far, the leader's first, once each follower has run the leader's steps.
+      const gaps = async (): Promise<number[]> => {
+        const { steps, stepGapSeconds } = group.engine.info();
+        const followerGaps = ports.map(async (port) => {
+          let text = "";
+          const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+          await vi.waitFor(async () => {
+            text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+            expect(value("loraserve_rank_steps_total")).toBe(steps);
+          });
+          return value("loraserve_rank_step_gap_seconds_total");
+        });
+        return [stepGapSeconds, ...(await Promise.all(followerGaps))];
+      };
+      const ids = set.refs.prompts[0]!.ids;
+      // A step, then nothing to run for the pause (well inside the heartbeat's 1 s), then the next step.
+      const afterPause = async (resumed: boolean): Promise<number[]> => {
+        const first = new TestSequence(group, -1);
+        await group.engine.step([first.step(ids)]);
+        first.release();
+        const before = await gaps();
+        await new Promise((resolve) => setTimeout(resolve, pauseMs));
+        if (resumed) group.engine.resumeFromIdle();
+        const next = new TestSequence(group, -1);
+        await group.engine.step([next.step(ids)]);
+        next.release();
+        return (await gaps()).map((gap, rank) => gap - before[rank]!);
+      };
+      // Not told: every rank's gap holds the pause (the followers' with the time it took to read the gaps before it).
+      for (const [rank, gap] of (await afterPause(false)).entries()) expect(gap, `rank ${rank}`).toBeGreaterThanOrEqual(0.29);
+      // Told: the leader's gap starts at the resume, the followers' where the command reached them, before the step.
+      for (const [rank, gap] of (await afterPause(true)).entries()) expect(gap, `rank ${rank}`).toBeLessThan(0.15);
+    });
+
     it("the followers exit cleanly when the leader closes", async () => {
       group.engine.close();
       const exits = await followers.exited();

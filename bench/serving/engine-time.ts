@@ -1,7 +1,8 @@
 // The engine's own share of a load's wall time, from the shard's Prometheus metrics read before and after the
 // load: the leader rank's loraserve_rank_step_seconds_total (the wall time of its engine steps), and of the time
 // between steps, loraserve_rank_loop_wait_seconds_total (before the engine loop had started the next step). What
-// is left of the wall time is the stack's: scheduling, tokenizing, streaming and the gaps between steps.
+// is left of the wall time is the engine's own host work between steps, and the time when the loop had nothing
+// to run (which the engine counts as neither: the loop tells it when it resumes from idle).
 import { performance } from "node:perf_hooks";
 
 const STEP_SECONDS = "loraserve_rank_step_seconds_total";
@@ -24,7 +25,7 @@ export async function readCounters(metricsUrl: string, names: readonly string[])
 export interface EngineShares {
   /** The shard's engine in steps. */
   engineBusyShare: number;
-  /** Between steps, before the engine loop had started the next one (the rest of the idle time is the engine's own host work). */
+  /** Between steps, before the engine loop had started the next one (the rest is host work, or nothing to run). */
   loopWaitShare: number;
 }
 

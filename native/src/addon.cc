@@ -175,6 +175,7 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
                        {InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::step>("step"),
                         InstanceMethod<&EngineWrap::loadAdapter>("loadAdapter"),
                         InstanceMethod<&EngineWrap::unloadAdapter>("unloadAdapter"),
+                        InstanceMethod<&EngineWrap::resumeFromIdle>("resumeFromIdle"),
                         InstanceMethod<&EngineWrap::follow>("follow"),
                         InstanceMethod<&EngineWrap::watchGroup>("watchGroup"),
                         InstanceMethod<&EngineWrap::close>("close")});
@@ -215,6 +216,8 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   }
 
   void unloadAdapter(const Napi::CallbackInfo& info) { open(info.Env())->unloadAdapter(slotAt(info[0])); }
+
+  void resumeFromIdle(const Napi::CallbackInfo& info) { open(info.Env())->resumeFromIdle(); }
 
   // A follower rank's whole life: resolves when the leader stops the group, rejects when the group fails.
   Napi::Value follow(const Napi::CallbackInfo& info) {

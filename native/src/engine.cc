@@ -107,6 +107,11 @@ std::vector<SeqResult> Engine::runStep(const StepTicket& ticket, std::vector<Seq
 
 void Engine::endStep(uint64_t ticket) { steps_.end(ticket); }
 
+void Engine::resumeFromIdle() {
+  stepClock_.resume();
+  if (leader_) leader_->enqueue(encodeResumeFromIdle());
+}
+
 SeqResult Engine::resultFor(const SeqStep& seq, const BatchSegment& segment, const ForwardBatch& batch,
                             std::vector<LogitResult>& answers) {
   SeqResult result;

@@ -52,6 +52,9 @@ class Engine {
   std::vector<SeqResult> runStep(const StepTicket& ticket, std::vector<SeqStep>& seqs);
   // JS thread, once runStep has returned or thrown.
   void endStep(uint64_t ticket);
+  // JS thread: the loop had nothing to run since the last step and has work again; that idle time counts as
+  // neither gap nor loop wait, here and (the command goes out before the next step) on the followers.
+  void resumeFromIdle();
 
   // JS thread: reserves `slot`, which must be free.
   void beginAdapterLoad(int slot);

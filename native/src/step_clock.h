@@ -1,7 +1,8 @@
 // Counts an engine's steps and their wall time, for the per-rank metrics: written by the thread that runs the
 // steps, read by the JS thread at any time (info()). Also the time between one step's end and the next one's
 // start, and the part of it when the next step had not even been started by the JS thread: the device sat idle
-// waiting for the engine loop, not for the engine's own host work.
+// waiting for the engine loop, not for the engine's own host work. A time when the loop had nothing to run is
+// neither: the loop says when it resumes from such a time (resume()), and the next gap starts there.
 #pragma once
 
 #include <algorithm>
@@ -42,6 +43,9 @@ class StepClock {
   };
 
   Timing start(Clock::time_point startedAt = {}) { return Timing(*this, startedAt); }
+  // Any thread: the engine had no work since the last step's end and has some now; the time since that end is
+  // not part of the next step's gap (nor, so, of its wait). A step still running ends later and moves it again.
+  void resume() { lastEndNanos_.store(nanosOf(Clock::now()), std::memory_order_relaxed); }
   uint64_t steps() const { return steps_.load(std::memory_order_relaxed); }
   double seconds() const { return secondsOf(nanos_); }
   // Between consecutive steps: all of it, and the part before the JS thread had started the next step.
@@ -60,7 +64,7 @@ class StepClock {
   std::atomic<uint64_t> nanos_{0};
   std::atomic<uint64_t> gapNanos_{0};
   std::atomic<uint64_t> loopWaitNanos_{0};
-  // 0 until the first step ends.
+  // When the last step ended, or the last resume(); 0 before either.
   std::atomic<int64_t> lastEndNanos_{0};
 };
 

@@ -3,10 +3,9 @@
 // and the shard then stops (shard/main.ts). So the step's requests end as the shard's going down ends them,
 // UNAVAILABLE, not as one request's fault: the router moves a request that had streamed nothing to another
 // group, and tells one that had that its group failed.
-import type { NativeEngine } from "../../native/addon.js";
-import { ShuttingDownError } from "./llm-engine.js";
+import { ShuttingDownError, type LoopEngine } from "./llm-engine.js";
 
-export function groupSteps(engine: Pick<NativeEngine, "step">): Pick<NativeEngine, "step"> {
+export function groupSteps(engine: LoopEngine): LoopEngine {
   return {
     step: async (seqs) => {
       try {
@@ -15,5 +14,6 @@ export function groupSteps(engine: Pick<NativeEngine, "step">): Pick<NativeEngin
         throw new ShuttingDownError(`the tensor-parallel group failed: ${(error as Error).message}`);
       }
     },
+    resumeFromIdle: () => engine.resumeFromIdle(),
   };
 }

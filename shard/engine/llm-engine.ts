@@ -59,6 +59,9 @@ export interface EngineLoad {
 /** The tokens of an entry that runs the previous step's draw: the engine only reads them, so one serves all. */
 const NO_TOKENS = new Int32Array(0);
 
+/** What the loop asks of the engine: its steps, and to know when the loop resumes from having nothing to run. */
+export type LoopEngine = Pick<NativeEngine, "step" | "resumeFromIdle">;
+
 type StepOutcome = { results: SeqResult[] } | { error: unknown };
 
 /** A step the engine is running (or has queued), and what the loop must do once it is over. */
@@ -98,7 +101,7 @@ export class LlmEngine {
 
   constructor(
     /** Only steps: adapter loads are the registry's (shard/adapters/slot-tier.ts). */
-    private readonly engine: Pick<NativeEngine, "step">,
+    private readonly engine: LoopEngine,
     private readonly options: LlmEngineOptions,
   ) {
     this.admission = {
@@ -211,6 +214,9 @@ export class LlmEngine {
   }
 
   private async run(): Promise<void> {
+    // No loop ran since the last step ended: the engine sat idle with nothing to run, which it must not count as
+    // the gap before this run's first step, nor as waiting for the loop.
+    this.engine.resumeFromIdle();
     try {
       for (;;) {
         // Step k+1 is planned and started while step k runs; the engine runs them in that order.

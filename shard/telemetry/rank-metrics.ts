@@ -14,12 +14,12 @@ export function watchRankEngine(set: MetricSet, engine: Pick<NativeEngine, "info
   );
   set.observedCounter(
     "loraserve_rank_step_gap_seconds_total",
-    "Time between this rank's consecutive engine steps, from one's end to the next one's start",
+    "Time between this rank's consecutive engine steps, from one's end to the next one's start (a time when the engine loop had nothing to run is left out)",
     () => engine.info().stepGapSeconds,
   );
   set.observedCounter(
     "loraserve_rank_loop_wait_seconds_total",
-    "Of the time between steps, the part before the engine loop had started the next step (waiting for the loop or for work)",
+    "Of the time between steps, the part before the engine loop had started the next step (waiting for the loop)",
     () => engine.info().loopWaitSeconds,
   );
 }

@@ -8,7 +8,7 @@ import type { ProgressSink } from "../../telemetry/progress.js";
 import { ATTR, operationName, SHARD_HEADER } from "../../telemetry/attributes.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { extractTraceContext } from "../../telemetry/trace-context.js";
-import type { LlmEngine, TokenEvent } from "../engine/llm-engine.js";
+import type { LlmEngine, LoopEngine, TokenEvent } from "../engine/llm-engine.js";
 import type { ResidencyListener } from "../engine/adapter-residency.js";
 import type { SequenceObserver } from "../engine/sequence-observer.js";
 import type { SequenceRequest } from "../engine/sequence.js";
@@ -53,7 +53,7 @@ export class ShardTelemetry {
   }
 
   /** The engine with its steps timed, for the engine loop. */
-  timeSteps(engine: Pick<NativeEngine, "step">): Pick<NativeEngine, "step"> {
+  timeSteps(engine: LoopEngine): LoopEngine {
     return timedSteps(engine, this.metrics);
   }
 

@@ -1,10 +1,10 @@
 // The engine's steps as the engine loop runs them, each one timed and its batch size counted. A plain wrapper
-// of the one method the loop calls.
+// of what the loop calls: the steps are timed, the resume from idle passes through.
 import { performance } from "node:perf_hooks";
-import type { NativeEngine } from "../../native/addon.js";
+import type { LoopEngine } from "../engine/llm-engine.js";
 import type { ShardMetrics } from "./shard-metrics.js";
 
-export function timedSteps(engine: Pick<NativeEngine, "step">, metrics: ShardMetrics): Pick<NativeEngine, "step"> {
+export function timedSteps(engine: LoopEngine, metrics: ShardMetrics): LoopEngine {
   // The loop starts a step while the one before runs, and the engine runs them one after the other: a step began
   // when it was started or when the one before it ended, whichever is later (as the JS thread saw that end).
   let lastEndedAt = 0;
@@ -19,5 +19,6 @@ export function timedSteps(engine: Pick<NativeEngine, "step">, metrics: ShardMet
       metrics.batchSize.observe({}, seqs.length);
       return results;
     },
+    resumeFromIdle: () => engine.resumeFromIdle(),
   };
 }

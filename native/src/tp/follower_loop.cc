@@ -28,6 +28,9 @@ void followLeader(Communicator& communicator, Backend& backend, const ModelSpec&
         break;
       case RankCommandKind::Heartbeat:
         break;
+      case RankCommandKind::ResumeFromIdle:
+        clock.resume();
+        break;
       case RankCommandKind::Stop:
         return;
     }

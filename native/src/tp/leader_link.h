@@ -1,10 +1,10 @@
 // The leader's end of a tensor-parallel group: it owns the order in which the group's communicator is used.
 // A step's command and the step's own collectives run as one unit (runStep), so nothing interleaves with them;
-// adapter loads and unloads are queued and go out, in the order they happened, before the next step or
-// heartbeat, so a follower's slots change exactly where the leader's did between steps. A heartbeat goes out
-// when the group has been idle for `heartbeatInterval`, so followers never wait longer than the collective
-// timeout and a dead rank is noticed while idle too. The first failure breaks the link for good: the group has
-// no partial state worth saving (the shard reports it and exits).
+// adapter loads and unloads (and the loop's resumes from idle) are queued and go out, in the order they
+// happened, before the next step or heartbeat, so a follower's slots change exactly where the leader's did
+// between steps. A heartbeat goes out when the group has been idle for `heartbeatInterval`, so followers never
+// wait longer than the collective timeout and a dead rank is noticed while idle too. The first failure breaks
+// the link for good: the group has no partial state worth saving (the shard reports it and exits).
 #pragma once
 
 #include <atomic>

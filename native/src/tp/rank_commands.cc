@@ -170,6 +170,12 @@ std::vector<uint8_t> encodeHeartbeat() {
   return out.take();
 }
 
+std::vector<uint8_t> encodeResumeFromIdle() {
+  ByteWriter out;
+  out.put(RankCommandKind::ResumeFromIdle);
+  return out.take();
+}
+
 void sendRankCommand(Communicator& communicator, std::vector<uint8_t> command) {
   uint64_t size = command.size();
   communicator.broadcast(&size, sizeof(size), 0);
@@ -230,6 +236,7 @@ RankCommand decodeRankCommand(const std::vector<uint8_t>& bytes) {
       break;
     case RankCommandKind::Stop:
     case RankCommandKind::Heartbeat:
+    case RankCommandKind::ResumeFromIdle:
       break;
     default:
       throw std::runtime_error("tensor parallelism: unknown command from the group's leader");
