@@ -23,11 +23,6 @@ constexpr int kStages = 3;     // tiles a warp has in flight or in use: two load
 constexpr int kPad = 8;        // elements of padding per shared row: conflict-free ldmatrix
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Scores are kept in the log2 domain (scaled by log2 e) so each exponential is one exp2f.
-__device__ inline float rescale(float oldMax, float newMax) {
-  return oldMax == -INFINITY ? 0.0f : exp2f(oldMax - newMax);
-}
-
 template <int kDim>
 constexpr int kStride = kDim + kPad;
 // One stage of a warp: kKeys rows of K, then kKeys rows of V.
@@ -195,25 +190,18 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int idx = threadIdx.x; idx < group * kDim; idx += blockDim.x) {
     const int g = idx / kDim;
     const int d = idx % kDim;
-    float maxAll = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) maxAll = fmaxf(maxAll, warpState[w][g][kDim]);
-    float sum = 0.0f, value = 0.0f;
-    for (int w = 0; w < kWarps; ++w) {
-      const float weight = rescale(warpState[w][g][kDim], maxAll);
-      sum += warpState[w][g][kDim + 1] * weight;
-      value += warpState[w][g][d] * weight;
-    }
+    const MergedSoftmax merged = mergeSoftmaxStates(&warpState[0][g][0], kWarps, kMaxGroup * (kDim + 2), kDim, d);
     const int head = kvHead * group + g;
     if (splits == 1) {
       out[(static_cast<int64_t>(item.row) * kv.numHeads + head) * kDim + d] =
-          fromFloat<T>(sum > 0.0f ? value / sum : 0.0f);
+          fromFloat<T>(merged.output());
     } else {
       float* partial =
           scratch + ((static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits + split) * (kDim + 2);
-      partial[d] = value;
+      partial[d] = merged.value;
       if (d == 0) {
-        partial[kDim] = maxAll;
-        partial[kDim + 1] = sum;
+        partial[kDim] = merged.max;
+        partial[kDim + 1] = merged.sum;
       }
     }
   }
@@ -225,18 +213,10 @@ __global__ void mergeSplitsKernel(PagedKv<T> kv, const DecodeItem* items, int sp
   const int head = blockIdx.y;
   const int dim = kv.headDim;
   const float* partials = scratch + (static_cast<int64_t>(blockIdx.x) * kv.numHeads + head) * splits * (dim + 2);
-  float maxAll = -INFINITY;
-  for (int s = 0; s < splits; ++s) maxAll = fmaxf(maxAll, partials[s * (dim + 2) + dim]);
   for (int d = threadIdx.x; d < dim; d += blockDim.x) {
-    float sum = 0.0f, value = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float* partial = partials + s * (dim + 2);
-      const float weight = rescale(partial[dim], maxAll);
-      sum += partial[dim + 1] * weight;
-      value += partial[d] * weight;
-    }
+    const MergedSoftmax merged = mergeSoftmaxStates(partials, splits, dim + 2, dim, d);
     out[(static_cast<int64_t>(items[blockIdx.x].row) * kv.numHeads + head) * dim + d] =
-        fromFloat<T>(sum > 0.0f ? value / sum : 0.0f);
+        fromFloat<T>(merged.output());
   }
 }
 

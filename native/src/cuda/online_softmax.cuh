@@ -59,4 +59,28 @@ __device__ inline float quadSum(float value) {
   return value;
 }
 
+// Softmax states of one row that saw different keys (the warps of a block, the splits of a long context), each
+// [dim output values, running max, running sum] and `stride` floats after the one before: the merged max and
+// sum, and the merged output element d, not yet divided by the sum.
+struct MergedSoftmax {
+  float max;
+  float sum;
+  float value;
+  // The output element: 0 for a row with no key to attend to.
+  __device__ float output() const { return sum > 0.0f ? value / sum : 0.0f; }
+};
+
+__device__ inline MergedSoftmax mergeSoftmaxStates(const float* states, int count, int stride, int dim, int d) {
+  MergedSoftmax merged{-INFINITY, 0.0f, 0.0f};
+  for (int i = 0; i < count; ++i) merged.max = fmaxf(merged.max, states[i * stride + dim]);
+  for (int i = 0; i < count; ++i) {
+    const float* state = states + i * stride;
+    // A state that saw only masked keys (max -inf) weighs nothing, and no -inf - -inf makes a NaN.
+    const float weight = state[dim] == -INFINITY ? 0.0f : exp2f(state[dim] - merged.max);
+    merged.sum += state[dim + 1] * weight;
+    merged.value += state[d] * weight;
+  }
+  return merged;
+}
+
 }  // namespace loraserve::cuda
