@@ -11,7 +11,7 @@ namespace {
 
 constexpr int kShrinkWarps = 8;  // rank rows per shrink block: one warp each
 constexpr int kExpandThreads = 128;
-constexpr int kDecodeExpandPasses = 8;   // column runs each expand warp loads before it adds any: one-row tiles
+constexpr int kDecodeExpandPasses = 4;   // column runs each expand warp loads before it adds any: one-row tiles
 constexpr int kPrefillExpandPasses = 4;  // tiles of up to kLoraTileRows rows
 
 // group.x[g] with a run-time g would copy the whole parameter struct to local memory for every thread (real
