@@ -1,5 +1,5 @@
 // cuda::ropeAndWriteKv against the CPU applyRope(): float32 fused qkv rows in; rotated q, and k and v written
-// into their (shuffled) cache slots, in T. Plain, linear x4 and llama3 scaling; head_dim 128 and 32.
+// into their (shuffled) cache slots, in T. Plain, linear x4 and llama3 scaling; head_dim 128, 32 and 16.
 #include <numeric>
 
 #include "../src/cpu/rope.h"
@@ -68,6 +68,8 @@ void checkAll() {
   checkRope<T>("llama3", spec);
   spec.headDim = 32;
   checkRope<T>("llama3 d32", spec);
+  spec.headDim = 16;
+  checkRope<T>("llama3 d16", spec);
 }
 
 }  // namespace

@@ -26,6 +26,7 @@ template <typename T>
 void checkAll() {
   checkRows<T>(5, 14336);
   checkRows<T>(2, 40);
+  checkRows<T>(3, 37);  // not divisible by 4: one value per thread
 }
 
 }  // namespace
