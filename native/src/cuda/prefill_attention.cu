@@ -17,10 +17,18 @@ namespace loraserve::cuda {
 
 namespace {
 
-constexpr int kWarps = kPrefillTileRows / 16;  // each warp owns 16 query rows
-constexpr int kKeys = 64;                      // keys per tile
-constexpr int kPad = 8;                        // elements of padding per shared row: conflict-free ldmatrix
+// Each warp owns kRowTiles 16-row mma tiles of queries, so every K and V fragment it reads from shared memory
+// feeds kRowTiles products (with one, each 512-byte ldmatrix feeds two mmas). The three figures trade that reuse
+// against registers: 1 tile a warp, 64 keys a tile and 3 blocks a multiprocessor fit 168 registers with no spills
+// (head dim 128, float16), the measured setting; 2 tiles (kPrefillTileRows 128) fit 252 at 16 keys and 2 blocks,
+// and spill at 32 keys (docs/performance.md, prefill).
+constexpr int kRowTiles = 1;
+constexpr int kWarps = kPrefillTileRows / (16 * kRowTiles);
+constexpr int kKeys = 64;  // keys per tile
+constexpr int kPad = 8;    // elements of padding per shared row: conflict-free ldmatrix
 constexpr float kLog2e = 1.4426950408889634f;
+static_assert(kWarps * 16 * kRowTiles == kPrefillTileRows, "a tile's rows are its warps' mma tiles");
+constexpr int kBlocksPerMultiprocessor = 3;
 
 template <int kDim>
 constexpr int kRow = kDim + kPad;
@@ -32,10 +40,9 @@ constexpr size_t kSharedBytes = 2 * kStageElements<kDim> * 2;
 
 // One block per (q head, tile of queries). The tiles run last first: a tile later in its sequence has more keys
 // to read (causal), and starting the longest ones first keeps them off the end of the grid. The K/V tiles stream
-// through two shared stages with cp.async, the next landing while the block scores the current one. At most 168
-// registers (no spills) let 3 blocks share a multiprocessor, where head dim 128 in float16 took 206 and fit 2.
+// through two shared stages with cp.async, the next landing while the block scores the current one.
 template <int kDim, typename T>
-__global__ void __launch_bounds__(kWarps * 32, 3)
+__global__ void __launch_bounds__(kWarps * 32, kBlocksPerMultiprocessor)
     prefillAttentionKernel(const T* q, PagedKv<T> kv, const PrefillTile* tiles, float scaleLog2, T* out) {
   waitForPreviousKernel();
   extern __shared__ __align__(16) unsigned char shared[];
@@ -47,26 +54,31 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
   const int warp = threadIdx.x >> 5;
   const int group = lane >> 2;
   const int quad = lane & 3;
-  const int row0 = warp * 16 + group;  // this lane's two query rows in the tile: row0 and row0 + 8
-  const int row1 = row0 + 8;
+  const int warpFirstRow = warp * 16 * kRowTiles;
+  // This lane's two query rows of m tile mt: rowOf(mt, 0) and rowOf(mt, 1), 8 apart.
+  auto rowOf = [&](int mt, int r) { return warpFirstRow + mt * 16 + group + 8 * r; };
 
-  uint32_t queryFrag[kDim / 16][4];
-  {
+  uint32_t queryFrag[kRowTiles][kDim / 16][4];
+#pragma unroll
+  for (int mt = 0; mt < kRowTiles; ++mt) {
+    const int row0 = rowOf(mt, 0), row1 = rowOf(mt, 1);
     const T* q0 = q + ((static_cast<int64_t>(tile.firstRow) + row0) * kv.numHeads + head) * kDim;
     const T* q1 = q + ((static_cast<int64_t>(tile.firstRow) + row1) * kv.numHeads + head) * kDim;
-    const bool valid0 = row0 < tile.numRows, valid1 = row1 < tile.numRows;
-    loadRowFragments<kDim>(q0, q1, valid0, valid1, quad, queryFrag);
+    loadRowFragments<kDim>(q0, q1, row0 < tile.numRows, row1 < tile.numRows, quad, queryFrag[mt]);
   }
 
-  float acc[kDim / 8][4];
+  float acc[kRowTiles][kDim / 8][4];
+  float rowMax[kRowTiles][2], rowSum[kRowTiles][2];  // this lane's share of the sum; the quad's are added at the end
 #pragma unroll
-  for (int dt = 0; dt < kDim / 8; ++dt) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
-  float rowMax[2] = {-INFINITY, -INFINITY};
-  float rowSum[2] = {0.0f, 0.0f};  // this lane's share; the quad's four shares are added at the end
+  for (int mt = 0; mt < kRowTiles; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < kDim / 8; ++dt) acc[mt][dt][0] = acc[mt][dt][1] = acc[mt][dt][2] = acc[mt][dt][3] = 0.0f;
+    rowMax[mt][0] = rowMax[mt][1] = -INFINITY;
+    rowSum[mt][0] = rowSum[mt][1] = 0.0f;
+  }
 
   const int lastPos = tile.firstPos + tile.numRows - 1;
-  const int warpLastPos = tile.firstPos + min(warp * 16 + 15, tile.numRows - 1);
-  const int queryPos[2] = {tile.firstPos + row0, tile.firstPos + row1};
+  const int warpLastPos = tile.firstPos + min(warpFirstRow + 16 * kRowTiles - 1, tile.numRows - 1);
   constexpr int kChunks = kDim / 8;  // 16-byte pieces of one key row
   const int keyTiles = lastPos / kKeys + 1;
 
@@ -102,7 +114,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
     if (keyStart <= warpLastPos) {  // causal: otherwise these keys all follow this warp's queries
       // S = Q K^T. K rows are B's columns as stored, so ldmatrix loads them untransposed: matrices
       // (keys +0-7 | +8-15 of a 16-key pair of score tiles) x (dims +0-7 | +8-15).
-      float score[kKeys / 8][4] = {};
+      float score[kRowTiles][kKeys / 8][4] = {};
       const int m = lane >> 3;
 #pragma unroll
       for (int ks = 0; ks < kDim / 16; ++ks) {
@@ -110,47 +122,64 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
         for (int j = 0; j < kKeys / 16; ++j) {
           uint32_t b[4];
           loadMatrices<false>(keys + (j * 16 + (m >> 1) * 8 + (lane & 7)) * kRow<kDim> + ks * 16 + (m & 1) * 8, b);
-          mma16816<T>(score[2 * j], queryFrag[ks], b[0], b[1]);
-          mma16816<T>(score[2 * j + 1], queryFrag[ks], b[2], b[3]);
+#pragma unroll
+          for (int mt = 0; mt < kRowTiles; ++mt) {
+            mma16816<T>(score[mt][2 * j], queryFrag[mt][ks], b[0], b[1]);
+            mma16816<T>(score[mt][2 * j + 1], queryFrag[mt][ks], b[2], b[3]);
+          }
         }
       }
 
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        onlineSoftmaxRow(score, acc, r, scaleLog2, rowMax[r], rowSum[r],
-                         [&](int nt, int e) { return keyStart + nt * 8 + 2 * quad + e <= queryPos[r]; });
+      for (int mt = 0; mt < kRowTiles; ++mt) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int queryPos = tile.firstPos + rowOf(mt, r);
+          onlineSoftmaxRow(score[mt], acc[mt], r, scaleLog2, rowMax[mt][r], rowSum[mt][r],
+                           [&](int nt, int e) { return keyStart + nt * 8 + 2 * quad + e <= queryPos; });
+        }
       }
 
       // The score accumulators of key tiles 2kk and 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
 #pragma unroll
       for (int kk = 0; kk < kKeys / 16; ++kk) {
-        const uint32_t p[4] = {packPair<T>(score[2 * kk][0], score[2 * kk][1]),
-                               packPair<T>(score[2 * kk][2], score[2 * kk][3]),
-                               packPair<T>(score[2 * kk + 1][0], score[2 * kk + 1][1]),
-                               packPair<T>(score[2 * kk + 1][2], score[2 * kk + 1][3])};
+        uint32_t p[kRowTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kRowTiles; ++mt) {
+          p[mt][0] = packPair<T>(score[mt][2 * kk][0], score[mt][2 * kk][1]);
+          p[mt][1] = packPair<T>(score[mt][2 * kk][2], score[mt][2 * kk][3]);
+          p[mt][2] = packPair<T>(score[mt][2 * kk + 1][0], score[mt][2 * kk + 1][1]);
+          p[mt][3] = packPair<T>(score[mt][2 * kk + 1][2], score[mt][2 * kk + 1][3]);
+        }
 #pragma unroll
         for (int dt = 0; dt < kDim / 8; dt += 2) {
           uint32_t b[4];
           loadMatrices<true>(values + (kk * 16 + (lane & 15)) * kRow<kDim> + dt * 8 + (lane >> 4) * 8, b);
-          mma16816<T>(acc[dt], p, b[0], b[1]);
-          mma16816<T>(acc[dt + 1], p, b[2], b[3]);
+#pragma unroll
+          for (int mt = 0; mt < kRowTiles; ++mt) {
+            mma16816<T>(acc[mt][dt], p[mt], b[0], b[1]);
+            mma16816<T>(acc[mt][dt + 1], p[mt], b[2], b[3]);
+          }
         }
       }
     }
     __syncthreads();  // every warp is done with stage t % 2 before iteration t + 1 refills it
   }
 
-  for (float& sum : rowSum) sum = quadSum(sum);
-  const int rows[2] = {row0, row1};
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (rows[r] >= tile.numRows) continue;
-    const float inverse = rowSum[r] > 0.0f ? 1.0f / rowSum[r] : 0.0f;
-    T* o = out + ((static_cast<int64_t>(tile.firstRow) + rows[r]) * kv.numHeads + head) * kDim;
+  for (int mt = 0; mt < kRowTiles; ++mt) {
 #pragma unroll
-    for (int dt = 0; dt < kDim / 8; ++dt) {
-      *reinterpret_cast<uint32_t*>(o + dt * 8 + 2 * quad) =
-          packPair<T>(acc[dt][2 * r] * inverse, acc[dt][2 * r + 1] * inverse);
+    for (int r = 0; r < 2; ++r) {
+      const float sum = quadSum(rowSum[mt][r]);
+      const int row = rowOf(mt, r);
+      if (row >= tile.numRows) continue;
+      const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
+      T* o = out + ((static_cast<int64_t>(tile.firstRow) + row) * kv.numHeads + head) * kDim;
+#pragma unroll
+      for (int dt = 0; dt < kDim / 8; ++dt) {
+        *reinterpret_cast<uint32_t*>(o + dt * 8 + 2 * quad) =
+            packPair<T>(acc[mt][dt][2 * r] * inverse, acc[mt][dt][2 * r + 1] * inverse);
+      }
     }
   }
 }
