@@ -1,8 +1,9 @@
-// `node dist/bench/cuda-profile.js --checkpoint DIR --batch N [--prompt P] [--steps S] [--adapters K]` (on the GPU
-// machine, under ncu): the smallest run that holds the decode steps ncu should look at. It prefills N sequences
-// of P tokens (default 512) on the 8B-shaped random checkpoint in DIR (written there first if absent), with K
-// distinct rank-16 all-target adapters round-robin over the batch (default 0: the base model), then runs S decode
-// steps (default 3) and prints their median time. bench/ncu_table.py finds the last step's kernels in ncu's output by their repeating order.
+// `node dist/bench/cuda-profile.js --checkpoint DIR --batch N [--prompt P] [--steps S] [--adapters K] [--prefills R]`
+// (on the GPU machine, under ncu): the smallest run that holds the decode steps ncu should look at. It prefills N
+// sequences of P tokens (default 512) on the 8B-shaped random checkpoint in DIR (written there first if absent),
+// with K distinct rank-16 all-target adapters round-robin over the batch (default 0: the base model), then runs S
+// decode steps (default 3) and prints their median time. With R > 0 it first runs the prefill step R more times
+// (into the same cache blocks) and prints their median too. bench/ncu_table.py finds the last step's kernels in ncu's output by their repeating order.
 //   ncu --clock-control none --page raw --csv --print-kernel-base function --metrics gpu__time_duration.sum,
 //       dram__bytes_read.sum,dram__bytes_write.sum node dist/bench/cuda-profile.js ... > ncu.csv
 //   python3 bench/ncu_table.py ncu.csv
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     prompt: { type: "string" },
     steps: { type: "string" },
     adapters: { type: "string" },
+    prefills: { type: "string" },
   },
 });
 if (values.checkpoint === undefined || values.batch === undefined) throw new Error("cuda-profile: --checkpoint DIR and --batch N are required");
@@ -42,6 +44,7 @@ const batch = positiveInteger(values.batch, "batch", 1);
 const prompt = positiveInteger(values.prompt, "prompt", 512);
 const steps = positiveInteger(values.steps, "steps", 3);
 const adapterCount = positiveInteger(values.adapters, "adapters", 0, 0);
+const prefills = positiveInteger(values.prefills, "prefills", 0, 0);
 
 if (!existsSync(join(dir, "model", "config.json"))) writeRandomModel(join(dir, "model"), LLAMA3_8B_SHAPE);
 const pool = adapterPool();
@@ -71,7 +74,14 @@ try {
     position: 0,
     last: 0,
   }));
-  await stepGreedily(engine, seqs, (seq) => Int32Array.from({ length: prompt }, (_, k) => (seqs.indexOf(seq) * 7919 + k * 31) % model.spec.vocabSize));
+  const promptTokens = (seq: BenchSeq) => Int32Array.from({ length: prompt }, (_, k) => (seqs.indexOf(seq) * 7919 + k * 31) % model.spec.vocabSize);
+  const prefillTimes: number[] = [];
+  for (let p = 0; p <= prefills; p++) {
+    for (const seq of seqs) seq.position = 0;
+    const start = performance.now();
+    await stepGreedily(engine, seqs, promptTokens);
+    if (p > 0) prefillTimes.push(performance.now() - start);
+  }
   const times: number[] = [];
   for (let s = 0; s < steps; s++) {
     const start = performance.now();
@@ -80,9 +90,9 @@ try {
   }
   // Outside ncu, the steps' median (after the first, which captures the graph) is a quick A/B figure for two
   // builds run one after another on one lease.
-  const timed = times.slice(1).sort((a, b) => a - b);
-  const median = timed.length === 0 ? NaN : timed[Math.floor(timed.length / 2)]!;
-  console.log(`cuda-profile: batch ${batch}, ${prompt}-token prompts, ${adapterCount} adapters, ${steps} decode steps, median ${median.toFixed(3)} ms`);
+  const median = (values: number[]) => (values.length === 0 ? NaN : [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!);
+  const prefilled = prefills === 0 ? "" : `, prefill median ${median(prefillTimes).toFixed(3)} ms`;
+  console.log(`cuda-profile: batch ${batch}, ${prompt}-token prompts, ${adapterCount} adapters, ${steps} decode steps, median ${median(times.slice(1)).toFixed(3)} ms${prefilled}`);
 } finally {
   engine.close();
 }
